@@ -1,0 +1,1 @@
+"""Prompts: the free-form profile-generation prompt and the recommender (f_Rec) prompts."""

@@ -1,0 +1,24 @@
+"""Untrusted text (titles, tags, descriptions, profiles) inside prompts.
+
+Every piece of item or user text is put in as a JSON string literal: quotes, backslashes, newlines and
+control characters are escaped, and ``<`` / ``>`` become ``\\u003c`` / ``\\u003e`` so that no item can open or
+close the prompt's own ``<tag>`` delimiters or start a new line of instructions. Lengths are capped.
+"""
+
+from __future__ import annotations
+
+import json
+
+MAX_TITLE_CHARS = 120
+MAX_TEXT_CHARS = 2_000
+
+
+def quote(text: str, max_chars: int = MAX_TITLE_CHARS) -> str:
+    """``text`` as a single-line, delimiter-safe JSON string, cut to ``max_chars`` characters."""
+    cut = text if len(text) <= max_chars else text[: max_chars - 1] + "…"
+    return json.dumps(cut, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def block(tag: str, body: str) -> str:
+    """A delimited section; ``body`` must already be made of :func:`quote`-d values."""
+    return f"<{tag}>\n{body}\n</{tag}>"

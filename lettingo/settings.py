@@ -1,0 +1,75 @@
+"""One typed settings object, read from ``LETTINGO_*`` environment variables (and a ``.env`` file).
+
+Every field is documented in the README's settings table; ``lettingo settings`` prints the values in force
+(secrets masked).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LETTINGO_", env_file=".env", extra="ignore")
+
+    # --- where things live ---
+    home: Path = Field(Path(".lettingo"), description="Folder for the broker's data, models, registry, worker state.")
+    dataset: Path = Field(Path("../shared/data/ml-latest-small"), description="Dataset used by the demo and replay.")
+
+    # --- Kafka ---
+    kafka_bootstrap: str | None = Field(
+        None, description="host:port of a running broker; unset means the local broker started by `lettingo broker`."
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = Field(None, description="e.g. PLAIN or SCRAM-SHA-512 when using SASL.")
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    broker_port: int = Field(19092, ge=1, le=65535, description="Client port of the local broker.")
+    controller_port: int = Field(19093, ge=1, le=65535, description="KRaft controller port of the local broker.")
+    broker_heap: str = Field("512m", description="Java heap (-Xmx) of the local broker.")
+    topic_partitions: int = Field(4, ge=1, description="Partitions of every user-keyed topic (they must match).")
+    topic_replication: int = Field(1, ge=1, description="Replication factor of created topics.")
+    topic_prefix: str = Field("", description="Prefix for every topic name, to share a cluster.")
+    max_message_bytes: int = Field(65_536, ge=1024, description="Larger input messages go to dead-letters.")
+
+    # --- worker ---
+    app_id: str = Field("lettingo", description="Faust app id (consumer group and changelog prefix).")
+    web_port: int = Field(6066, ge=1, le=65535, description="Worker web port: profiles, health, /metrics.")
+
+    @property
+    def bootstrap(self) -> str:
+        return self.kafka_bootstrap or f"127.0.0.1:{self.broker_port}"
+
+    @property
+    def uses_local_broker(self) -> bool:
+        return self.kafka_bootstrap is None
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    def path(self, *parts: str) -> Path:
+        return self.home.joinpath(*parts)
+
+    def kafka_client_config(self) -> dict[str, object]:
+        """Keyword arguments shared by aiokafka clients (and mapped onto Faust's broker settings)."""
+        cfg: dict[str, object] = {
+            "bootstrap_servers": self.bootstrap,
+            "security_protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism:
+            cfg["sasl_mechanism"] = self.kafka_sasl_mechanism
+            cfg["sasl_plain_username"] = self.kafka_sasl_username
+            cfg["sasl_plain_password"] = (
+                self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
+            )
+        return cfg
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
