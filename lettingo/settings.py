@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     kafka_sasl_password: SecretStr | None = None
     broker_port: int = Field(19092, ge=1, le=65535, description="Client port of the local broker.")
     controller_port: int = Field(19093, ge=1, le=65535, description="KRaft controller port of the local broker.")
+    kafka_libs: Path | None = Field(
+        None, description="Folder of the Kafka jars fetched from Maven Central; unset means <home>/kafka/libs."
+    )
     broker_heap: str = Field("512m", description="Java heap (-Xmx) of the local broker.")
     topic_partitions: int = Field(4, ge=1, description="Partitions of every user-keyed topic (they must match).")
     topic_replication: int = Field(1, ge=1, description="Replication factor of created topics.")

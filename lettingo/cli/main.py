@@ -10,8 +10,14 @@ import logging
 import sys
 from importlib.metadata import entry_points
 
-import click
 import typer
+
+try:  # typer >= 0.26 vendors its own click; older ones use the click package
+    from typer._click import exceptions as click_exc
+    from typer._click.utils import echo
+except ImportError:  # pragma: no cover
+    from click import echo
+    from click import exceptions as click_exc
 
 from lettingo.cli.errors import UserError
 from lettingo.settings import get_settings
@@ -62,22 +68,24 @@ def main(argv: list[str] | None = None) -> None:
     _register_plugins()
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="lettingo", standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as e:
-        click.echo(e.ctx.get_help() if e.ctx else str(e))
+        # Without standalone mode, an Exit raised by a command comes back as its code.
+        code = command.main(args=argv, prog_name="lettingo", standalone_mode=False)
+    except click_exc.NoArgsIsHelpError as e:
+        echo(e.ctx.get_help() if e.ctx else str(e))
         sys.exit(0)
-    except click.UsageError as e:
+    except click_exc.UsageError as e:
         where = e.ctx.command_path if e.ctx else "lettingo"
-        click.echo(f"{where}: error: {e.format_message()} (see '{where} --help')", err=True)
+        echo(f"{where}: error: {e.format_message()} (see '{where} --help')", err=True)
         sys.exit(2)
-    except (click.Abort, KeyboardInterrupt):
-        click.echo("aborted", err=True)
+    except (typer.Abort, KeyboardInterrupt):
+        echo("aborted", err=True)
         sys.exit(130)
     except UserError as e:
-        click.echo(f"lettingo: error: {e}", err=True)
+        echo(f"lettingo: error: {e}", err=True)
         sys.exit(1)
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         sys.exit(e.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""The streaming side: Kafka topics, the Faust app, its agents, tables and web views."""

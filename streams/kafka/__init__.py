@@ -1,0 +1,1 @@
+"""Kafka plumbing that is not Faust: the local broker, topic administration, plain producers."""

@@ -1,0 +1,59 @@
+"""A plain aiokafka producer for records, for tools outside the Faust worker (replay, trainer, CLI)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from aiokafka import AIOKafkaProducer
+
+from lettingo.records import Record
+from lettingo.settings import Settings
+
+
+class RecordProducer:
+    """Sends records keyed by a string; keeps at most ``max_in_flight`` sends unacknowledged."""
+
+    def __init__(self, producer: AIOKafkaProducer, settings: Settings, max_in_flight: int = 10_000) -> None:
+        self._producer = producer
+        self._settings = settings
+        self._pending: list[asyncio.Future] = []
+        self._max_in_flight = max_in_flight
+        self.sent = 0
+
+    async def send(self, topic: str, key: str | None, record: Record | None) -> None:
+        """Queue one record (``None`` sends a tombstone)."""
+        future = await self._producer.send(
+            self._settings.topic(topic),
+            value=None if record is None else record.to_bytes(),
+            key=None if key is None else key.encode(),
+        )
+        self._pending.append(future)
+        if len(self._pending) >= self._max_in_flight:
+            await self.flush()
+
+    async def flush(self) -> None:
+        await self._producer.flush()
+        pending, self._pending = self._pending, []
+        await asyncio.gather(*pending)  # raises if any send failed
+        self.sent += len(pending)
+
+
+@asynccontextmanager
+async def record_producer(settings: Settings, **overrides: object) -> AsyncIterator[RecordProducer]:
+    producer = AIOKafkaProducer(
+        **settings.kafka_client_config(),
+        acks="all",
+        enable_idempotence=True,  # a retried batch is not written twice
+        linger_ms=10,
+        max_batch_size=512 * 1024,
+        **overrides,
+    )
+    await producer.start()
+    try:
+        sink = RecordProducer(producer, settings)
+        yield sink
+        await sink.flush()
+    finally:
+        await producer.stop()
