@@ -6,26 +6,14 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from lettingo.data import load_dataset
 from lettingo.records import Interaction
 from lettingo.settings import Settings
+from streams.kafka.offsets import topic_counts
 from streams.kafka.topics import create_topics
 from streams.replay import replay
-
-
-async def _end_offsets(settings: Settings, topic: str) -> int:
-    consumer = AIOKafkaConsumer(**settings.kafka_client_config())
-    await consumer.start()
-    try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        if not parts:
-            await consumer._client.force_metadata_update()
-            parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        return sum((await consumer.end_offsets(parts)).values())
-    finally:
-        await consumer.stop()
 
 
 async def _per_user_order_is_time_order(settings: Settings, topic: str, expect: int) -> bool:
@@ -57,8 +45,8 @@ def test_replay_of_ml_latest_small_sends_every_interaction(kafka_settings: Setti
     async def run() -> tuple[int, int, int, bool]:
         await create_topics(kafka_settings)
         report = await replay(kafka_settings, dataset)
-        on_topic = await _end_offsets(kafka_settings, kafka_settings.topic("interactions"))
-        items = await _end_offsets(kafka_settings, kafka_settings.topic("items"))
+        counts = await topic_counts(kafka_settings, ["interactions", "items"])
+        on_topic, items = counts["interactions"], counts["items"]
         ordered = await _per_user_order_is_time_order(kafka_settings, kafka_settings.topic("interactions"), on_topic)
         return report.interactions, on_topic, items, ordered
 
