@@ -1,0 +1,320 @@
+"""The offline pipeline's task stages: ``evaluate``, ``pairs``, ``baselines`` and ``recommender build``.
+
+Every stage reads the previous stage's JSONL (one line per user), writes one flushed line per user, and on a
+restart skips the users already in its output, so a crash loses at most the user in progress.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from tqdm import tqdm
+
+from lettingo.cli.errors import UserError
+from lettingo.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+recommender_app = typer.Typer(help="The frozen embedding recommender (f_Rec).", no_args_is_help=True)
+
+DatasetOption = Annotated[Path | None, typer.Option("--dataset", help="Dataset folder (default: LETTINGO_DATASET).")]
+ReaderOption = Annotated[
+    Path | None, typer.Option("--reader", help="A frozen reader folder (default: build or reuse the cached one).")
+]
+
+
+# --- JSONL with resume ----------------------------------------------------------------------------------------
+def read_jsonl(path: Path) -> Iterator[dict]:
+    if not path.exists():
+        raise UserError(f"{path} does not exist")
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path} line {n}: not JSON ({e.msg})") from e
+
+
+def users_already_done(out: Path) -> set[str]:
+    """User ids in ``out``; a torn last line (a crash mid-write) is cut off so that the file stays valid JSONL."""
+    if not out.exists():
+        return set()
+    data = out.read_bytes()
+    keep = data[: data.rfind(b"\n") + 1]
+    if len(keep) != len(data):
+        log.warning("%s: dropping a torn last line (%d bytes) left by an interrupted run", out, len(data) - len(keep))
+        out.write_bytes(keep)
+    done = set()
+    for line in keep.decode("utf-8").splitlines():
+        if line.strip():
+            done.add(str(json.loads(line)["user_id"]))
+    return done
+
+
+def _load_data(dataset_path: Path | None):
+    from lettingo.data import DatasetFormatError, load_dataset, split_dataset
+
+    path = dataset_path or get_settings().dataset
+    try:
+        dataset = load_dataset(path)
+    except (FileNotFoundError, DatasetFormatError) as e:
+        raise UserError(f"cannot load dataset {path}: {e}") from e
+    return dataset, split_dataset(dataset)
+
+
+def _reader(dataset, split, reader_path: Path | None):
+    from lettingo.recommenders import EmbeddingReader, ReaderChecksumError, TextEncoder, build_or_load_reader
+
+    settings = get_settings()
+    encoder = TextEncoder(settings.path("cache"))
+    try:
+        if reader_path is not None:
+            return EmbeddingReader.load(reader_path, dataset, encoder)
+        return build_or_load_reader(dataset, split, settings.path("models"), encoder)[0]
+    except (ReaderChecksumError, FileNotFoundError, ValueError) as e:
+        raise UserError(str(e)) from e
+
+
+# --- evaluate -------------------------------------------------------------------------------------------------
+def evaluate(
+    candidates: Annotated[Path, typer.Argument(help="Explore output: one JSON line per user with its 'candidates'.")],
+    out: Annotated[Path, typer.Option("--out", help="Rewards JSONL (appended to; users already there are skipped).")],
+    dataset_path: DatasetOption = None,
+    reader_path: ReaderOption = None,
+    task: Annotated[str, typer.Option(help="ranking (profile as the history channel) or sentiment.")] = "ranking",
+    targets_per_user: Annotated[int, typer.Option(min=1, help="Held-out targets per user (the last ones).")] = 10,
+    offset: Annotated[int, typer.Option(min=0, help="Skip this many final ratings (1: validation time).")] = 0,
+    draws: Annotated[int, typer.Option(min=1, help="Negative draws per ranking target.")] = 5,
+    with_recent: Annotated[bool, typer.Option(help="Ranking: give f_Rec the recent history h_u as well.")] = False,
+    reward: Annotated[str, typer.Option(help="graded (p(true label) / reciprocal rank) or hit (0/1).")] = "graded",
+    seed: Annotated[int, typer.Option(help="Seed of the negative sampler.")] = 13,
+) -> None:
+    """Score every candidate profile through f_Rec on the user's held-out targets; write one rewards line per user."""
+    from lettingo.evaluation import EvaluationConfig, TaskEvaluator
+    from lettingo.recommenders import Task
+
+    if reward not in ("graded", "hit"):
+        raise UserError(f"--reward must be graded or hit, not {reward!r}")
+    dataset, split = _load_data(dataset_path)
+    config = EvaluationConfig(
+        Task(task), targets_per_user, offset, draws, with_recent=with_recent, reward=reward, seed=seed
+    )  # type: ignore[arg-type]
+    reader = _reader(dataset, split, reader_path)
+    evaluator = TaskEvaluator(reader, dataset, split, config)
+    done = users_already_done(out)
+    lines = [line for line in read_jsonl(candidates) if str(line.get("user_id")) not in done]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    started, n_profiles, n_users = time.perf_counter(), 0, 0
+    with out.open("a", encoding="utf-8") as sink:
+        for line in tqdm(lines, desc="evaluate", unit="user"):
+            user_id = str(line["user_id"])
+            cands = [c for c in line.get("candidates", []) if isinstance(c, dict) and isinstance(c.get("text"), str)]
+            if user_id not in dataset.ratings_by_user or not cands or not evaluator.cases(user_id):
+                log.warning("user %s: no candidates or no evaluable targets; skipped", user_id)
+                continue
+            scores = evaluator.score_profiles(user_id, [c["text"] for c in cands])
+            record = {k: v for k, v in line.items() if k != "candidates"}
+            record |= {
+                "user_id": user_id,
+                "task": config.task.value,
+                "reader_version": reader.version,
+                "evaluation": config.as_dict(),
+                "candidates": [
+                    {
+                        **{k: c.get(k) for k in ("profile_id", "generator", "model_version", "seed")},
+                        "text": c["text"],
+                        "reward": s.reward,
+                        "correct_rate": s.correct_rate,
+                        "n_cases": s.n_cases,
+                        "n_unparsable": s.n_unparsable,
+                    }
+                    for c, s in zip(cands, scores, strict=True)
+                ],
+            }
+            sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+            sink.flush()
+            n_users, n_profiles = n_users + 1, n_profiles + len(cands)
+    reader.encoder.save()
+    elapsed = time.perf_counter() - started
+    typer.echo(
+        f"evaluated {n_profiles} profiles of {n_users} users in {elapsed:.1f}s "
+        f"({n_profiles / max(elapsed, 1e-9):.1f} profiles/s); {len(done)} users were already done -> {out}"
+    )
+
+
+# --- pairs ----------------------------------------------------------------------------------------------------
+def pairs(
+    rewards: Annotated[Path, typer.Argument(help="Rewards JSONL from `lettingo evaluate`.")],
+    out: Annotated[Path, typer.Option("--out", help="Pairs JSONL: TRL prompt/chosen/rejected + provenance.")],
+    max_pairs_per_user: Annotated[int, typer.Option(min=1)] = 4,
+    min_gap: Annotated[float, typer.Option(min=0.0, help="Chosen reward must beat rejected by more than this.")] = 0.0,
+    policy_version: Annotated[str | None, typer.Option(help="Default: the most common model_version.")] = None,
+    dataset_path: DatasetOption = None,
+) -> None:
+    """Build (P+, P-) preference pairs per user from the rewards."""
+    from lettingo.pairs import PairConfig, ScoredProfile, build_pairs
+
+    config = PairConfig(max_pairs_per_user, min_gap)
+    # Users with no pair leave no line in ``out``, so progress is kept beside it, one user id per line.
+    progress = out.with_name(out.name + ".users")
+    done = set(progress.read_text().split()) if progress.exists() else set()
+    users_already_done(out)  # cuts a torn last line
+    written = {str(p["pair_id"]) for p in read_jsonl(out)} if out.exists() else set()
+    lines = [line for line in read_jsonl(rewards) if str(line.get("user_id")) not in done]
+    prompt_builder = None
+    n_pairs = 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("a", encoding="utf-8") as sink, progress.open("a") as progress_sink:
+        for line in tqdm(lines, desc="pairs", unit="user"):
+            prompt = _carried_prompt(line)
+            if prompt is None:
+                prompt_builder = prompt_builder or _PromptBuilder(dataset_path)
+                prompt = prompt_builder(line)
+            profiles = [
+                ScoredProfile(
+                    str(c["profile_id"]),
+                    c["text"],
+                    float(c["reward"]),
+                    c.get("generator") or "",
+                    c.get("model_version") or "",
+                )
+                for c in line["candidates"]
+            ]
+            user_id = str(line["user_id"])
+            for pair in build_pairs(user_id, prompt, profiles, policy_version, config, line.get("reader_version", "")):
+                if pair["pair_id"] not in written:  # a crash between the two files repeats a user: no duplicates
+                    sink.write(json.dumps(pair, ensure_ascii=False) + "\n")
+                    n_pairs += 1
+            sink.flush()
+            progress_sink.write(user_id + "\n")
+            progress_sink.flush()
+    typer.echo(f"{n_pairs} pairs from {len(lines)} users ({len(done)} already done) -> {out}")
+
+
+def _carried_prompt(line: dict) -> str | None:
+    prompt = line.get("prompt")
+    if isinstance(prompt, dict):
+        prompt = prompt.get("text")
+    return prompt if isinstance(prompt, str) and prompt else None
+
+
+class _PromptBuilder:
+    """The generation prompt for H_u, rebuilt from the dataset when the explore output did not carry it."""
+
+    def __init__(self, dataset_path: Path | None) -> None:
+        from lettingo.data import LabelScheme
+
+        self.dataset, self.split = _load_data(dataset_path)
+        self.scheme = LabelScheme.for_scale(self.dataset.integer_scale)
+
+    def __call__(self, line: dict) -> str:
+        from lettingo.data.split import cases_for_user
+        from lettingo.prompts.profile import profile_prompt
+
+        offset = int(line.get("evaluation", {}).get("offset", 0))
+        cases = cases_for_user(
+            self.dataset.ratings_by_user[str(line["user_id"])], self.split.cfg, range(offset, offset + 1)
+        )
+        if not cases:
+            raise UserError(f"user {line['user_id']}: too few ratings to rebuild the generation prompt")
+        return profile_prompt(cases[0].long_history, self.dataset.items, self.scheme).text
+
+
+# --- baselines ------------------------------------------------------------------------------------------------
+def baselines(
+    dataset_path: Annotated[Path, typer.Argument(help="Dataset folder.")],
+    candidates: Annotated[Path | None, typer.Option(help="Explore JSONL: adds the 'generator' baseline.")] = None,
+    reader_path: ReaderOption = None,
+    group: Annotated[str, typer.Option(help="User group: train, validation or test.")] = "test",
+    max_users: Annotated[int | None, typer.Option(min=1, help="Only the first N users of the group.")] = None,
+    tasks: Annotated[str, typer.Option(help="Comma-separated tasks.")] = "ranking,sentiment",
+    targets_per_user: Annotated[int, typer.Option(min=1)] = 3,
+    draws: Annotated[int, typer.Option(min=1, help="Negative draws per ranking target.")] = 3,
+    with_recent: Annotated[bool, typer.Option(help="Ranking: profile baselines also get h_u.")] = False,
+    resamples: Annotated[int, typer.Option(min=100, help="Bootstrap resamples (users are resampled).")] = 1000,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the figures here.")] = None,
+) -> None:
+    """Each baseline's metrics on both tasks, with 95 % user-bootstrap intervals, on the same split and f_Rec."""
+    from lettingo.baselines import paired_difference, run_baseline, standard_baselines
+    from lettingo.evaluation import EvaluationConfig
+    from lettingo.recommenders import Task
+
+    dataset, split = _load_data(dataset_path)
+    if group not in ("train", "validation", "test"):
+        raise UserError(f"--group must be train, validation or test, not {group!r}")
+    users = list(getattr(split, group))[:max_users]
+    by_user = None
+    if candidates is not None:
+        by_user = {
+            str(line["user_id"]): [c["text"] for c in line.get("candidates", [])] for line in read_jsonl(candidates)
+        }
+    reader = _reader(dataset, split, reader_path)
+    config = EvaluationConfig(targets_per_user=targets_per_user, draws=draws, with_recent=with_recent)
+    figures: dict[str, dict] = {}
+    for task in [Task(t.strip()) for t in tasks.split(",") if t.strip()]:
+        systems = [
+            run_baseline(b, task, reader, dataset, split, config, users) for b in standard_baselines(dataset, by_user)
+        ]
+        metric_names = ["hr@1", "hr@5", "ndcg@5"] if task is Task.RANKING else ["accuracy", "macro_f1", "weighted_f1"]
+        typer.echo(
+            f"\n{task.value} ({group}, {len(users)} users, {targets_per_user} targets"
+            + (f" x {draws} draws" if task is Task.RANKING else "")
+            + f", reader {reader.version})"
+        )
+        typer.echo(f"{'baseline':<14}{'cases':>7}  " + "".join(f"{m:<24}" for m in metric_names))
+        for system in systems:
+            estimates = system.metrics(resamples)
+            typer.echo(
+                f"{system.name:<14}{len(system.outcomes):>7}  " + "".join(f"{estimates[m]!s:<24}" for m in metric_names)
+            )
+            figures[f"{task.value}/{system.name}"] = {m: e.as_dict() for m, e in estimates.items()} | {
+                "cases": len(system.outcomes)
+            }
+        first_metric = metric_names[0]
+        for system in systems[1:]:
+            diff = paired_difference(system, systems[0], first_metric, resamples)
+            typer.echo(f"  {system.name} - {systems[0].name} ({first_metric}): {diff}")
+            figures[f"{task.value}/{system.name}-minus-{systems[0].name}"] = {first_metric: diff.as_dict()}
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(
+            json.dumps({"reader_version": reader.version, "config": config.as_dict(), "figures": figures}, indent=2)
+        )
+
+
+# --- recommender build ----------------------------------------------------------------------------------------
+@recommender_app.command("build")
+def build(
+    dataset_path: DatasetOption = None,
+    targets_per_user: Annotated[int, typer.Option(min=1)] = 3,
+    draws: Annotated[int, typer.Option(min=1)] = 2,
+    max_users: Annotated[int | None, typer.Option(min=1)] = None,
+) -> None:
+    """Train the embedding reader on the training users and freeze it (reused when already built)."""
+    from lettingo.recommenders import ReaderTrainingConfig, TextEncoder, build_or_load_reader
+
+    dataset, split = _load_data(dataset_path)
+    settings = get_settings()
+    encoder = TextEncoder(settings.path("cache"))
+    config = ReaderTrainingConfig(targets_per_user=targets_per_user, draws=draws, max_users=max_users)
+    reader, folder = build_or_load_reader(dataset, split, settings.path("models"), encoder, config)
+    encoder.save()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for name, value in sorted(manifest.get("training_report", {}).items()):
+        typer.echo(f"{name}: {value:.4f}")
+    typer.echo(f"reader {reader.version} at {folder}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate)
+    app.command("pairs")(pairs)
+    app.command("baselines")(baselines)
+    app.add_typer(recommender_app, name="recommender")

