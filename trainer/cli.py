@@ -1,0 +1,288 @@
+"""``lettingo train`` and ``lettingo models ...``, plugged into ``lettingo`` by ``lettingo.commands`` entry points:
+
+train = "trainer.cli:train"
+models = "trainer.cli:models_app"
+"""
+
+# Typer declares options as argument defaults by design.
+# ruff: noqa: B008
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from lettingo.cli.errors import UserError
+from lettingo.records import ModelVersion
+from lettingo.registry import DEFAULT_MODEL_NAME, ModelRegistry, RegistryError
+from lettingo.settings import Settings, get_settings
+from trainer.config import DPORoundConfig
+from trainer.gate import TaskEvaluation
+from trainer.plots import CURVE_FILE
+
+log = logging.getLogger(__name__)
+
+RegistryOption = typer.Option(
+    None, "--registry", help="Registry root: a folder or fsspec URL [LETTINGO_HOME/registry]."
+)
+NameOption = typer.Option(DEFAULT_MODEL_NAME, "--name", help="Model name in the registry and on model-versions.")
+
+
+def _registry(root: str | None, name: str) -> ModelRegistry:
+    settings = get_settings()
+    return ModelRegistry(root or settings.path("registry"), name, cache_dir=settings.path("model-cache"))
+
+
+def _publisher(settings: Settings) -> Any:
+    from trainer.kafka_io import KafkaUnavailableError, publish_model_version_sync
+
+    def publish(record: ModelVersion) -> None:
+        try:
+            publish_model_version_sync(settings, record)
+        except KafkaUnavailableError as e:
+            raise UserError(f"{e} (the registry is updated; use --no-publish to skip the topic)") from e
+        typer.echo(f"published {record.name} v{record.version} ({record.status}) to model-versions")
+
+    return publish
+
+
+def _load_task_evaluation(spec: str | None) -> TaskEvaluation | None:
+    if not spec:
+        return None
+    module_name, _, attribute = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise UserError(f"--task-eval {spec!r}: cannot load it ({e}); expected MODULE:FACTORY") from e
+    task = factory(get_settings())
+    if not isinstance(task, TaskEvaluation):
+        raise UserError(f"--task-eval {spec!r} returned {type(task).__name__}, not trainer.gate.TaskEvaluation")
+    return task
+
+
+def train(
+    pairs: list[Path] = typer.Option(None, "--pairs", help="JSONL file(s) of PreferencePair; default: the topic."),
+    watch: bool = typer.Option(False, "--watch", help="Keep consuming the topic and train a round per batch."),
+    registry_root: str = RegistryOption,
+    name: str = NameOption,
+    base_model: str = typer.Option(None, "--base-model", help="Model to start from while there is no champion."),
+    kind: str = typer.Option("lora", "--kind", help="lora (an adapter) or full (every weight)."),
+    beta: float = typer.Option(DPORoundConfig.beta, help="DPO beta."),
+    learning_rate: float = typer.Option(DPORoundConfig.learning_rate, "--lr", help="Learning rate."),
+    epochs: int = typer.Option(DPORoundConfig.epochs, help="Epochs over the round's pairs."),
+    batch_size: int = typer.Option(DPORoundConfig.batch_size, help="Pairs per step."),
+    max_length: int = typer.Option(DPORoundConfig.max_length, help="Longer pairs are rejected, never truncated."),
+    seed: int = typer.Option(DPORoundConfig.seed, help="Seed; a round is deterministic on CPU for a seed."),
+    min_pairs: int = typer.Option(DPORoundConfig.min_pairs, help="Fewer valid training pairs: no round."),
+    max_pairs: int = typer.Option(2000, help="Largest batch read from the topic."),
+    wait: float = typer.Option(30.0, help="Seconds to wait for pairs on the topic."),
+    group_id: str = typer.Option("lettingo-trainer", help="Consumer group on preference-pairs."),
+    task_eval: str = typer.Option(None, "--task-eval", help="MODULE:FACTORY returning a trainer.gate.TaskEvaluation."),
+    publish: bool = typer.Option(
+        None, "--publish/--no-publish", help="Send a new champion to model-versions [default: when reading the topic]."
+    ),
+) -> None:
+    """Train a DPO round on preference pairs, gate it against the champion, publish it to the registry."""
+    if pairs and watch:
+        raise UserError("--watch reads the topic; it cannot be combined with --pairs")
+    for path in pairs or []:
+        if not path.is_file():
+            raise UserError(f"--pairs {path}: no such file")
+    try:
+        config = DPORoundConfig(
+            kind=kind,
+            beta=beta,
+            learning_rate=learning_rate,
+            epochs=epochs,  # type: ignore[arg-type]
+            batch_size=batch_size,
+            max_length=max_length,
+            seed=seed,
+            min_pairs=min_pairs,
+        )
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    settings = get_settings()
+    registry = _registry(registry_root, name)
+    task = _load_task_evaluation(task_eval)
+    from_topic = not pairs
+    on_champion = _publisher(settings) if (publish if publish is not None else from_topic) else None
+    round_args = {
+        "registry": registry,
+        "config": config,
+        "base_model": base_model,
+        "task": task,
+        "on_champion": on_champion,
+        "settings": settings,
+    }
+    if not from_topic:
+        _train_from_files(pairs, **round_args)
+        return
+    while True:
+        trained = _train_from_topic(max_pairs=max_pairs, wait=wait, group_id=group_id, **round_args)
+        if not watch:
+            if not trained:
+                typer.echo("no round: not enough pairs on the topic yet (they stay stored for the next round)")
+            return
+
+
+def _run(pairs: list[Any], report: Any, lineage: dict[str, Any], settings: Settings, **round_args: Any) -> bool:
+    from trainer.pipeline import NotEnoughPairsError, run_round
+    from trainer.policy import PolicyError
+
+    typer.echo(report.summary())
+    try:
+        outcome = run_round(
+            pairs, report, work_dir=settings.path("trainer-work"), lineage=lineage, show_progress=True, **round_args
+        )
+    except (NotEnoughPairsError, PolicyError, RegistryError) as e:
+        if isinstance(e, NotEnoughPairsError):
+            typer.echo(f"no round: {e}")
+            return False
+        raise UserError(str(e)) from e
+    manifest = outcome.manifest
+    registry: ModelRegistry = round_args["registry"]
+    typer.echo(outcome.gate.summary())
+    typer.echo(
+        f"{registry.name} v{manifest.version}: {registry.status(manifest.version)} "
+        f"({outcome.result.train_pairs} pairs, {outcome.result.train_seconds:.1f} s)"
+    )
+    typer.echo(f"manifest: {registry.uri(manifest.version)}/manifest.json; curve: {CURVE_FILE} beside it")
+    return True
+
+
+def _train_from_files(files: list[Path], **round_args: Any) -> None:
+    from trainer.data import PairReport, read_pairs_jsonl
+
+    report = PairReport()
+    pairs = [pair for path in files for pair in read_pairs_jsonl(path, report)]
+    _run(pairs, report, {}, **round_args)
+
+
+def _train_from_topic(max_pairs: int, wait: float, group_id: str, **round_args: Any) -> bool:
+    """Consume a batch (stored before its offsets are committed), then train on every pending batch."""
+    from trainer.batches import BatchStore
+    from trainer.data import PairReport, read_pairs_jsonl
+    from trainer.kafka_io import KafkaUnavailableError, consume_pair_batch_sync
+
+    settings: Settings = round_args["settings"]
+    store = BatchStore(settings.path("trainer-batches", round_args["registry"].name))
+    try:
+        consumed = consume_pair_batch_sync(settings, store, group_id, max_pairs, wait)
+    except KafkaUnavailableError as e:
+        raise UserError(str(e)) from e
+    batches = store.pending_batches()
+    if not batches:
+        return False
+    report = consumed.report if consumed else PairReport()
+    pairs = []
+    for batch in batches:
+        if consumed and batch.path == consumed.stored.path:
+            pairs.extend(consumed.pairs)
+        else:  # stored by an earlier run that ended before its round
+            pairs.extend(read_pairs_jsonl(batch.path, report))
+            report.sources.append(batch.lineage)
+    trained = _run(pairs, report, {"batches": [b.path.name for b in batches]}, **round_args)
+    if trained:
+        for batch in batches:
+            store.mark_done(batch)
+    else:
+        time.sleep(1.0)
+    return trained
+
+
+models_app = typer.Typer(
+    help="Model versions in the registry: list, show, verify, promote, roll back.", no_args_is_help=True
+)
+
+
+@models_app.command("list")
+def list_versions(registry_root: str = RegistryOption, name: str = NameOption) -> None:
+    """Every version with its status, parent, gate verdict and key metrics."""
+    registry = _registry(registry_root, name)
+    versions = registry.versions()
+    if not versions:
+        typer.echo(f"no versions of {name!r} under {registry.root}")
+        return
+    typer.echo(f"{'version':>7}  {'status':<11} {'kind':<4} {'parent':>6}  {'created':<19} {'gate':<7} pairs  loss")
+    for version in versions:
+        m = registry.manifest(version)
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m.created_ts))
+        gate = "passed" if m.gate.get("passed") else "refused" if m.gate else "-"
+        loss = m.metrics.get("train_loss")
+        typer.echo(
+            f"{version:>7}  {registry.status(version):<11} {m.kind:<4} {m.parent or '-':>6}  {created:<19} "
+            f"{gate:<7} {m.data_lineage.get('train_pairs', '-'):>5}  {'-' if loss is None else f'{loss:.4f}'}"
+        )
+
+
+@models_app.command("show")
+def show_version(
+    version: int = typer.Argument(None, help="Version number [the champion]."),
+    registry_root: str = RegistryOption,
+    name: str = NameOption,
+) -> None:
+    """The manifest of a version (the champion by default), with its live status."""
+    registry = _registry(registry_root, name)
+    try:
+        version = version if version is not None else registry.champion()
+        if version is None:
+            raise UserError(f"model {name!r} has no champion; name a version")
+        manifest = registry.manifest(version)
+    except RegistryError as e:
+        raise UserError(str(e)) from e
+    shown = {**manifest.model_dump(mode="json"), "live_status": registry.status(version), "uri": registry.uri(version)}
+    typer.echo(json.dumps(shown, indent=2))
+
+
+@models_app.command("verify")
+def verify_version(version: int, registry_root: str = RegistryOption, name: str = NameOption) -> None:
+    """Re-hash every file of a version against its manifest."""
+    try:
+        manifest = _registry(registry_root, name).verify(version)
+    except RegistryError as e:
+        raise UserError(str(e)) from e
+    typer.echo(f"{name} v{version}: {len(manifest.files)} files verified")
+
+
+@models_app.command("promote")
+def promote(
+    version: int,
+    force: bool = typer.Option(False, help="Promote even a version the gate refused."),
+    publish: bool = typer.Option(True, "--publish/--no-publish", help="Send the new champion to model-versions."),
+    registry_root: str = RegistryOption,
+    name: str = NameOption,
+) -> None:
+    """Make a version the champion (after verifying its files)."""
+    registry = _registry(registry_root, name)
+    try:
+        registry.promote(version, force=force)
+    except RegistryError as e:
+        raise UserError(str(e)) from e
+    typer.echo(f"{name} v{version} is the champion")
+    if publish:
+        _publisher(get_settings())(registry.model_version_record(version))
+
+
+@models_app.command("rollback")
+def rollback(
+    publish: bool = typer.Option(True, "--publish/--no-publish", help="Send the restored champion to model-versions."),
+    registry_root: str = RegistryOption,
+    name: str = NameOption,
+) -> None:
+    """Take the champion back: it is marked rolled_back and the previous champion returns."""
+    registry = _registry(registry_root, name)
+    try:
+        previous = registry.champion()
+        restored = registry.rollback()
+    except RegistryError as e:
+        raise UserError(str(e)) from e
+    typer.echo(f"{name} v{previous} rolled back; champion: {'none' if restored is None else f'v{restored}'}")
+    if publish:
+        # With no champion left, the rolled-back record itself tells workers to drop the version.
+        _publisher(get_settings())(registry.model_version_record(restored if restored is not None else previous))

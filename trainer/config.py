@@ -1,0 +1,77 @@
+"""One dataclass configures a DPO round; its defaults are DESIGN's measured recipe on the nano model."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """How much worse than the champion a candidate may be and still be published (absolute differences).
+
+    Every metric is "higher is better"; a metric missing on either side is reported and not compared.
+    """
+
+    task_accuracy_tolerance: float = 0.01
+    """f_Rec accuracy on the validation users may drop by at most this (0.01 = one point)."""
+    pair_accuracy_tolerance: float = 0.02
+    """Held-out preference accuracy (log p(chosen) > log p(rejected)) may drop by at most this."""
+    pair_margin_tolerance: float = 0.0
+    """The held-out mean beta-scaled log-ratio margin may drop by at most this (0 = it must not drop)."""
+
+    def tolerances(self) -> dict[str, float]:
+        return {
+            "task_accuracy": self.task_accuracy_tolerance,
+            "pair_accuracy": self.pair_accuracy_tolerance,
+            "pair_margin": self.pair_margin_tolerance,
+        }
+
+
+@dataclass(frozen=True)
+class DPORoundConfig:
+    """A DPO round. The defaults reproduce DESIGN's "What it took for DPO to help on CPU" (nano, 2 cores)."""
+
+    kind: Literal["lora", "full"] = "lora"
+    """Train a LoRA adapter (default) or fine-tune every weight."""
+    beta: float = 0.1
+    """DPO's beta: how far the policy may move from the reference (higher = less)."""
+    loss_type: str = "sigmoid"
+    """TRL loss type; "sigmoid" is the paper's DPO loss."""
+    learning_rate: float = 5e-4
+    """5e-4 moved the nano model; 2e-4 did nothing (DESIGN). Lower it for large models."""
+    epochs: int = 2
+    batch_size: int = 8
+    max_length: int = 512
+    """Tokens of prompt + completion; longer pairs are rejected (counted) before training, never truncated."""
+    seed: int = 0
+    precompute_ref_log_probs: bool = True
+    """Compute the reference log-probs once before training, so no second model is held in memory."""
+    bf16: bool = False
+    """bf16 is off: on CPU it was slower and changed results; turn it on for GPUs that support it."""
+    gradient_checkpointing: bool = False
+    """TRL turns it on by default; for small models it only costs time."""
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    held_out_fraction: float = 0.1
+    """Share of users whose pairs are held out for the gate (split by user, so no user is on both sides)."""
+    min_pairs: int = 8
+    """A round with fewer valid training pairs is not run."""
+    logging_steps: int = 1
+    gate: GateConfig = field(default_factory=GateConfig)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("lora", "full"):
+            raise ValueError(f"kind must be 'lora' or 'full', not {self.kind!r}")
+        for name in ("beta", "learning_rate", "epochs", "batch_size", "max_length", "lora_r"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, not {getattr(self, name)!r}")
+        if not 0 <= self.held_out_fraction < 1:
+            raise ValueError(f"held_out_fraction must be in [0, 1), not {self.held_out_fraction!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["lora_target_modules"] = list(self.lora_target_modules)
+        return values
