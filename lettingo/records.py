@@ -82,6 +82,7 @@ class ProfileRequest(Record):
     drift_score: float = 0.0
     ts: Timestamp = Field(default_factory=now)
     attempt: int = 0
+    history_ref: str = ""  # the history the profile must describe: "<count>@<last event id>" (deterministic replays)
 
 
 class ProfileCandidate(Record):

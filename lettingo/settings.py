@@ -43,6 +43,25 @@ class Settings(BaseSettings):
     # --- worker ---
     app_id: str = Field("lettingo", description="Faust app id (consumer group and changelog prefix).")
     web_port: int = Field(6066, ge=1, le=65535, description="Worker web port: profiles, health, /metrics.")
+    worker_policy: str = Field("writer:combined", description="Generator spec served until a model version arrives.")
+    worker_history_window: int = Field(10, ge=1, description="Recent interactions kept per user (h_u).")
+    worker_history_max: int = Field(70, ge=1, description="Older interactions kept per user (H_u, bounded).")
+    worker_cold_start_after: int = Field(5, ge=1, description="Interactions before a user's first profile.")
+    drift_threshold: float = Field(0.15, ge=0, le=1, description="Jensen-Shannon divergence (base 2) that is drift.")
+    drift_min_new_events: int = Field(5, ge=1, description="New interactions since the last profile before drift counts.")
+    drift_cooldown_seconds: float = Field(86_400.0, ge=0, description="Event time between two drift requests.")
+    seen_events_max: int = Field(20_000, ge=1, description="Event ids remembered per user for idempotent ingest.")
+    explore_policy: str = Field(
+        "writer:genres,titles,era,strictness,combined,poor", description="Generator spec that explores candidates."
+    )
+    explore_rate: float = Field(0.5, ge=0, le=1, description="Share of regenerations that also explore K candidates.")
+    explore_k: int = Field(4, ge=0, description="Candidates explored per exploring regeneration.")
+    regen_batch_size: int = Field(16, ge=1, description="Profile requests generated in one model call at most.")
+    regen_batch_seconds: float = Field(0.5, gt=0, description="Longest wait to fill a regeneration batch.")
+    regen_timeout_seconds: float = Field(60.0, gt=0, description="A generation batch slower than this has failed.")
+    regen_max_attempts: int = Field(5, ge=1, description="Attempts for one profile request before it is dead-lettered.")
+    feedback_window_seconds: float = Field(30.0, gt=0, description="How long an impression waits for a click.")
+    pairs_min_rewards: int = Field(2, ge=1, description="Rewards each candidate needs before it enters a pair.")
 
     @property
     def bootstrap(self) -> str:
