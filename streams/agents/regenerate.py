@@ -1,0 +1,162 @@
+"""regenerate: batches of ``profile-requests`` -> the serving profile (``profiles`` topic and table) and, at the
+exploration rate, K explored candidates (``profile-candidates``).
+
+Generation runs in the model executor with a timeout. A failed batch keeps every previous profile; it is
+retried with backoff, then its requests are re-enqueued with ``attempt + 1``, and dead-lettered after
+``regen_max_attempts``. Regenerating is idempotent: the profile id is a digest of (user, history, policy), and
+a request whose history is not newer than the serving profile's is stale and skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+
+from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
+
+from lettingo.prompts.profile import ProfilePrompt, profile_prompt_from_entries
+from lettingo.records import Profile, ProfileCandidate, ProfileRequest
+from lettingo.serving import LoadedPolicy, ProfileGenerator
+from lettingo.user_state import UserState, history_entries
+from streams import faust_topics, metrics, tables
+from streams.agents import RUNTIME
+from streams.app import app
+from streams.edge import dead_letter, decode_event
+from streams.tables import ProfileHistory, ProfileVersion, event_context
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    event: object
+    request: ProfileRequest
+    prompt: ProfilePrompt
+    seed: int
+    explore: bool
+
+
+@dataclass
+class Generated:
+    profile: str
+    candidates: list[str]
+
+
+def digest(*parts: str) -> int:
+    return int.from_bytes(hashlib.blake2b("|".join(parts).encode(), digest_size=8).digest(), "big")
+
+
+def prompt_for_ref(user_id: str, history_ref: str) -> ProfilePrompt:
+    state = tables.load(tables.user_state, user_id, UserState) or UserState(user_id=user_id)
+    events = state.events_up_to(history_ref)[-RUNTIME.settings.worker_history_max :]
+    return profile_prompt_from_entries(history_entries(events, RUNTIME.catalog, RUNTIME.labels), user_id)
+
+
+def generate_batch(policy: LoadedPolicy, explorer: ProfileGenerator, jobs: list[Job], k: int) -> list[Generated]:
+    """One policy call for every job's serving profile, one explorer call for every candidate."""
+    profiles = policy.generator.generate([j.prompt for j in jobs], [j.seed for j in jobs])
+    exploring = [j for j in jobs if j.explore]
+    flat = explorer.generate([j.prompt for j in exploring for _ in range(k)], [j.seed + i for j in exploring for i in range(k)])
+    by_job = {id(j): flat[n * k : (n + 1) * k] for n, j in enumerate(exploring)}
+    return [Generated(text, by_job.get(id(j), [])) for j, text in zip(jobs, profiles, strict=True)]
+
+
+def _seq(request: ProfileRequest) -> int:
+    return int(request.history_ref.split("@", 1)[0]) if request.history_ref else 1 << 62
+
+
+def _job(event, request: ProfileRequest) -> Job | None:
+    current = tables.load(tables.profiles, request.user_id, ProfileHistory)
+    if current is not None and current.seq >= _seq(request):
+        log.info("stale request user_id=%s history=%s (serving %s)", request.user_id, request.history_ref, current.history_ref)
+        return None
+    seed = digest(request.user_id, request.history_ref)
+    explore = (seed % 10_000) / 10_000 < RUNTIME.settings.explore_rate and RUNTIME.settings.explore_k > 0
+    return Job(event, request, prompt_for_ref(request.user_id, request.history_ref), seed % 2**31, explore)
+
+
+async def _generate(policy: LoadedPolicy, jobs: list[Job]) -> list[Generated]:
+    loop = asyncio.get_running_loop()
+    s = RUNTIME.settings
+    async for attempt in AsyncRetrying(stop=stop_after_attempt(3), wait=wait_exponential(0.5, max=8), reraise=True):
+        with attempt:
+            call = loop.run_in_executor(RUNTIME.executor, generate_batch, policy, RUNTIME.explorer, jobs, s.explore_k)
+            return await asyncio.wait_for(call, s.regen_timeout_seconds)
+    raise AssertionError("unreachable")
+
+
+async def _publish(job: Job, generated: Generated, policy: LoadedPolicy) -> None:
+    request = job.request
+    profile_id = f"{digest(request.user_id, request.history_ref, policy.version):016x}"
+    history = tables.load(tables.profiles, request.user_id, ProfileHistory)
+    if history is not None and history.seq >= _seq(request):
+        return  # the same request twice in one batch
+    version = history.current.version + 1 if history else 1
+    profile = Profile(user_id=request.user_id, profile_id=profile_id, version=version, text=generated.profile,
+                      model_version=policy.version, reason=request.reason, ts=request.ts)  # fmt: skip
+    versions = [*(history.versions if history else []), ProfileVersion(
+        version=version, profile_id=profile_id, model_version=policy.version, reason=request.reason.value,
+        history_ref=request.history_ref, ts=request.ts,
+    )][-tables.MAX_PROFILE_VERSIONS :]  # fmt: skip
+    with event_context(job.event):
+        tables.store(tables.profiles, request.user_id, ProfileHistory(current=profile, history_ref=request.history_ref, versions=versions))
+    key = tables.key(request.user_id)
+    await (await faust_topics.profiles.send(key=key, value=profile.to_bytes()))
+    metrics.REGENERATIONS.labels(reason=request.reason.value).inc()
+    metrics.GENERATED_TOKENS.labels(use="serve").inc(metrics.tokens(profile.text))
+    if job.explore:
+        # The served profile competes in its own round, so clicks on it score it too.
+        texts = [(profile_id, generated.profile, policy.version)] + [
+            (f"{digest(profile_id, str(i)):016x}", text, RUNTIME.explorer.name) for i, text in enumerate(generated.candidates)
+        ]
+        for candidate_id, text, generator in texts:
+            candidate = ProfileCandidate(profile_id=candidate_id, user_id=request.user_id, text=text, generator=generator,
+                                         model_version=policy.version, history_ref=request.history_ref,
+                                         seed=job.seed, ts=request.ts)  # fmt: skip
+            await (await faust_topics.profile_candidates.send(key=key, value=candidate.to_bytes()))
+            metrics.GENERATED_TOKENS.labels(use="explore").inc(metrics.tokens(text))
+        metrics.CANDIDATES.inc(len(texts))
+    log.info("profile user_id=%s profile_id=%s version=%d model_version=%s reason=%s explored=%d",
+             request.user_id, profile_id, version, policy.version, request.reason.value, len(generated.candidates))  # fmt: skip
+
+
+async def _retry_later(job: Job, error: str) -> None:
+    request = job.request
+    if request.attempt + 1 >= RUNTIME.settings.regen_max_attempts:
+        m = job.event.message
+        await dead_letter(m.topic, m.partition, m.offset, m.key, m.value, "generation_failed", error)
+        return
+    retry = request.model_copy(update={"attempt": request.attempt + 1})
+    await (await faust_topics.profile_requests.send(key=tables.key(request.user_id), value=retry.to_bytes()))
+
+
+@app.agent(faust_topics.profile_requests)
+async def regenerate(stream):
+    await RUNTIME.catalog_ready.wait()
+    s = RUNTIME.settings
+    async for events in stream.take_events(s.regen_batch_size, within=s.regen_batch_seconds):
+        jobs: list[Job] = []
+        for event in events:
+            request = await decode_event(event, ProfileRequest)
+            job = _job(event, request) if request is not None else None
+            if job is not None:
+                jobs.append(job)
+        if not jobs:
+            continue
+        policy = RUNTIME.policy.current
+        started = time.perf_counter()
+        try:
+            results = await _generate(policy, jobs)
+        except Exception as e:  # noqa: BLE001 - previous profiles stay; the requests are retried
+            error = f"{type(e).__name__}: {e}"
+            metrics.REGENERATION_FAILURES.labels(error=type(e).__name__).inc()
+            log.warning("generation failed model_version=%s users=%s: %s", policy.version, [j.request.user_id for j in jobs], error)
+            for job in jobs:
+                await _retry_later(job, error)
+            continue
+        metrics.GENERATION_SECONDS.observe(time.perf_counter() - started)
+        for job, generated in zip(jobs, results, strict=True):
+            await _publish(job, generated, policy)

@@ -1,0 +1,39 @@
+"""The Faust app: ``lettingo worker`` or ``faust -A streams.app worker`` runs it.
+
+Settings come from ``LETTINGO_*`` variables when this module is imported. Agents, tables and views register
+themselves when :mod:`streams.agents` and :mod:`streams.web` are imported at the bottom.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from lettingo.settings import get_settings
+
+settings = get_settings()
+DATADIR = settings.path("worker", f"{settings.app_id}-{settings.web_port}").resolve()
+DATADIR.parent.mkdir(parents=True, exist_ok=True)
+
+app = faust.App(
+    settings.app_id,
+    broker=[f"kafka://{host}" for host in settings.bootstrap.split(",")],
+    store="rocksdb://",
+    # One folder per worker process: the web port is unique per worker on a host.
+    datadir=str(DATADIR),
+    web_port=settings.web_port,
+    web_bind="127.0.0.1",
+    web_host="127.0.0.1",
+    topic_partitions=settings.topic_partitions,
+    topic_replication_factor=settings.topic_replication,
+    topic_allow_declare=True,  # changelog topics; the contract's topics are created by create_topics first
+    consumer_auto_offset_reset="earliest",
+    producer_acks=-1,
+    broker_commit_interval=1.0,
+    table_standby_replicas=0,
+    autodiscover=False,
+    version=1,
+)
+
+from streams import agents, web  # noqa: E402, F401  (registers agents, tables and views)
+
+__all__ = ["app", "settings"]

@@ -1,0 +1,51 @@
+"""Web views: a user's profile and its versions, this worker's model and health, Prometheus ``/metrics``."""
+
+from __future__ import annotations
+
+import json
+
+from faust.web import Request, Response, View
+
+from streams import metrics, tables
+from streams.app import app
+from streams.runtime import Runtime
+from streams.tables import ProfileHistory
+
+
+def _runtime() -> Runtime:
+    from streams.agents import RUNTIME
+
+    return RUNTIME
+
+
+@app.page("/users/{user_id}/profile")
+class UserProfile(View):
+    @app.table_route(table=tables.profiles, match_info="user_id")
+    async def get(self, request: Request, user_id: str) -> Response:
+        history = tables.load(tables.profiles, user_id, ProfileHistory)
+        if history is None:
+            return self.json({"user_id": user_id, "error": "no profile yet"}, status=404)
+        return self.json(json.loads(history.model_dump_json()))
+
+
+@app.page("/health")
+class Health(View):
+    async def get(self, request: Request) -> Response:
+        runtime = _runtime()
+        policy = runtime.policy
+        return self.json({
+            "status": "ok",
+            "model_version": policy.current.version,
+            "generator": policy.current.generator.name,
+            "previous_model_version": policy.previous.version if policy.previous else None,
+            "refused_model_versions": policy.refused,
+            "catalog_items": len(runtime.catalog),
+            "catalog_ready": runtime.catalog_ready.is_set(),
+            "assigned_partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment()),
+        })  # fmt: skip
+
+
+@app.page("/metrics")
+class Metrics(View):
+    async def get(self, request: Request) -> Response:
+        return self.bytes(metrics.render(), content_type="text/plain; version=0.0.4")

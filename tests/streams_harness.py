@@ -1,0 +1,147 @@
+"""Helpers for worker tests: run ``python -m streams.cli.worker`` as a subprocess, produce raw messages, read
+topics and table changelogs with plain aiokafka clients. No mocks: everything goes through the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from lettingo.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class WorkerProcess:
+    def __init__(self, settings: Settings, log_path: Path, **overrides: object) -> None:
+        self.settings = settings
+        self.port = free_port()
+        self.log_path = log_path
+        self.env = {
+            **os.environ,
+            "LETTINGO_KAFKA_BOOTSTRAP": settings.bootstrap,
+            "LETTINGO_TOPIC_PREFIX": settings.topic_prefix,
+            "LETTINGO_APP_ID": settings.app_id,
+            "LETTINGO_HOME": str(settings.home),
+            "LETTINGO_WEB_PORT": str(self.port),
+            "LETTINGO_TOPIC_PARTITIONS": str(settings.topic_partitions),
+            **{f"LETTINGO_{k.upper()}": str(v) for k, v in overrides.items()},
+        }
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 90) -> WorkerProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            ["nice", sys.executable, "-m", "streams.cli.worker", "-l", "warning"],
+            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.time() + timeout_s
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
+            health = self.health()
+            if health and health.get("catalog_ready") and health.get("assigned_partitions"):
+                return self
+            time.sleep(0.5)
+        raise TimeoutError(f"worker not ready in {timeout_s}s:\n{self.log_tail()}")
+
+    def get(self, path: str) -> dict | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+                body = r.read()
+                return json.loads(body) if body.startswith((b"{", b"[")) else {"text": body.decode()}
+        except Exception:  # noqa: BLE001 - not up yet, or a 404
+            return None
+
+    def health(self) -> dict | None:
+        return self.get("/health")
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    def log_tail(self, n: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-n:] if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+async def produce(settings: Settings, messages: list[tuple[str, str | None, bytes | None]]) -> None:
+    """Send (topic, key, value) messages in order; topic names without the prefix."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", max_request_size=2_000_000)
+    await producer.start()
+    try:
+        for topic, key, value in messages:
+            await producer.send_and_wait(settings.topic(topic), value=value, key=None if key is None else key.encode())
+    finally:
+        await producer.stop()
+
+
+async def read_all(full_topic: str, settings: Settings, partitions: int) -> list:
+    """Every message now in ``full_topic`` (all partitions), in partition then offset order."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(full_topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        out = []
+        while any([await consumer.position(tp) < ends[tp] for tp in tps]):
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                out.extend(records)
+        return out
+    finally:
+        await consumer.stop()
+
+
+def topic_records(settings: Settings, topic: str, partitions: int | None = None) -> list:
+    return asyncio.run(read_all(settings.topic(topic), settings, partitions or settings.topic_partitions))
+
+
+def table_contents(settings: Settings, table: str) -> dict[str, bytes]:
+    """The table as its changelog says: the last value per key, deletions applied."""
+    out: dict[str, bytes] = {}
+    for r in asyncio.run(read_all(f"{settings.app_id}-{table}-changelog", settings, settings.topic_partitions)):
+        if r.value is None:
+            out.pop(r.key.decode(), None)
+        else:
+            out[r.key.decode()] = r.value
+    return out
+
+
+def wait_for(what: str, check: Callable[[], object], timeout_s: float = 60, every_s: float = 0.5):
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(every_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")

@@ -1,0 +1,165 @@
+"""One worker on the real broker, driven through every agent: dead letters, ingest, drift, regenerate,
+task evaluation, feedback join, preference pairs and model hot-swap."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lettingo import records
+from lettingo.settings import Settings
+from streams.kafka.topics import create_topics
+from tests.streams_harness import WorkerProcess, produce, table_contents, topic_records, wait_for
+
+pytestmark = pytest.mark.kafka
+
+GENRES = {"h": ["Horror", "Thriller"], "c": ["Comedy"], "d": ["Drama", "Romance"]}
+ITEMS = [records.Item(item_id=f"{g}{n}", title=f"{GENRES[g][0]} Film {n} (199{n})", attributes=GENRES[g], year=1990 + n)
+         for g in GENRES for n in range(10)]  # fmt: skip
+WORKER_SETTINGS = dict(
+    worker_cold_start_after=3, drift_min_new_events=3, drift_cooldown_seconds=0, drift_threshold=0.2,
+    explore_rate=1.0, explore_k=5, feedback_window_seconds=3, pairs_min_rewards=2, regen_batch_seconds=0.2,
+)  # fmt: skip
+
+
+def interaction(user: str, item: str, rating: float, n: int) -> tuple[str, str, bytes]:
+    event = records.Interaction(event_id=f"{user}-{n}", user_id=user, item_id=item, kind="rating", rating=rating, ts=1e9 + n)
+    return ("interactions", user, event.to_bytes())
+
+
+@pytest.fixture(scope="module")
+def settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    s = Settings(home=tmp_path_factory.mktemp("flow"), kafka_bootstrap=kafka_bootstrap,
+                 topic_prefix=f"t{uuid.uuid4().hex[:10]}-", app_id=f"test-{uuid.uuid4().hex[:10]}")  # fmt: skip
+    asyncio.run(create_topics(s))
+    asyncio.run(produce(s, [("items", i.item_id, i.to_bytes()) for i in ITEMS]))
+    return s
+
+
+@pytest.fixture(scope="module")
+def worker(settings: Settings) -> Iterator[WorkerProcess]:
+    w = WorkerProcess(settings, settings.home / "worker.log", **WORKER_SETTINGS).start()
+    yield w
+    w.stop()
+
+
+def profiles_of(settings: Settings, user: str) -> list[records.Profile]:
+    return [records.Profile.from_bytes(r.value) for r in topic_records(settings, "profiles") if r.key == user.encode()]
+
+
+def values_of(settings: Settings, topic: str, record_type, user: str | None = None) -> list:
+    return [record_type.from_bytes(r.value) for r in topic_records(settings, topic)
+            if r.value is not None and (user is None or r.key == user.encode())]  # fmt: skip
+
+
+def test_malformed_inputs_go_to_dead_letters_and_valid_ones_around_them_are_processed(settings, worker):
+    big = json.dumps({"event_id": "x", "user_id": "u-dl", "item_id": "h1", "kind": "view", "ts": 1, "text": "a" * 70_000})
+    bad = {
+        "bad_json": b"{not json",
+        "missing": b'{"user_id": "u-dl"}',
+        "wrong_type": b'{"event_id": 1, "user_id": ["u"], "item_id": 3, "kind": "x", "ts": "no"}',
+        "oversized": big.encode(),
+        "empty": None,
+        "blank": b"",
+    }
+    expected_reason = {"bad_json": "invalid_json", "missing": "invalid_record", "wrong_type": "invalid_record",
+                       "oversized": "oversized", "empty": "empty", "blank": "invalid_json"}  # fmt: skip
+    messages = [interaction("u-dl", "h1", 5, 1)]
+    for topic in ("interactions", "items", "impressions", "feedback"):
+        messages += [(topic, f"{topic}-{name}", payload) for name, payload in bad.items()]
+    messages.append(interaction("u-dl", "h2", 4, 2))
+    asyncio.run(produce(settings, messages))
+
+    def letters():
+        found = {(r.key, r.reason) for r in values_of(settings, "dead-letters", records.DeadLetter, None)}
+        return found if len(found) >= 24 else None
+
+    found = wait_for("24 dead letters", letters, 60)
+    for topic in ("interactions", "items", "impressions", "feedback"):
+        for name in bad:
+            assert (f"{topic}-{name}", expected_reason[name]) in found, (topic, name)
+    state = wait_for("u-dl state", lambda: table_contents(settings, "user_state").get("u-dl"))
+    assert wait_for("both valid events", lambda: json.loads(table_contents(settings, "user_state")["u-dl"])["count"] == 2)
+    assert 'lettingo_dead_letters_total{reason="oversized"' in worker.metrics() or "lettingo_dead_letters_total" in worker.metrics()
+    assert state
+
+
+def test_profiles_regenerate_on_drift_and_not_without_it(settings, worker):
+    stable = [interaction("u-stable", f"h{n}", 5, n) for n in range(8)]
+    drifting = [interaction("u-drift", f"h{n}", 5, n) for n in range(3)]
+    drifting += [interaction("u-drift", f"c{n}", 1, 10 + n) for n in range(4)]
+    asyncio.run(produce(settings, stable + drifting))
+    wait_for("u-drift's drift profile", lambda: len(profiles_of(settings, "u-drift")) >= 2)
+    time.sleep(2)  # u-stable's events were sent first: by now they are all processed
+    stable_profiles = profiles_of(settings, "u-stable")
+    assert [(p.version, p.reason) for p in stable_profiles] == [(1, records.RequestReason.COLD_START)]
+    drift_profiles = profiles_of(settings, "u-drift")
+    assert [(p.version, p.reason) for p in drift_profiles] == [(1, "cold_start"), (2, "drift")]
+    view = worker.get("/users/u-drift/profile")
+    assert view["current"]["version"] == 2 and [v["version"] for v in view["versions"]] == [1, 2]
+    requests = values_of(settings, "profile-requests", records.ProfileRequest, "u-drift")
+    assert requests[-1].drift_score >= 0.2
+
+
+def test_rated_events_reward_open_candidates_and_pairs_appear(settings, worker):
+    users = [f"u-pairs{n}" for n in range(3)]
+    first = [interaction(u, f"h{n}", 5, n) for u in users for n in range(3)]
+    asyncio.run(produce(settings, first))
+    candidates = wait_for("candidates", lambda: (c := values_of(settings, "profile-candidates", records.ProfileCandidate))
+                          and {x.user_id for x in c} >= set(users) and c)  # fmt: skip
+    later = [interaction(u, f"h{n}", 5, n) for u in users for n in range(5, 8)]  # same taste: no drift
+    asyncio.run(produce(settings, later))
+    open_ids = {c.profile_id for c in candidates if c.user_id == users[0]}
+    rewards = wait_for("task rewards", lambda: (r := [x for x in values_of(settings, "rewards", records.Reward, users[0])
+                                                     if x.source == "task_eval"]) and {x.profile_id for x in r} >= open_ids and r)  # fmt: skip
+    assert {r.target for r in rewards} >= {"h5", "h6", "h7"}
+    assert all(r.actual == "like" for r in rewards)
+    pairs = wait_for("preference pairs", lambda: values_of(settings, "preference-pairs", records.PreferencePair))
+    assert all(p.chosen_reward > p.rejected_reward and p.chosen != p.rejected for p in pairs)
+    assert len({p.pair_id for p in pairs}) == len(pairs)
+
+
+def test_impressions_with_and_without_clicks_yield_rewards(settings, worker):
+    now = time.time()
+    impression = lambda rid: records.Impression(request_id=rid, user_id="u-click", profile_id="p1", item_ids=["h1", "c1"], ts=now)  # noqa: E731
+    click = records.Feedback(request_id="r-clicked", user_id="u-click", item_id="h1", kind="click", ts=now)
+    asyncio.run(produce(settings, [("impressions", "u-click", impression("r-clicked").to_bytes()),
+                                   ("impressions", "u-click", impression("r-ignored").to_bytes()),
+                                   ("feedback", "u-click", click.to_bytes())]))  # fmt: skip
+    rewards = wait_for("two click rewards", lambda: (r := values_of(settings, "rewards", records.Reward, "u-click")) and len(r) >= 2 and r, 30)
+    by_request = {r.target: r for r in rewards}
+    assert len(rewards) == 2
+    assert by_request["r-clicked"].correct and by_request["r-clicked"].value == 1.0
+    assert not by_request["r-ignored"].correct and by_request["r-ignored"].actual == "no_click"
+
+
+def _publish_version(settings: Settings, folder: Path, version: int, generator: str, corrupt: bool) -> records.ModelVersion:
+    folder.mkdir(parents=True)
+    (folder / "policy.json").write_text(json.dumps({"generator": generator}))
+    digest = hashlib.sha256((folder / "policy.json").read_bytes()).hexdigest()
+    record = records.ModelVersion(name="nano", version=version, kind="full", uri=str(folder), base_model="nano",
+                                  sha256={"policy.json": "0" * 64 if corrupt else digest}, status="champion")  # fmt: skip
+    asyncio.run(produce(settings, [("model-versions", "nano", record.to_bytes())]))
+    return record
+
+
+def test_a_published_version_is_hot_swapped_and_a_corrupted_one_refused(settings, worker, tmp_path):
+    _publish_version(settings, tmp_path / "v1", 1, "writer:titles", corrupt=False)
+    wait_for("version 1 served", lambda: worker.health()["model_version"] == "nano:1")
+    _publish_version(settings, tmp_path / "v2", 2, "writer:genres", corrupt=True)
+    health = wait_for("version 2 refused", lambda: (h := worker.health()) and "nano:2" in h["refused_model_versions"] and h)
+    assert health["model_version"] == "nano:1" and health["refused_model_versions"]["nano:2"] == "checksum"
+    assert health["previous_model_version"] == "default"
+    letters = values_of(settings, "dead-letters", records.DeadLetter)
+    assert any(d.reason == "model_refused" and "nano:2" in d.error for d in letters)
+    asyncio.run(produce(settings, [interaction("u-after-swap", f"d{n}", 4, n) for n in range(3)]))
+    [profile] = wait_for("a profile from the new version", lambda: profiles_of(settings, "u-after-swap"))
+    assert profile.model_version == "nano:1"
+    assert 'lettingo_model_version_info{generator="writer:titles",version="nano:1"} 1.0' in worker.metrics()
