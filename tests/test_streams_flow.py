@@ -163,3 +163,15 @@ def test_a_published_version_is_hot_swapped_and_a_corrupted_one_refused(settings
     [profile] = wait_for("a profile from the new version", lambda: profiles_of(settings, "u-after-swap"))
     assert profile.model_version == "nano:1"
     assert 'lettingo_model_version_info{generator="writer:titles",version="nano:1"} 1.0' in worker.metrics()
+
+
+def test_users_forget_writes_tombstones_to_compacted_topics_and_changelogs(settings, worker):
+    from streams.cli.users import forget_user
+
+    wait_for("u-stable's state", lambda: "u-stable" in table_contents(settings, "user_state"))
+    topics = asyncio.run(forget_user(settings, "u-stable"))
+    assert settings.topic("profiles") in topics and f"{settings.app_id}-user_state-changelog" in topics
+    assert "u-stable" not in table_contents(settings, "user_state")
+    assert "u-stable" not in table_contents(settings, "profiles")
+    last = [r for r in topic_records(settings, "profiles") if r.key == b"u-stable"][-1]
+    assert last.value is None
