@@ -1,0 +1,60 @@
+"""The drift detector and the idempotent user state, without Kafka."""
+
+from __future__ import annotations
+
+from lettingo.data import LabelScheme
+from lettingo.drift import DriftConfig, decide, jensen_shannon
+from lettingo.records import Interaction, Item, RequestReason
+from lettingo.user_state import UserState, apply_interaction
+
+ITEMS = {"h": Item(item_id="h", title="H", attributes=["Horror"]), "c": Item(item_id="c", title="C", attributes=["Comedy"])}
+CONFIG = DriftConfig(threshold=0.2, min_new_events=3, cooldown_seconds=0, cold_start_after=3)
+
+
+def feed(state: UserState, item: str, rating: float, n: int) -> bool:
+    event = Interaction(event_id=f"e{n}", user_id="u", item_id=item, kind="rating", rating=rating, ts=float(n))
+    return apply_interaction(state, event, ITEMS[item], LabelScheme(), keep_events=80, seen_max=1000)
+
+
+def test_jensen_shannon_is_zero_for_equal_and_one_for_disjoint_distributions():
+    assert jensen_shannon({"a": 1, "b": 1}, {"a": 5, "b": 5}) == 0.0
+    assert abs(jensen_shannon({"a": 1}, {"b": 1}) - 1.0) < 1e-9
+    assert jensen_shannon({}, {"a": 1}) == 0.0
+
+
+def test_cold_start_then_drift_only_when_the_distribution_moves():
+    state = UserState(user_id="u")
+    decisions = []
+    for n in range(3):
+        feed(state, "h", 5, n)
+        decisions.append(decide(state, CONFIG).reason)
+    assert decisions == [None, None, RequestReason.COLD_START]
+    state.mark_profiled()
+    for n in range(3, 8):
+        feed(state, "h", 5, n)
+        assert not decide(state, CONFIG).request  # same taste: no drift
+    for n in range(8, 11):
+        feed(state, "c", 1, n)
+    decision = decide(state, CONFIG)
+    assert decision.reason is RequestReason.DRIFT and decision.score >= 0.2
+
+
+def test_min_new_evidence_and_cooldown_hold_a_request_back():
+    state = UserState(user_id="u")
+    for n in range(3):
+        feed(state, "h", 5, n)
+    state.mark_profiled()
+    feed(state, "c", 1, 3)
+    assert not decide(state, CONFIG).request  # one new event is not enough evidence
+    for n in range(4, 6):
+        feed(state, "c", 1, n)
+    assert not decide(state, DriftConfig(0.2, 3, cooldown_seconds=1e6, cold_start_after=3)).request
+    assert decide(state, CONFIG).request
+
+
+def test_a_replayed_event_changes_the_state_once():
+    state = UserState(user_id="u")
+    assert feed(state, "h", 5, 1)
+    before = state.model_copy(deep=True)
+    assert not feed(state, "h", 5, 1)
+    assert state == before and state.count == 1
