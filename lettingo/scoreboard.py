@@ -17,8 +17,8 @@ from typing import Protocol, Self
 from pydantic import BaseModel, Field
 
 from lettingo.data import LabelScheme, Rating, Sentiment
-from lettingo.records import Item, PreferencePair, ProfileCandidate, Reward, RewardSource
 from lettingo.recommenders.base import SentimentPrediction, SentimentQuery
+from lettingo.records import Item, PreferencePair, ProfileCandidate, Reward, RewardSource
 
 MAX_ROUNDS = 3
 
@@ -95,7 +95,9 @@ class Scoreboard(BaseModel):
             rejected = [s for s in scores if s.mean < 0.5]
             for good in chosen:
                 for bad in rejected:
-                    pair_id = hashlib.blake2b(f"{good.profile_id}>{bad.profile_id}".encode(), digest_size=12).hexdigest()
+                    pair_id = hashlib.blake2b(
+                        f"{good.profile_id}>{bad.profile_id}".encode(), digest_size=12
+                    ).hexdigest()
                     if pair_id in round_.emitted_pairs:
                         continue
                     round_.emitted_pairs.append(pair_id)

@@ -108,7 +108,7 @@ SMOKE_ENTRIES = (
 def smoke_test(label: str, generator: ProfileGenerator) -> str:
     try:
         [text] = generator.generate([profile_prompt_from_entries(SMOKE_ENTRIES, "smoke")], [0])
-    except Exception as e:  # noqa: BLE001 - any failure of a new model refuses it
+    except Exception as e:
         raise ModelRefusedError(label, "smoke_failed", repr(e)) from e
     if not text or not text.strip():
         raise ModelRefusedError(label, "smoke_empty", "the smoke generation returned an empty profile")
@@ -124,7 +124,7 @@ def load_version(record: ModelVersion) -> LoadedPolicy:
             generator = make_generator(json.loads(policy_file.read_text())["generator"])
         else:
             generator = make_generator(f"nano:{folder}" if record.kind == "full" else f"lora:{folder}")
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise ModelRefusedError(label, "load_failed", repr(e)) from e
     smoke_test(label, generator)
     return LoadedPolicy(label, generator)

@@ -41,7 +41,9 @@ async def decode_event(event: faust.EventT, record_type: type[R]) -> R | None:
     try:
         return decode_record(record_type, message.value, settings.max_message_bytes)
     except RecordError as e:
-        await dead_letter(message.topic, message.partition, message.offset, message.key, message.value, e.reason, str(e))
+        await dead_letter(
+            message.topic, message.partition, message.offset, message.key, message.value, e.reason, str(e)
+        )
         return None
 
 

@@ -7,26 +7,46 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 REGISTRY = CollectorRegistry()
 
-EVENTS = Counter("lettingo_events_total", "Input events processed, by topic and kind.", ["topic", "kind"], registry=REGISTRY)
-DUPLICATES = Counter("lettingo_duplicate_events_total", "Interactions seen before (not applied again).", registry=REGISTRY)
-DEAD_LETTERS = Counter("lettingo_dead_letters_total", "Rejected messages, by topic and reason.", ["topic", "reason"], registry=REGISTRY)
+EVENTS = Counter(
+    "lettingo_events_total", "Input events processed, by topic and kind.", ["topic", "kind"], registry=REGISTRY
+)
+DUPLICATES = Counter(
+    "lettingo_duplicate_events_total", "Interactions seen before (not applied again).", registry=REGISTRY
+)
+DEAD_LETTERS = Counter(
+    "lettingo_dead_letters_total", "Rejected messages, by topic and reason.", ["topic", "reason"], registry=REGISTRY
+)
 DRIFT_SCORE = Histogram(
     "lettingo_drift_score", "Drift scores measured (Jensen-Shannon, base 2).",
     buckets=(0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0), registry=REGISTRY,
 )  # fmt: skip
-PROFILE_REQUESTS = Counter("lettingo_profile_requests_total", "Profile requests emitted, by reason.", ["reason"], registry=REGISTRY)
+PROFILE_REQUESTS = Counter(
+    "lettingo_profile_requests_total", "Profile requests emitted, by reason.", ["reason"], registry=REGISTRY
+)
 REGENERATIONS = Counter("lettingo_regenerations_total", "Profiles written, by reason.", ["reason"], registry=REGISTRY)
-REGENERATION_FAILURES = Counter("lettingo_regeneration_failures_total", "Failed generation batches, by error.", ["error"], registry=REGISTRY)
+REGENERATION_FAILURES = Counter(
+    "lettingo_regeneration_failures_total", "Failed generation batches, by error.", ["error"], registry=REGISTRY
+)
 GENERATION_SECONDS = Histogram("lettingo_generation_seconds", "Wall time of one generation batch.", registry=REGISTRY)
-GENERATED_TOKENS = Counter("lettingo_generated_tokens_total", "Whitespace tokens of generated profiles.", ["use"], registry=REGISTRY)
+GENERATED_TOKENS = Counter(
+    "lettingo_generated_tokens_total", "Whitespace tokens of generated profiles.", ["use"], registry=REGISTRY
+)
 CANDIDATES = Counter("lettingo_candidates_total", "Explored candidate profiles emitted.", registry=REGISTRY)
-REWARDS = Counter("lettingo_rewards_total", "Rewards emitted, by source and correctness.", ["source", "correct"], registry=REGISTRY)
+REWARDS = Counter(
+    "lettingo_rewards_total", "Rewards emitted, by source and correctness.", ["source", "correct"], registry=REGISTRY
+)
 PAIRS = Counter("lettingo_preference_pairs_total", "Preference pairs emitted.", registry=REGISTRY)
 MODEL_INFO = Info("lettingo_model_version", "The model version this worker serves.", registry=REGISTRY)
 MODEL_SWITCHES = Counter("lettingo_model_switches_total", "Model versions switched in.", registry=REGISTRY)
-MODELS_REFUSED = Counter("lettingo_models_refused_total", "Model versions refused, by reason.", ["reason"], registry=REGISTRY)
-TABLE_KEYS = Gauge("lettingo_table_keys", "Keys in this worker's active table partitions.", ["table"], registry=REGISTRY)
-CONSUMER_LAG = Gauge("lettingo_consumer_lag_messages", "High watermark minus read offset.", ["topic", "partition"], registry=REGISTRY)
+MODELS_REFUSED = Counter(
+    "lettingo_models_refused_total", "Model versions refused, by reason.", ["reason"], registry=REGISTRY
+)
+TABLE_KEYS = Gauge(
+    "lettingo_table_keys", "Keys in this worker's active table partitions.", ["table"], registry=REGISTRY
+)
+CONSUMER_LAG = Gauge(
+    "lettingo_consumer_lag_messages", "High watermark minus read offset.", ["topic", "partition"], registry=REGISTRY
+)
 
 
 def tokens(text: str) -> int:

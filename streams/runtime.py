@@ -29,7 +29,9 @@ class Runtime:
     @property
     def drift(self) -> DriftConfig:
         s = self.settings
-        return DriftConfig(s.drift_threshold, s.drift_min_new_events, s.drift_cooldown_seconds, s.worker_cold_start_after)
+        return DriftConfig(
+            s.drift_threshold, s.drift_min_new_events, s.drift_cooldown_seconds, s.worker_cold_start_after
+        )
 
     @property
     def keep_events(self) -> int:

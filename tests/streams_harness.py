@@ -66,7 +66,7 @@ class WorkerProcess:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
                 body = r.read()
                 return json.loads(body) if body.startswith((b"{", b"[")) else {"text": body.decode()}
-        except Exception:  # noqa: BLE001 - not up yet, or a 404
+        except Exception:
             return None
 
     def health(self) -> dict | None:

@@ -7,7 +7,10 @@ from lettingo.drift import DriftConfig, decide, jensen_shannon
 from lettingo.records import Interaction, Item, RequestReason
 from lettingo.user_state import UserState, apply_interaction
 
-ITEMS = {"h": Item(item_id="h", title="H", attributes=["Horror"]), "c": Item(item_id="c", title="C", attributes=["Comedy"])}
+ITEMS = {
+    "h": Item(item_id="h", title="H", attributes=["Horror"]),
+    "c": Item(item_id="c", title="C", attributes=["Comedy"]),
+}
 CONFIG = DriftConfig(threshold=0.2, min_new_events=3, cooldown_seconds=0, cold_start_after=3)
 
 

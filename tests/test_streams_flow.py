@@ -30,7 +30,9 @@ WORKER_SETTINGS = dict(
 
 
 def interaction(user: str, item: str, rating: float, n: int) -> tuple[str, str, bytes]:
-    event = records.Interaction(event_id=f"{user}-{n}", user_id=user, item_id=item, kind="rating", rating=rating, ts=1e9 + n)
+    event = records.Interaction(
+        event_id=f"{user}-{n}", user_id=user, item_id=item, kind="rating", rating=rating, ts=1e9 + n
+    )
     return ("interactions", user, event.to_bytes())
 
 
@@ -60,7 +62,9 @@ def values_of(settings: Settings, topic: str, record_type, user: str | None = No
 
 
 def test_malformed_inputs_go_to_dead_letters_and_valid_ones_around_them_are_processed(settings, worker):
-    big = json.dumps({"event_id": "x", "user_id": "u-dl", "item_id": "h1", "kind": "view", "ts": 1, "text": "a" * 70_000})
+    big = json.dumps(
+        {"event_id": "x", "user_id": "u-dl", "item_id": "h1", "kind": "view", "ts": 1, "text": "a" * 70_000}
+    )
     bad = {
         "bad_json": b"{not json",
         "missing": b'{"user_id": "u-dl"}',
@@ -86,8 +90,13 @@ def test_malformed_inputs_go_to_dead_letters_and_valid_ones_around_them_are_proc
         for name in bad:
             assert (f"{topic}-{name}", expected_reason[name]) in found, (topic, name)
     state = wait_for("u-dl state", lambda: table_contents(settings, "user_state").get("u-dl"))
-    assert wait_for("both valid events", lambda: json.loads(table_contents(settings, "user_state")["u-dl"])["count"] == 2)
-    assert 'lettingo_dead_letters_total{reason="oversized"' in worker.metrics() or "lettingo_dead_letters_total" in worker.metrics()
+    assert wait_for(
+        "both valid events", lambda: json.loads(table_contents(settings, "user_state")["u-dl"])["count"] == 2
+    )
+    assert (
+        'lettingo_dead_letters_total{reason="oversized"' in worker.metrics()
+        or "lettingo_dead_letters_total" in worker.metrics()
+    )
     assert state
 
 
@@ -128,19 +137,27 @@ def test_rated_events_reward_open_candidates_and_pairs_appear(settings, worker):
 
 def test_impressions_with_and_without_clicks_yield_rewards(settings, worker):
     now = time.time()
-    impression = lambda rid: records.Impression(request_id=rid, user_id="u-click", profile_id="p1", item_ids=["h1", "c1"], ts=now)  # noqa: E731
+    impression = lambda rid: records.Impression(
+        request_id=rid, user_id="u-click", profile_id="p1", item_ids=["h1", "c1"], ts=now
+    )  # noqa: E731
     click = records.Feedback(request_id="r-clicked", user_id="u-click", item_id="h1", kind="click", ts=now)
     asyncio.run(produce(settings, [("impressions", "u-click", impression("r-clicked").to_bytes()),
                                    ("impressions", "u-click", impression("r-ignored").to_bytes()),
                                    ("feedback", "u-click", click.to_bytes())]))  # fmt: skip
-    rewards = wait_for("two click rewards", lambda: (r := values_of(settings, "rewards", records.Reward, "u-click")) and len(r) >= 2 and r, 30)
+    rewards = wait_for(
+        "two click rewards",
+        lambda: (r := values_of(settings, "rewards", records.Reward, "u-click")) and len(r) >= 2 and r,
+        30,
+    )
     by_request = {r.target: r for r in rewards}
     assert len(rewards) == 2
     assert by_request["r-clicked"].correct and by_request["r-clicked"].value == 1.0
     assert not by_request["r-ignored"].correct and by_request["r-ignored"].actual == "no_click"
 
 
-def _publish_version(settings: Settings, folder: Path, version: int, generator: str, corrupt: bool) -> records.ModelVersion:
+def _publish_version(
+    settings: Settings, folder: Path, version: int, generator: str, corrupt: bool
+) -> records.ModelVersion:
     folder.mkdir(parents=True)
     (folder / "policy.json").write_text(json.dumps({"generator": generator}))
     digest = hashlib.sha256((folder / "policy.json").read_bytes()).hexdigest()
@@ -154,7 +171,9 @@ def test_a_published_version_is_hot_swapped_and_a_corrupted_one_refused(settings
     _publish_version(settings, tmp_path / "v1", 1, "writer:titles", corrupt=False)
     wait_for("version 1 served", lambda: worker.health()["model_version"] == "nano:1")
     _publish_version(settings, tmp_path / "v2", 2, "writer:genres", corrupt=True)
-    health = wait_for("version 2 refused", lambda: (h := worker.health()) and "nano:2" in h["refused_model_versions"] and h)
+    health = wait_for(
+        "version 2 refused", lambda: (h := worker.health()) and "nano:2" in h["refused_model_versions"] and h
+    )
     assert health["model_version"] == "nano:1" and health["refused_model_versions"]["nano:2"] == "checksum"
     assert health["previous_model_version"] == "default"
     letters = values_of(settings, "dead-letters", records.DeadLetter)

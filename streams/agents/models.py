@@ -23,7 +23,9 @@ SERVABLE = {ModelStatus.CANDIDATE, ModelStatus.CHAMPION}
 
 
 def _report_serving() -> None:
-    metrics.MODEL_INFO.info({"version": RUNTIME.policy.current.version, "generator": RUNTIME.policy.current.generator.name})
+    metrics.MODEL_INFO.info(
+        {"version": RUNTIME.policy.current.version, "generator": RUNTIME.policy.current.generator.name}
+    )
 
 
 async def _on_version(key: bytes | None, value: bytes | None) -> None:

@@ -13,13 +13,15 @@ log = logging.getLogger(__name__)
 @app.timer(5.0)
 async def sample_gauges() -> None:
     for name, table in tables.ALL_TABLES.items():
-        metrics.TABLE_KEYS.labels(table=name).set(sum(1 for _ in table.keys()))
+        metrics.TABLE_KEYS.labels(table=name).set(len(table))
     consumer = app.consumer
     for tp in consumer.assignment():
         try:
             highwater = consumer.highwater(tp)
             position = consumer._read_offset.get(tp)  # faust keeps the last read offset per partition
-        except Exception:  # noqa: BLE001 - a rebalance may be in progress
+        except Exception:
             continue
         if highwater is not None and position is not None:
-            metrics.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, highwater - position - 1))
+            metrics.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(
+                max(0, highwater - position - 1)
+            )

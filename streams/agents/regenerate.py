@@ -59,7 +59,9 @@ def generate_batch(policy: LoadedPolicy, explorer: ProfileGenerator, jobs: list[
     """One policy call for every job's serving profile, one explorer call for every candidate."""
     profiles = policy.generator.generate([j.prompt for j in jobs], [j.seed for j in jobs])
     exploring = [j for j in jobs if j.explore]
-    flat = explorer.generate([j.prompt for j in exploring for _ in range(k)], [j.seed + i for j in exploring for i in range(k)])
+    flat = explorer.generate(
+        [j.prompt for j in exploring for _ in range(k)], [j.seed + i for j in exploring for i in range(k)]
+    )
     by_job = {id(j): flat[n * k : (n + 1) * k] for n, j in enumerate(exploring)}
     return [Generated(text, by_job.get(id(j), [])) for j, text in zip(jobs, profiles, strict=True)]
 
@@ -71,7 +73,12 @@ def _seq(request: ProfileRequest) -> int:
 def _job(event, request: ProfileRequest) -> Job | None:
     current = tables.load(tables.profiles, request.user_id, ProfileHistory)
     if current is not None and current.seq >= _seq(request):
-        log.info("stale request user_id=%s history=%s (serving %s)", request.user_id, request.history_ref, current.history_ref)
+        log.info(
+            "stale request user_id=%s history=%s (serving %s)",
+            request.user_id,
+            request.history_ref,
+            current.history_ref,
+        )
         return None
     seed = digest(request.user_id, request.history_ref)
     explore = (seed % 10_000) / 10_000 < RUNTIME.settings.explore_rate and RUNTIME.settings.explore_k > 0
@@ -102,7 +109,11 @@ async def _publish(job: Job, generated: Generated, policy: LoadedPolicy) -> None
         history_ref=request.history_ref, ts=request.ts,
     )][-tables.MAX_PROFILE_VERSIONS :]  # fmt: skip
     with event_context(job.event):
-        tables.store(tables.profiles, request.user_id, ProfileHistory(current=profile, history_ref=request.history_ref, versions=versions))
+        tables.store(
+            tables.profiles,
+            request.user_id,
+            ProfileHistory(current=profile, history_ref=request.history_ref, versions=versions),
+        )
     key = tables.key(request.user_id)
     await (await faust_topics.profiles.send(key=key, value=profile.to_bytes()))
     metrics.REGENERATIONS.labels(reason=request.reason.value).inc()
@@ -110,7 +121,8 @@ async def _publish(job: Job, generated: Generated, policy: LoadedPolicy) -> None
     if job.explore:
         # The served profile competes in its own round, so clicks on it score it too.
         texts = [(profile_id, generated.profile, policy.version)] + [
-            (f"{digest(profile_id, str(i)):016x}", text, RUNTIME.explorer.name) for i, text in enumerate(generated.candidates)
+            (f"{digest(profile_id, str(i)):016x}", text, RUNTIME.explorer.name)
+            for i, text in enumerate(generated.candidates)
         ]
         for candidate_id, text, generator in texts:
             candidate = ProfileCandidate(profile_id=candidate_id, user_id=request.user_id, text=text, generator=generator,
@@ -150,10 +162,15 @@ async def regenerate(stream):
         started = time.perf_counter()
         try:
             results = await _generate(policy, jobs)
-        except Exception as e:  # noqa: BLE001 - previous profiles stay; the requests are retried
+        except Exception as e:
             error = f"{type(e).__name__}: {e}"
             metrics.REGENERATION_FAILURES.labels(error=type(e).__name__).inc()
-            log.warning("generation failed model_version=%s users=%s: %s", policy.version, [j.request.user_id for j in jobs], error)
+            log.warning(
+                "generation failed model_version=%s users=%s: %s",
+                policy.version,
+                [j.request.user_id for j in jobs],
+                error,
+            )
             for job in jobs:
                 await _retry_later(job, error)
             continue

@@ -35,8 +35,12 @@ async def task_eval(stream):
         if not candidates:
             continue
         state = tables.load(tables.user_state, interaction.user_id, UserState)
-        recent = state.recent(RUNTIME.settings.worker_history_window, before_event=interaction.event_id) if state else []
-        recent_ratings = [Rating(interaction.user_id, e.item_id, e.rating, int(e.ts)) for e in recent if e.rating is not None]
+        recent = (
+            state.recent(RUNTIME.settings.worker_history_window, before_event=interaction.event_id) if state else []
+        )
+        recent_ratings = [
+            Rating(interaction.user_id, e.item_id, e.rating, int(e.ts)) for e in recent if e.rating is not None
+        ]
         rewards = await loop.run_in_executor(
             RUNTIME.executor, evaluate_candidates, interaction.user_id, candidates, recent_ratings,
             interaction.item_id, interaction.rating, RUNTIME.reader, RUNTIME.labels, interaction.ts,

@@ -19,7 +19,9 @@ async def ensure_topics(settings: Settings) -> None:
     admin = AIOKafkaAdminClient(**settings.kafka_client_config())
     await admin.start()
     try:  # the feedback join's sweep topic is the worker's own, co-partitioned with user-keyed topics
-        await admin.create_topics([NewTopic(settings.topic("feedback-sweeps"), settings.topic_partitions, settings.topic_replication)])
+        await admin.create_topics(
+            [NewTopic(settings.topic("feedback-sweeps"), settings.topic_partitions, settings.topic_replication)]
+        )
     except TopicAlreadyExistsError:
         pass
     finally:
