@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 
 from lettingo.data import Item, Rating, Sentiment
-from lettingo.prompts.escape import MAX_TEXT_CHARS, block, quote
+from lettingo.prompts.escape import MAX_TEXT_CHARS, MAX_TITLE_CHARS, block, quote
 
 MAX_PROFILE_CHARS = MAX_TEXT_CHARS
 MAX_RECENT_ITEMS = 10
@@ -23,12 +23,24 @@ _RULES = (
 )
 
 
+# json.dumps(ensure_ascii=False) leaves these raw, and they are line breaks to str.splitlines and many tokenizers.
+_UNICODE_LINE_BREAKS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
+
+
+def safe_quote(text: str, max_chars: int) -> str:
+    """:func:`quote`, with Unicode line separators escaped too, so a quoted value never spans two lines."""
+    quoted = quote(text, max_chars)
+    for raw, escaped in _UNICODE_LINE_BREAKS.items():
+        quoted = quoted.replace(raw, escaped)
+    return quoted
+
+
 def describe_item(item: Item | None, item_id: str) -> str:
     """One quoted line for an item: title, then genres."""
     if item is None:
-        return quote(f"item {item_id}")
+        return safe_quote(f"item {item_id}", MAX_TITLE_CHARS)
     genres = ", ".join(item.attributes[:6])
-    return quote(f"{item.title} ({genres})" if genres else item.title)
+    return safe_quote(f"{item.title} ({genres})" if genres else item.title, MAX_TITLE_CHARS)
 
 
 def _recent_lines(recent: Sequence[Rating], items: dict[str, Item]) -> str:
@@ -39,7 +51,7 @@ def _recent_lines(recent: Sequence[Rating], items: dict[str, Item]) -> str:
 
 
 def _profile_text(profile: str) -> str:
-    return quote(profile, MAX_PROFILE_CHARS) if profile.strip() else quote("(no profile)")
+    return safe_quote(profile, MAX_PROFILE_CHARS) if profile.strip() else quote("(no profile)")
 
 
 def sentiment_prompt(
@@ -86,8 +98,11 @@ def ranking_prompt(
     return "\n".join(parts)
 
 
-_SENTIMENT_ANSWER = re.compile(r"^\W*(like|neutral|dislike)\W*$", re.IGNORECASE)
-_NUMBER_ANSWER = re.compile(r"^\W*(?:(?:item|movie|number|answer)\s*:?\s*#?\s*)?(\d{1,3})\W*$", re.IGNORECASE)
+# Decoration a model may wrap one answer in (quotes, markdown emphasis, brackets, a final full stop); nothing else.
+_OPEN = r"""^[\s"'`*(\[]*"""
+_CLOSE = r"""[\s"'`*)\].!]*$"""
+_SENTIMENT_ANSWER = re.compile(_OPEN + r"(like|neutral|dislike)" + _CLOSE, re.IGNORECASE)
+_NUMBER_ANSWER = re.compile(_OPEN + r"(?:(?:item|movie|number|answer)\s*:?\s*)?#?\s*(\d{1,3})" + _CLOSE, re.IGNORECASE)
 
 
 def parse_sentiment(answer: str | None) -> Sentiment | None:
