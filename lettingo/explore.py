@@ -1,0 +1,186 @@
+"""Exploration: K candidate profiles per user from several generators and decoding settings.
+
+The paper samples N profiles at temperature 1.0 from several LLMs; here each :class:`ExploreSource` is one
+generator with its own sample count and temperature (e.g. nano at 1.0 plus writer profiles). Candidates are
+deduplicated by normalized text across sources, and a source that lost samples to duplicates is asked again
+with a fresh seed (up to ``max_rounds``). Each candidate keeps its provenance: generator, model version, seed.
+
+Pure: reads nothing and writes nothing; the caller persists the results (see ``lettingo explore``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Protocol
+
+from lettingo.data import Item, LabelScheme, Rating
+from lettingo.generators.base import Generator
+from lettingo.prompts.profile import ProfilePrompt, profile_prompt
+
+_SPACE = re.compile(r"\s+")
+_EDGE_PUNCT = re.compile(r"^[\s.,;:!]+|[\s.,;:!]+$")
+
+
+class HistoryCase(Protocol):
+    """What exploration needs of a case; :class:`lettingo.data.UserSplit` fits."""
+
+    @property
+    def user_id(self) -> str: ...
+
+    @property
+    def long_history(self) -> Sequence[Rating]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ExploreSource:
+    generator: Generator
+    n: int
+    temperature: float = 1.0
+    max_new_tokens: int = 96
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    profile_id: str
+    text: str
+    generator: str
+    model_version: str
+    seed: int
+    temperature: float
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    finished: bool
+
+
+@dataclass(slots=True)
+class UserCandidates:
+    user_id: str
+    position: int  # which target the history precedes (0 = the user's last rating)
+    history_ref: str  # "<count>@<last item id>:<last ts>": which ratings the prompt saw
+    prompt: ProfilePrompt
+    candidates: list[Candidate] = field(default_factory=list)
+    duplicates: int = 0  # samples dropped as repeats of an earlier candidate
+    empty: int = 0  # samples dropped as blank
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "user_id": self.user_id,
+            "position": self.position,
+            "history_ref": self.history_ref,
+            "prompt": self.prompt.text,
+            "messages": list(self.prompt.messages),
+            "candidates": [asdict(c) for c in self.candidates],
+            "duplicates": self.duplicates,
+            "empty": self.empty,
+        }
+
+
+def normalize_profile(text: str) -> str:
+    """The form two profiles are compared in: case-folded, whitespace collapsed, edge punctuation dropped."""
+    return _EDGE_PUNCT.sub("", _SPACE.sub(" ", text.casefold()))
+
+
+def history_ref(history: Sequence[Rating]) -> str:
+    if not history:
+        return "0@"
+    last = history[-1]
+    return f"{len(history)}@{last.item_id}:{last.ts}"
+
+
+def _profile_id(user_id: str, ref: str, normalized: str) -> str:
+    return hashlib.sha256(f"{user_id}\x00{ref}\x00{normalized}".encode()).hexdigest()[:16]
+
+
+def _chunks(cases: Iterable[HistoryCase], size: int) -> Iterator[list[HistoryCase]]:
+    chunk: list[HistoryCase] = []
+    for case in cases:
+        chunk.append(case)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _collect(
+    users: list[UserCandidates], seen: list[set[str]], source: ExploreSource, seed: int, wanted: list[int]
+) -> list[int]:
+    """Sample ``source`` for the users with ``wanted[i] > 0``; returns how many each still lacks."""
+    todo = [i for i, w in enumerate(wanted) if w > 0]
+    if not todo:
+        return wanted
+    results = source.generator.generate(
+        [users[i].prompt for i in todo],
+        n=source.n,
+        temperature=source.temperature,
+        max_new_tokens=source.max_new_tokens,
+        seed=seed,
+    )
+    still = list(wanted)
+    for i, generations in zip(todo, results, strict=True):
+        user = users[i]
+        for g in generations:
+            if still[i] == 0:
+                break
+            key = normalize_profile(g.text)
+            if not key:
+                user.empty += 1
+                continue
+            if key in seen[i]:
+                user.duplicates += 1
+                continue
+            seen[i].add(key)
+            still[i] -= 1
+            user.candidates.append(
+                Candidate(
+                    _profile_id(user.user_id, user.history_ref, key),
+                    g.text,
+                    g.generator,
+                    g.model_version,
+                    g.seed,
+                    source.temperature,
+                    g.prompt_tokens,
+                    g.completion_tokens,
+                    round(g.latency_s, 4),
+                    g.finished,
+                )
+            )
+    return still
+
+
+def explore(
+    cases: Iterable[HistoryCase],
+    items: Mapping[str, Item],
+    sources: Sequence[ExploreSource],
+    *,
+    labels: LabelScheme | None = None,
+    seed: int = 0,
+    batch_size: int = 16,
+    max_rounds: int = 2,
+) -> Iterator[UserCandidates]:
+    """Candidates for each case, in order, computed ``batch_size`` users at a time (lazily, so a caller can
+    persist and report progress as it goes). Deterministic for a seed and the generators' own determinism."""
+    if not sources:
+        raise ValueError("explore needs at least one source")
+    labels = labels or LabelScheme()
+    for chunk in _chunks(cases, batch_size):
+        users = [
+            UserCandidates(
+                c.user_id,
+                getattr(c, "position", 0),
+                history_ref(c.long_history),
+                # The prompt carries the case's user even when its history is empty.
+                replace(profile_prompt(c.long_history, items, labels), user_id=c.user_id),
+            )
+            for c in chunk
+        ]
+        seen: list[set[str]] = [set() for _ in users]
+        for s, source in enumerate(sources):
+            wanted = [source.n] * len(users)
+            for round_ in range(max_rounds):
+                wanted = _collect(users, seen, source, seed + 7919 * s + 104729 * round_, wanted)
+        yield from users

@@ -1,0 +1,132 @@
+"""``hf`` backend: transformers ``generate`` on CPU or GPU, with an optional PEFT LoRA adapter.
+
+Never downloads: models and adapters load with ``local_files_only=True``. When the tokenizer has one token per
+title (the nano model), decoding only allows the titles present in the prompt.
+
+Each prompt is sampled on its own (its ``n`` samples batched together) under a seed derived from the call's seed
+and the prompt, so results do not depend on how prompts are grouped into calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList
+
+from lettingo.generators.base import Generation, Generator, GeneratorError, check_sampling, sample_seed
+from lettingo.generators.title_constraint import PromptTitlesOnly
+from lettingo.nano.tokenizer import title_token_ids
+from lettingo.prompts.profile import ProfilePrompt
+
+log = logging.getLogger(__name__)
+
+
+def _default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class HFGenerator(Generator):
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        adapter: str | None = None,
+        model_version: str | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        cache_implementation: str | None = "static",
+        use_chat_template: bool | None = None,
+        merge_adapter: bool = True,
+    ) -> None:
+        self.name = "hf"
+        self.device = device or _default_device()
+        self.cache_implementation = cache_implementation
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
+            torch_dtype = getattr(torch, dtype) if dtype else ("auto" if self.device != "cpu" else torch.float32)
+            model = AutoModelForCausalLM.from_pretrained(model_path, local_files_only=True, dtype=torch_dtype)
+            if adapter:
+                from peft import PeftModel  # only needed with an adapter
+
+                model = PeftModel.from_pretrained(model, adapter, local_files_only=True)
+                if merge_adapter:
+                    model = model.merge_and_unload()
+        except (OSError, ValueError) as e:
+            raise GeneratorError(
+                f"hf: cannot load model {model_path!r}{f' with adapter {adapter!r}' if adapter else ''}: {e}"
+            ) from e
+        self.model = model.to(self.device).eval()
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model_version = model_version or Path(adapter or model_path).name
+        self.use_chat_template = bool(self.tokenizer.chat_template) if use_chat_template is None else use_chat_template
+        titles = title_token_ids(self.tokenizer)
+        vocab = self.model.get_output_embeddings().weight.shape[0]
+        self.title_constraint = PromptTitlesOnly(titles, vocab) if titles else None
+        log.info(
+            "hf generator loaded %s (version %s, device %s, %d title tokens)",
+            model_path, self.model_version, self.device, len(titles),
+        )  # fmt: skip
+
+    def encode(self, prompt: ProfilePrompt) -> list[int]:
+        if self.use_chat_template:
+            rendered = self.tokenizer.apply_chat_template(
+                list(prompt.messages), add_generation_prompt=True, tokenize=False
+            )
+            return self.tokenizer(rendered, add_special_tokens=False)["input_ids"]
+        return self.tokenizer(prompt.text)["input_ids"]
+
+    @torch.inference_mode()
+    def _sample(
+        self, prompt: ProfilePrompt, n: int, temperature: float, max_new_tokens: int, seed: int
+    ) -> list[Generation]:
+        started = time.perf_counter()
+        prompt_ids = self.encode(prompt)
+        input_ids = torch.tensor([prompt_ids], device=self.device)
+        torch.manual_seed(sample_seed(seed, prompt))
+        sampling = (
+            {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+            if temperature > 0
+            else {"do_sample": False}
+        )
+        output = self.model.generate(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            num_return_sequences=n,
+            max_new_tokens=max_new_tokens,
+            logits_processor=LogitsProcessorList([self.title_constraint] if self.title_constraint else []),
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.tokenizer.eos_token_id,
+            cache_implementation=self.cache_implementation,
+            **sampling,
+        )
+        latency = time.perf_counter() - started
+        out = []
+        for row in output[:, len(prompt_ids) :].tolist():
+            finished = self.tokenizer.eos_token_id in row
+            tokens = row[: row.index(self.tokenizer.eos_token_id) + 1] if finished else row
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+            out.append(
+                Generation(text, len(prompt_ids), len(tokens), latency, self.name, self.model_version, seed, finished)
+            )
+        return out
+
+    def generate(
+        self,
+        prompts: list[ProfilePrompt],
+        *,
+        n: int = 1,
+        temperature: float = 1.0,
+        max_new_tokens: int = 96,
+        seed: int = 0,
+    ) -> list[list[Generation]]:
+        check_sampling(n, temperature, max_new_tokens)
+        return [self._sample(p, n, temperature, max_new_tokens, seed) for p in prompts]
+
+    def close(self) -> None:
+        self.model = None  # type: ignore[assignment]
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -1,0 +1,135 @@
+"""``openai`` backend: any OpenAI-compatible server, e.g. ``vllm serve BASE --enable-lora``.
+
+LoRA adapters (model versions) are loaded and unloaded at runtime through vLLM's ``/v1/load_lora_adapter`` and
+``/v1/unload_lora_adapter`` (the server needs ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``); the adapter's name
+is then the model requests ask for. Prompts go out concurrently from a thread pool. When a local tokenizer with
+title tokens is given, requests carry vLLM's ``allowed_token_ids`` so titles stay those of the prompt.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import openai
+
+from lettingo.generators.base import Generation, Generator, GeneratorError, check_sampling, sample_seed
+from lettingo.generators.title_constraint import allowed_token_ids
+from lettingo.prompts.profile import ProfilePrompt
+
+log = logging.getLogger(__name__)
+
+
+class OpenAIGenerator(Generator):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str = "EMPTY",
+        model_version: str | None = None,
+        timeout_s: float = 120.0,
+        concurrency: int = 8,
+        use_chat: bool = True,
+        tokenizer: str | None = None,
+    ) -> None:
+        self.name = "openai"
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.model_version = model_version or model
+        self.use_chat = use_chat
+        self._api_key = api_key
+        self._timeout_s = timeout_s
+        self._client = openai.OpenAI(base_url=self.base_url, api_key=api_key, timeout=timeout_s, max_retries=2)
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="openai-gen")
+        self._tokenizer: Any = None
+        self._titles: set[int] = set()
+        if tokenizer:
+            from transformers import AutoTokenizer
+
+            from lettingo.nano.tokenizer import title_token_ids
+
+            self._tokenizer = AutoTokenizer.from_pretrained(tokenizer, local_files_only=True)
+            self._titles = set(title_token_ids(self._tokenizer))
+
+    # --- adapters, loaded at runtime ---
+    def _admin(self, path: str, body: dict[str, str]) -> None:
+        try:
+            r = httpx.post(
+                f"{self.base_url}/{path}",
+                json=body,
+                headers={"Authorization": f"Bearer {self._api_key}"},
+                timeout=self._timeout_s,
+            )
+        except httpx.HTTPError as e:
+            raise GeneratorError(f"openai: {path} failed: {e}") from e
+        if r.status_code >= 400:
+            raise GeneratorError(f"openai: {path} returned {r.status_code}: {r.text[:300]}")
+
+    def load_adapter(self, name: str, path: str) -> None:
+        """Load a LoRA adapter on the server and serve it from now on as model version ``name``."""
+        self._admin("load_lora_adapter", {"lora_name": name, "lora_path": path})
+        self.model = self.model_version = name
+
+    def unload_adapter(self, name: str) -> None:
+        self._admin("unload_lora_adapter", {"lora_name": name})
+
+    # --- generation ---
+    def _extra_body(self, prompt: ProfilePrompt) -> dict[str, Any] | None:
+        if not self._titles:
+            return None
+        text = self._tokenizer.apply_chat_template(list(prompt.messages), add_generation_prompt=True, tokenize=False)
+        ids = self._tokenizer(text, add_special_tokens=False)["input_ids"]
+        return {"allowed_token_ids": allowed_token_ids(ids, self._titles, len(self._tokenizer))}
+
+    def _one(
+        self, prompt: ProfilePrompt, n: int, temperature: float, max_new_tokens: int, seed: int
+    ) -> list[Generation]:
+        started = time.perf_counter()
+        common: dict[str, Any] = {
+            "model": self.model,
+            "n": n,
+            "temperature": temperature,
+            "max_tokens": max_new_tokens,
+            "seed": sample_seed(seed, prompt),
+            "extra_body": self._extra_body(prompt),
+        }
+        try:
+            if self.use_chat:
+                resp = self._client.chat.completions.create(messages=list(prompt.messages), **common)  # type: ignore[arg-type]
+                texts = [(c.message.content or "", c.finish_reason) for c in resp.choices]
+            else:
+                resp = self._client.completions.create(prompt=prompt.text, **common)
+                texts = [(c.text, c.finish_reason) for c in resp.choices]
+        except openai.OpenAIError as e:
+            raise GeneratorError(f"openai: request to {self.base_url} for model {self.model!r} failed: {e}") from e
+        latency = time.perf_counter() - started
+        usage = resp.usage
+        prompt_tokens = usage.prompt_tokens if usage else 0
+        per_choice = round(usage.completion_tokens / max(1, len(texts))) if usage else 0  # the server reports a total
+        return [
+            Generation(
+                t.strip(), prompt_tokens, per_choice, latency, self.name, self.model_version, seed, reason == "stop"
+            )
+            for t, reason in texts
+        ]
+
+    def generate(
+        self,
+        prompts: list[ProfilePrompt],
+        *,
+        n: int = 1,
+        temperature: float = 1.0,
+        max_new_tokens: int = 96,
+        seed: int = 0,
+    ) -> list[list[Generation]]:
+        check_sampling(n, temperature, max_new_tokens)
+        futures = [self._pool.submit(self._one, p, n, temperature, max_new_tokens, seed) for p in prompts]
+        return [f.result() for f in futures]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._client.close()
