@@ -11,4 +11,10 @@ def register(app: typer.Typer) -> None:
     from lettingo.cli import pipeline_commands
 
     pipeline_commands.register(app)  # evaluate, pairs, baselines, recommender build
+
+    from lettingo.cli.explore_command import explore
+    from lettingo.cli.nano_commands import app as nano_app
+
+    app.add_typer(nano_app, name="nano")  # nano build, nano sample
+    app.command("explore")(explore)
     return None

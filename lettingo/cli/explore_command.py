@@ -1,0 +1,114 @@
+"""``lettingo explore``: candidate profiles per user to a JSONL file, resumable.
+
+One JSON line per (user, target position), flushed as it is written; on restart, cases already in the file
+are skipped and a torn last line (a crash mid-write) is cut off first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lettingo.cli.errors import UserError
+from lettingo.settings import get_settings
+
+log = logging.getLogger(__name__)
+_COUNT_PREFIX = re.compile(r"^(\d+)\*(.+)$")
+
+
+def parse_source(value: str, default_n: int) -> tuple[str, int]:
+    """``SPEC`` or ``N*SPEC`` (N samples from that generator)."""
+    m = _COUNT_PREFIX.match(value.strip())
+    return (m.group(2), int(m.group(1))) if m else (value.strip(), default_n)
+
+
+def finished_cases(out: Path) -> set[tuple[str, int]]:
+    """(user, position) pairs already written; truncates a partial last line left by a crash."""
+    if not out.exists():
+        return set()
+    data = out.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1]
+    if len(complete) != len(data):
+        log.warning(
+            "%s: dropping a partial last line (%d bytes) from an interrupted run", out, len(data) - len(complete)
+        )
+        out.write_bytes(complete)
+    done = set()
+    for line in complete.decode("utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            done.add((row["user_id"], row["position"]))
+    return done
+
+
+def explore(
+    generator: Annotated[
+        list[str],
+        typer.Option(
+            "--generator",
+            "-g",
+            help="Generator spec, or 'N*SPEC' for N samples (e.g. 8*hf:.lettingo/models/nano-..., 2*writer:mix).",
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Output JSONL (appended to; finished users are skipped).")],
+    dataset: Annotated[
+        Path | None, typer.Argument(help="Dataset folder or .jsonl [default: LETTINGO_DATASET].")
+    ] = None,
+    group: Annotated[str, typer.Option(help="User group: train, validation or test.")] = "train",
+    n: Annotated[int, typer.Option(min=1, help="Samples per generator when the spec has no 'N*' prefix.")] = 4,
+    temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature for model backends.")] = 1.0,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 96,
+    targets_per_user: Annotated[
+        int, typer.Option(min=1, help="Target positions per user (each gets its own H_u).")
+    ] = 1,
+    offset: Annotated[
+        int, typer.Option(min=0, help="1 starts at the validation item (never look at the final target).")
+    ] = 0,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N cases (for smoke runs).")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    batch_size: Annotated[int, typer.Option(min=1, help="Users per generation call.")] = 16,
+) -> None:
+    """Explore K candidate profiles per user from several generators; writes one JSON line per user."""
+    from tqdm import tqdm
+
+    from lettingo.data import DatasetFormatError, LabelScheme, load_dataset, split_dataset
+    from lettingo.explore import ExploreSource
+    from lettingo.explore import explore as explore_cases
+    from lettingo.generators import GeneratorError, GeneratorSpecError, make_generator, parse_spec
+
+    if group not in ("train", "validation", "test"):
+        raise UserError(f"--group must be train, validation or test, not {group!r}")
+    specs = [parse_source(g, n) for g in generator]
+    try:
+        for spec, _ in specs:
+            parse_spec(spec)  # reject every bad spec before loading any model
+        data = load_dataset(dataset or get_settings().dataset)
+    except (GeneratorSpecError, DatasetFormatError) as e:
+        raise UserError(str(e)) from e
+    cases = split_dataset(data).cases(data, group, targets_per_user=targets_per_user, offset=offset)
+    cases = cases[:limit] if limit else cases
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = finished_cases(out)
+    todo = [c for c in cases if (c.user_id, c.position) not in done]
+    log.info("explore: %d cases, %d already in %s, %d to go", len(cases), len(cases) - len(todo), out, len(todo))
+    if not todo:
+        return
+    try:
+        sources = [ExploreSource(make_generator(s), count, temperature, max_new_tokens) for s, count in specs]
+    except (GeneratorError, GeneratorSpecError) as e:
+        raise UserError(str(e)) from e
+    labels = LabelScheme.for_scale(data.integer_scale)
+    try:
+        with out.open("a", encoding="utf-8") as f, tqdm(total=len(todo), desc="explore", unit="user") as bar:
+            for user in explore_cases(todo, data.items, sources, labels=labels, seed=seed, batch_size=batch_size):
+                f.write(json.dumps(user.to_dict(), ensure_ascii=False) + "\n")
+                f.flush()
+                bar.update(1)
+    finally:
+        for source in sources:
+            source.generator.close()
