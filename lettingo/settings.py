@@ -6,6 +6,7 @@ Every field is documented in the README's settings table; ``lettingo settings`` 
 
 from __future__ import annotations
 
+import ssl
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -60,8 +61,23 @@ class Settings(BaseSettings):
     regen_batch_seconds: float = Field(0.5, gt=0, description="Longest wait to fill a regeneration batch.")
     regen_timeout_seconds: float = Field(60.0, gt=0, description="A generation batch slower than this has failed.")
     regen_max_attempts: int = Field(5, ge=1, description="Attempts for one profile request before it is dead-lettered.")
+    regen_retries: int = Field(3, ge=1, description="Tries of one generation batch (with backoff) before it is re-queued.")
+    regen_backoff_seconds: float = Field(0.5, ge=0, description="First wait between tries; doubles each try (max 30 s).")
+    serve_temperature: float = Field(0.0, ge=0, description="Sampling temperature of the served profile (0: greedy).")
+    explore_temperature: float = Field(1.0, ge=0, description="Sampling temperature of explored candidates (paper: 1.0).")
+    max_new_tokens: int = Field(96, ge=1, description="Longest generated profile, in model tokens.")
     feedback_window_seconds: float = Field(30.0, gt=0, description="How long an impression waits for a click.")
     pairs_min_rewards: int = Field(2, ge=1, description="Rewards each candidate needs before it enters a pair.")
+    pairs_max_per_round: int = Field(4, ge=1, description="Preference pairs kept per explored round (widest gaps).")
+    pairs_min_gap: float = Field(0.0, ge=0, description="Chosen mean reward must beat rejected by more than this.")
+    reader_path: Path | None = Field(
+        None,
+        description="Frozen embedding reader (f_Rec) folder for task evaluation; unset: build or reuse the cached "
+        "reader for the dataset under <home>/models.",
+    )
+    eval_draws: int = Field(5, ge=1, description="Negative draws per new rated item in streamed task evaluation.")
+    eval_negatives: int = Field(9, ge=1, description="Popularity-matched unseen items ranked against the new one.")
+    eval_batch_size: int = Field(64, ge=1, description="Rated events scored in one task-evaluation batch at most.")
 
     @property
     def bootstrap(self) -> str:
@@ -77,12 +93,18 @@ class Settings(BaseSettings):
     def path(self, *parts: str) -> Path:
         return self.home.joinpath(*parts)
 
+    def kafka_ssl_context(self) -> ssl.SSLContext:
+        """The TLS context for SSL / SASL_SSL: the system's trusted CAs, hostnames checked."""
+        return ssl.create_default_context()
+
     def kafka_client_config(self) -> dict[str, object]:
         """Keyword arguments shared by aiokafka clients (and mapped onto Faust's broker settings)."""
         cfg: dict[str, object] = {
             "bootstrap_servers": self.bootstrap,
             "security_protocol": self.kafka_security_protocol,
         }
+        if self.kafka_security_protocol.endswith("SSL"):
+            cfg["ssl_context"] = self.kafka_ssl_context()
         if self.kafka_sasl_mechanism:
             cfg["sasl_mechanism"] = self.kafka_sasl_mechanism
             cfg["sasl_plain_username"] = self.kafka_sasl_username

@@ -9,6 +9,7 @@ from __future__ import annotations
 import faust
 
 from lettingo.settings import get_settings
+from streams.kafka.credentials import faust_broker_credentials
 
 settings = get_settings()
 DATADIR = settings.path("worker", f"{settings.app_id}-{settings.web_port}").resolve()
@@ -17,6 +18,7 @@ DATADIR.parent.mkdir(parents=True, exist_ok=True)
 app = faust.App(
     settings.app_id,
     broker=[f"kafka://{host}" for host in settings.bootstrap.split(",")],
+    broker_credentials=faust_broker_credentials(settings),  # SASL / SSL, as for the aiokafka clients
     store="rocksdb://",
     # One folder per worker process: the web port is unique per worker on a host.
     datadir=str(DATADIR),

@@ -8,7 +8,9 @@ from lettingo.cli.errors import UserError
 from lettingo.settings import get_settings
 from streams.kafka import broker
 
-app = typer.Typer(help="Run the local single-node Kafka broker (KRaft) from the Maven Central jars.", no_args_is_help=True)
+app = typer.Typer(
+    help="Run the local single-node Kafka broker (KRaft) from the Maven Central jars.", no_args_is_help=True
+)
 
 
 @app.command()

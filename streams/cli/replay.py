@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from aiokafka.errors import KafkaError
@@ -16,10 +17,14 @@ from streams.replay import replay as run_replay
 
 
 def replay(
-    dataset: Path = typer.Argument(..., help="ml-latest CSV folder, MovieLens-100K folder, or interactions .jsonl"),
-    speedup: float = typer.Option(0.0, min=0, help="Pace events at this multiple of real time; 0 = as fast as possible."),
-    limit: int | None = typer.Option(None, min=1, help="Send only the first N interactions."),
-    items: bool = typer.Option(True, help="Send the item catalogue to `items` first."),
+    dataset: Annotated[
+        Path, typer.Argument(help="ml-latest CSV folder, MovieLens-100K folder, or interactions .jsonl")
+    ],
+    speedup: Annotated[
+        float, typer.Option(min=0, help="Pace events at this multiple of real time; 0 = as fast as possible.")
+    ] = 0.0,
+    limit: Annotated[int | None, typer.Option(min=1, help="Send only the first N interactions.")] = None,
+    items: Annotated[bool, typer.Option(help="Send the item catalogue to `items` first.")] = True,
 ) -> None:
     """Send a dataset into `items` and `interactions` in time order."""
     settings = get_settings()
@@ -30,9 +35,13 @@ def replay(
     total = min(data.n_ratings, limit or data.n_ratings)
     with tqdm(total=total, unit="ev", desc="replay", disable=None) as bar:
         try:
-            report = asyncio.run(run_replay(settings, data, speedup=speedup, limit=limit, send_items=items, on_progress=bar.update))
+            report = asyncio.run(
+                run_replay(settings, data, speedup=speedup, limit=limit, send_items=items, on_progress=bar.update)
+            )
         except KafkaError as e:
-            raise UserError(f"Kafka at {settings.bootstrap}: {e} (is the broker running and are topics created?)") from e
+            raise UserError(
+                f"Kafka at {settings.bootstrap}: {e} (is the broker running and are topics created?)"
+            ) from e
     typer.echo(
         f"sent {report.interactions} interactions and {report.items} items from {data.name} "
         f"in {report.seconds:.1f} s ({report.rate:,.0f} interactions/s)"

@@ -10,8 +10,8 @@ import asyncio
 import base64
 import logging
 import os
-import signal
 import shutil
+import signal
 import subprocess
 import time
 import uuid
@@ -160,7 +160,7 @@ def reachable(settings: Settings, timeout_s: float = 5.0) -> bool:
     quiet.setLevel(logging.CRITICAL)  # a refused connection is the expected answer while probing
     try:
         return asyncio.run(_fetch_metadata(settings, timeout_s)) > 0
-    except (KafkaError, OSError, asyncio.TimeoutError):
+    except (TimeoutError, KafkaError, OSError):
         return False
     finally:
         quiet.setLevel(level)
