@@ -93,6 +93,7 @@ class ProfileCandidate(Record):
     model_version: str
     history_ref: str  # which interactions the prompt saw: "<count>@<last event id>"
     seed: int | None = None
+    prompt: Text = ""  # the generation prompt over H_u: a preference pair's prompt is this text
     ts: Timestamp = Field(default_factory=now)
 
 

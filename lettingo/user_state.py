@@ -64,9 +64,10 @@ class UserState(BaseModel):
     def history_ref(self) -> str:
         return f"{self.count}@{self.last_event_id}"
 
-    def recent(self, window: int, before_event: str | None = None) -> list[HistoryEvent]:
-        events = [e for e in self.events if e.event_id != before_event]
-        return events[-window:]
+    def events_before(self, event_id: str) -> list[HistoryEvent]:
+        """The kept events applied before ``event_id`` (all of them when it is not applied yet)."""
+        seq = next((e.seq for e in self.events if e.event_id == event_id), None)
+        return [e for e in self.events if seq is None or e.seq < seq]
 
     def events_up_to(self, history_ref: str) -> list[HistoryEvent]:
         """The kept events a request's ``history_ref`` covers (all of them when the ref is empty)."""

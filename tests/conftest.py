@@ -44,3 +44,26 @@ def kafka_settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
         topic_prefix=f"t{uuid.uuid4().hex[:10]}-",
         app_id=f"test-{uuid.uuid4().hex[:10]}",
     )
+
+
+@pytest.fixture(scope="session")
+def frozen_reader(dataset_path: Path) -> Path:
+    """The project's frozen embedding reader (f_Rec) for the shared dataset, built once and cached under
+    ``.lettingo/models`` (a cold build takes minutes on 2 cores; later sessions reuse it)."""
+    from lettingo.data import load_dataset, split_dataset
+    from lettingo.recommenders import TextEncoder, build_or_load_reader
+
+    dataset = load_dataset(dataset_path)
+    encoder = TextEncoder(REPO / ".lettingo" / "cache")
+    _, folder = build_or_load_reader(dataset, split_dataset(dataset), REPO / ".lettingo" / "models", encoder)
+    encoder.save()
+    return folder.resolve()
+
+
+@pytest.fixture(scope="session")
+def nano_model(dataset_path: Path) -> Path:
+    """The quick nano model (lettingo.nano's quick config), built once and cached under ``.lettingo/models``."""
+    from lettingo.nano.build import build_nano
+    from lettingo.nano.config import NanoConfig
+
+    return build_nano(dataset_path, REPO / ".lettingo" / "models", NanoConfig.quick(), threads=1).resolve()
