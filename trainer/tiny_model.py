@@ -74,13 +74,16 @@ def build_tiny_policy(folder: Path, seed: int = 0, hidden_size: int = 32, layers
     return folder
 
 
-def synthetic_pairs(count: int, seed: int = 0, users: int = 50) -> list[PreferencePair]:
-    """Pairs whose chosen profile names titles from the prompt and whose rejected one names random genres."""
+def synthetic_pairs(count: int, seed: int = 0, users: int = 50, history: int = 5) -> list[PreferencePair]:
+    """Pairs whose chosen profile names titles from the prompt and whose rejected one names random genres.
+
+    ``history`` is how many titles each prompt lists (its length in tokens is about ``history + 10``).
+    """
     rng = random.Random(seed)
     pairs = []
     for i in range(count):
         user = f"u{rng.randrange(users)}"
-        seen = rng.sample(TITLES, 5)
+        seen = rng.sample(TITLES, history) if history <= len(TITLES) else rng.choices(TITLES, k=history)
         prompt = f"describe user {user} who watched {' '.join(seen)} . profile :"
         chosen = f" likes titles {' '.join(seen[:3])} ."
         rejected = f" likes genre {' and '.join(rng.sample(GENRES, 2))} ."

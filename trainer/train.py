@@ -135,6 +135,10 @@ def train_round(
         datasets.enable_progress_bars()
     else:
         datasets.disable_progress_bars()
+    if config.num_threads:
+        import torch
+
+        torch.set_num_threads(config.num_threads)
     set_seed(config.seed)  # before the model is built: a new LoRA adapter is initialised at random
     model, tokenizer, peft_config = _starting_model(policy, config)
     ref_model = None
