@@ -1,71 +1,34 @@
 """The policy a worker serves profiles with, and how a new model version replaces it.
 
-A version is switched in only after (1) every file's sha256 matches the ModelVersion record, (2) it loads and
-(3) a smoke generation returns a non-empty profile. The previous policy is kept for :meth:`PolicyHolder.rollback`.
-A version folder names its generator in ``policy.json`` (``{"generator": "writer:titles"}``) or holds model
-weights that :func:`make_generator` loads.
+A version comes from the model registry (:mod:`lettingo.registry`): its ``ModelVersion`` record names the
+registry folder (``uri``) and the sha256 of every file. It is switched in only after (1) the registry's
+manifest lists exactly the record's files and the registry re-verifies every file's sha256
+(:meth:`ModelRegistry.local_path`), (2) the generators' ``hf`` backend loads it (a LoRA adapter on its base
+model, or a full model) and (3) a smoke generation returns a non-empty profile. The previous policy is kept for
+:meth:`PolicyHolder.rollback`.
 
 No Kafka here: the streams worker and the offline tools share it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import random
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from lettingo.data import Item, Sentiment
-from lettingo.prompts.profile import HistoryEntry, ProfilePrompt, profile_prompt_from_entries
+from lettingo.generators import Generator, make_generator
+from lettingo.prompts.profile import HistoryEntry, profile_prompt_from_entries
 from lettingo.records import ModelVersion
-from lettingo.writers import write_profile
+from lettingo.registry import ModelRegistry, RegistryError
+from lettingo.registry.manifest import version_folder_name
 
 log = logging.getLogger(__name__)
 
 
-class ProfileGenerator(Protocol):
-    """Writes one profile per (prompt, seed); batched so model backends can fill a batch."""
-
-    name: str
-
-    def generate(self, prompts: Sequence[ProfilePrompt], seeds: Sequence[int]) -> list[str]: ...
-
-
-@dataclass
-class WriterGenerator:
-    """The cheap ``writer:`` backend: hand-written profile writers, one per seed in turn (``writer:a,b,c``)."""
-
-    writers: tuple[str, ...]
-    name: str = ""
-
-    def __post_init__(self) -> None:
-        self.name = self.name or "writer:" + ",".join(self.writers)
-
-    def generate(self, prompts: Sequence[ProfilePrompt], seeds: Sequence[int]) -> list[str]:
-        return [
-            write_profile(self.writers[seed % len(self.writers)], p.entries, random.Random(seed))
-            for p, seed in zip(prompts, seeds, strict=True)
-        ]
-
-
-def make_generator(spec: str, model_path: Path | None = None) -> ProfileGenerator:
-    """``writer:<names>``, or any spec the generators package knows (nano, hf, vllm, openai)."""
-    if spec.startswith("writer:"):
-        return WriterGenerator(tuple(n for n in spec.removeprefix("writer:").split(",") if n))
-    try:
-        from lettingo.generators import make_generator as make_model_generator  # type: ignore[import-not-found]
-    except ImportError as e:
-        raise ValueError(f"generator spec {spec!r} needs lettingo.generators, which is not available") from e
-    return make_model_generator(spec if model_path is None else f"{spec}:{model_path}")
-
-
 class ModelRefusedError(Exception):
-    """A model version that must not serve: bad checksum, missing files, load or smoke-generation failure."""
+    """A model version that must not serve: not in its registry, bad checksum, load or smoke-generation failure."""
 
     def __init__(self, version: str, reason: str, detail: str) -> None:
         super().__init__(f"model version {version} refused ({reason}): {detail}")
@@ -76,27 +39,44 @@ class ModelRefusedError(Exception):
 @dataclass(frozen=True)
 class LoadedPolicy:
     version: str  # "<name>:<version>", or "default" for the configured policy
-    generator: ProfileGenerator
+    generator: Generator
 
 
-def local_folder(uri: str) -> Path:
-    return Path(uri.removeprefix("file://"))
+def label_of(record: ModelVersion) -> str:
+    return f"{record.name}:{record.version}"
+
+
+def registry_of(record: ModelVersion) -> ModelRegistry:
+    """The registry a record's ``uri`` points into: ``<root>/<name>/v000042``."""
+    root, name, folder = [*record.uri.rstrip("/").rsplit("/", 2), "", "", ""][:3]
+    if name != record.name or folder != version_folder_name(record.version):
+        raise ModelRefusedError(
+            label_of(record), "bad_uri", f"{record.uri} is not <registry root>/{record.name}/"
+            f"{version_folder_name(record.version)}",
+        )  # fmt: skip
+    return ModelRegistry(root, record.name)
 
 
 def verify_files(record: ModelVersion) -> Path:
-    """The version's folder, once every file listed in ``record.sha256`` is there with that hash."""
-    label = f"{record.name}:{record.version}"
-    if not record.sha256:
-        raise ModelRefusedError(label, "no_checksums", "the record lists no files")
-    folder = local_folder(record.uri)
-    for relative, expected in sorted(record.sha256.items()):
-        path = folder / relative
-        if not path.is_file():
-            raise ModelRefusedError(label, "missing_file", f"{path} does not exist")
-        actual = hashlib.sha256(path.read_bytes()).hexdigest()
-        if actual != expected:
-            raise ModelRefusedError(label, "checksum", f"{relative}: sha256 {actual[:12]}.. != {expected[:12]}..")
-    return folder
+    """A local folder of the version, once the registry has verified every file against its manifest and the
+    manifest's files are exactly the record's."""
+    label = label_of(record)
+    registry = registry_of(record)
+    try:
+        manifest = registry.manifest(record.version)
+        if manifest.files != record.sha256:
+            raise ModelRefusedError(label, "record_mismatch", "the record's sha256 list is not the registry manifest's")
+        return registry.local_path(record.version, verify=True)
+    except RegistryError as e:
+        reason = "not_found" if type(e).__name__ == "VersionNotFoundError" else "checksum"
+        raise ModelRefusedError(label, reason, str(e)) from e
+
+
+def generator_for(record: ModelVersion, folder: Path) -> Generator:
+    """The ``hf`` backend on the version: a LoRA adapter on its base model, or a full model."""
+    if record.kind == "lora":
+        return make_generator(f"hf:{record.base_model}", adapter=str(folder), version=label_of(record))
+    return make_generator(f"hf:{folder}", version=label_of(record))
 
 
 SMOKE_ENTRIES = (
@@ -105,25 +85,23 @@ SMOKE_ENTRIES = (
 )
 
 
-def smoke_test(label: str, generator: ProfileGenerator) -> str:
+def smoke_test(label: str, generator: Generator, max_new_tokens: int = 32) -> str:
     try:
-        [text] = generator.generate([profile_prompt_from_entries(SMOKE_ENTRIES, "smoke")], [0])
+        [[generation]] = generator.generate(
+            [profile_prompt_from_entries(SMOKE_ENTRIES, "smoke")], n=1, temperature=0.0, max_new_tokens=max_new_tokens
+        )
     except Exception as e:
         raise ModelRefusedError(label, "smoke_failed", repr(e)) from e
-    if not text or not text.strip():
+    if not generation.text.strip():
         raise ModelRefusedError(label, "smoke_empty", "the smoke generation returned an empty profile")
-    return text
+    return generation.text
 
 
 def load_version(record: ModelVersion) -> LoadedPolicy:
-    label = f"{record.name}:{record.version}"
+    label = label_of(record)
     folder = verify_files(record)
     try:
-        policy_file = folder / "policy.json"
-        if policy_file.is_file():
-            generator = make_generator(json.loads(policy_file.read_text())["generator"])
-        else:
-            generator = make_generator(f"nano:{folder}" if record.kind == "full" else f"lora:{folder}")
+        generator = generator_for(record, folder)
     except Exception as e:
         raise ModelRefusedError(label, "load_failed", repr(e)) from e
     smoke_test(label, generator)
@@ -141,13 +119,19 @@ class PolicyHolder:
 
     @classmethod
     def from_spec(cls, spec: str) -> PolicyHolder:
-        return cls(LoadedPolicy("default", make_generator(spec)))
+        generator = make_generator(spec)
+        smoke_test("default", generator)
+        return cls(LoadedPolicy("default", generator))
 
     def switch_to(self, record: ModelVersion) -> LoadedPolicy:
-        """Verify, load and smoke-test ``record``, then serve it; raise :class:`ModelRefusedError` otherwise."""
-        label = f"{record.name}:{record.version}"
+        """Verify, load and smoke-test ``record``, then serve it; raise :class:`ModelRefusedError` otherwise.
+        The version served before it becomes :attr:`previous` (a champion that was the previous one is
+        switched back to without loading it again)."""
+        label = label_of(record)
         if label == self.current.version:
             return self.current
+        if self.previous is not None and label == self.previous.version:
+            return self.rollback()
         try:
             loaded = load_version(record)
         except ModelRefusedError as e:
@@ -158,6 +142,12 @@ class PolicyHolder:
             self.previous, self.current = self.current, loaded
         log.info("serving model_version=%s (previous %s)", loaded.version, self.previous.version)
         return loaded
+
+    def roll_back_from(self, record: ModelVersion) -> LoadedPolicy | None:
+        """``record`` was rolled back in the registry: if it is served, serve the previous version again."""
+        if label_of(record) != self.current.version or self.previous is None:
+            return None
+        return self.rollback()
 
     def rollback(self) -> LoadedPolicy:
         with self._lock:

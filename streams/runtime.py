@@ -1,4 +1,9 @@
-"""What every agent of one worker process shares: the item catalogue, the serving policy, f_Rec, an executor."""
+"""What every agent of one worker process shares: the item catalogue, the serving policy, the explorer, the
+task evaluator (f_Rec) and the executor that runs model calls.
+
+The models load off the event loop when the worker starts (:mod:`streams.agents.loading`); agents that need
+them wait for :attr:`Runtime.generators_ready` / :attr:`Runtime.evaluator_ready`.
+"""
 
 from __future__ import annotations
 
@@ -8,23 +13,26 @@ from dataclasses import dataclass, field
 
 from lettingo.data import LabelScheme
 from lettingo.drift import DriftConfig
+from lettingo.generators import Generator, make_generator
 from lettingo.records import Item
-from lettingo.scoreboard import AttributeMentionReader, SentimentReader
-from lettingo.serving import PolicyHolder, ProfileGenerator, make_generator
+from lettingo.serving import PolicyHolder
 from lettingo.settings import Settings
+from lettingo.stream_eval import StreamEvalConfig, StreamTaskEvaluator, load_stream_evaluator
 
 
 @dataclass
 class Runtime:
     settings: Settings
-    catalog: dict[str, Item]
-    policy: PolicyHolder
-    explorer: ProfileGenerator
-    reader: SentimentReader
+    catalog: dict[str, Item] = field(default_factory=dict)
     labels: LabelScheme = field(default_factory=LabelScheme)
+    policy: PolicyHolder | None = None
+    explorer: Generator | None = None
+    evaluator: StreamTaskEvaluator | None = None
     # Model calls run here, never on the event loop; one thread keeps a CPU model's batches in order.
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="model"))
     catalog_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    generators_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    evaluator_ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def drift(self) -> DriftConfig:
@@ -37,13 +45,15 @@ class Runtime:
     def keep_events(self) -> int:
         return self.settings.worker_history_window + self.settings.worker_history_max
 
+    def load_generators(self) -> None:
+        """The configured serving policy (smoke-tested) and the explorer. Blocking: run it in an executor."""
+        self.policy = PolicyHolder.from_spec(self.settings.worker_policy)
+        self.explorer = make_generator(self.settings.explore_policy)
 
-def build_runtime(settings: Settings) -> Runtime:
-    catalog: dict[str, Item] = {}
-    return Runtime(
-        settings=settings,
-        catalog=catalog,
-        policy=PolicyHolder.from_spec(settings.worker_policy),
-        explorer=make_generator(settings.explore_policy),
-        reader=AttributeMentionReader(catalog),
-    )
+    def load_evaluator(self) -> None:
+        """The frozen reader and its dataset. Blocking (seconds; minutes if the reader must be built first)."""
+        s = self.settings
+        self.evaluator = load_stream_evaluator(
+            s.dataset, s.path("models"), s.path("cache"), s.reader_path,
+            StreamEvalConfig(draws=s.eval_draws, n_negatives=s.eval_negatives),
+        )  # fmt: skip

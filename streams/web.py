@@ -33,12 +33,16 @@ class Health(View):
     async def get(self, request: Request) -> Response:
         runtime = _runtime()
         policy = runtime.policy
+        evaluator = runtime.evaluator
         return self.json({
             "status": "ok",
-            "model_version": policy.current.version,
-            "generator": policy.current.generator.name,
-            "previous_model_version": policy.previous.version if policy.previous else None,
-            "refused_model_versions": policy.refused,
+            "generators_ready": runtime.generators_ready.is_set(),
+            "evaluator_ready": runtime.evaluator_ready.is_set(),
+            "reader_version": evaluator.version if evaluator else None,
+            "model_version": policy.current.version if policy else None,
+            "generator": policy.current.generator.name if policy else None,
+            "previous_model_version": policy.previous.version if policy and policy.previous else None,
+            "refused_model_versions": policy.refused if policy else {},
             "catalog_items": len(runtime.catalog),
             "catalog_ready": runtime.catalog_ready.is_set(),
             "assigned_partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment()),

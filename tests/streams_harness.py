@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from lettingo.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
+DATASET = (REPO.parent / "shared" / "data" / "ml-latest-small").resolve()
 
 
 def free_port() -> int:
@@ -41,11 +42,14 @@ class WorkerProcess:
             "LETTINGO_HOME": str(settings.home),
             "LETTINGO_WEB_PORT": str(self.port),
             "LETTINGO_TOPIC_PARTITIONS": str(settings.topic_partitions),
+            "LETTINGO_DATASET": str(DATASET),
             **{f"LETTINGO_{k.upper()}": str(v) for k, v in overrides.items()},
         }
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout_s: float = 90) -> WorkerProcess:
+    def start(self, timeout_s: float = 120, evaluator: bool = False) -> WorkerProcess:
+        """Start the worker; return once its catalogue is read, partitions assigned and generators loaded (and,
+        with ``evaluator``, the task evaluator's reader)."""
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             ["nice", sys.executable, "-m", "streams.cli.worker", "-l", "warning"],
@@ -56,7 +60,8 @@ class WorkerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
             health = self.health()
-            if health and health.get("catalog_ready") and health.get("assigned_partitions"):
+            ready = ("catalog_ready", "generators_ready", "evaluator_ready" if evaluator else "catalog_ready")
+            if health and all(health.get(k) for k in ready) and health.get("assigned_partitions"):
                 return self
             time.sleep(0.5)
         raise TimeoutError(f"worker not ready in {timeout_s}s:\n{self.log_tail()}")

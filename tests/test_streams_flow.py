@@ -4,7 +4,6 @@ task evaluation, feedback join, preference pairs and model hot-swap."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import time
 import uuid
@@ -14,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from lettingo import records
+from lettingo.prompts.profile import PROFILE_CUE, SYSTEM_PROMPT
+from lettingo.registry import ManifestDraft, ModelRegistry
 from lettingo.settings import Settings
 from streams.kafka.topics import create_topics
 from tests.streams_harness import WorkerProcess, produce, table_contents, topic_records, wait_for
@@ -46,8 +47,9 @@ def settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(scope="module")
-def worker(settings: Settings) -> Iterator[WorkerProcess]:
-    w = WorkerProcess(settings, settings.home / "worker.log", **WORKER_SETTINGS).start()
+def worker(settings: Settings, frozen_reader: Path) -> Iterator[WorkerProcess]:
+    w = WorkerProcess(settings, settings.home / "worker.log", reader_path=frozen_reader, **WORKER_SETTINGS)
+    w.start(evaluator=True)
     yield w
     w.stop()
 
@@ -128,11 +130,20 @@ def test_rated_events_reward_open_candidates_and_pairs_appear(settings, worker):
     open_ids = {c.profile_id for c in candidates if c.user_id == users[0]}
     rewards = wait_for("task rewards", lambda: (r := [x for x in values_of(settings, "rewards", records.Reward, users[0])
                                                      if x.source == "task_eval"]) and {x.profile_id for x in r} >= open_ids and r)  # fmt: skip
+    # The ranking task of the offline evaluator: the new item among popularity-matched unseen items, graded by
+    # reciprocal rank (averaged over the negative draws) and judged by the frozen embedding reader.
     assert {r.target for r in rewards} >= {"h5", "h6", "h7"}
-    assert all(r.actual == "like" for r in rewards)
+    assert all(r.actual == r.target and 0 < r.value <= 1 and r.model_version.startswith("embedding:") for r in rewards)
+    assert len({round(r.value, 6) for r in rewards}) > 1
     pairs = wait_for("preference pairs", lambda: values_of(settings, "preference-pairs", records.PreferencePair))
     assert all(p.chosen_reward > p.rejected_reward and p.chosen != p.rejected for p in pairs)
     assert len({p.pair_id for p in pairs}) == len(pairs)
+    # The pair's prompt is the generation prompt the candidates were sampled from: the profile prompt over H_u.
+    by_id = {c.profile_id: c for c in values_of(settings, "profile-candidates", records.ProfileCandidate)}
+    for pair in pairs:
+        assert pair.prompt == by_id[pair.chosen_profile_id].prompt == by_id[pair.rejected_profile_id].prompt
+        assert pair.prompt.startswith(SYSTEM_PROMPT) and pair.prompt.endswith(PROFILE_CUE)
+        assert '"Horror Film 0 (1990)"' in pair.prompt
 
 
 def test_impressions_with_and_without_clicks_yield_rewards(settings, worker):
@@ -155,33 +166,41 @@ def test_impressions_with_and_without_clicks_yield_rewards(settings, worker):
     assert not by_request["r-ignored"].correct and by_request["r-ignored"].actual == "no_click"
 
 
-def _publish_version(
-    settings: Settings, folder: Path, version: int, generator: str, corrupt: bool
-) -> records.ModelVersion:
-    folder.mkdir(parents=True)
-    (folder / "policy.json").write_text(json.dumps({"generator": generator}))
-    digest = hashlib.sha256((folder / "policy.json").read_bytes()).hexdigest()
-    record = records.ModelVersion(name="nano", version=version, kind="full", uri=str(folder), base_model="nano",
-                                  sha256={"policy.json": "0" * 64 if corrupt else digest}, status="champion")  # fmt: skip
-    asyncio.run(produce(settings, [("model-versions", "nano", record.to_bytes())]))
-    return record
+def test_a_published_version_is_hot_swapped_a_corrupted_one_refused_and_a_rollback_switches_back(
+    settings, worker, tmp_path, nano_model
+):
+    registry = ModelRegistry(tmp_path / "registry")
+    registry.publish(nano_model, ManifestDraft(kind="full", base_model="nano"))
+    registry.promote(1)
+    asyncio.run(produce(settings, [("model-versions", registry.name, registry.model_version_record(1).to_bytes())]))
+    wait_for("version 1 served", lambda: worker.health()["model_version"] == "profile-generator:1", 120)
 
-
-def test_a_published_version_is_hot_swapped_and_a_corrupted_one_refused(settings, worker, tmp_path):
-    _publish_version(settings, tmp_path / "v1", 1, "writer:titles", corrupt=False)
-    wait_for("version 1 served", lambda: worker.health()["model_version"] == "nano:1")
-    _publish_version(settings, tmp_path / "v2", 2, "writer:genres", corrupt=True)
+    registry.publish(nano_model, ManifestDraft(kind="full", base_model="nano"))
+    (registry.local_path(2, verify=False) / "config.json").write_text("{}")  # corrupted after publication
+    claimed = registry.model_version_record(2).model_copy(update={"status": records.ModelStatus.CHAMPION})
+    asyncio.run(produce(settings, [("model-versions", registry.name, claimed.to_bytes())]))
     health = wait_for(
-        "version 2 refused", lambda: (h := worker.health()) and "nano:2" in h["refused_model_versions"] and h
+        "version 2 refused", lambda: (h := worker.health()) and "profile-generator:2" in h["refused_model_versions"] and h
     )
-    assert health["model_version"] == "nano:1" and health["refused_model_versions"]["nano:2"] == "checksum"
+    assert health["model_version"] == "profile-generator:1"
+    assert health["refused_model_versions"]["profile-generator:2"] == "checksum"
     assert health["previous_model_version"] == "default"
     letters = values_of(settings, "dead-letters", records.DeadLetter)
-    assert any(d.reason == "model_refused" and "nano:2" in d.error for d in letters)
+    assert any(d.reason == "model_refused" and "profile-generator:2" in d.error for d in letters)
+    assert 'lettingo_models_refused_total{reason="checksum"} 1.0' in worker.metrics()
+
+    # The hf backend on the nano model writes the next profile.
     asyncio.run(produce(settings, [interaction("u-after-swap", f"d{n}", 4, n) for n in range(3)]))
-    [profile] = wait_for("a profile from the new version", lambda: profiles_of(settings, "u-after-swap"))
-    assert profile.model_version == "nano:1"
-    assert 'lettingo_model_version_info{generator="writer:titles",version="nano:1"} 1.0' in worker.metrics()
+    [profile] = wait_for("a profile from the new version", lambda: profiles_of(settings, "u-after-swap"), 120)
+    assert profile.model_version == "profile-generator:1" and profile.text.strip()
+    assert 'lettingo_model_version_info{generator="hf",version="profile-generator:1"} 1.0' in worker.metrics()
+
+    registry.rollback()
+    rolled = registry.model_version_record(1)
+    assert rolled.status is records.ModelStatus.ROLLED_BACK
+    asyncio.run(produce(settings, [("model-versions", registry.name, rolled.to_bytes())]))
+    health = wait_for("rolled back", lambda: (h := worker.health()) and h["model_version"] == "default" and h)
+    assert health["previous_model_version"] == "profile-generator:1"
 
 
 def test_users_forget_writes_tombstones_to_compacted_topics_and_changelogs(settings, worker):

@@ -54,10 +54,10 @@ def settled(settings: Settings) -> tuple[dict, dict] | None:
     return states, profiles
 
 
-def run(settings: Settings, log: Path, kill_midway: bool) -> tuple[dict, dict]:
+def run(settings: Settings, log: Path, kill_midway: bool, reader: Path) -> tuple[dict, dict]:
     events = stream()
     half = len(events) // 2
-    worker = WorkerProcess(settings, log, **WORKER_SETTINGS).start()
+    worker = WorkerProcess(settings, log, reader_path=reader, **WORKER_SETTINGS).start()
     try:
         asyncio.run(produce(settings, events[:half]))
         if kill_midway:
@@ -72,9 +72,10 @@ def run(settings: Settings, log: Path, kill_midway: bool) -> tuple[dict, dict]:
         worker.stop()
 
 
-def test_sigkill_mid_stream_then_restart_matches_a_run_without_the_kill(kafka_bootstrap, tmp_path):
-    clean_states, clean_profiles = run(new_settings(kafka_bootstrap, tmp_path / "a"), tmp_path / "a.log", False)
-    killed_states, killed_profiles = run(new_settings(kafka_bootstrap, tmp_path / "b"), tmp_path / "b.log", True)
+def test_sigkill_mid_stream_then_restart_matches_a_run_without_the_kill(kafka_bootstrap, tmp_path, frozen_reader):
+    clean = run(new_settings(kafka_bootstrap, tmp_path / "a"), tmp_path / "a.log", False, frozen_reader)
+    killed = run(new_settings(kafka_bootstrap, tmp_path / "b"), tmp_path / "b.log", True, frozen_reader)
+    (clean_states, clean_profiles), (killed_states, killed_profiles) = clean, killed
     assert all(s["count"] == EVENTS_PER_USER for s in killed_states.values())  # no event lost or applied twice
     assert killed_states == clean_states
     assert killed_profiles == clean_profiles

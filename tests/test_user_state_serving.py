@@ -1,38 +1,56 @@
-"""The serving policy holder (verify, smoke, switch, rollback), the feedback join and the scoreboard, no Kafka."""
+"""The serving policy holder (registry verification, hf load, smoke, switch, rollback), the feedback join and the scoreboard, no Kafka."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import pytest
 
 from lettingo.feedback_join import PendingJoin, add_feedback, add_impression, close_expired
-from lettingo.records import Feedback, Impression, ModelVersion, ProfileCandidate, Reward
+from lettingo.records import Feedback, Impression, ModelStatus, ModelVersion, ProfileCandidate, Reward
+from lettingo.registry import ManifestDraft, ModelRegistry
 from lettingo.scoreboard import Scoreboard
 from lettingo.serving import ModelRefusedError, PolicyHolder
 
 
-def version(tmp_path, n: int, generator: str, corrupt: bool = False) -> ModelVersion:
-    folder = tmp_path / f"v{n}"
-    folder.mkdir()
-    (folder / "policy.json").write_text(json.dumps({"generator": generator}))
-    digest = hashlib.sha256((folder / "policy.json").read_bytes()).hexdigest()
-    return ModelVersion(name="m", version=n, kind="full", uri=str(folder), base_model="b",
-                        sha256={"policy.json": "0" * 64 if corrupt else digest}, status="champion")  # fmt: skip
+def publish(registry: ModelRegistry, folder, promote: bool = True) -> ModelVersion:
+    manifest = registry.publish(folder, ManifestDraft(kind="full", base_model="nano"))
+    if promote:
+        registry.promote(manifest.version)
+    return registry.model_version_record(manifest.version).model_copy(update={"status": ModelStatus.CHAMPION})
 
 
-def test_switch_verifies_smoke_tests_and_rolls_back(tmp_path):
+def test_switch_verifies_through_the_registry_smoke_tests_and_rolls_back(tmp_path, nano_model):
+    registry = ModelRegistry(tmp_path / "registry")
     holder = PolicyHolder.from_spec("writer:combined")
-    holder.switch_to(version(tmp_path, 1, "writer:titles"))
-    assert holder.current.version == "m:1" and holder.previous.version == "default"
+    v1 = publish(registry, nano_model)
+    loaded = holder.switch_to(v1)
+    assert (loaded.version, loaded.generator.name) == ("profile-generator:1", "hf")
+    assert holder.previous.version == "default"
+
+    v2 = publish(registry, nano_model, promote=False)
+    weights = next(p for p in registry.local_path(2, verify=False).iterdir() if p.suffix == ".safetensors")
+    weights.write_bytes(weights.read_bytes()[:-8] + b"corrupt!")
     with pytest.raises(ModelRefusedError) as refused:
-        holder.switch_to(version(tmp_path, 2, "writer:genres", corrupt=True))
-    assert refused.value.reason == "checksum" and holder.current.version == "m:1"
-    with pytest.raises(ModelRefusedError) as broken:
-        holder.switch_to(version(tmp_path, 3, "writer:no_such_writer"))
-    assert broken.value.reason in {"load_failed", "smoke_failed"}
-    assert holder.rollback().version == "default"
+        holder.switch_to(v2)
+    assert refused.value.reason == "checksum" and holder.current.version == "profile-generator:1"
+    assert holder.refused == {"profile-generator:2": "checksum"}
+
+    v3 = publish(registry, nano_model)
+    with pytest.raises(ModelRefusedError) as mismatch:
+        holder.switch_to(v3.model_copy(update={"sha256": {**v3.sha256, "config.json": "0" * 64}}))
+    assert mismatch.value.reason == "record_mismatch"
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": "x"}))
+    with pytest.raises(ModelRefusedError) as unloadable:
+        holder.switch_to(publish(registry, broken))
+    assert unloadable.value.reason in {"load_failed", "smoke_failed"}
+
+    # The registry rolls v1 back: the worker serves the configured policy again; v1 as champion switches back.
+    assert holder.roll_back_from(v1.model_copy(update={"status": ModelStatus.ROLLED_BACK})).version == "default"
+    assert holder.switch_to(v1).version == "profile-generator:1" and holder.previous.version == "default"
 
 
 def test_feedback_join_rewards_a_click_once_and_an_unclicked_impression_negatively():
@@ -58,4 +76,5 @@ def test_scoreboard_counts_each_reward_once_and_pairs_better_with_worse():
             assert board.record(r) and not board.record(r)
     [pair] = board.new_pairs("u", min_rewards=2)
     assert (pair.chosen, pair.rejected, pair.prompt) == ("good", "bad", "P")
-    assert board.new_pairs("u", min_rewards=2) == []
+    assert (pair.chosen_reward, pair.rejected_reward) == (1.0, 0.0)
+    assert board.new_pairs("u", min_rewards=2) == [] and board.open_candidates() == []  # the round closed

@@ -1,14 +1,15 @@
 """The worker's agents, one module each; importing this package registers them on :data:`streams.app.app`."""
 
 from streams.app import settings
-from streams.runtime import build_runtime
+from streams.runtime import Runtime
 
-RUNTIME = build_runtime(settings)
+RUNTIME = Runtime(settings)
 
 from streams.agents import (  # noqa: E402, F401
     feedback,
     ingest,
     items,
+    loading,
     models,
     monitor,
     preferences,

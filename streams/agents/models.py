@@ -1,8 +1,10 @@
 """models: follow ``model-versions`` (every worker reads all of it) and hot-swap the serving policy.
 
-A version is loaded in the model executor: checksums verified, loaded, smoke-generated, then switched; the
-previous one is kept for rollback. A refused version is counted, logged and reported to ``dead-letters``
-(reason ``model_refused``), and the worker keeps serving what it served.
+A new ``champion`` is loaded in the model executor: the registry verifies every file's sha256, the generators'
+``hf`` backend loads it (LoRA adapter on its base model, or a full model), a smoke generation runs, then it is
+switched in; the previous one is kept. A ``rolled_back`` record for the served version, or a ``champion``
+record for the previous one, switches back (rollback). A refused version is counted, logged and reported to
+``dead-letters`` (reason ``model_refused``, the detail naming why), and the worker keeps serving what it served.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import asyncio
 import logging
 
 from lettingo.records import ModelStatus, ModelVersion, RecordError, decode_record
-from lettingo.serving import ModelRefusedError
+from lettingo.serving import LoadedPolicy, ModelRefusedError
 from streams import metrics
 from streams.agents import RUNTIME
 from streams.agents.follower import follow
@@ -19,36 +21,48 @@ from streams.app import app, settings
 from streams.edge import dead_letter
 
 log = logging.getLogger(__name__)
-SERVABLE = {ModelStatus.CANDIDATE, ModelStatus.CHAMPION}
 
 
 def _report_serving() -> None:
-    metrics.MODEL_INFO.info(
-        {"version": RUNTIME.policy.current.version, "generator": RUNTIME.policy.current.generator.name}
-    )
+    current = RUNTIME.policy.current
+    metrics.MODEL_INFO.info({"version": current.version, "generator": current.generator.name})
+
+
+async def _switch(record: ModelVersion) -> LoadedPolicy | None:
+    loop = asyncio.get_running_loop()
+    policy = RUNTIME.policy
+    if record.status is ModelStatus.ROLLED_BACK:
+        return await loop.run_in_executor(RUNTIME.executor, policy.roll_back_from, record)
+    if record.status is ModelStatus.CHAMPION:
+        before = policy.current
+        loaded = await loop.run_in_executor(RUNTIME.executor, policy.switch_to, record)
+        return None if loaded is before else loaded
+    return None  # candidates wait for their gate; refused ones never serve
 
 
 async def _on_version(key: bytes | None, value: bytes | None) -> None:
+    topic = settings.topic("model-versions")
     try:
         record = decode_record(ModelVersion, value, settings.max_message_bytes)
     except RecordError as e:
-        await dead_letter(settings.topic("model-versions"), 0, -1, key, value, e.reason, str(e))
+        await dead_letter(topic, 0, -1, key, value, e.reason, str(e))
         return
-    if record.status is not ModelStatus.CHAMPION:
-        return  # only the registry's champion is served; candidates wait for their gate
-    loop = asyncio.get_running_loop()
     try:
-        loaded = await loop.run_in_executor(RUNTIME.executor, RUNTIME.policy.switch_to, record)
+        loaded = await _switch(record)
     except ModelRefusedError as e:
         metrics.MODELS_REFUSED.labels(reason=e.reason).inc()
-        await dead_letter(settings.topic("model-versions"), 0, -1, key, value, "model_refused", str(e))
+        await dead_letter(topic, 0, -1, key, value, "model_refused", str(e))
+        return
+    if loaded is None:
         return
     metrics.MODEL_SWITCHES.inc()
     _report_serving()
-    log.info("hot-swapped model_version=%s", loaded.version)
+    log.info("serving model_version=%s after %s record of %s:%d", loaded.version, record.status.value,
+             record.name, record.version)  # fmt: skip
 
 
 @app.task
 async def follow_model_versions() -> None:
+    await RUNTIME.generators_ready.wait()
     _report_serving()
     await follow(settings, "model-versions", _on_version)

@@ -1,10 +1,12 @@
 """regenerate: batches of ``profile-requests`` -> the serving profile (``profiles`` topic and table) and, at the
 exploration rate, K explored candidates (``profile-candidates``).
 
-Generation runs in the model executor with a timeout. A failed batch keeps every previous profile; it is
-retried with backoff, then its requests are re-enqueued with ``attempt + 1``, and dead-lettered after
-``regen_max_attempts``. Regenerating is idempotent: the profile id is a digest of (user, history, policy), and
-a request whose history is not newer than the serving profile's is stale and skipped.
+Generation runs in the model executor with a timeout, through the generators' interface
+(:func:`lettingo.generators.make_generator`), on the real profile prompt over the user's H_u. A failed batch
+keeps every previous profile; it is retried ``regen_retries`` times with exponential backoff, then its requests
+are re-enqueued with ``attempt + 1``, and dead-lettered after ``regen_max_attempts``. Regenerating is
+idempotent: the profile id is a digest of (user, history, policy), and a request whose history is not newer than
+the serving profile's is stale and skipped.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from dataclasses import dataclass
 
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
+from lettingo.generators import Generator
 from lettingo.prompts.profile import ProfilePrompt, profile_prompt_from_entries
 from lettingo.records import Profile, ProfileCandidate, ProfileRequest
-from lettingo.serving import LoadedPolicy, ProfileGenerator
+from lettingo.serving import LoadedPolicy
+from lettingo.settings import Settings
 from lettingo.user_state import UserState, history_entries
 from streams import faust_topics, metrics, tables
 from streams.agents import RUNTIME
@@ -28,6 +32,7 @@ from streams.edge import dead_letter, decode_event
 from streams.tables import ProfileHistory, ProfileVersion, event_context
 
 log = logging.getLogger(__name__)
+SEED = 0  # the generators derive each prompt's sampling seed from this and the prompt text
 
 
 @dataclass
@@ -35,14 +40,13 @@ class Job:
     event: object
     request: ProfileRequest
     prompt: ProfilePrompt
-    seed: int
     explore: bool
 
 
 @dataclass
 class Generated:
     profile: str
-    candidates: list[str]
+    candidates: list[tuple[str, str]]  # (text, generator) of each explored candidate
 
 
 def digest(*parts: str) -> int:
@@ -50,20 +54,29 @@ def digest(*parts: str) -> int:
 
 
 def prompt_for_ref(user_id: str, history_ref: str) -> ProfilePrompt:
+    """The real profile prompt (:mod:`lettingo.prompts.profile`) over the user's H_u as of ``history_ref``."""
     state = tables.load(tables.user_state, user_id, UserState) or UserState(user_id=user_id)
     events = state.events_up_to(history_ref)[-RUNTIME.settings.worker_history_max :]
     return profile_prompt_from_entries(history_entries(events, RUNTIME.catalog, RUNTIME.labels), user_id)
 
 
-def generate_batch(policy: LoadedPolicy, explorer: ProfileGenerator, jobs: list[Job], k: int) -> list[Generated]:
-    """One policy call for every job's serving profile, one explorer call for every candidate."""
-    profiles = policy.generator.generate([j.prompt for j in jobs], [j.seed for j in jobs])
-    exploring = [j for j in jobs if j.explore]
-    flat = explorer.generate(
-        [j.prompt for j in exploring for _ in range(k)], [j.seed + i for j in exploring for i in range(k)]
+def generate_batch(policy: LoadedPolicy, explorer: Generator, jobs: list[Job], s: Settings) -> list[Generated]:
+    """One policy call for every job's serving profile, one explorer call for every job's K candidates.
+
+    Samples are seeded per prompt by the generators (from the call's seed and the prompt text), so a profile
+    does not depend on which requests share its batch, and a retried or replayed request writes the same text.
+    """
+    served = policy.generator.generate(
+        [j.prompt for j in jobs], n=1, temperature=s.serve_temperature, max_new_tokens=s.max_new_tokens, seed=SEED
     )
-    by_job = {id(j): flat[n * k : (n + 1) * k] for n, j in enumerate(exploring)}
-    return [Generated(text, by_job.get(id(j), [])) for j, text in zip(jobs, profiles, strict=True)]
+    exploring = [j for j in jobs if j.explore]
+    explored = (
+        explorer.generate([j.prompt for j in exploring], n=s.explore_k, temperature=s.explore_temperature,
+                          max_new_tokens=s.max_new_tokens, seed=SEED)
+        if exploring else []
+    )  # fmt: skip
+    by_job = {id(j): [(g.text, g.generator) for g in gens] for j, gens in zip(exploring, explored, strict=True)}
+    return [Generated(gens[0].text, by_job.get(id(j), [])) for j, gens in zip(jobs, served, strict=True)]
 
 
 def _seq(request: ProfileRequest) -> int:
@@ -80,17 +93,20 @@ def _job(event, request: ProfileRequest) -> Job | None:
             current.history_ref,
         )
         return None
-    seed = digest(request.user_id, request.history_ref)
-    explore = (seed % 10_000) / 10_000 < RUNTIME.settings.explore_rate and RUNTIME.settings.explore_k > 0
-    return Job(event, request, prompt_for_ref(request.user_id, request.history_ref), seed % 2**31, explore)
+    draw = digest(request.user_id, request.history_ref)
+    explore = (draw % 10_000) / 10_000 < RUNTIME.settings.explore_rate and RUNTIME.settings.explore_k > 0
+    return Job(event, request, prompt_for_ref(request.user_id, request.history_ref), explore)
 
 
 async def _generate(policy: LoadedPolicy, jobs: list[Job]) -> list[Generated]:
     loop = asyncio.get_running_loop()
     s = RUNTIME.settings
-    async for attempt in AsyncRetrying(stop=stop_after_attempt(3), wait=wait_exponential(0.5, max=8), reraise=True):
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(s.regen_retries), wait=wait_exponential(s.regen_backoff_seconds, max=30), reraise=True
+    )
+    async for attempt in retrying:
         with attempt:
-            call = loop.run_in_executor(RUNTIME.executor, generate_batch, policy, RUNTIME.explorer, jobs, s.explore_k)
+            call = loop.run_in_executor(RUNTIME.executor, generate_batch, policy, RUNTIME.explorer, jobs, s)
             return await asyncio.wait_for(call, s.regen_timeout_seconds)
     raise AssertionError("unreachable")
 
@@ -120,19 +136,22 @@ async def _publish(job: Job, generated: Generated, policy: LoadedPolicy) -> None
     metrics.GENERATED_TOKENS.labels(use="serve").inc(metrics.tokens(profile.text))
     if job.explore:
         # The served profile competes in its own round, so clicks on it score it too.
-        texts = [(profile_id, generated.profile, policy.version)] + [
-            (f"{digest(profile_id, str(i)):016x}", text, RUNTIME.explorer.name)
-            for i, text in enumerate(generated.candidates)
+        texts = [(profile_id, generated.profile, policy.generator.name)] + [
+            (f"{digest(profile_id, str(i)):016x}", text, generator)
+            for i, (text, generator) in enumerate(generated.candidates)
         ]
         for candidate_id, text, generator in texts:
-            candidate = ProfileCandidate(profile_id=candidate_id, user_id=request.user_id, text=text, generator=generator,
-                                         model_version=policy.version, history_ref=request.history_ref,
-                                         seed=job.seed, ts=request.ts)  # fmt: skip
+            candidate = ProfileCandidate(
+                profile_id=candidate_id, user_id=request.user_id, text=text, generator=generator,
+                model_version=policy.version, history_ref=request.history_ref, seed=SEED, ts=request.ts,
+                prompt=job.prompt.text,
+            )  # fmt: skip
             await (await faust_topics.profile_candidates.send(key=key, value=candidate.to_bytes()))
             metrics.GENERATED_TOKENS.labels(use="explore").inc(metrics.tokens(text))
         metrics.CANDIDATES.inc(len(texts))
     log.info("profile user_id=%s profile_id=%s version=%d model_version=%s reason=%s explored=%d",
-             request.user_id, profile_id, version, policy.version, request.reason.value, len(generated.candidates))  # fmt: skip
+             request.user_id, profile_id, version, policy.version, request.reason.value,
+             len(generated.candidates))  # fmt: skip
 
 
 async def _retry_later(job: Job, error: str) -> None:
@@ -148,6 +167,7 @@ async def _retry_later(job: Job, error: str) -> None:
 @app.agent(faust_topics.profile_requests)
 async def regenerate(stream):
     await RUNTIME.catalog_ready.wait()
+    await RUNTIME.generators_ready.wait()
     s = RUNTIME.settings
     async for events in stream.take_events(s.regen_batch_size, within=s.regen_batch_seconds):
         jobs: list[Job] = []
