@@ -58,12 +58,14 @@ async def replay(
     dataset: Dataset,
     *,
     speedup: float = 0.0,
+    rate: float = 0.0,
     limit: int | None = None,
     send_items: bool = True,
     on_progress: Callable[[int], None] = lambda n: None,
 ) -> ReplayReport:
     """Send the catalogue, then every rating in time order. ``speedup`` > 0 paces events at that multiple
-    of their original spacing (3600 plays an hour of history per second); 0 sends as fast as possible."""
+    of their original spacing (3600 plays an hour of history per second); ``rate`` > 0 caps the events per
+    second instead (steady load whatever the dataset's gaps); with neither, events go as fast as possible."""
     ratings = dataset.all_ratings_in_time_order()[:limit]
     started = time.perf_counter()
     async with record_producer(settings) as producer:
@@ -74,10 +76,14 @@ async def replay(
         n_items = producer.sent
         first_ts = ratings[0].ts if ratings else 0
         for n, rating in enumerate(ratings, start=1):
+            due = 0.0
             if speedup > 0:
                 due = (rating.ts - first_ts) / speedup - (time.perf_counter() - started)
-                if due > 0:
-                    await asyncio.sleep(due)
+            elif rate > 0:
+                due = n / rate - (time.perf_counter() - started)
+            if due > 0.001:
+                await producer.flush()  # paced events should reach the broker when they are due, not in a burst
+                await asyncio.sleep(due)
             await producer.send("interactions", rating.user_id, to_interaction(dataset.name, rating))
             if n % 1000 == 0:
                 on_progress(1000)

@@ -23,6 +23,9 @@ def replay(
     speedup: Annotated[
         float, typer.Option(min=0, help="Pace events at this multiple of real time; 0 = as fast as possible.")
     ] = 0.0,
+    rate: Annotated[
+        float, typer.Option(min=0, help="Send at most this many interactions per second; 0 = no cap.")
+    ] = 0.0,
     limit: Annotated[int | None, typer.Option(min=1, help="Send only the first N interactions.")] = None,
     items: Annotated[bool, typer.Option(help="Send the item catalogue to `items` first.")] = True,
 ) -> None:
@@ -36,7 +39,9 @@ def replay(
     with tqdm(total=total, unit="ev", desc="replay", disable=None) as bar:
         try:
             report = asyncio.run(
-                run_replay(settings, data, speedup=speedup, limit=limit, send_items=items, on_progress=bar.update)
+                run_replay(
+                    settings, data, speedup=speedup, rate=rate, limit=limit, send_items=items, on_progress=bar.update
+                )
             )
         except KafkaError as e:
             raise UserError(

@@ -1,0 +1,207 @@
+"""The main job on its local defaults: broker, nano policy, frozen f_Rec, a worker and the trainer, a replay of
+the dataset, live progress, and a report under ``runs/<timestamp>/``.
+
+The test users' validation and target ratings are never replayed, so they cannot feed rewards or pairs: the
+report's table measures generalisation to held-out items of held-out users.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+
+from lettingo.data import Dataset, DatasetSplit, load_dataset, split_dataset
+from lettingo.settings import Settings
+from streams.demo.processes import Children
+from streams.demo.progress import WATCHED, Progress, Snapshot, worker_events, worker_health
+from streams.kafka import broker
+from streams.kafka.offsets import TopicCounter
+from streams.kafka.topics import create_topics
+from streams.replay import replay
+
+log = logging.getLogger(__name__)
+
+
+class DemoError(RuntimeError):
+    """A part of the demo failed; the message names its log."""
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    dataset: Path
+    quick: bool = False
+    users: int | None = None  # a subset of users (quick mode picks 150)
+    rate: float = 300.0  # interactions/s: steady enough for generation and task evaluation to keep up
+    min_pairs: int = 64  # the trainer's round size
+    report_users: int | None = None  # test users in the report (None: all)
+    samples_per_user: int = 4  # generator profiles per test user in the report, at temperature 1.0
+    settle_timeout_s: float = 900.0  # how long to wait for the worker and trainer after the replay
+    runs_root: Path = Path("runs")
+    seed: int = 13
+
+    @classmethod
+    def for_mode(cls, dataset: Path, quick: bool, **overrides: object) -> DemoConfig:
+        base = cls(dataset=dataset, quick=quick)
+        if quick:
+            base = replace(base, users=150, min_pairs=24, report_users=40, samples_per_user=2, settle_timeout_s=300)
+        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def held_out(dataset: Dataset, split: DatasetSplit) -> set[tuple[str, str, int]]:
+    """(user, item, ts) of every test user's validation and target rating."""
+    out = set()
+    for user in split.test:
+        for rating in dataset.ratings_by_user[user][-2:]:
+            out.add((rating.user_id, rating.item_id, rating.ts))
+    return out
+
+
+def subset(dataset: Dataset, split: DatasetSplit, users: int | None) -> tuple[Dataset, DatasetSplit]:
+    """Keep about ``users`` users, in the split's proportions, so the groups stay the same users."""
+    if users is None:
+        return dataset, split
+    total = len(split.train) + len(split.validation) + len(split.test)
+    keep = {
+        g: getattr(split, g)[: max(1, round(users * len(getattr(split, g)) / total))]
+        for g in ("train", "validation", "test")
+    }
+    chosen = {u for group in keep.values() for u in group}
+    small = Dataset(
+        dataset.name, dataset.items, {u: list(rs) for u, rs in dataset.ratings_by_user.items() if u in chosen}
+    )
+    return small, DatasetSplit(keep["train"], keep["validation"], keep["test"], split.cfg)
+
+
+def replayed(dataset: Dataset, split: DatasetSplit) -> Dataset:
+    hold = held_out(dataset, split)
+    kept = {u: [r for r in rs if (r.user_id, r.item_id, r.ts) not in hold] for u, rs in dataset.ratings_by_user.items()}
+    return Dataset(dataset.name, dataset.items, kept, dataset.rating_scale, dataset.item_popularity)
+
+
+class Demo:
+    def __init__(self, settings: Settings, config: DemoConfig, console: Console | None = None) -> None:
+        self.config = config
+        self.console = console or Console()
+        self.run_id = time.strftime("%Y%m%d-%H%M%S")
+        self.run_dir = (config.runs_root / self.run_id).resolve()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.web_port = _free_port()
+        # Topics and the consumer group are the run's own: a rerun never sees an earlier run's records.
+        self.settings = settings.model_copy(
+            update={
+                "topic_prefix": f"{settings.topic_prefix}demo-{self.run_id}-",
+                "app_id": f"lettingo-demo-{self.run_id}",
+            }
+        )
+        self.progress = Progress()
+
+    def say(self, text: str) -> None:
+        self.console.print(f"[bold]demo[/bold] {text}")
+
+    def child_env(self, nano: Path, reader: Path) -> dict[str, str]:
+        s = self.settings
+        return {
+            "LETTINGO_HOME": str(s.home.resolve()),
+            "LETTINGO_KAFKA_BOOTSTRAP": s.bootstrap,
+            "LETTINGO_TOPIC_PREFIX": s.topic_prefix,
+            "LETTINGO_APP_ID": s.app_id,
+            "LETTINGO_WEB_PORT": str(self.web_port),
+            "LETTINGO_DATASET": str(self.config.dataset.resolve()),
+            "LETTINGO_WORKER_POLICY": f"hf:{nano}",
+            "LETTINGO_EXPLORE_POLICY": f"hf:{nano}",
+            "LETTINGO_READER_PATH": str(reader),
+        }
+
+    async def _watch(self, children: Children, phase: str, counter: TopicCounter) -> Snapshot:
+        counts = await counter.counts(WATCHED)
+        health = worker_health(self.web_port) or {}
+        snapshot = Snapshot(
+            time.time(), counts, worker_events(self.web_port) or 0.0, health.get("model_version"), phase
+        )
+        self.progress.add(snapshot)
+        for child in children.dead():
+            raise DemoError(
+                f"the {child.name} exited with code {child.proc.returncode}; see {child.log}. "
+                f"Its log ends:\n{child.tail(8)}"
+            )
+        return snapshot
+
+    async def _stream(self, children: Children, data: Dataset, live: Live) -> None:
+        async with TopicCounter(self.settings) as counter:
+            task = asyncio.create_task(replay(self.settings, data, rate=self.config.rate))
+            while not task.done():
+                await self._watch(children, "replaying", counter)
+                live.update(self.progress.table())
+                await asyncio.sleep(1.0)
+            sent = (await task).interactions
+            deadline = time.monotonic() + self.config.settle_timeout_s
+            while time.monotonic() < deadline:
+                snap = await self._watch(children, "settling: worker catching up, trainer rounds", counter)
+                live.update(self.progress.table())
+                caught_up = snap.processed >= sent
+                trained = snap.counts.get("model-versions", 0) > 0  # the run's topics are its own
+                if caught_up and trained:
+                    break
+                await asyncio.sleep(1.0)
+
+    def run(self) -> Path:
+        from lettingo.nano.build import build_nano
+        from lettingo.nano.config import NanoConfig
+        from lettingo.recommenders import TextEncoder, build_or_load_reader
+        from streams.demo.report import write_report
+
+        cfg = self.config
+        (self.run_dir / "config.json").write_text(json.dumps(asdict(cfg), default=str, indent=2))
+        self.say(broker.start(self.settings))
+        asyncio.run(create_topics(self.settings))
+        full = load_dataset(cfg.dataset)
+        dataset, split = subset(full, split_dataset(full), cfg.users)
+        self.say(
+            f"{dataset.name}: {len(dataset.ratings_by_user)} users ({len(split.train)} train / "
+            f"{len(split.validation)} validation / {len(split.test)} test), {dataset.n_ratings} ratings"
+        )
+        started = time.monotonic()
+        nano = build_nano(cfg.dataset, self.settings.path("models"), NanoConfig.quick() if cfg.quick else NanoConfig())
+        self.say(f"nano policy: {nano} ({time.monotonic() - started:.0f} s)")
+        started = time.monotonic()
+        reader, reader_dir = build_or_load_reader(
+            full, split_dataset(full), self.settings.path("models"), TextEncoder(self.settings.path("cache"))
+        )
+        self.say(f"frozen f_Rec: {reader_dir} ({time.monotonic() - started:.0f} s)")
+        registry_root = self.run_dir / "registry"
+        with Children(self.run_dir, self.child_env(nano, reader_dir)) as children:
+            children.start("worker", "worker")
+            children.start(
+                "trainer",
+                "train",
+                "--watch",
+                "--registry",
+                str(registry_root),
+                "--base-model",
+                str(nano),
+                "--min-pairs",
+                str(cfg.min_pairs),
+                "--wait",
+                "10",
+            )
+            with Live(self.progress.table(), console=self.console, refresh_per_second=2) as live:
+                asyncio.run(self._stream(children, replayed(dataset, split), live))
+        self.say("stream stopped; writing the report (profiles for the test users, both tasks, every system)")
+        report = write_report(self, dataset, split, reader, nano, registry_root)
+        self.console.print(report.read_text())
+        self.say(f"report: {report}")
+        return report
