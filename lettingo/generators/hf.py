@@ -18,7 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorLis
 
 from lettingo.generators.base import Generation, Generator, GeneratorError, check_sampling, sample_seed
 from lettingo.generators.title_constraint import PromptTitlesOnly
-from lettingo.nano.tokenizer import title_token_ids
+from lettingo.nano.tokenizer import quote_token_ids, title_token_ids
 from lettingo.prompts.profile import ProfilePrompt
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class HFGenerator(Generator):
         self.use_chat_template = bool(self.tokenizer.chat_template) if use_chat_template is None else use_chat_template
         titles = title_token_ids(self.tokenizer)
         vocab = self.model.get_output_embeddings().weight.shape[0]
-        self.title_constraint = PromptTitlesOnly(titles, vocab) if titles else None
+        self.title_constraint = PromptTitlesOnly(titles, vocab, quote_token_ids(self.tokenizer)) if titles else None
         log.info(
             "hf generator loaded %s (version %s, device %s, %d title tokens)",
             model_path, self.model_version, self.device, len(titles),

@@ -47,13 +47,15 @@ class OpenAIGenerator(Generator):
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="openai-gen")
         self._tokenizer: Any = None
         self._titles: set[int] = set()
+        self._banned: set[int] = set()
         if tokenizer:
             from transformers import AutoTokenizer
 
-            from lettingo.nano.tokenizer import title_token_ids
+            from lettingo.nano.tokenizer import quote_token_ids, title_token_ids
 
             self._tokenizer = AutoTokenizer.from_pretrained(tokenizer, local_files_only=True)
             self._titles = set(title_token_ids(self._tokenizer))
+            self._banned = quote_token_ids(self._tokenizer) if self._titles else set()
 
     # --- adapters, loaded at runtime ---
     def _admin(self, path: str, body: dict[str, str]) -> None:
@@ -83,7 +85,7 @@ class OpenAIGenerator(Generator):
             return None
         text = self._tokenizer.apply_chat_template(list(prompt.messages), add_generation_prompt=True, tokenize=False)
         ids = self._tokenizer(text, add_special_tokens=False)["input_ids"]
-        return {"allowed_token_ids": allowed_token_ids(ids, self._titles, len(self._tokenizer))}
+        return {"allowed_token_ids": allowed_token_ids(ids, self._titles, len(self._tokenizer), self._banned)}
 
     def _one(
         self, prompt: ProfilePrompt, n: int, temperature: float, max_new_tokens: int, seed: int

@@ -14,7 +14,7 @@ from typing import Any
 
 from lettingo.generators.base import Generation, Generator, GeneratorError, check_sampling, sample_seed
 from lettingo.generators.title_constraint import allowed_token_ids
-from lettingo.nano.tokenizer import title_token_ids
+from lettingo.nano.tokenizer import quote_token_ids, title_token_ids
 from lettingo.prompts.profile import ProfilePrompt
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ class VLLMGenerator(Generator):
             bool(getattr(self.tokenizer, "chat_template", None)) if use_chat_template is None else use_chat_template
         )
         self._titles = set(title_token_ids(self.tokenizer)) if hasattr(self.tokenizer, "get_added_vocab") else set()
+        self._banned = quote_token_ids(self.tokenizer) if self._titles else set()
         self._vocab_size = len(self.tokenizer)
         self._lora_ids: dict[str, int] = {}
         self._lora: Any = None
@@ -92,7 +93,9 @@ class VLLMGenerator(Generator):
                 top_k=-1 if temperature > 0 else 1,
                 max_tokens=max_new_tokens,
                 seed=sample_seed(seed, p),
-                allowed_token_ids=allowed_token_ids(ids, self._titles, self._vocab_size) if self._titles else None,
+                allowed_token_ids=allowed_token_ids(ids, self._titles, self._vocab_size, self._banned)
+                if self._titles
+                else None,
             )
             for p, ids in zip(prompts, encoded, strict=True)
         ]

@@ -23,6 +23,7 @@ class NanoConfig:
     # --- SFT loop ---
     steps: int = 500
     prompts_per_step: int = 4  # each prompt is encoded once and shared by its profiles_per_prompt completions
+    sampled_titles: int | None = 1024  # random title tokens in each step's softmax; None: the full vocabulary
     learning_rate: float = 3e-3
     warmup_steps: int = 30
     weight_decay: float = 0.01
@@ -31,7 +32,7 @@ class NanoConfig:
     @classmethod
     def quick(cls, **overrides: Any) -> NanoConfig:
         """A small build for tests and smoke runs: well under a minute on 2 cores."""
-        base = cls(bpe_vocab_size=768, targets_per_user=1, max_train_users=60, steps=90, prompts_per_step=4)
+        base = cls(bpe_vocab_size=768, targets_per_user=1, max_train_users=60, steps=40, prompts_per_step=2)
         return replace(base, **overrides)
 
     def with_overrides(self, **overrides: Any) -> NanoConfig:

@@ -89,3 +89,18 @@ def title_token_ids(tokenizer: PreTrainedTokenizerFast) -> dict[int, str]:
         for content, idx in tokenizer.get_added_vocab().items()
         if _TITLE_TOKEN.match(content) and content not in tokenizer.all_special_tokens
     }
+
+
+def quote_token_ids(tokenizer: PreTrainedTokenizerFast) -> set[int]:
+    """Non-title tokens whose text holds a double quote (e.g. `` "Drama",`` learned from the prompt's genre lists).
+
+    For a tokenizer with title tokens, a quote in a profile can only be part of a title; banning these keeps a
+    model from quoting anything else (a genre, a made-up title) with plain BPE pieces.
+    """
+    titles = title_token_ids(tokenizer)
+    special = set(tokenizer.all_special_ids)
+    return {
+        idx
+        for idx in range(len(tokenizer))
+        if idx not in titles and idx not in special and '"' in tokenizer.decode([idx])
+    }

@@ -3,7 +3,8 @@
 Each step encodes a few prompts once and reuses their key/value cache for all of each prompt's completions
 (gradients flow through the cache). The prompt is ~90 % of a training sequence, so this is several times
 cheaper than running every (prompt, completion) pair in full; the loss and its gradients are the same. The
-vocabulary projection is applied only at completion positions, the only ones with a loss.
+vocabulary projection is applied only at completion positions, the only ones with a loss, and (by default) over
+a sampled vocabulary: all BPE tokens but only some of the ~10k title tokens (see :func:`head_for_step`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from lettingo.nano.config import NanoConfig
 from lettingo.nano.sft_data import SftPrompt, completion_text, draw_profiles
+from lettingo.nano.tokenizer import title_token_ids
 
 log = logging.getLogger(__name__)
 IGNORE = -100
@@ -74,10 +76,15 @@ def _right_pad(rows: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, to
 
 
 def shared_prompt_loss(
-    model: LlamaForCausalLM, prompt_rows: Sequence[list[int]], completion_rows: Sequence[list[int]], pad_id: int
+    model: LlamaForCausalLM,
+    prompt_rows: Sequence[list[int]],
+    completion_rows: Sequence[list[int]],
+    pad_id: int,
+    head_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean next-token loss over the completions; ``completion_rows`` holds ``len(completion_rows) //
-    len(prompt_rows)`` completions per prompt, grouped by prompt in order."""
+    len(prompt_rows)`` completions per prompt, grouped by prompt in order. With ``head_ids`` (sorted, holding
+    every target) the softmax runs over those tokens only."""
     per_prompt = len(completion_rows) // len(prompt_rows)
     prompt_ids, prompt_mask = _left_pad(prompt_rows, pad_id)
     encoded = model.model(input_ids=prompt_ids, attention_mask=prompt_mask, use_cache=True)
@@ -90,8 +97,21 @@ def shared_prompt_loss(
     # The first completion token is predicted from the prompt's last position, token i from completion token i-1.
     predicting = torch.cat([last_prompt_state, hidden.last_hidden_state[:, :-1]], dim=1)
     keep = targets != IGNORE
-    logits = model.lm_head(predicting[keep])
-    return F.cross_entropy(logits, targets[keep])
+    if head_ids is None:
+        return F.cross_entropy(model.lm_head(predicting[keep]), targets[keep])
+    logits = predicting[keep] @ model.lm_head.weight[head_ids].T
+    return F.cross_entropy(logits, torch.searchsorted(head_ids, targets[keep]))
+
+
+def head_for_step(
+    prompt_rows: Sequence[list[int]], first_title: int, vocab: int, sampled_titles: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Sampled softmax: every BPE token, every title of the step's prompts (the ones a profile may cite, and the
+    other prompts' titles as hard negatives), and ``sampled_titles`` random other titles, so that over the run
+    every title's logit is pushed down where it does not belong. Title ids are the tail ``[first_title, vocab)``."""
+    in_prompts = torch.tensor(sorted({t for row in prompt_rows for t in row if t >= first_title}), dtype=torch.long)
+    random_titles = torch.randint(first_title, vocab, (sampled_titles,), generator=generator)
+    return torch.cat([torch.arange(first_title), in_prompts, random_titles]).unique(sorted=True)
 
 
 def _lr_factor(step: int, cfg: NanoConfig) -> float:
@@ -107,7 +127,12 @@ def train_sft(
     """Plain SFT on writer profiles; deterministic for ``cfg.seed``."""
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
+    negatives = torch.Generator().manual_seed(cfg.seed)
     prompt_ids = tokenizer([p.prompt.text for p in prompts], add_special_tokens=False)["input_ids"]
+    titles = sorted(title_token_ids(tokenizer))
+    first_title, vocab = (titles[0], len(tokenizer)) if titles else (len(tokenizer), len(tokenizer))
+    if titles != list(range(first_title, vocab)):
+        raise ValueError("title tokens must be the last ids of the vocabulary")
     order: list[int] = []
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, cfg))
@@ -128,7 +153,13 @@ def train_sft(
         completions = [
             [*ids, tokenizer.eos_token_id] for ids in tokenizer(profiles, add_special_tokens=False)["input_ids"]
         ]
-        loss = shared_prompt_loss(model, [prompt_ids[i] for i in picked], completions, tokenizer.pad_token_id)
+        rows = [prompt_ids[i] for i in picked]
+        head = (
+            head_for_step(rows, first_title, vocab, cfg.sampled_titles, negatives)
+            if cfg.sampled_titles is not None
+            else None
+        )
+        loss = shared_prompt_loss(model, rows, completions, tokenizer.pad_token_id, head)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

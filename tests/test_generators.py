@@ -1,0 +1,89 @@
+"""Generator specs, the writer backend and the title constraint (no model needed)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lettingo.data import Item, Rating
+from lettingo.generators import GeneratorSpecError, make_generator, parse_spec
+from lettingo.generators.title_constraint import PromptTitlesOnly, allowed_token_ids
+from lettingo.prompts.profile import profile_prompt
+
+
+def _prompt(user: str = "u1"):
+    items = {str(i): Item(str(i), f"Film {i} ({1990 + i})", ("Drama", "Comedy")[i % 2 :], 1990 + i) for i in range(12)}
+    return profile_prompt([Rating(user, str(i), [5.0, 2.0, 4.0][i % 3], i) for i in range(12)], items)
+
+
+@pytest.mark.parametrize(
+    ("spec", "backend", "target", "model", "options"),
+    [
+        ("hf:/models/nano", "hf", "/models/nano", None, {}),
+        ("hf:org/name?adapter=/a/b&version=v3", "hf", "org/name", None, {"adapter": "/a/b", "version": "v3"}),
+        ("vllm:/models/base?adapter=/x", "vllm", "/models/base", None, {"adapter": "/x"}),
+        ("openai:http://localhost:8000/v1#nano-v2", "openai", "http://localhost:8000/v1", "nano-v2", {}),
+        ("writer:titles", "writer", "titles", None, {}),
+        ("writer:genres, era", "writer", "genres,era", None, {}),
+    ],
+)
+def test_parse_valid_specs(spec: str, backend: str, target: str, model: str | None, options: dict) -> None:
+    parsed = parse_spec(spec)
+    assert (parsed.backend, parsed.target, parsed.model, parsed.options) == (backend, target, model, options)
+    assert parse_spec(str(parsed)) == parsed
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("", "must start with one of hf:, vllm:, openai:, writer:"),
+        ("/models/nano", "must start with one of"),
+        ("gguf:/models/x", "must start with one of"),
+        ("hf:", "nothing after 'hf:'"),
+        ("openai:localhost:8000#m", "needs an http\\(s\\) URL"),
+        ("openai:http://localhost:8000/v1", "needs the served model after '#'"),
+        ("writer:bogus", "unknown writer\\(s\\) bogus; known: mix, genres"),
+        ("hf:/models/nano?temperature=2", "unknown option\\(s\\) temperature for hf"),
+        ("hf:/models/nano?adapter", "bad options"),
+    ],
+)
+def test_bad_specs_are_rejected_clearly(spec: str, message: str) -> None:
+    with pytest.raises(GeneratorSpecError, match=message):
+        parse_spec(spec)
+
+
+def test_missing_local_model_is_rejected_before_loading(tmp_path) -> None:
+    with pytest.raises(GeneratorSpecError, match="does not exist"):
+        make_generator(f"hf:{tmp_path / 'no-such-model'}")
+    with pytest.raises(GeneratorSpecError, match="adapter folder"):
+        make_generator(f"hf:{tmp_path}", adapter=str(tmp_path / "no-adapter"))
+    with pytest.raises(GeneratorSpecError, match="unknown option"):
+        make_generator("writer:titles", device="cpu")
+
+
+def test_writer_backend_is_seeded_and_names_each_writer() -> None:
+    gen = make_generator("writer:mix")
+    prompts = [_prompt("a"), _prompt("b")]
+
+    def texts(result):
+        return [[(g.text, g.generator) for g in gs] for gs in result]
+
+    first = gen.generate(prompts, n=6, seed=3)
+    assert texts(first) == texts(gen.generate(prompts, n=6, seed=3))
+    assert [len(g) for g in first] == [6, 6]
+    assert {g.generator for gs in first for g in gs} <= {f"writer:{n}" for n in gen.names}
+    assert len({g.generator for gs in first for g in gs}) > 1
+    assert texts(gen.generate(prompts[:1], n=6, seed=4)) != texts(first[:1])
+    # one prompt's samples do not depend on the other prompts in the call
+    assert texts(gen.generate(prompts[1:], n=6, seed=3)) == texts(first[1:])
+
+
+def test_title_constraint_masks_titles_absent_from_the_row() -> None:
+    titles = [5, 6, 7, 8]
+    proc = PromptTitlesOnly(titles, vocab_size=10)
+    input_ids = torch.tensor([[1, 5, 2, 7], [0, 0, 6, 3]])
+    scores = proc(input_ids, torch.zeros(2, 10))
+    allowed = torch.isfinite(scores)
+    assert allowed[0].tolist() == [True] * 5 + [True, False, True, False] + [True]
+    assert allowed[1].tolist() == [True] * 5 + [False, True, False, False] + [True]
+    assert allowed_token_ids([1, 5, 2, 7], titles, 10) == [0, 1, 2, 3, 4, 5, 7, 9]
