@@ -45,7 +45,8 @@ def trained(dataset_path: Path, cache_dir: Path, tmp_path_factory: pytest.TempPa
     folder = tmp_path_factory.mktemp("reader")
     reader.save(folder, {"training_report": report})
     encoder.save()
-    return ds, split, encoder, reader, folder
+    yield ds, split, encoder, reader, folder
+    encoder.save()  # the items the tests embedded, for the next run
 
 
 def test_frozen_reader_reloads_and_scores_the_same(trained) -> None:

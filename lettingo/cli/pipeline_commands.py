@@ -111,6 +111,8 @@ def evaluate(
     evaluator = TaskEvaluator(reader, dataset, split, config)
     done = users_already_done(out)
     lines = [line for line in read_jsonl(candidates) if str(line.get("user_id")) not in done]
+    if any("user_id" not in line for line in lines):
+        raise UserError(f"{candidates}: every line needs a 'user_id' and 'candidates' (the explore output format)")
     out.parent.mkdir(parents=True, exist_ok=True)
     started, n_profiles, n_users = time.perf_counter(), 0, 0
     with out.open("a", encoding="utf-8") as sink:
