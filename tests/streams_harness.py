@@ -47,9 +47,9 @@ class WorkerProcess:
         }
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout_s: float = 120, evaluator: bool = False) -> WorkerProcess:
+    def start(self, timeout_s: float = 150, evaluator: bool = True) -> WorkerProcess:
         """Start the worker; return once its catalogue is read, partitions assigned and generators loaded (and,
-        with ``evaluator``, the task evaluator's reader)."""
+        with ``evaluator``, the task evaluator's reader: a worker stopped before that waits for it to drain)."""
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             ["nice", sys.executable, "-m", "streams.cli.worker", "-l", "warning"],

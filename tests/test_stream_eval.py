@@ -8,8 +8,8 @@ import pytest
 from lettingo.data import Rating, load_dataset, split_dataset
 from lettingo.data.split import cases_for_user
 from lettingo.evaluation import EvaluationConfig, TaskEvaluator
-from lettingo.records import Item
 from lettingo.recommenders import EmbeddingReader, TextEncoder
+from lettingo.records import Item
 from lettingo.stream_eval import OpenCandidate, StreamCase, StreamTaskEvaluator
 
 

@@ -49,7 +49,7 @@ def settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.fixture(scope="module")
 def worker(settings: Settings, frozen_reader: Path) -> Iterator[WorkerProcess]:
     w = WorkerProcess(settings, settings.home / "worker.log", reader_path=frozen_reader, **WORKER_SETTINGS)
-    w.start(evaluator=True)
+    w.start()
     yield w
     w.stop()
 
@@ -123,13 +123,19 @@ def test_rated_events_reward_open_candidates_and_pairs_appear(settings, worker):
     users = [f"u-pairs{n}" for n in range(3)]
     first = [interaction(u, f"h{n}", 5, n) for u in users for n in range(3)]
     asyncio.run(produce(settings, first))
-    candidates = wait_for("candidates", lambda: (c := values_of(settings, "profile-candidates", records.ProfileCandidate))
-                          and {x.user_id for x in c} >= set(users) and c)  # fmt: skip
+    def all_candidates():
+        found = values_of(settings, "profile-candidates", records.ProfileCandidate)
+        return found if {x.user_id for x in found} >= set(users) else None
+
+    candidates = wait_for("candidates", all_candidates)
     later = [interaction(u, f"h{n}", 5, n) for u in users for n in range(5, 8)]  # same taste: no drift
     asyncio.run(produce(settings, later))
     open_ids = {c.profile_id for c in candidates if c.user_id == users[0]}
-    rewards = wait_for("task rewards", lambda: (r := [x for x in values_of(settings, "rewards", records.Reward, users[0])
-                                                     if x.source == "task_eval"]) and {x.profile_id for x in r} >= open_ids and r)  # fmt: skip
+    def task_rewards():
+        found = [x for x in values_of(settings, "rewards", records.Reward, users[0]) if x.source == "task_eval"]
+        return found if {x.profile_id for x in found} >= open_ids else None
+
+    rewards = wait_for("task rewards", task_rewards)
     # The ranking task of the offline evaluator: the new item among popularity-matched unseen items, graded by
     # reciprocal rank (averaged over the negative draws) and judged by the frozen embedding reader.
     assert {r.target for r in rewards} >= {"h5", "h6", "h7"}
@@ -148,9 +154,9 @@ def test_rated_events_reward_open_candidates_and_pairs_appear(settings, worker):
 
 def test_impressions_with_and_without_clicks_yield_rewards(settings, worker):
     now = time.time()
-    impression = lambda rid: records.Impression(
-        request_id=rid, user_id="u-click", profile_id="p1", item_ids=["h1", "c1"], ts=now
-    )  # noqa: E731
+    def impression(rid: str) -> records.Impression:
+        return records.Impression(request_id=rid, user_id="u-click", profile_id="p1", item_ids=["h1", "c1"], ts=now)
+
     click = records.Feedback(request_id="r-clicked", user_id="u-click", item_id="h1", kind="click", ts=now)
     asyncio.run(produce(settings, [("impressions", "u-click", impression("r-clicked").to_bytes()),
                                    ("impressions", "u-click", impression("r-ignored").to_bytes()),
@@ -180,7 +186,8 @@ def test_a_published_version_is_hot_swapped_a_corrupted_one_refused_and_a_rollba
     claimed = registry.model_version_record(2).model_copy(update={"status": records.ModelStatus.CHAMPION})
     asyncio.run(produce(settings, [("model-versions", registry.name, claimed.to_bytes())]))
     health = wait_for(
-        "version 2 refused", lambda: (h := worker.health()) and "profile-generator:2" in h["refused_model_versions"] and h
+        "version 2 refused",
+        lambda: (h := worker.health()) and "profile-generator:2" in h["refused_model_versions"] and h,
     )
     assert health["model_version"] == "profile-generator:1"
     assert health["refused_model_versions"]["profile-generator:2"] == "checksum"

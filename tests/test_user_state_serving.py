@@ -1,4 +1,5 @@
-"""The serving policy holder (registry verification, hf load, smoke, switch, rollback), the feedback join and the scoreboard, no Kafka."""
+"""The serving policy holder (registry verification, hf load, smoke, switch, rollback), the feedback join and
+the scoreboard, no Kafka."""
 
 from __future__ import annotations
 

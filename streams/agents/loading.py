@@ -1,7 +1,8 @@
-"""loading: when the worker starts, load the generators and the task evaluator off the event loop.
+"""loading: when the worker starts, load the generators, then the task evaluator, off the event loop.
 
-Each loads in its own thread of the loop's default executor (the model executor stays free for generation),
-then sets its ready event. A model that cannot load stops the worker: it must not run half-configured.
+They load one after the other in a thread of the loop's default executor (the model executor stays free for
+generation; importing transformers from two threads at once is not safe), each setting its ready event so
+agents that need it can start. A model that cannot load stops the worker: it must not run half-configured.
 """
 
 from __future__ import annotations
@@ -17,23 +18,20 @@ from streams.app import app
 log = logging.getLogger(__name__)
 
 
-async def _load(what: str, load: Callable[[], None], ready: asyncio.Event) -> None:
+async def _load(what: str, load: Callable[[], None], ready: asyncio.Event) -> bool:
     started = time.perf_counter()
     try:
         await asyncio.get_running_loop().run_in_executor(None, load)
     except Exception as e:
         log.exception("cannot load the %s; stopping the worker", what)
         await app.crash(e)
-        return
+        return False
     ready.set()
     log.info("%s loaded in %.1fs", what, time.perf_counter() - started)
+    return True
 
 
 @app.task
-async def load_generators() -> None:
-    await _load("generators", RUNTIME.load_generators, RUNTIME.generators_ready)
-
-
-@app.task
-async def load_evaluator() -> None:
-    await _load("task evaluator", RUNTIME.load_evaluator, RUNTIME.evaluator_ready)
+async def load_models() -> None:
+    if await _load("generators", RUNTIME.load_generators, RUNTIME.generators_ready):
+        await _load("task evaluator", RUNTIME.load_evaluator, RUNTIME.evaluator_ready)
