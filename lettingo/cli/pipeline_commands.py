@@ -109,6 +109,7 @@ def evaluate(
     )  # type: ignore[arg-type]
     reader = _reader(dataset, split, reader_path)
     evaluator = TaskEvaluator(reader, dataset, split, config)
+    reader.warm_items()
     done = users_already_done(out)
     lines = [line for line in read_jsonl(candidates) if str(line.get("user_id")) not in done]
     if any("user_id" not in line for line in lines):
@@ -308,7 +309,7 @@ def build(
     encoder = TextEncoder(settings.path("cache"))
     config = ReaderTrainingConfig(targets_per_user=targets_per_user, draws=draws, max_users=max_users)
     reader, folder = build_or_load_reader(dataset, split, settings.path("models"), encoder, config)
-    encoder.save()
+    reader.warm_items()
     manifest = json.loads((folder / "manifest.json").read_text())
     for name, value in sorted(manifest.get("training_report", {}).items()):
         typer.echo(f"{name}: {value:.4f}")

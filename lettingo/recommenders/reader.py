@@ -85,6 +85,11 @@ class EmbeddingReader:
                 self._profile_vectors[profile] = vectors[start : start + len(chunks)]
                 start += len(chunks)
 
+    def warm_items(self) -> None:
+        """Embed the whole catalogue now (cached on disk), so that scoring never waits on a new item."""
+        self.prepare([], list(self.dataset.items))
+        self.encoder.save()
+
     def _items(self, item_ids: Sequence[str]) -> np.ndarray:
         return np.stack([self._item_vectors[i] for i in item_ids])
 
