@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     eval_negatives: int = Field(9, ge=1, description="Popularity-matched unseen items ranked against the new one.")
     eval_batch_size: int = Field(64, ge=1, description="Rated events scored in one task-evaluation batch at most.")
 
+    # --- trainer ---
+    gate_users: int = Field(60, ge=1, description="Validation users on whom the gate compares candidate and champion.")
+
     @property
     def bootstrap(self) -> str:
         return self.kafka_bootstrap or f"127.0.0.1:{self.broker_port}"

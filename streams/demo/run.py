@@ -42,6 +42,7 @@ class DemoConfig:
     rate: float = 300.0  # interactions/s: steady enough for generation and task evaluation to keep up
     min_pairs: int = 64  # the trainer's round size
     report_users: int | None = None  # test users in the report (None: all)
+    gate_users: int = 60  # validation users the trainer's gate writes profiles for
     samples_per_user: int = 4  # generator profiles per test user in the report, at temperature 1.0
     settle_timeout_s: float = 900.0  # how long to wait for the worker and trainer after the replay
     runs_root: Path = Path("runs")
@@ -51,7 +52,9 @@ class DemoConfig:
     def for_mode(cls, dataset: Path, quick: bool, **overrides: object) -> DemoConfig:
         base = cls(dataset=dataset, quick=quick)
         if quick:
-            base = replace(base, users=150, min_pairs=24, report_users=40, samples_per_user=2, settle_timeout_s=300)
+            base = replace(
+                base, users=150, min_pairs=24, report_users=40, gate_users=15, samples_per_user=2, settle_timeout_s=300
+            )
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -124,6 +127,7 @@ class Demo:
             "LETTINGO_WORKER_POLICY": f"hf:{nano}",
             "LETTINGO_EXPLORE_POLICY": f"hf:{nano}",
             "LETTINGO_READER_PATH": str(reader),
+            "LETTINGO_GATE_USERS": str(self.config.gate_users),
         }
 
     async def _watch(self, children: Children, phase: str, counter: TopicCounter) -> Snapshot:
@@ -195,6 +199,8 @@ class Demo:
                 str(nano),
                 "--min-pairs",
                 str(cfg.min_pairs),
+                "--task-eval",
+                "trainer.task_eval:validation_task",
                 "--wait",
                 "10",
             )

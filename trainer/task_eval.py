@@ -1,0 +1,62 @@
+"""The gate's task measure: HR@1 of the frozen f_Rec on validation users, from the profiles a policy writes.
+
+``lettingo train --task-eval trainer.task_eval:validation_task`` uses it. Each validation user's profile is
+written from H_u before the validation item; the validation item and the ratings just before it are the
+targets (``offset=1``), so the test users' final items are never looked at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from lettingo.data import load_dataset, split_dataset
+from lettingo.data.labels import LabelScheme
+from lettingo.evaluation import EvaluationConfig, TaskEvaluator
+from lettingo.recommenders import TextEncoder, build_or_load_reader
+from lettingo.recommenders.base import Task
+from lettingo.settings import Settings
+from trainer.gate import TaskEvaluation
+from trainer.policy import adapter_base_model, is_adapter
+
+SAMPLES_PER_USER = 2
+TARGETS_PER_USER = 3
+
+
+def validation_task(settings: Settings, seed: int = 13) -> TaskEvaluation:
+    from lettingo.generators.hf import HFGenerator
+    from lettingo.prompts.profile import profile_prompt
+
+    dataset = load_dataset(settings.dataset)
+    split = split_dataset(dataset)
+    encoder = TextEncoder(settings.path("cache"))
+    reader = settings.reader_path
+    if reader is not None:
+        from lettingo.recommenders import EmbeddingReader
+
+        frozen = EmbeddingReader.load(reader, dataset, encoder)
+    else:
+        frozen = build_or_load_reader(dataset, split, settings.path("models"), encoder)[0]
+    config = EvaluationConfig(task=Task.RANKING, targets_per_user=TARGETS_PER_USER, offset=1, reward="hit", seed=seed)
+    evaluator = TaskEvaluator(frozen, dataset, split, config)
+    labels = LabelScheme.for_scale(dataset.integer_scale)
+    users = [u for u in split.validation if evaluator.cases(u)][: settings.gate_users]
+
+    def profile_writer(model_path: str, users: Sequence[str]) -> dict[str, list[str]]:
+        path = Path(model_path)
+        if is_adapter(path):
+            generator = HFGenerator(adapter_base_model(path), adapter=str(path))
+        else:
+            generator = HFGenerator(str(path))
+        try:
+            prompts = [profile_prompt(evaluator.cases(u)[0].long_history, dataset.items, labels) for u in users]
+            generated = generator.generate(prompts, n=SAMPLES_PER_USER, temperature=1.0, seed=seed)
+        finally:
+            generator.close()
+        return {u: [g.text for g in samples] for u, samples in zip(users, generated, strict=True)}
+
+    def task_scorer(profiles: dict[str, list[str]]) -> float:
+        rates = [s.correct_rate for user, texts in profiles.items() for s in evaluator.score_profiles(user, texts)]
+        return sum(rates) / len(rates) if rates else 0.0
+
+    return TaskEvaluation(users, profile_writer, task_scorer)
