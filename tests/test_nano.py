@@ -72,16 +72,16 @@ def test_loads_with_plain_transformers_and_tokenizes_like_trl(nano: Path, prompt
 
 def test_samples_are_diverse_grounded_and_seeded(nano: Path, prompts) -> None:
     generator = make_generator(f"hf:{nano}")
-    report, texts = sample_report(generator, prompts, n=4, temperature=1.0, seed=5)
+    report, texts = sample_report(generator, prompts, n=4, temperature=1.0, seed=5, max_new_tokens=48)
     assert report.samples == 16
     assert report.distinct_per_prompt >= 0.75
     assert report.grounded == 1.0  # only titles present in the prompt, by construction
     for prompt, samples in zip(prompts, texts, strict=True):
         for text in samples:
             assert set(cited_titles(text)) <= set(prompt.quoted_titles)
-    again = generator.generate(prompts[:2], n=4, temperature=1.0, seed=5)
+    again = generator.generate(prompts[:2], n=4, temperature=1.0, seed=5, max_new_tokens=48)
     assert [[g.text for g in gs] for gs in again] == texts[:2]
-    other = generator.generate(prompts[:2], n=4, temperature=1.0, seed=6)
+    other = generator.generate(prompts[:2], n=4, temperature=1.0, seed=6, max_new_tokens=48)
     assert [[g.text for g in gs] for gs in other] != texts[:2]
     first = again[0][0]
     assert first.generator == "hf" and first.model_version == nano.name and first.seed == 5
@@ -91,9 +91,22 @@ def test_samples_are_diverse_grounded_and_seeded(nano: Path, prompts) -> None:
 def test_explore_mixes_nano_and_writers(nano: Path, dataset) -> None:
     split = split_dataset(dataset)
     cases = split.cases(dataset, "test")[:3]
-    sources = [ExploreSource(make_generator(f"hf:{nano}"), 3), ExploreSource(make_generator("writer:mix"), 2)]
+    sources = [
+        ExploreSource(make_generator(f"hf:{nano}"), 3, max_new_tokens=48),
+        ExploreSource(make_generator("writer:mix"), 2),
+    ]
     users = list(explore(cases, dataset.items, sources, seed=2))
     for user in users:
         versions = {c.model_version for c in user.candidates}
         assert nano.name in versions and "writers-1" in versions
         assert all(c.seed >= 0 and c.generator for c in user.candidates)
+
+
+def test_fast_decoder_matches_generate(nano: Path, prompts) -> None:
+    fast = make_generator(f"hf:{nano}")
+    slow = make_generator(f"hf:{nano}?decoder=generate")
+    assert fast.fast and not slow.fast
+    greedy = [[g.text for g in gs] for gs in fast.generate(prompts[:2], n=1, temperature=0.0, max_new_tokens=40)]
+    assert greedy == [
+        [g.text for g in gs] for gs in slow.generate(prompts[:2], n=1, temperature=0.0, max_new_tokens=40)
+    ]

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList
 
+from lettingo.generators import llama_decode
 from lettingo.generators.base import Generation, Generator, GeneratorError, check_sampling, sample_seed
 from lettingo.generators.title_constraint import PromptTitlesOnly
 from lettingo.nano.tokenizer import quote_token_ids, title_token_ids
@@ -37,11 +38,14 @@ class HFGenerator(Generator):
         model_version: str | None = None,
         device: str | None = None,
         dtype: str | None = None,
-        cache_implementation: str | None = "static",
+        cache_implementation: str | None = None,
+        decoder: str = "auto",
         use_chat_template: bool | None = None,
         merge_adapter: bool = True,
     ) -> None:
         self.name = "hf"
+        if decoder not in ("auto", "fast", "generate"):
+            raise ValueError(f"decoder must be auto, fast or generate, not {decoder!r}")
         self.device = device or _default_device()
         self.cache_implementation = cache_implementation
         try:
@@ -66,6 +70,9 @@ class HFGenerator(Generator):
         titles = title_token_ids(self.tokenizer)
         vocab = self.model.get_output_embeddings().weight.shape[0]
         self.title_constraint = PromptTitlesOnly(titles, vocab, quote_token_ids(self.tokenizer)) if titles else None
+        self.fast = decoder != "generate" and llama_decode.supports(self.model)
+        if decoder == "fast" and not self.fast:
+            raise GeneratorError(f"hf: the fast decoder does not support {type(self.model).__name__} on {self.device}")
         log.info(
             "hf generator loaded %s (version %s, device %s, %d title tokens)",
             model_path, self.model_version, self.device, len(titles),
@@ -85,8 +92,19 @@ class HFGenerator(Generator):
     ) -> list[Generation]:
         started = time.perf_counter()
         prompt_ids = self.encode(prompt)
-        input_ids = torch.tensor([prompt_ids], device=self.device)
         torch.manual_seed(sample_seed(seed, prompt))
+        if self.fast:
+            rows = llama_decode.sample(
+                self.model,
+                prompt_ids,
+                n=n,
+                temperature=temperature,
+                max_new_tokens=max_new_tokens,
+                eos_id=self.tokenizer.eos_token_id,
+                logits_filter=self.title_constraint,
+            )
+            return self._generations(rows, len(prompt_ids), time.perf_counter() - started, seed)
+        input_ids = torch.tensor([prompt_ids], device=self.device)
         sampling = (
             {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
             if temperature > 0
@@ -103,14 +121,17 @@ class HFGenerator(Generator):
             cache_implementation=self.cache_implementation,
             **sampling,
         )
-        latency = time.perf_counter() - started
+        rows = output[:, len(prompt_ids) :].tolist()
+        return self._generations(rows, len(prompt_ids), time.perf_counter() - started, seed)
+
+    def _generations(self, rows: list[list[int]], prompt_tokens: int, latency: float, seed: int) -> list[Generation]:
         out = []
-        for row in output[:, len(prompt_ids) :].tolist():
+        for row in rows:
             finished = self.tokenizer.eos_token_id in row
             tokens = row[: row.index(self.tokenizer.eos_token_id) + 1] if finished else row
             text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
             out.append(
-                Generation(text, len(prompt_ids), len(tokens), latency, self.name, self.model_version, seed, finished)
+                Generation(text, prompt_tokens, len(tokens), latency, self.name, self.model_version, seed, finished)
             )
         return out
 

@@ -1,6 +1,6 @@
 """Generator specs: one string names a backend and its model.
 
-    hf:/path/to/model[?adapter=/path/to/lora&version=v3&device=cpu&dtype=bfloat16&cache=static]
+    hf:/path/to/model[?adapter=/path/to/lora&version=v3&device=cpu&dtype=bfloat16&cache=static&decoder=generate]
     vllm:/path/to/model[?adapter=/path/to/lora&version=v3]
     openai:http://host:8000/v1#served-model[?version=v3&tokenizer=/local/tokenizer]
     writer:titles          writer:mix          writer:genres,era
@@ -19,7 +19,7 @@ from lettingo.writers import WRITERS
 
 BACKENDS = ("hf", "vllm", "openai", "writer")
 _OPTIONS = {
-    "hf": {"adapter", "version", "device", "dtype", "cache", "chat"},
+    "hf": {"adapter", "version", "device", "dtype", "cache", "chat", "decoder"},
     "vllm": {"adapter", "version", "chat", "gpu_memory_utilization", "max_model_len", "dtype"},
     "openai": {"version", "tokenizer", "api", "api_key_env", "concurrency"},
     "writer": set(),
@@ -128,7 +128,8 @@ def make_generator(spec: str | GeneratorSpec, **overrides: str | None) -> Genera
             model_version=opts.get("version"),
             device=opts.get("device"),
             dtype=opts.get("dtype"),
-            cache_implementation=opts.get("cache", "static"),
+            cache_implementation=opts.get("cache"),
+            decoder=opts.get("decoder", "auto"),
             use_chat_template=_flag(opts.get("chat")),
         )
     if parsed.backend == "vllm":

@@ -21,7 +21,7 @@ class NanoConfig:
     profiles_per_prompt: int = 6  # writer profiles per prompt (one per writer when it equals the writer count)
     max_train_users: int | None = None  # None: every training user
     # --- SFT loop ---
-    steps: int = 500
+    steps: int = 300
     prompts_per_step: int = 4  # each prompt is encoded once and shared by its profiles_per_prompt completions
     sampled_titles: int | None = 1024  # random title tokens in each step's softmax; None: the full vocabulary
     learning_rate: float = 3e-3

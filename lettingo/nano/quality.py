@@ -49,10 +49,16 @@ class SampleReport:
 
 
 def sample_report(
-    generator: Generator, prompts: Sequence[ProfilePrompt], *, n: int = 4, temperature: float = 1.0, seed: int = 0
+    generator: Generator,
+    prompts: Sequence[ProfilePrompt],
+    *,
+    n: int = 4,
+    temperature: float = 1.0,
+    seed: int = 0,
+    max_new_tokens: int = 96,
 ) -> tuple[SampleReport, list[list[str]]]:
     started = time.perf_counter()
-    results = generator.generate(list(prompts), n=n, temperature=temperature, seed=seed)
+    results = generator.generate(list(prompts), n=n, temperature=temperature, seed=seed, max_new_tokens=max_new_tokens)
     seconds = time.perf_counter() - started
     cited = grounded = well = finished = tokens = 0
     distinct = 0.0
