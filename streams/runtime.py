@@ -30,6 +30,8 @@ class Runtime:
     evaluator: StreamTaskEvaluator | None = None
     # Model calls run here, never on the event loop; one thread keeps a CPU model's batches in order.
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="model"))
+    # Task evaluation (f_Rec) has its own thread, so scoring never holds up generation.
+    eval_executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="eval"))
     catalog_ready: asyncio.Event = field(default_factory=asyncio.Event)
     generators_ready: asyncio.Event = field(default_factory=asyncio.Event)
     evaluator_ready: asyncio.Event = field(default_factory=asyncio.Event)

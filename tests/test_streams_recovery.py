@@ -57,7 +57,8 @@ def settled(settings: Settings) -> tuple[dict, dict] | None:
 def run(settings: Settings, log: Path, kill_midway: bool, reader: Path) -> tuple[dict, dict]:
     events = stream()
     half = len(events) // 2
-    worker = WorkerProcess(settings, log, reader_path=reader, **WORKER_SETTINGS).start()
+    # Fewer explored rounds than the flow test: the point here is state, and every round is scored on each event.
+    worker = WorkerProcess(settings, log, reader_path=reader, **{**WORKER_SETTINGS, "explore_rate": 0.25}).start()
     try:
         asyncio.run(produce(settings, events[:half]))
         if kill_midway:
@@ -67,7 +68,7 @@ def run(settings: Settings, log: Path, kill_midway: bool, reader: Path) -> tuple
             worker.start()
         else:
             asyncio.run(produce(settings, events[half:]))
-        return wait_for("the stream to settle", lambda: settled(settings), 90)
+        return wait_for("the stream to settle", lambda: settled(settings), 180)
     finally:
         worker.stop()
 

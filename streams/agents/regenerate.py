@@ -107,7 +107,10 @@ async def _generate(policy: LoadedPolicy, jobs: list[Job]) -> list[Generated]:
     async for attempt in retrying:
         with attempt:
             call = loop.run_in_executor(RUNTIME.executor, generate_batch, policy, RUNTIME.explorer, jobs, s)
-            return await asyncio.wait_for(call, s.regen_timeout_seconds)
+            try:
+                return await asyncio.wait_for(call, s.regen_timeout_seconds)
+            except TimeoutError as e:
+                raise TimeoutError(f"generation batch took over {s.regen_timeout_seconds}s") from e
     raise AssertionError("unreachable")
 
 

@@ -53,7 +53,7 @@ async def task_eval(stream):
                 cases.append(case)
         if not cases:
             continue
-        batches = await loop.run_in_executor(RUNTIME.executor, RUNTIME.evaluator.evaluate, cases, RUNTIME.catalog)
+        batches = await loop.run_in_executor(RUNTIME.eval_executor, RUNTIME.evaluator.evaluate, cases, RUNTIME.catalog)
         for case, rewards in zip(cases, batches, strict=True):
             for reward in rewards:
                 await (await faust_topics.rewards.send(key=tables.key(reward.user_id), value=reward.to_bytes()))
