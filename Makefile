@@ -45,6 +45,10 @@ broker-start: setup kafka-jars
 broker-stop:
 	$(LETTINGO) broker stop
 
+# Benchmarks: tables on stdout, figures in bench/results/*.json; BENCH_ARGS="--quick --only ingest,state"
+bench: setup kafka-jars
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
 lint: setup
 	$(BIN)/ruff check lettingo streams trainer tests bench
 	$(BIN)/ruff format --check lettingo streams trainer tests bench

@@ -1,0 +1,124 @@
+"""Kafka helpers for the benchmarks: unique settings per run, fast raw producing, a raw consumer, committed
+offsets, and deleting every topic a run created."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from bench.common import WORK
+from lettingo.settings import Settings, get_settings
+from streams.kafka.topics import create_topics
+
+
+def run_settings(name: str) -> Settings:
+    """Settings on the running broker with a topic prefix, app id and home of this run only."""
+    base = get_settings()
+    run = f"bench-{name}-{uuid.uuid4().hex[:8]}"
+    return Settings(
+        home=WORK / run,
+        kafka_bootstrap=base.bootstrap,
+        topic_prefix=f"{run}-",
+        app_id=run,
+        topic_partitions=base.topic_partitions,
+    )
+
+
+async def ensure_topics(settings: Settings) -> None:
+    await create_topics(settings)
+
+
+async def produce_raw(settings: Settings, topic: str, messages: Iterable[tuple[bytes, bytes]]) -> int:
+    """Send (key, value) pairs to ``topic`` (unprefixed) as fast as the broker takes them; returns the count."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks=1, linger_ms=20, max_batch_size=512 * 1024)
+    await producer.start()
+    n = 0
+    try:
+        pending = []
+        for key, value in messages:
+            pending.append(await producer.send(settings.topic(topic), value=value, key=key))
+            n += 1
+            if len(pending) >= 20_000:
+                await asyncio.gather(*pending)
+                pending = []
+        await producer.flush()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return n
+
+
+async def raw_consume(settings: Settings, topic: str, expected: int, max_records: int = 2000) -> dict[str, float]:
+    """Read ``expected`` records of ``topic`` from the beginning with getmany and decode each value's JSON,
+    doing nothing else: the ceiling for one Python process reading this topic."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap, group_id=None, enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 2**20, fetch_max_bytes=50 * 2**20,
+    )  # fmt: skip
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(settings.topic(topic))
+        if not parts:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(settings.topic(topic)) or set()
+        tps = [TopicPartition(settings.topic(topic), p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        n = 0
+        started = time.perf_counter()
+        while n < expected:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=max_records)
+            for records in batches.values():
+                for r in records:
+                    json.loads(r.value)
+                n += len(records)
+        seconds = time.perf_counter() - started
+        return {"records": n, "seconds": seconds, "per_second": n / seconds}
+    finally:
+        await consumer.stop()
+
+
+async def committed_total(settings: Settings, group: str, topic: str) -> int:
+    """Sum of the consumer group's committed offsets over ``topic``'s partitions."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+        return sum(m.offset for tp, m in offsets.items() if tp.topic == settings.topic(topic) and m.offset > 0)
+    finally:
+        await admin.close()
+
+
+async def end_offsets(settings: Settings, full_topic: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        parts = consumer.partitions_for_topic(full_topic) or set()
+        tps = [TopicPartition(full_topic, p) for p in parts]
+        if not tps:
+            return 0
+        ends = await consumer.end_offsets(tps)
+        begins = await consumer.beginning_offsets(tps)
+        return sum(ends[tp] - begins[tp] for tp in tps)
+    finally:
+        await consumer.stop()
+
+
+async def delete_run_topics(settings: Settings) -> list[str]:
+    """Delete every topic of this run (its prefix and its app id's changelogs): the broker drops their data."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith((settings.topic_prefix, settings.app_id))]
+        if names:
+            await admin.delete_topics(names)
+        return names
+    finally:
+        await admin.close()
