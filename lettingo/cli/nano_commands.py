@@ -30,9 +30,7 @@ def build(
     quick: Annotated[bool, typer.Option("--quick", help="Small, fast build for tests and smoke runs.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for data sampling, initialisation and training.")] = 0,
     steps: Annotated[int | None, typer.Option(min=1, help="SFT steps [default: from the config].")] = None,
-    threads: Annotated[
-        int | None, typer.Option(min=1, help="torch CPU threads (1 can be faster on a busy machine).")
-    ] = None,
+    threads: Annotated[int, typer.Option(min=1, help="torch CPU threads (1: reproducible, best when busy).")] = 1,
 ) -> None:
     """Build the nano model (or find it already built) and print its folder."""
     from lettingo.data import DatasetFormatError

@@ -73,12 +73,13 @@ def is_built(path: Path) -> bool:
 
 
 def build_nano(
-    dataset_path: str | Path, out_root: str | Path, config: NanoConfig | None = None, *, threads: int | None = None
+    dataset_path: str | Path, out_root: str | Path, config: NanoConfig | None = None, *, threads: int | None = 1
 ) -> Path:
     """Build (or find) the nano model for a dataset; returns its folder, loadable by ``from_pretrained``.
 
-    ``threads`` sets torch's CPU threads for the build (on a busy machine one thread can beat two); it is not
-    part of the cache key.
+    ``threads`` sets torch's CPU threads for the build; ``None`` keeps torch's default. One thread is the
+    default: it makes the build bit-for-bit reproducible, and on a shared 2-core machine two threads were
+    measured at half the speed of one (each waits on the other when a core is taken). Not part of the cache key.
     """
     config = config or NanoConfig()
     dataset_path, out_root = Path(dataset_path), Path(out_root)
