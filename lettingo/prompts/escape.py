@@ -1,8 +1,9 @@
 """Untrusted text (titles, tags, descriptions, profiles) inside prompts.
 
 Every piece of item or user text is put in as a JSON string literal: quotes, backslashes, newlines and
-control characters are escaped, and ``<`` / ``>`` become ``\\u003c`` / ``\\u003e`` so that no item can open or
-close the prompt's own ``<tag>`` delimiters or start a new line of instructions. Lengths are capped.
+control characters are escaped, the Unicode line breaks JSON leaves raw (U+0085, U+2028, U+2029) too, and
+``<`` / ``>`` become ``\\u003c`` / ``\\u003e``, so that no item can open or close the prompt's own ``<tag>``
+delimiters or start a new line of instructions. Lengths are capped.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import json
 
 MAX_TITLE_CHARS = 120
 MAX_TEXT_CHARS = 2_000
+_ESCAPES = str.maketrans({c: f"\\u{ord(c):04x}" for c in "<>\x85\u2028\u2029"})
 
 
 def quote(text: str, max_chars: int = MAX_TITLE_CHARS) -> str:
     """``text`` as a single-line, delimiter-safe JSON string, cut to ``max_chars`` characters."""
     cut = text if len(text) <= max_chars else text[: max_chars - 1] + "…"
-    return json.dumps(cut, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
+    return json.dumps(cut, ensure_ascii=False).translate(_ESCAPES)
 
 
 def block(tag: str, body: str) -> str:

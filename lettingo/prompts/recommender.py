@@ -24,23 +24,13 @@ _RULES = (
 
 
 # json.dumps(ensure_ascii=False) leaves these raw, and they are line breaks to str.splitlines and many tokenizers.
-_UNICODE_LINE_BREAKS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
-
-
-def safe_quote(text: str, max_chars: int) -> str:
-    """:func:`quote`, with Unicode line separators escaped too, so a quoted value never spans two lines."""
-    quoted = quote(text, max_chars)
-    for raw, escaped in _UNICODE_LINE_BREAKS.items():
-        quoted = quoted.replace(raw, escaped)
-    return quoted
-
 
 def describe_item(item: Item | None, item_id: str) -> str:
     """One quoted line for an item: title, then genres."""
     if item is None:
-        return safe_quote(f"item {item_id}", MAX_TITLE_CHARS)
+        return quote(f"item {item_id}", MAX_TITLE_CHARS)
     genres = ", ".join(item.attributes[:6])
-    return safe_quote(f"{item.title} ({genres})" if genres else item.title, MAX_TITLE_CHARS)
+    return quote(f"{item.title} ({genres})" if genres else item.title, MAX_TITLE_CHARS)
 
 
 def _recent_lines(recent: Sequence[Rating], items: dict[str, Item]) -> str:
@@ -51,7 +41,7 @@ def _recent_lines(recent: Sequence[Rating], items: dict[str, Item]) -> str:
 
 
 def _profile_text(profile: str) -> str:
-    return safe_quote(profile, MAX_PROFILE_CHARS) if profile.strip() else quote("(no profile)")
+    return quote(profile, MAX_PROFILE_CHARS) if profile.strip() else quote("(no profile)")
 
 
 def sentiment_prompt(
