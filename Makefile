@@ -11,10 +11,10 @@ KAFKA_LIBS := .lettingo/kafka/libs
 
 .PHONY: demo test setup system-deps kafka-jars broker-start broker-stop lint bench clean
 
+# The whole loop on ml-latest-small; DEMO_ARGS= (empty) runs every user with the full nano model.
+DEMO_ARGS ?= --quick
 demo: setup kafka-jars
-	$(LETTINGO) broker start
-	$(LETTINGO) topics create
-	$(LETTINGO) replay $(DATASET)
+	$(LETTINGO) demo --dataset $(DATASET) $(DEMO_ARGS)
 
 test: setup kafka-jars
 	$(BIN)/python -m pytest

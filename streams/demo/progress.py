@@ -71,6 +71,12 @@ class Progress:
         first = next((s for s in self.history if last.at - s.at <= window_s), self.history[0])
         return (last.processed - first.processed) / (last.at - first.at) if last.at > first.at else 0.0
 
+    def line(self) -> str:
+        """The latest snapshot as one line, for logs and terminals without live redraw."""
+        last = self.history[-1]
+        counts = " ".join(f"{name}={last.counts.get(name, 0)}" for name in WATCHED)
+        return f"{last.phase}: processed={last.processed:,.0f} ({self.rate():,.0f}/s) {counts} model={last.model_version}"
+
     def table(self) -> Table:
         last = self.history[-1] if self.history else Snapshot(time.time(), {}, 0.0, None, "starting")
         table = Table(title=f"lettingo demo: {last.phase}", show_header=True, header_style="bold")

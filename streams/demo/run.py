@@ -144,18 +144,24 @@ class Demo:
             )
         return snapshot
 
+    def _show(self, live: Live) -> None:
+        if self.console.is_terminal:
+            live.update(self.progress.table())
+        elif len(self.progress.history) % 10 == 1:
+            self.console.print(self.progress.line())
+
     async def _stream(self, children: Children, data: Dataset, live: Live) -> None:
         async with TopicCounter(self.settings) as counter:
             task = asyncio.create_task(replay(self.settings, data, rate=self.config.rate))
             while not task.done():
                 await self._watch(children, "replaying", counter)
-                live.update(self.progress.table())
+                self._show(live)
                 await asyncio.sleep(1.0)
             sent = (await task).interactions
             deadline = time.monotonic() + self.config.settle_timeout_s
             while time.monotonic() < deadline:
                 snap = await self._watch(children, "settling: worker catching up, trainer rounds", counter)
-                live.update(self.progress.table())
+                self._show(live)
                 caught_up = snap.processed >= sent
                 trained = snap.counts.get("model-versions", 0) > 0  # the run's topics are its own
                 if caught_up and trained:
