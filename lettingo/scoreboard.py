@@ -7,7 +7,13 @@ round's candidates are paired exactly as offline (:func:`lettingo.pairs.build_pa
 more than ``min_gap`` in mean reward, widest gaps first, duplicates merged), the pairs are emitted once and the
 round closes: its candidates are no longer evaluated.
 
-Rewards are recorded once per (source, target), so a reward delivered twice is counted once.
+Rewards are recorded once per key: a task-evaluation reward per (candidate, rated event id), so a reward
+delivered twice (a replay after a restart, a late candidate's catch-up racing a live event) is counted once;
+other rewards per (candidate, source, target).
+
+A round only learns from what came *after* its history: its ``round_id`` is the ``history_ref``
+(``"<seq>@<event id>"``) its prompt was built from, and only rated events with a higher position in the
+user's event sequence may test its candidates (:meth:`Scoreboard.wants`); earlier ones were in the prompt.
 """
 
 from __future__ import annotations
@@ -46,6 +52,20 @@ class Round(BaseModel):
     emitted_pairs: list[str] = Field(default_factory=list)
     closed: bool = False  # paired: no more task evaluation
 
+    @property
+    def seq(self) -> int:
+        """The position of the last event of the history the candidates were generated from."""
+        return history_seq(self.round_id)
+
+
+def history_seq(history_ref: str) -> int:
+    return int(history_ref.split("@", 1)[0]) if history_ref else 0
+
+
+def task_key(event_id: str) -> str:
+    """A task-evaluation reward's key on its candidate: the rated event it was measured on."""
+    return f"task_eval:{event_id}"
+
 
 class Scoreboard(BaseModel):
     rounds: list[Round] = Field(default_factory=list)  # oldest first, at most MAX_ROUNDS
@@ -59,6 +79,18 @@ class Scoreboard(BaseModel):
 
     def open_candidates(self) -> list[CandidateScore]:
         return [c for r in self.rounds if not r.closed for c in r.candidates.values()]
+
+    def find(self, profile_id: str) -> tuple[Round, CandidateScore] | None:
+        return next(((r, r.candidates[profile_id]) for r in self.rounds if profile_id in r.candidates), None)
+
+    def wants(self, profile_id: str, event_seq: int, event_id: str) -> bool:
+        """Whether the rated event at ``event_seq`` should test ``profile_id``: its round is open, the event came
+        after the round's history (no leakage), and it has not rewarded this candidate yet."""
+        found = self.find(profile_id)
+        if found is None:
+            return False
+        round_, score = found
+        return not round_.closed and event_seq > round_.seq and task_key(event_id) not in score.rewarded
 
     def add_candidate(self, candidate: ProfileCandidate, prompt: str) -> bool:
         """File ``candidate`` under its round (opened on first sight); False if it was already there."""
@@ -74,9 +106,10 @@ class Scoreboard(BaseModel):
         )
         return True
 
-    def record(self, reward: Reward) -> bool:
-        """Count ``reward`` for its candidate; False if unknown or already counted."""
-        key = f"{reward.source.value}:{reward.target}"
+    def record(self, reward: Reward, key: str | None = None) -> bool:
+        """Count ``reward`` for its candidate under ``key`` (default ``"<source>:<target>"``); False if the
+        candidate is unknown or the key already counted."""
+        key = key or f"{reward.source.value}:{reward.target}"
         for round_ in self.rounds:
             score = round_.candidates.get(reward.profile_id)
             if score is not None and key not in score.rewarded:

@@ -15,17 +15,23 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter, OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel
 
 from lettingo.data import Dataset, DatasetSplit, LabelScheme, Rating, UserSplit
 from lettingo.evaluation import CaseOutcome, EvaluationConfig, TaskEvaluator
 from lettingo.recommenders import EmbeddingReader, NegativeSampler, Task
 from lettingo.records import Item, Reward, RewardSource
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from lettingo.scoreboard import Scoreboard
+    from lettingo.user_state import UserState
 
+log = logging.getLogger(__name__)
 
 
 class StreamNegativeSampler(NegativeSampler):
@@ -84,6 +90,69 @@ class StreamCase:
     history: tuple[Rating, ...]
     target: Rating
     ts: float
+    event_id: str = ""  # the rated event: a candidate's reward is keyed by (candidate, event)
+
+
+class EvalTrigger(BaseModel):
+    """A message of the worker's internal ``rated-events`` topic (keyed by user id, co-partitioned with it).
+
+    Either a newly applied rated event (``event_id`` with its position ``seq`` in the user's event sequence),
+    forwarded by ingest; or a newly opened candidate (``profile_id``), forwarded by the scoreboard's agent, to be
+    tested at once on the rated events after its history that the user's state still holds.
+    """
+
+    user_id: str
+    event_id: str = ""
+    seq: int = 0
+    item_id: str = ""
+    rating: float | None = None
+    ts: float = 0.0
+    profile_id: str = ""
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_defaults=True).encode()
+
+    @classmethod
+    def from_bytes(cls, payload: bytes) -> EvalTrigger:
+        return cls.model_validate_json(payload)
+
+
+def _history(state: UserState | None, seq: int) -> tuple[Rating, ...]:
+    events = state.events if state else []
+    return tuple(Rating(state.user_id, e.item_id, e.rating, int(e.ts)) for e in events
+                 if e.seq < seq and e.rating is not None)  # fmt: skip
+
+
+def cases_for(trigger: EvalTrigger, state: UserState | None, board: Scoreboard | None,
+              skip: Callable[[str, str], bool] = lambda profile_id, event_id: False) -> list[StreamCase]:  # fmt: skip
+    """The task-evaluation cases a trigger asks for: each (candidate, rated event) pair that the scoreboard
+    :meth:`~lettingo.scoreboard.Scoreboard.wants` (event after the candidate's history, not yet rewarded) and
+    ``skip`` does not rule out (already sent by this worker)."""
+    if board is None:
+        return []
+    if trigger.profile_id:  # a new candidate: every kept rated event after its history
+        found = board.find(trigger.profile_id)
+        if found is None or state is None:
+            return []
+        candidate = OpenCandidate(trigger.profile_id, found[1].text)
+        return [
+            StreamCase(state.user_id, (candidate,), _history(state, e.seq),
+                       Rating(state.user_id, e.item_id, e.rating, int(e.ts)), e.ts, e.event_id)
+            for e in state.events
+            if e.rating is not None and board.wants(trigger.profile_id, e.seq, e.event_id)
+            and not skip(trigger.profile_id, e.event_id)
+        ]  # fmt: skip
+    if trigger.rating is None:
+        return []
+    candidates = tuple(
+        OpenCandidate(c.profile_id, c.text) for c in board.open_candidates()
+        if board.wants(c.profile_id, trigger.seq, trigger.event_id) and not skip(c.profile_id, trigger.event_id)
+    )  # fmt: skip
+    if not candidates:
+        return []
+    target = Rating(trigger.user_id, trigger.item_id, trigger.rating, int(trigger.ts))
+    return [StreamCase(trigger.user_id, candidates, _history(state, trigger.seq), target, trigger.ts,
+                       trigger.event_id)]  # fmt: skip
 
 
 class StreamTaskEvaluator:

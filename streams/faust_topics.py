@@ -34,6 +34,11 @@ preference_pairs = raw_topic("preference-pairs")
 dead_letters = raw_topic("dead-letters")
 # The feedback join reads three topics as one stream; sweeps are its own timer's wake-up calls.
 FEEDBACK_SWEEPS = "feedback-sweeps"
+# Task evaluation's input: ingest's newly applied rated events and the scoreboard's newly opened candidates
+# (lettingo.stream_eval.EvalTrigger). ``interactions`` has one consumer, ingest; see streams.agents.task_eval.
+RATED_EVENTS = "rated-events"
+INTERNAL_TOPICS = (FEEDBACK_SWEEPS, RATED_EVENTS)
+rated_events = raw_topic(RATED_EVENTS, internal=True)
 feedback_sweeps = raw_topic(FEEDBACK_SWEEPS, internal=True)
 join_inputs = raw_topic("impressions", "feedback", FEEDBACK_SWEEPS)
 candidates_and_rewards = raw_topic("profile-candidates", "rewards")

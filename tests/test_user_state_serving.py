@@ -7,11 +7,14 @@ import json
 
 import pytest
 
+from lettingo.data import LabelScheme
 from lettingo.feedback_join import PendingJoin, add_feedback, add_impression, close_expired
-from lettingo.records import Feedback, Impression, ModelStatus, ModelVersion, ProfileCandidate, Reward
+from lettingo.records import Feedback, Impression, Interaction, ModelStatus, ModelVersion, ProfileCandidate, Reward
 from lettingo.registry import ManifestDraft, ModelRegistry
-from lettingo.scoreboard import Scoreboard
+from lettingo.scoreboard import Scoreboard, task_key
 from lettingo.serving import ModelRefusedError, PolicyHolder
+from lettingo.stream_eval import EvalTrigger, cases_for
+from lettingo.user_state import UserState, apply_interaction
 
 
 def publish(registry: ModelRegistry, folder, promote: bool = True) -> ModelVersion:
@@ -79,3 +82,44 @@ def test_scoreboard_counts_each_reward_once_and_pairs_better_with_worse():
     assert (pair.chosen, pair.rejected, pair.prompt) == ("good", "bad", "P")
     assert (pair.chosen_reward, pair.rejected_reward) == (1.0, 0.0)
     assert board.new_pairs("u", min_rewards=2) == [] and board.open_candidates() == []  # the round closed
+
+
+def _state_with_ratings(user: str, n: int) -> UserState:
+    state = UserState(user_id=user)
+    for k in range(1, n + 1):
+        event = Interaction(event_id=f"e{k}", user_id=user, item_id=f"i{k}", kind="rating", rating=4.0, ts=k)
+        apply_interaction(state, event, None, LabelScheme(), keep_events=50, seen_max=100)
+    return state
+
+
+def _board_with(history_ref: str, *pids: str) -> Scoreboard:
+    board = Scoreboard()
+    for pid in pids:
+        board.add_candidate(ProfileCandidate(profile_id=pid, user_id="u", text=pid, generator="g", model_version="v",
+                                             history_ref=history_ref), prompt="P")  # fmt: skip
+    return board
+
+
+def test_a_candidate_is_only_tested_on_rated_events_after_its_history():
+    state, board = _state_with_ratings("u", 6), _board_with("3@e3", "p", "q")
+    for e in state.events:
+        trigger = EvalTrigger(user_id="u", event_id=e.event_id, seq=e.seq, item_id=e.item_id, rating=e.rating, ts=e.ts)
+        cases = cases_for(trigger, state, board)
+        if e.seq <= 3:  # in the prompt's history: testing on it would leak the answer
+            assert cases == []
+        else:
+            [case] = cases
+            assert [c.profile_id for c in case.candidates] == ["p", "q"] and case.event_id == e.event_id
+            assert [r.item_id for r in case.history] == [f"i{k}" for k in range(1, e.seq)]
+
+
+def test_a_late_candidate_is_tested_at_once_on_the_kept_later_events_and_each_pair_rewarded_once():
+    state, board = _state_with_ratings("u", 6), _board_with("3@e3", "p")
+    cases = cases_for(EvalTrigger(user_id="u", profile_id="p"), state, board)
+    assert [(c.event_id, c.target.item_id) for c in cases] == [("e4", "i4"), ("e5", "i5"), ("e6", "i6")]
+    reward = Reward(user_id="u", profile_id="p", source="task_eval", target="i4", correct=True, value=1.0)
+    assert board.record(reward, task_key("e4")) and not board.record(reward, task_key("e4"))
+    assert [c.event_id for c in cases_for(EvalTrigger(user_id="u", profile_id="p"), state, board)] == ["e5", "e6"]
+    live = EvalTrigger(user_id="u", event_id="e4", seq=4, item_id="i4", rating=4.0, ts=4)
+    assert cases_for(live, state, board) == []  # already rewarded on e4
+    assert cases_for(live, state, board, skip=lambda pid, eid: True) == []

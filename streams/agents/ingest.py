@@ -1,4 +1,9 @@
-"""ingest: ``interactions`` -> the user_state table; drift or cold start -> ``profile-requests``."""
+"""ingest: ``interactions`` -> the user_state table; drift or cold start -> ``profile-requests``; each newly
+applied rated event -> ``rated-events`` (task evaluation's input).
+
+Ingest is the only consumer of ``interactions``: Faust commits one offset per topic-partition for the whole
+app, so a second agent on the topic could commit past events this one never applied.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,8 @@ import logging
 
 from lettingo.drift import decide
 from lettingo.records import Interaction, ProfileRequest
-from lettingo.user_state import UserState, apply_interaction
+from lettingo.stream_eval import EvalTrigger
+from lettingo.user_state import HistoryEvent, UserState, apply_interaction
 from streams import faust_topics, metrics, tables
 from streams.agents import RUNTIME
 from streams.app import app
@@ -29,7 +35,9 @@ async def ingest(stream):
             keep_events=RUNTIME.keep_events, seen_max=RUNTIME.settings.seen_events_max,
         )  # fmt: skip
         request = None
+        rated = None
         if applied:
+            rated = state.events[-1]
             decision = decide(state, RUNTIME.drift)
             if decision.score:
                 metrics.DRIFT_SCORE.observe(decision.score)
@@ -46,10 +54,21 @@ async def ingest(stream):
             last = ProfileRequest.model_validate_json(state.last_request) if state.last_request else None
             if last is not None and last.history_ref.endswith(f"@{interaction.event_id}"):
                 request = last
+            # ... and the rated event it forwarded (task evaluation drops what it already rewarded).
+            rated = next((e for e in state.events if e.event_id == interaction.event_id), None)
         # Stored again even for a duplicate, so the changelog catches up with the local store after a crash.
         tables.store(tables.user_state, state.user_id, state)
+        if rated is not None and rated.rating is not None:
+            await forward_rated(state.user_id, rated)
         if request is not None:
             await (await faust_topics.profile_requests.send(key=tables.key(request.user_id), value=request.to_bytes()))
             metrics.PROFILE_REQUESTS.labels(reason=request.reason.value).inc()
             log.info("profile request user_id=%s reason=%s drift=%.3f history=%s",
                      request.user_id, request.reason.value, request.drift_score, request.history_ref)  # fmt: skip
+
+
+async def forward_rated(user_id: str, event: HistoryEvent) -> None:
+    """Hand an applied rated event, with its position in the user's sequence, to task evaluation."""
+    trigger = EvalTrigger(user_id=user_id, event_id=event.event_id, seq=event.seq, item_id=event.item_id,
+                          rating=event.rating, ts=event.ts)  # fmt: skip
+    await (await faust_topics.rated_events.send(key=tables.key(user_id), value=trigger.to_bytes()))

@@ -1,13 +1,19 @@
 """preferences: ``profile-candidates`` open rounds on the per-user scoreboard; ``rewards`` score them;
-every new (P+, P-) pair goes to ``preference-pairs``."""
+every new (P+, P-) pair goes to ``preference-pairs``.
+
+Each candidate seen is handed to task evaluation (``rated-events``), which tests it at once on the user's later
+rated events: a candidate generated after them (a lagging generator) still gets its rewards. A task-evaluation
+reward counts once per (candidate, rated event), the event named by the reward's ``event-id`` header.
+"""
 
 from __future__ import annotations
 
 import logging
 
 from lettingo.pairs import PairConfig
-from lettingo.records import ProfileCandidate, Reward
-from lettingo.scoreboard import Scoreboard
+from lettingo.records import ProfileCandidate, Reward, RewardSource
+from lettingo.scoreboard import Scoreboard, task_key
+from lettingo.stream_eval import EvalTrigger
 from streams import faust_topics, metrics, tables
 from streams.agents import RUNTIME
 from streams.app import app
@@ -27,12 +33,15 @@ async def preferences(stream):
             # The round's prompt is the generation prompt the candidates were sampled from: the trainer's prompt.
             if board.add_candidate(candidate, prompt=candidate.prompt or _prompt_for(candidate)):
                 tables.store(tables.scoreboard, candidate.user_id, board)
+            # Also for one already filed (a replay after a crash): task evaluation drops what it has rewarded.
+            trigger = EvalTrigger(user_id=candidate.user_id, profile_id=candidate.profile_id)
+            await (await faust_topics.rated_events.send(key=tables.key(candidate.user_id), value=trigger.to_bytes()))
             continue
         reward = await decode_event(event, Reward)
         if reward is None:
             continue
         board = tables.load(tables.scoreboard, reward.user_id, Scoreboard)
-        if board is None or not board.record(reward):
+        if board is None or not board.record(reward, _key(event, reward)):
             continue
         s = RUNTIME.settings
         pairs = board.new_pairs(reward.user_id, s.pairs_min_rewards, PairConfig(s.pairs_max_per_round, s.pairs_min_gap))
@@ -43,6 +52,18 @@ async def preferences(stream):
             log.info("preference pair user_id=%s chosen=%s (%.2f) rejected=%s (%.2f)", pair.user_id,
                      pair.chosen_profile_id, pair.chosen_reward,
                      pair.rejected_profile_id, pair.rejected_reward)  # fmt: skip
+
+
+def _key(event, reward: Reward) -> str | None:
+    """A task-evaluation reward's key: its rated event (from the ``event-id`` header); others the default."""
+    from streams.agents.task_eval import EVENT_ID_HEADER
+
+    headers = event.message.headers or []
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    event_id = next((v for k, v in pairs if k == EVENT_ID_HEADER), None)
+    if reward.source == RewardSource.TASK_EVAL and event_id:
+        return task_key(event_id.decode() if isinstance(event_id, bytes) else event_id)
+    return None
 
 
 def _prompt_for(candidate: ProfileCandidate) -> str:

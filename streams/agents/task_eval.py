@@ -1,42 +1,65 @@
-"""task evaluation: each new rated interaction tests the user's open candidates with the frozen f_Rec -> ``rewards``.
+"""task evaluation: ``rated-events`` -> the frozen f_Rec tests the user's open candidates -> ``rewards``.
 
-Reads ``interactions`` beside ingest (Faust hands each event to both agents); invalid events are ingest's to
-dead-letter, so here they are only passed over. A batch of events is scored in one executor call
-(:class:`lettingo.stream_eval.StreamTaskEvaluator`: the offline ranking evaluation, one case per new rating).
+Its input (:class:`lettingo.stream_eval.EvalTrigger`, co-partitioned with the user-keyed topics) is written by
+ingest, one message per newly applied rated event with its position in the user's sequence, and by the
+scoreboard's agent, one per newly opened candidate. A candidate is tested only on rated events after the
+history its prompt was built from (no leakage); a late candidate (its generator lagged behind the stream) is
+tested at once on the later rated events the user's state still holds. Which pairs to test is
+:func:`lettingo.stream_eval.cases_for`; a batch of cases is scored in one executor call.
+
+Each reward carries its rated event's id in the ``event-id`` header: the scoreboard counts a reward once per
+(candidate, event), so a pair evaluated twice (a replay after a restart, a catch-up racing a live event) is
+rewarded once. This worker also remembers the pairs it sent, so it rarely sends one twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 
-from lettingo.data import Rating
-from lettingo.records import Interaction, RecordError, decode_record
 from lettingo.scoreboard import Scoreboard
-from lettingo.stream_eval import OpenCandidate, StreamCase
+from lettingo.stream_eval import EvalTrigger, StreamCase, cases_for
 from lettingo.user_state import UserState
 from streams import faust_topics, metrics, tables
 from streams.agents import RUNTIME
 from streams.app import app
 
 log = logging.getLogger(__name__)
+EVENT_ID_HEADER = "event-id"
+SENT_MAX = 200_000
 
 
-def _case(interaction: Interaction) -> StreamCase | None:
-    if interaction.rating is None:
-        return None
-    board = tables.load(tables.scoreboard, interaction.user_id, Scoreboard)
-    candidates = tuple(OpenCandidate(c.profile_id, c.text) for c in board.open_candidates()) if board else ()
-    if not candidates:
-        return None
-    state = tables.load(tables.user_state, interaction.user_id, UserState)
-    before = state.events_before(interaction.event_id) if state else []
-    history = tuple(Rating(interaction.user_id, e.item_id, e.rating, int(e.ts)) for e in before if e.rating is not None)
-    target = Rating(interaction.user_id, interaction.item_id, interaction.rating, int(interaction.ts))
-    return StreamCase(interaction.user_id, candidates, history, target, interaction.ts)
+class SentPairs:
+    """(candidate, event) pairs this worker evaluated, the oldest forgotten first."""
+
+    def __init__(self, max_size: int = SENT_MAX) -> None:
+        self.max_size = max_size
+        self._pairs: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    def __contains__(self, pair: tuple[str, str]) -> bool:
+        return pair in self._pairs
+
+    def add(self, case: StreamCase) -> None:
+        for candidate in case.candidates:
+            self._pairs[(candidate.profile_id, case.event_id)] = None
+        while len(self._pairs) > self.max_size:
+            self._pairs.popitem(last=False)
 
 
-@app.agent(faust_topics.interactions)
+SENT = SentPairs()
+
+
+def _cases(trigger: EvalTrigger) -> list[StreamCase]:
+    board = tables.load(tables.scoreboard, trigger.user_id, Scoreboard)
+    state = tables.load(tables.user_state, trigger.user_id, UserState)
+    cases = cases_for(trigger, state, board, skip=lambda profile_id, event_id: (profile_id, event_id) in SENT)
+    for case in cases:
+        SENT.add(case)
+    return cases
+
+
+@app.agent(faust_topics.rated_events)
 async def task_eval(stream):
     await RUNTIME.evaluator_ready.wait()
     loop = asyncio.get_running_loop()
@@ -45,19 +68,20 @@ async def task_eval(stream):
         cases = []
         for event in events:
             try:
-                interaction = decode_record(Interaction, event.message.value, s.max_message_bytes)
-            except RecordError:
+                trigger = EvalTrigger.from_bytes(event.message.value)
+            except ValueError:
+                log.warning("unreadable rated event at offset %s", event.message.offset)
                 continue
-            case = _case(interaction)
-            if case is not None:
-                cases.append(case)
+            cases += _cases(trigger)
         if not cases:
             continue
         batches = await loop.run_in_executor(RUNTIME.eval_executor, RUNTIME.evaluator.evaluate, cases, RUNTIME.catalog)
         for case, rewards in zip(cases, batches, strict=True):
+            headers = {EVENT_ID_HEADER: case.event_id.encode()}
             for reward in rewards:
-                await (await faust_topics.rewards.send(key=tables.key(reward.user_id), value=reward.to_bytes()))
+                key = tables.key(reward.user_id)
+                await (await faust_topics.rewards.send(key=key, value=reward.to_bytes(), headers=headers))
                 metrics.REWARDS.labels(source=reward.source.value, correct=str(reward.correct).lower()).inc()
-            log.info("task evaluation user_id=%s target=%s candidates=%d mean_reward=%.3f",
-                     case.user_id, case.target.item_id, len(rewards),
+            log.info("task evaluation user_id=%s event=%s target=%s candidates=%d mean_reward=%.3f",
+                     case.user_id, case.event_id, case.target.item_id, len(rewards),
                      sum(r.value for r in rewards) / max(len(rewards), 1))  # fmt: skip

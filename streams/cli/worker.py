@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 
 import typer
 
 from lettingo.settings import Settings, get_settings
 from streams.kafka.topics import create_topics
+
+INTERNAL_TOPICS = ("feedback-sweeps", "rated-events")  # as streams.faust_topics.INTERNAL_TOPICS (no app import here)
 
 
 async def ensure_topics(settings: Settings) -> None:
@@ -18,12 +21,15 @@ async def ensure_topics(settings: Settings) -> None:
     await create_topics(settings)
     admin = AIOKafkaAdminClient(**settings.kafka_client_config())
     await admin.start()
-    try:  # the feedback join's sweep topic is the worker's own, co-partitioned with user-keyed topics
-        await admin.create_topics(
-            [NewTopic(settings.topic("feedback-sweeps"), settings.topic_partitions, settings.topic_replication)]
-        )
-    except TopicAlreadyExistsError:
-        pass
+    try:  # the worker's own topics (sweeps, rated events), co-partitioned with the user-keyed topics
+        existing = set(await admin.list_topics())
+        for name in INTERNAL_TOPICS:
+            if settings.topic(name) in existing:
+                continue
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(
+                    [NewTopic(settings.topic(name), settings.topic_partitions, settings.topic_replication)]
+                )
     finally:
         await admin.close()
 
