@@ -11,7 +11,9 @@ from tests.conftest import REPO
 
 def test_every_setting_is_in_the_readme() -> None:
     readme = (REPO / "README.md").read_text()
-    missing = [f"LETTINGO_{name.upper()}" for name in Settings.model_fields if f"`LETTINGO_{name.upper()}`" not in readme]
+    missing = [
+        f"LETTINGO_{name.upper()}" for name in Settings.model_fields if f"`LETTINGO_{name.upper()}`" not in readme
+    ]
     assert not missing, f"document these settings in README.md: {missing}"
 
 

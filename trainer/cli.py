@@ -5,7 +5,6 @@ models = "trainer.cli:models_app"
 """
 
 # Typer declares options as argument defaults by design.
-# ruff: noqa: B008
 
 from __future__ import annotations
 

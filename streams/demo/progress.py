@@ -75,7 +75,9 @@ class Progress:
         """The latest snapshot as one line, for logs and terminals without live redraw."""
         last = self.history[-1]
         counts = " ".join(f"{name}={last.counts.get(name, 0)}" for name in WATCHED)
-        return f"{last.phase}: processed={last.processed:,.0f} ({self.rate():,.0f}/s) {counts} model={last.model_version}"
+        return (
+            f"{last.phase}: processed={last.processed:,.0f} ({self.rate():,.0f}/s) {counts} model={last.model_version}"
+        )
 
     def table(self) -> Table:
         last = self.history[-1] if self.history else Snapshot(time.time(), {}, 0.0, None, "starting")
