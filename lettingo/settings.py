@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     # --- where things live ---
     home: Path = Field(Path(".lettingo"), description="Folder for the broker's data, models, registry, worker state.")
     dataset: Path = Field(Path("../shared/data/ml-latest-small"), description="Dataset used by the demo and replay.")
+    cache_dir: Path | None = Field(
+        None, description="Folder of the sentence encoder's embedding cache; unset means <home>/cache."
+    )
 
     # --- Kafka ---
     kafka_bootstrap: str | None = Field(
@@ -95,6 +98,10 @@ class Settings(BaseSettings):
 
     def path(self, *parts: str) -> Path:
         return self.home.joinpath(*parts)
+
+    @property
+    def cache_path(self) -> Path:
+        return self.cache_dir if self.cache_dir is not None else self.path("cache")
 
     def kafka_ssl_context(self) -> ssl.SSLContext:
         """The TLS context for SSL / SASL_SSL: the system's trusted CAs, hostnames checked."""

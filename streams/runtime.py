@@ -56,6 +56,6 @@ class Runtime:
         """The frozen reader and its dataset. Blocking (seconds; minutes if the reader must be built first)."""
         s = self.settings
         self.evaluator = load_stream_evaluator(
-            s.dataset, s.path("models"), s.path("cache"), s.reader_path,
+            s.dataset, s.path("models"), s.cache_path, s.reader_path,
             StreamEvalConfig(draws=s.eval_draws, n_negatives=s.eval_negatives),
         )  # fmt: skip

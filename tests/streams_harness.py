@@ -43,6 +43,8 @@ class WorkerProcess:
             "LETTINGO_WEB_PORT": str(self.port),
             "LETTINGO_TOPIC_PARTITIONS": str(settings.topic_partitions),
             "LETTINGO_DATASET": str(DATASET),
+            # The persistent embedding cache, not one under each test's home: no worker re-embeds the catalogue.
+            "LETTINGO_CACHE_DIR": str(REPO / ".lettingo" / "cache"),
             **{f"LETTINGO_{k.upper()}": str(v) for k, v in overrides.items()},
         }
         self.proc: subprocess.Popen | None = None

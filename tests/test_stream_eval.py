@@ -11,13 +11,14 @@ from lettingo.evaluation import EvaluationConfig, TaskEvaluator
 from lettingo.recommenders import EmbeddingReader, TextEncoder
 from lettingo.records import Item
 from lettingo.stream_eval import OpenCandidate, StreamCase, StreamTaskEvaluator
+from tests.conftest import REPO
 
 
 @pytest.fixture(scope="module")
-def setup(dataset_path, frozen_reader, tmp_path_factory):
+def setup(dataset_path, frozen_reader):
     dataset = load_dataset(dataset_path)
     split = split_dataset(dataset)
-    reader = EmbeddingReader.load(frozen_reader, dataset, TextEncoder(tmp_path_factory.mktemp("cache")))
+    reader = EmbeddingReader.load(frozen_reader, dataset, TextEncoder(REPO / ".lettingo" / "cache"))  # persistent
     return dataset, split, reader
 
 
