@@ -148,7 +148,7 @@ class Demo:
         if self.console.is_terminal:
             live.update(self.progress.table())
         elif len(self.progress.history) % 10 == 1:
-            self.console.print(self.progress.line())
+            self.console.print(self.progress.line(), soft_wrap=True, highlight=False)
 
     async def _stream(self, children: Children, data: Dataset, live: Live) -> None:
         async with TopicCounter(self.settings) as counter:
