@@ -35,7 +35,10 @@ user_state = raw_table("user_state", "user id -> lettingo.user_state.UserState")
 profiles = raw_table("profiles", "user id -> ProfileHistory: the serving profile and its earlier versions")
 scoreboard = raw_table("scoreboard", "user id -> lettingo.scoreboard.Scoreboard: explored candidates and rewards")
 pending_join = raw_table("pending_join", "user id -> lettingo.feedback_join.PendingJoin")
-ALL_TABLES = {"user_state": user_state, "profiles": profiles, "scoreboard": scoreboard, "pending_join": pending_join}
+# "<topic>:<partition>" -> the last offset of that input partition ingest applied (streams.applied).
+applied_offsets = raw_table("applied_offsets", "input topic:partition -> last applied offset (streams.applied)")
+ALL_TABLES = {"user_state": user_state, "profiles": profiles, "scoreboard": scoreboard, "pending_join": pending_join,
+              "applied_offsets": applied_offsets}  # fmt: skip
 
 MAX_PROFILE_VERSIONS = 20
 

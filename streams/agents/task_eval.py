@@ -72,7 +72,8 @@ async def task_eval(stream):
             except ValueError:
                 log.warning("unreadable rated event at offset %s", event.message.offset)
                 continue
-            cases += _cases(trigger)
+            with tables.event_context(event):  # the tables read this event's partition, not the batch's last
+                cases += _cases(trigger)
         if not cases:
             continue
         batches = await loop.run_in_executor(RUNTIME.eval_executor, RUNTIME.evaluator.evaluate, cases, RUNTIME.catalog)

@@ -1,0 +1,116 @@
+"""The last applied offset of each input partition, kept in a table so that "no event lost" does not depend on
+Faust's consumer commits.
+
+Faust 0.15 acks an event it skips without running the agent (flow control off during a rebalance or a stop, a
+message of an older consumer generation), so its committed offset can pass events the agent never applied
+(faust-streaming #216, #221, #223, #312). The agent stores, per input partition, the offset it has applied in
+the ``applied_offsets`` table, in the same agent step as the state it changed (the table's changelog partition
+is the event's, so it is restored with that state). The :class:`AppliedOffsets` guard then
+
+- passes over an event at or below the stored offset (applied before: after a restart Faust re-delivers from
+  its own, older, commit), and
+- when an event arrives *past* the stored offset + 1 (Faust committed past events never applied), seeks the
+  consumer back to the stored offset + 1 and drops what arrives until that event comes round again;
+- from a timer (:meth:`AppliedOffsets.watch`), when the consumer has read past the stored offset + 1 and
+  nothing was applied since the last check (every event Faust fetched was skipped, none reached the agent),
+  seeks back the same way.
+
+Input topics are written by plain (non-transactional) producers, so their offsets are contiguous; in case one is
+not (a transaction marker, records removed by retention), a seek whose event does not come within
+``give_up_s`` is given up with an error logged, and processing goes on from where it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import faust
+from faust.types import TP
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Seek:
+    offset: int
+    since: float
+    dropped: int = 0
+
+
+class AppliedOffsets:
+    def __init__(self, app: faust.App, table: faust.Table, give_up_s: float = 60.0) -> None:
+        self.app = app
+        self.table = table
+        self.give_up_s = give_up_s
+        self._seeking: dict[TP, _Seek] = {}
+        self._start: dict[TP, int] = {}
+        self._last_check: dict[TP, tuple[int | None, int | None]] = {}
+
+    @staticmethod
+    def _key(tp: TP) -> bytes:
+        return f"{tp.topic}:{tp.partition}".encode()
+
+    def stored(self, tp: TP) -> int | None:
+        value = self.table.get(self._key(tp))
+        return int(value) if value is not None else None
+
+    async def _expected(self, tp: TP) -> int:
+        """The next offset to apply: the stored one + 1, or the partition's first offset if none is stored."""
+        stored = self.stored(tp)
+        if stored is not None:
+            return stored + 1
+        if tp not in self._start:
+            self._start[tp] = (await self.app.consumer.earliest_offsets(tp)).get(tp) or 0
+        return self._start[tp]
+
+    async def admit(self, event: faust.EventT) -> bool:
+        """Whether the agent should apply ``event`` now (False: applied before, or dropped while seeking)."""
+        message = event.message
+        tp, offset = message.tp, message.offset
+        expected = await self._expected(tp)
+        if offset <= expected:
+            self._seeking.pop(tp, None)
+            return offset == expected  # below: applied before (Faust re-delivers from its older commit)
+        seek = self._seeking.get(tp)
+        # offset > expected: the consumer skipped events that were never applied.
+        if seek is None:
+            log.warning("gap in %s: next to apply is offset %d, got %d; seeking back", tp, expected, offset)
+            self._seeking[tp] = _Seek(expected, time.monotonic())
+            await self.app.consumer.seek(tp, expected)
+            return False
+        if time.monotonic() - seek.since > self.give_up_s:
+            log.error("offset %d of %s never came back after a seek (%d events dropped); going on from %d",
+                      expected, tp, seek.dropped, offset)  # fmt: skip
+            self._seeking.pop(tp, None)
+            return True
+        seek.dropped += 1  # fetched before the seek; it comes round again
+        return False
+
+    async def watch(self, topic: str) -> None:
+        """Run from a timer: a partition of ``topic`` whose consumer has read past the next offset to apply while
+        nothing was applied since the last check had its events skipped before the agent saw them (Faust drops
+        the messages of an older generation, acking them): seek it back to the next offset to apply."""
+        consumer = self.app.consumer
+        for tp in consumer.assignment():
+            if tp.topic != topic or tp in self._seeking:
+                continue
+            read = consumer._read_offset.get(tp)  # the last offset Faust handed to the streams, None: none yet
+            stored = self.stored(tp)
+            last, self._last_check[tp] = self._last_check.get(tp), (read, stored)
+            if last != (read, stored):
+                continue  # progress since the last check (or the first check)
+            expected = await self._expected(tp)
+            highwater = consumer.highwater(tp)
+            behind = read >= expected if read is not None else highwater is not None and highwater > expected
+            if behind:
+                log.warning("%s: read up to offset %s, applied only before %d (end %s); seeking back",
+                            tp, read, expected, highwater)  # fmt: skip
+                self._seeking[tp] = _Seek(expected, time.monotonic())
+                await consumer.seek(tp, expected)
+
+    def applied(self, event: faust.EventT) -> None:
+        """Record ``event``'s offset as applied (inside the agent step, after its effects)."""
+        message = event.message
+        self.table[self._key(message.tp)] = str(message.offset).encode()
