@@ -53,7 +53,7 @@ class DemoConfig:
         base = cls(dataset=dataset, quick=quick)
         if quick:
             base = replace(
-                base, users=150, min_pairs=24, report_users=40, gate_users=15, samples_per_user=2, settle_timeout_s=300
+                base, users=150, min_pairs=24, report_users=40, gate_users=15, samples_per_user=2, settle_timeout_s=600
             )
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -214,6 +214,6 @@ class Demo:
                 asyncio.run(self._stream(children, replayed(dataset, split), live))
         self.say("stream stopped; writing the report (profiles for the test users, both tasks, every system)")
         report = write_report(self, dataset, split, reader, nano, registry_root)
-        self.console.print(report.read_text())
+        self.console.print(report.read_text(), soft_wrap=True, highlight=False, markup=False)
         self.say(f"report: {report}")
         return report
