@@ -103,7 +103,8 @@ class AppliedOffsets:
                 continue  # progress since the last check (or the first check)
             expected = await self._expected(tp)
             highwater = consumer.highwater(tp)
-            behind = read >= expected if read is not None else highwater is not None and highwater > expected
+            # Faust's read offset is the committed position right after a seek: behind only if more is there.
+            behind = highwater is not None and highwater > expected and (read is None or read >= expected)
             if behind:
                 log.warning("%s: read up to offset %s, applied only before %d (end %s); seeking back",
                             tp, read, expected, highwater)  # fmt: skip
