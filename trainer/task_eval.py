@@ -29,7 +29,7 @@ def validation_task(settings: Settings, seed: int = 13) -> TaskEvaluation:
 
     dataset = load_dataset(settings.dataset)
     split = split_dataset(dataset)
-    encoder = TextEncoder(settings.path("cache"))
+    encoder = TextEncoder(settings.cache_path)
     reader = settings.reader_path
     if reader is not None:
         from lettingo.recommenders import EmbeddingReader

@@ -74,7 +74,7 @@ def _reader(dataset, split, reader_path: Path | None):
     from lettingo.recommenders import EmbeddingReader, ReaderChecksumError, TextEncoder, build_or_load_reader
 
     settings = get_settings()
-    encoder = TextEncoder(settings.path("cache"))
+    encoder = TextEncoder(settings.cache_path)
     try:
         if reader_path is not None:
             return EmbeddingReader.load(reader_path, dataset, encoder)
@@ -306,7 +306,7 @@ def build(
 
     dataset, split = _load_data(dataset_path)
     settings = get_settings()
-    encoder = TextEncoder(settings.path("cache"))
+    encoder = TextEncoder(settings.cache_path)
     config = ReaderTrainingConfig(targets_per_user=targets_per_user, draws=draws, max_users=max_users)
     reader, folder = build_or_load_reader(dataset, split, settings.path("models"), encoder, config)
     reader.warm_items()

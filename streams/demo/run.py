@@ -189,7 +189,7 @@ class Demo:
         self.say(f"nano policy: {nano} ({time.monotonic() - started:.0f} s)")
         started = time.monotonic()
         reader, reader_dir = build_or_load_reader(
-            full, split_dataset(full), self.settings.path("models"), TextEncoder(self.settings.path("cache"))
+            full, split_dataset(full), self.settings.path("models"), TextEncoder(self.settings.cache_path)
         )
         self.say(f"frozen f_Rec: {reader_dir} ({time.monotonic() - started:.0f} s)")
         registry_root = self.run_dir / "registry"
