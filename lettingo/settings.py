@@ -52,7 +52,9 @@ class Settings(BaseSettings):
     worker_history_max: int = Field(70, ge=1, description="Older interactions kept per user (H_u, bounded).")
     worker_cold_start_after: int = Field(5, ge=1, description="Interactions before a user's first profile.")
     drift_threshold: float = Field(0.15, ge=0, le=1, description="Jensen-Shannon divergence (base 2) that is drift.")
-    drift_min_new_events: int = Field(5, ge=1, description="New interactions since the last profile before drift counts.")
+    drift_min_new_events: int = Field(
+        5, ge=1, description="New interactions since the last profile before drift counts."
+    )
     drift_cooldown_seconds: float = Field(86_400.0, ge=0, description="Event time between two drift requests.")
     seen_events_max: int = Field(20_000, ge=1, description="Event ids remembered per user for idempotent ingest.")
     explore_policy: str = Field(
@@ -64,10 +66,16 @@ class Settings(BaseSettings):
     regen_batch_seconds: float = Field(0.5, gt=0, description="Longest wait to fill a regeneration batch.")
     regen_timeout_seconds: float = Field(60.0, gt=0, description="A generation batch slower than this has failed.")
     regen_max_attempts: int = Field(5, ge=1, description="Attempts for one profile request before it is dead-lettered.")
-    regen_retries: int = Field(3, ge=1, description="Tries of one generation batch (with backoff) before it is re-queued.")
-    regen_backoff_seconds: float = Field(0.5, ge=0, description="First wait between tries; doubles each try (max 30 s).")
+    regen_retries: int = Field(
+        3, ge=1, description="Tries of one generation batch (with backoff) before it is re-queued."
+    )
+    regen_backoff_seconds: float = Field(
+        0.5, ge=0, description="First wait between tries; doubles each try (max 30 s)."
+    )
     serve_temperature: float = Field(0.0, ge=0, description="Sampling temperature of the served profile (0: greedy).")
-    explore_temperature: float = Field(1.0, ge=0, description="Sampling temperature of explored candidates (paper: 1.0).")
+    explore_temperature: float = Field(
+        1.0, ge=0, description="Sampling temperature of explored candidates (paper: 1.0)."
+    )
     max_new_tokens: int = Field(96, ge=1, description="Longest generated profile, in model tokens.")
     feedback_window_seconds: float = Field(30.0, gt=0, description="How long an impression waits for a click.")
     pairs_min_rewards: int = Field(2, ge=1, description="Rewards each candidate needs before it enters a pair.")
