@@ -133,7 +133,9 @@ def test_rated_events_reward_open_candidates_and_pairs_appear(settings, worker):
     open_ids = {c.profile_id for c in candidates if c.user_id == users[0]}
     def task_rewards():
         found = [x for x in values_of(settings, "rewards", records.Reward, users[0]) if x.source == "task_eval"]
-        return found if {x.profile_id for x in found} >= open_ids else None
+        # every open candidate rewarded on every later rated event (they arrive one by one)
+        complete = {x.profile_id for x in found} >= open_ids and {x.target for x in found} >= {"h5", "h6", "h7"}
+        return found if complete else None
 
     rewards = wait_for("task rewards", task_rewards)
     # The ranking task of the offline evaluator: the new item among popularity-matched unseen items, graded by
