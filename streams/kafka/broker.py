@@ -118,7 +118,9 @@ def _render_config(paths: BrokerPaths, settings: Settings) -> None:
 def _format_storage(paths: BrokerPaths) -> None:
     if (paths.data / "meta.properties").exists():
         return
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    cluster_id = "-"
+    while cluster_id[0] in "-_":  # the storage tool's argument parser reads a leading '-' as an option
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
     cmd = _java_cmd(paths, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(paths.config))
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
