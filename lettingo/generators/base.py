@@ -44,7 +44,6 @@ class Generator(ABC):
     name: str
     model_version: str
 
-    @abstractmethod
     def generate(
         self,
         prompts: list[ProfilePrompt],
@@ -55,6 +54,14 @@ class Generator(ABC):
         seed: int = 0,
     ) -> list[list[Generation]]:
         """``n`` generations for each prompt, in prompt order."""
+        check_sampling(n, temperature, max_new_tokens)
+        return self._generate(prompts, n, temperature, max_new_tokens, seed)
+
+    @abstractmethod
+    def _generate(
+        self, prompts: list[ProfilePrompt], n: int, temperature: float, max_new_tokens: int, seed: int
+    ) -> list[list[Generation]]:
+        """The backend's sampling; arguments are already checked."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release models, engines or connections."""

@@ -17,7 +17,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList
 
 from lettingo.generators import llama_decode
-from lettingo.generators.base import Generation, Generator, GeneratorError, check_sampling, sample_seed
+from lettingo.generators.base import Generation, Generator, GeneratorError, sample_seed
 from lettingo.generators.title_constraint import PromptTitlesOnly
 from lettingo.nano.tokenizer import quote_token_ids, title_token_ids
 from lettingo.prompts.profile import ProfilePrompt
@@ -135,16 +135,9 @@ class HFGenerator(Generator):
             )
         return out
 
-    def generate(
-        self,
-        prompts: list[ProfilePrompt],
-        *,
-        n: int = 1,
-        temperature: float = 1.0,
-        max_new_tokens: int = 96,
-        seed: int = 0,
+    def _generate(
+        self, prompts: list[ProfilePrompt], n: int, temperature: float, max_new_tokens: int, seed: int
     ) -> list[list[Generation]]:
-        check_sampling(n, temperature, max_new_tokens)
         return [self._sample(p, n, temperature, max_new_tokens, seed) for p in prompts]
 
     def close(self) -> None:

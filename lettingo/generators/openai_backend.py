@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import openai
 
-from lettingo.generators.base import Generation, Generator, GeneratorError, check_sampling, sample_seed
+from lettingo.generators.base import Generation, Generator, GeneratorError, sample_seed
 from lettingo.generators.title_constraint import allowed_token_ids
 from lettingo.prompts.profile import ProfilePrompt
 
@@ -119,16 +119,9 @@ class OpenAIGenerator(Generator):
             for t, reason in texts
         ]
 
-    def generate(
-        self,
-        prompts: list[ProfilePrompt],
-        *,
-        n: int = 1,
-        temperature: float = 1.0,
-        max_new_tokens: int = 96,
-        seed: int = 0,
+    def _generate(
+        self, prompts: list[ProfilePrompt], n: int, temperature: float, max_new_tokens: int, seed: int
     ) -> list[list[Generation]]:
-        check_sampling(n, temperature, max_new_tokens)
         futures = [self._pool.submit(self._one, p, n, temperature, max_new_tokens, seed) for p in prompts]
         return [f.result() for f in futures]
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lettingo.generators.base import Generation, Generator, GeneratorError, check_sampling, sample_seed
+from lettingo.generators.base import Generation, Generator, GeneratorError, sample_seed
 from lettingo.generators.title_constraint import allowed_token_ids
 from lettingo.nano.tokenizer import quote_token_ids, title_token_ids
 from lettingo.prompts.profile import ProfilePrompt
@@ -72,18 +72,11 @@ class VLLMGenerator(Generator):
             return self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return self.tokenizer(prompt.text)["input_ids"]
 
-    def generate(
-        self,
-        prompts: list[ProfilePrompt],
-        *,
-        n: int = 1,
-        temperature: float = 1.0,
-        max_new_tokens: int = 96,
-        seed: int = 0,
+    def _generate(
+        self, prompts: list[ProfilePrompt], n: int, temperature: float, max_new_tokens: int, seed: int
     ) -> list[list[Generation]]:
         from vllm import SamplingParams
 
-        check_sampling(n, temperature, max_new_tokens)
         encoded = [self.encode(p) for p in prompts]
         params = [
             SamplingParams(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import time
 
-from lettingo.generators.base import Generation, Generator, check_sampling, sample_seed
+from lettingo.generators.base import Generation, Generator, sample_seed
 from lettingo.prompts.profile import ProfilePrompt
 from lettingo.writers import WRITERS, get_writer
 
@@ -25,17 +25,10 @@ class WriterGenerator(Generator):
         self.name = "writer:" + ",".join(names)
         self.model_version = WRITER_VERSION
 
-    def generate(
-        self,
-        prompts: list[ProfilePrompt],
-        *,
-        n: int = 1,
-        temperature: float = 1.0,
-        max_new_tokens: int = 96,
-        seed: int = 0,
+    def _generate(
+        self, prompts: list[ProfilePrompt], n: int, temperature: float, max_new_tokens: int, seed: int
     ) -> list[list[Generation]]:
         """Temperature and token limits do not apply to writers; ``seed`` makes the draws reproducible."""
-        check_sampling(n, temperature, max_new_tokens)
         out = []
         for prompt in prompts:
             started = time.perf_counter()
