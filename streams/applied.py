@@ -11,9 +11,13 @@ is the event's, so it is restored with that state). The :class:`AppliedOffsets` 
   its own, older, commit), and
 - when an event arrives *past* the stored offset + 1 (Faust committed past events never applied), seeks the
   consumer back to the stored offset + 1 and drops what arrives until that event comes round again;
-- from a timer (:meth:`AppliedOffsets.watch`), when the consumer has read past the stored offset + 1 and
-  nothing was applied since the last check (every event Faust fetched was skipped, none reached the agent),
-  seeks back the same way.
+- from a timer (:meth:`AppliedOffsets.watch`), when the consumer has read past the stored offset + 1 while the
+  agent was idle since the last check (every event Faust fetched was skipped, none reached the agent), seeks
+  back the same way.
+
+A batched agent (``take_events``) admits each event of a batch in order, wraps the batch's work in
+:meth:`AppliedOffsets.working`, so a slow batch (a generation) is never taken for skipped events, and records
+the batch with :meth:`AppliedOffsets.applied_batch` after its effects.
 
 Input topics are written by plain (non-transactional) producers, so their offsets are contiguous; in case one is
 not (a transaction marker, records removed by retention), a seek whose event does not come within
@@ -24,10 +28,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import faust
 from faust.types import TP
+
+from streams.tables import event_context
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +55,10 @@ class AppliedOffsets:
         self._seeking: dict[TP, _Seek] = {}
         self._start: dict[TP, int] = {}
         self._last_check: dict[TP, tuple[int | None, int | None]] = {}
+        self._admitted: dict[TP, int] = {}  # admitted in the current batch, not yet stored
+        self._busy = 0
+        self._activity = 0  # admits, applies and batches: an idle agent leaves it unchanged
+        self._activity_seen = -1
 
     @staticmethod
     def _key(tp: TP) -> bytes:
@@ -57,10 +69,12 @@ class AppliedOffsets:
         return int(value) if value is not None else None
 
     async def _expected(self, tp: TP) -> int:
-        """The next offset to apply: the stored one + 1, or the partition's first offset if none is stored."""
+        """The next offset to apply: the stored (or admitted in this batch) one + 1, or the partition's first
+        offset if none is stored."""
         stored = self.stored(tp)
-        if stored is not None:
-            return stored + 1
+        last = max(-1 if stored is None else stored, self._admitted.get(tp, -1))
+        if last >= 0:
+            return last + 1
         if tp not in self._start:
             self._start[tp] = (await self.app.consumer.earliest_offsets(tp)).get(tp) or 0
         return self._start[tp]
@@ -69,9 +83,12 @@ class AppliedOffsets:
         """Whether the agent should apply ``event`` now (False: applied before, or dropped while seeking)."""
         message = event.message
         tp, offset = message.tp, message.offset
+        self._activity += 1
         expected = await self._expected(tp)
         if offset <= expected:
             self._seeking.pop(tp, None)
+            if offset == expected:
+                self._admitted[tp] = offset
             return offset == expected  # below: applied before (Faust re-delivers from its older commit)
         seek = self._seeking.get(tp)
         # offset > expected: the consumer skipped events that were never applied.
@@ -84,6 +101,7 @@ class AppliedOffsets:
             log.error("offset %d of %s never came back after a seek (%d events dropped); going on from %d",
                       expected, tp, seek.dropped, offset)  # fmt: skip
             self._seeking.pop(tp, None)
+            self._admitted[tp] = offset
             return True
         seek.dropped += 1  # fetched before the seek; it comes round again
         return False
@@ -93,6 +111,9 @@ class AppliedOffsets:
         nothing was applied since the last check had its events skipped before the agent saw them (Faust drops
         the messages of an older generation, acking them): seek it back to the next offset to apply."""
         consumer = self.app.consumer
+        if self._busy or self._activity != self._activity_seen:
+            self._activity_seen = self._activity
+            return  # the agent is working, or was since the last check: what it has read may still come
         for tp in consumer.assignment():
             if tp.topic != topic or tp in self._seeking:
                 continue
@@ -115,3 +136,30 @@ class AppliedOffsets:
         """Record ``event``'s offset as applied (inside the agent step, after its effects)."""
         message = event.message
         self.table[self._key(message.tp)] = str(message.offset).encode()
+        self._admitted.pop(message.tp, None)
+        self._activity += 1
+
+    def applied_batch(self, events: Sequence[faust.EventT]) -> None:
+        """Record the last admitted event of each partition in ``events`` as applied, each under its own
+        partition (after every effect of the batch)."""
+        last: dict[TP, faust.EventT] = {}
+        for event in events:
+            last[event.message.tp] = event
+        for event in last.values():
+            with event_context(event):
+                self.applied(event)
+
+    @contextmanager
+    def working(self) -> Iterator[None]:
+        """Mark the agent busy (waiting to start, or applying a batch): the watchdog leaves it alone meanwhile.
+        A batch that fails forgets what it admitted, so its events are admitted again when they come round."""
+        self._busy += 1
+        self._activity += 1
+        try:
+            yield
+        except BaseException:
+            self._admitted.clear()
+            raise
+        finally:
+            self._busy -= 1
+            self._activity += 1

@@ -89,12 +89,6 @@ def test_sigkill_mid_stream_then_restart_ends_with_the_same_user_state(clean_and
     assert any(p["current"]["version"] >= 2 for p in clean_profiles.values())  # drift did fire
 
 
-@pytest.mark.xfail(
-    reason="known gap, see the issue 5 note: only `interactions` has the applied-offset guard; a profile request "
-    "that Faust acks without running the agent during the restart's rebalance is lost, so the killed run can "
-    "end with one profile version fewer (the current profile's text is the same)",
-    strict=False,
-)
 def test_sigkill_mid_stream_then_restart_ends_with_the_same_profiles(clean_and_killed):
     (_, clean_profiles), (_, killed_profiles) = clean_and_killed
     assert {u: p["current"]["text"] for u, p in killed_profiles.items()} == {

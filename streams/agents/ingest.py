@@ -26,7 +26,8 @@ WATCH_EVERY_S = 3.0
 
 @app.agent(faust_topics.interactions)
 async def ingest(stream):
-    await RUNTIME.catalog_ready.wait()  # attributes come from the catalogue: read it before the first event
+    with APPLIED.working():  # read-ahead while the catalogue loads is not a gap
+        await RUNTIME.catalog_ready.wait()  # attributes come from the catalogue: read it before the first event
     async for event in stream.events():
         if not await APPLIED.admit(event):  # applied before, or Faust skipped events before it: see streams.applied
             continue

@@ -28,10 +28,13 @@ from lettingo.user_state import UserState, history_entries
 from streams import faust_topics, metrics, tables
 from streams.agents import RUNTIME
 from streams.app import app
+from streams.applied import AppliedOffsets
 from streams.edge import dead_letter, decode_event
 from streams.tables import ProfileHistory, ProfileVersion, event_context
 
 log = logging.getLogger(__name__)
+APPLIED = AppliedOffsets(app, tables.applied_offsets)
+WATCH_EVERY_S = 3.0
 SEED = 0  # the generators derive each prompt's sampling seed from this and the prompt text
 
 
@@ -169,34 +172,48 @@ async def _retry_later(job: Job, error: str) -> None:
 
 @app.agent(faust_topics.profile_requests)
 async def regenerate(stream):
-    await RUNTIME.catalog_ready.wait()
-    await RUNTIME.generators_ready.wait()
+    with APPLIED.working():  # read-ahead while the models load is not a gap
+        await RUNTIME.catalog_ready.wait()
+        await RUNTIME.generators_ready.wait()
     s = RUNTIME.settings
     async for events in stream.take_events(s.regen_batch_size, within=s.regen_batch_seconds):
-        jobs: list[Job] = []
-        for event in events:
-            request = await decode_event(event, ProfileRequest)
-            job = _job(event, request) if request is not None else None
-            if job is not None:
-                jobs.append(job)
-        if not jobs:
-            continue
-        policy = RUNTIME.policy.current
-        started = time.perf_counter()
-        try:
-            results = await _generate(policy, jobs)
-        except Exception as e:
-            error = f"{type(e).__name__}: {e}"
-            metrics.REGENERATION_FAILURES.labels(error=type(e).__name__).inc()
-            log.warning(
-                "generation failed model_version=%s users=%s: %s",
-                policy.version,
-                [j.request.user_id for j in jobs],
-                error,
-            )
-            for job in jobs:
-                await _retry_later(job, error)
-            continue
-        metrics.GENERATION_SECONDS.observe(time.perf_counter() - started)
-        for job, generated in zip(jobs, results, strict=True):
-            await _publish(job, generated, policy)
+        with APPLIED.working():
+            # A request Faust acked without running the agent is sought back and regenerated: see streams.applied.
+            admitted = [event for event in events if await APPLIED.admit(event)]
+            await regenerate_batch(admitted)
+            APPLIED.applied_batch(admitted)  # after every profile of the batch is stored and sent
+
+
+@app.timer(WATCH_EVERY_S)
+async def watch_applied() -> None:
+    await APPLIED.watch(faust_topics.profile_requests.get_topic_name())
+
+
+async def regenerate_batch(events: list) -> None:
+    jobs: list[Job] = []
+    for event in events:
+        request = await decode_event(event, ProfileRequest)
+        job = _job(event, request) if request is not None else None
+        if job is not None:
+            jobs.append(job)
+    if not jobs:
+        return
+    policy = RUNTIME.policy.current
+    started = time.perf_counter()
+    try:
+        results = await _generate(policy, jobs)
+    except Exception as e:
+        error = f"{type(e).__name__}: {e}"
+        metrics.REGENERATION_FAILURES.labels(error=type(e).__name__).inc()
+        log.warning(
+            "generation failed model_version=%s users=%s: %s",
+            policy.version,
+            [j.request.user_id for j in jobs],
+            error,
+        )
+        for job in jobs:
+            await _retry_later(job, error)
+        return
+    metrics.GENERATION_SECONDS.observe(time.perf_counter() - started)
+    for job, generated in zip(jobs, results, strict=True):
+        await _publish(job, generated, policy)
