@@ -170,7 +170,10 @@ def _train_from_topic(max_pairs: int, wait: float, group_id: str, **round_args: 
     from trainer.kafka_io import KafkaUnavailableError, consume_pair_batch_sync
 
     settings: Settings = round_args["settings"]
-    store = BatchStore(settings.path("trainer-batches", round_args["registry"].name))
+    # Pending batches belong to this group's offsets on this topic: another prefix or group never picks them up.
+    store = BatchStore(
+        settings.path("trainer-batches", f"{settings.topic_prefix}{group_id}", round_args["registry"].name)
+    )
     try:
         consumed = consume_pair_batch_sync(settings, store, group_id, max_pairs, wait)
     except KafkaUnavailableError as e:
