@@ -170,3 +170,48 @@ def test_evaluate_then_pairs_resume_after_a_crash(
         assert p["chosen_reward"] > p["rejected_reward"] and p["prompt"].rstrip().endswith("Profile:")
         assert p["reader_version"] == line["reader_version"]
     get_settings.cache_clear()
+
+
+def test_score_batch_matches_score_one_on_the_frozen_reader(
+    frozen_reader: Path, dataset_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The vectorised batch path gives the scores of the one-query path (the features the scorers were trained
+    on), on both tasks, with every channel, uneven profiles, h_u and candidate lists, across several blocks."""
+    import random
+
+    from lettingo.recommenders import reader as reader_module
+    from lettingo.recommenders.features import feature_columns
+    from lettingo.recommenders.history_text import raw_history_text
+
+    ds = load_dataset(dataset_path)
+    split = split_dataset(ds)
+    reader = EmbeddingReader.load(frozen_reader, ds, TextEncoder(frozen_reader.parents[1] / "cache"))
+    monkeypatch.setattr(reader_module, "BLOCK_QUERIES", 16)  # several blocks, the last one short
+    rng = random.Random(7)
+    catalogue = sorted(ds.items)
+    writers = [titles_profile, genre_profile, raw_history_text, lambda h, items: "", lambda h, items: "  "]
+    ranking: list[RankingQuery] = []
+    sentiment: list[SentimentQuery] = []
+    for n, case in enumerate(split.cases(ds, "test")[:30]):
+        profile = writers[n % len(writers)](case.long_history, ds.items)
+        recent = case.recent[: rng.randint(1, len(case.recent))] if n % 3 == 0 else case.recent
+        for draw in range(2):  # draws of one case share profile and h_u, as in the task evaluation
+            others = tuple(rng.sample(catalogue, rng.choice([9, 9, 3, 0])))
+            ranking.append(
+                RankingQuery(profile, None if (n + draw) % 4 == 0 else recent, (*others, case.target.item_id))
+            )
+        sentiment.append(SentimentQuery(profile, recent, case.target.item_id))
+    assert {reader_module.channels_of(q) for q in ranking} == {"profile+recent", "profile", "recent", "none"}
+
+    for task, queries in ((Task.RANKING, ranking), (Task.SENTIMENT, sentiment)):
+        batched = reader.score_batch(task, queries)
+        for query, scores in zip(queries, batched, strict=True):
+            single = reader.score_one(task, query)
+            assert scores.shape == single.shape
+            np.testing.assert_allclose(scores, single, rtol=1e-5, atol=1e-5)
+        x, n_items, channels = reader.batch_features(task, queries)  # and the features themselves
+        for n, query in enumerate(queries):
+            name, expected = reader.features(task, query)
+            assert channels[n] == name
+            np.testing.assert_allclose(x[n, : n_items[n]][:, feature_columns(task.value, name)], expected, atol=1e-5)
+    assert reader.score_batch(Task.RANKING, []) == []

@@ -151,3 +151,109 @@ def sentiment_features(
         float((recent_ratings <= dislike_at).mean()),
     ]
     return np.array(columns)
+
+
+# --- the same features for a whole batch of queries at once ----------------------------------------------------
+# Per-query rows are padded to the longest of the batch with zero vectors, which give similarities of exactly 0 and
+# are masked out of every statistic, so that a few batched matrix products replace a Python loop over queries. The
+# reductions run over the same axis in the same order as the one-query functions above: the features match theirs
+# to float32 rounding of the similarities (the matrix products differ in shape).
+
+
+def _valid(counts: np.ndarray, width: int) -> np.ndarray:
+    """queries x width: True where a padded row is real."""
+    return np.arange(width)[None, :] < counts[:, None]
+
+
+def context_sims(contexts: np.ndarray, items: np.ndarray, context_of: np.ndarray, slot_of: np.ndarray) -> np.ndarray:
+    """Similarities of each query's context vectors (h_u and profile chunks) to its items, ``Q x V x C``.
+
+    Queries that share a context (the draws of one case) are scored by one matrix product: ``contexts`` is
+    ``N x V x D``, ``items`` ``N x S x C x D`` holds the items of up to ``S`` queries per context, and query ``q``
+    is context ``context_of[q]``, slot ``slot_of[q]``.
+    """
+    n, s, c, d = items.shape
+    sims = np.matmul(contexts, items.reshape(n, s * c, d).transpose(0, 2, 1))  # N x V x S*C
+    return sims.reshape(n, contexts.shape[1], s, c)[context_of, :, slot_of, :]
+
+
+def batch_profile_sims(sims: np.ndarray, n_chunks: np.ndarray) -> list[np.ndarray]:
+    """``_profile_sims`` per query from padded similarities ``Q x K x C``; each column ``Q x C``. A query with no
+    chunk gets zeros, as :func:`ranking_features` gives it."""
+    q, k, c = sims.shape
+    if k == 0:
+        return [np.zeros((q, c), dtype=np.float32)] * 3
+    valid = _valid(n_chunks, k)[:, :, None]
+    masked = np.where(valid, sims, np.float32(-np.inf))
+    n = np.maximum(n_chunks, 1)
+    top = np.sort(masked, axis=1)[:, : -4 if k > 3 else None : -1]  # the 3 largest, descending; padding last
+    columns = [
+        masked.max(axis=1),
+        sims.sum(axis=1) / n.astype(np.float32)[:, None],
+        np.where(np.isfinite(top), top, np.float32(0)).sum(axis=1) / np.minimum(n, 3).astype(np.float32)[:, None],
+    ]
+    empty = (n_chunks == 0)[:, None]
+    return [np.where(empty, np.float32(0), col) for col in columns] if empty.any() else columns
+
+
+def batch_recent_sims(sims: np.ndarray, ratings: np.ndarray, n_recent: np.ndarray) -> list[np.ndarray]:
+    """``_recent_sims`` per query from padded similarities ``Q x R x C`` and ratings ``Q x R`` (zero padded); each
+    column ``Q x C``. Queries with no recent item get zeros (their scorer does not read them)."""
+    valid_r = _valid(n_recent, sims.shape[1])
+    valid = valid_r[:, :, None]
+    n = np.maximum(n_recent, 1)
+    centred = np.where(valid_r, ratings - (ratings.sum(axis=1) / n)[:, None], 0.0)
+    weights = np.where(valid, np.exp(np.float32(10.0) * sims), np.float32(0))
+    weights /= np.maximum(weights.sum(axis=1, keepdims=True), np.float32(1e-30))
+    return [
+        np.where((n_recent > 0)[:, None], np.where(valid, sims, np.float32(-np.inf)).max(axis=1), np.float32(0)),
+        sims.sum(axis=1) / n.astype(np.float32)[:, None],
+        (centred[:, :, None] * sims).sum(axis=1) / n[:, None],
+        np.matmul(weights.transpose(0, 2, 1).astype(np.float64), ratings[:, :, None])[:, :, 0],
+    ]
+
+
+def batch_features(
+    task: str,
+    profile_sims: np.ndarray | None,
+    n_chunks: np.ndarray,
+    recent_sims: np.ndarray | None,
+    ratings: np.ndarray,
+    n_recent: np.ndarray,
+    n_items: np.ndarray,
+    item_stats: tuple[np.ndarray, np.ndarray],
+    like_at: float,
+    dislike_at: float,
+) -> np.ndarray:
+    """``Q x C x F`` features of a padded batch with every column of :func:`feature_names` for ``profile+recent``
+    (the caller keeps those of each query's channels; :func:`feature_columns`): ranking rows are centred over each
+    query's ``n_items`` candidates; sentiment has one item per query (``C = 1``) and adds the rating statistics of
+    h_u. ``profile_sims``/``recent_sims`` ``None``: no query of the batch has that channel (zero columns)."""
+    q, c = item_stats[0].shape
+    zeros = np.zeros((q, c), dtype=np.float32)
+    columns = batch_profile_sims(profile_sims, n_chunks) if profile_sims is not None else [zeros] * 3
+    columns += batch_recent_sims(recent_sims, ratings, n_recent) if recent_sims is not None else [zeros] * 4
+    columns += list(item_stats)
+    if task == "sentiment":
+        valid = _valid(n_recent, ratings.shape[1])
+        n = np.maximum(n_recent, 1)
+        mean = ratings.sum(axis=1) / n
+        deviation = np.where(valid, ratings - mean[:, None], 0.0)
+        user = [
+            mean,
+            np.sqrt((deviation * deviation).sum(axis=1) / n),
+            (valid & (ratings >= like_at)).sum(axis=1) / n,
+            (valid & (ratings <= dislike_at)).sum(axis=1) / n,
+        ]
+        columns += [np.broadcast_to(u[:, None], (q, c)) for u in user]
+    x = np.stack(columns, axis=2).astype(np.float64, copy=False)
+    if task == "sentiment":
+        return x
+    x = np.where(_valid(n_items, c)[:, :, None], x, 0.0)
+    return x - x.sum(axis=1, keepdims=True) / np.maximum(n_items, 1)[:, None, None]
+
+
+def feature_columns(task: str, channels: str) -> list[int]:
+    """Where the columns of :func:`feature_names` ``(task, channels)`` lie in :func:`batch_features`."""
+    full = feature_names(task, "profile+recent")
+    return [full.index(name) for name in feature_names(task, channels)]
