@@ -105,6 +105,7 @@ class Profile(Record):
     model_version: str
     reason: RequestReason
     ts: Timestamp = Field(default_factory=now)
+    history_ref: str = ""  # the history it describes: "<count>@<last event id>" (its request's)
 
 
 class Impression(Record):

@@ -125,7 +125,8 @@ async def _publish(job: Job, generated: Generated, policy: LoadedPolicy) -> None
         return  # the same request twice in one batch
     version = history.current.version + 1 if history else 1
     profile = Profile(user_id=request.user_id, profile_id=profile_id, version=version, text=generated.profile,
-                      model_version=policy.version, reason=request.reason, ts=request.ts)  # fmt: skip
+                      model_version=policy.version, reason=request.reason, ts=request.ts,
+                      history_ref=request.history_ref)  # fmt: skip
     versions = [*(history.versions if history else []), ProfileVersion(
         version=version, profile_id=profile_id, model_version=policy.version, reason=request.reason.value,
         history_ref=request.history_ref, ts=request.ts,

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 from aiokafka import AIOKafkaConsumer
 
 from lettingo.data import Dataset, DatasetSplit, LabelScheme
 from lettingo.evaluation import EvaluationConfig
-from lettingo.records import Profile, Reward
+from lettingo.records import Interaction, PreferencePair, Profile, RecordError, Reward, decode_record
 from lettingo.report import compare, markdown_table
 from lettingo.settings import Settings
+from trainer.sft import sft_on_chosen
 
 if TYPE_CHECKING:
     from streams.demo.run import Demo
@@ -49,7 +52,8 @@ def generated_profiles(
     return out
 
 
-async def _read_topic(settings: Settings, name: str, record_type: type) -> list:
+async def _read_topic(settings: Settings, name: str, record_type: type) -> list[tuple[int, Any]]:
+    """Every record of a topic of the run, with its Kafka timestamp (ms); undecodable ones are skipped."""
     consumer = AIOKafkaConsumer(
         settings.topic(name), **settings.kafka_client_config(), auto_offset_reset="earliest", enable_auto_commit=False
     )
@@ -61,9 +65,34 @@ async def _read_topic(settings: Settings, name: str, record_type: type) -> list:
             if not batch:
                 return out
             for messages in batch.values():
-                out.extend(record_type.from_bytes(m.value) for m in messages if m.value is not None)
+                for m in messages:
+                    if m.value is not None:
+                        with contextlib.suppress(RecordError):
+                            out.append((m.timestamp, decode_record(record_type, m.value, 1 << 24)))
     finally:
         await consumer.stop()
+
+
+def profile_latencies(profiles: list[tuple[int, Profile]], interactions: list[tuple[int, Interaction]]) -> list[float]:
+    """Seconds from the Kafka timestamp of the interaction a profile's history ends with (the one that crossed
+    the drift or cold-start threshold) to the profile's own record on ``profiles``."""
+    sent = {i.event_id: ts for ts, i in interactions}
+    out = []
+    for ts, profile in profiles:
+        event_id = profile.history_ref.partition("@")[2]
+        if event_id in sent:
+            out.append((ts - sent[event_id]) / 1000)
+    return out
+
+
+def latency_line(latencies: list[float]) -> str:
+    if not latencies:
+        return "- end-to-end latency: no profile could be matched to its interaction"
+    p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
+    return (
+        f"- end-to-end latency, interaction to new profile on `profiles` ({len(latencies)} profiles, under the "
+        f"replay's load): p50 {p50:.2f} s, p95 {p95:.2f} s, p99 {p99:.2f} s, max {max(latencies):.2f} s"
+    )
 
 
 def _plot_stream(demo: Demo, rewards: list[Reward], path: Path) -> None:
@@ -107,19 +136,31 @@ def write_report(demo: Demo, dataset: Dataset, split: DatasetSplit, reader, nano
     }
     registry = ModelRegistry(registry_root)
     champion = registry.champion()
-    contrasts = []
-    if champion is not None:
-        manifest = registry.manifest(champion)
-        adapter = registry.local_path(champion) if manifest.kind == "lora" else None
-        model = Path(manifest.base_model) if adapter else registry.local_path(champion)
-        generated[f"DPO-aligned (v{champion})"] = generated_profiles(
-            model, adapter, dataset, split, users, cfg.samples_per_user, cfg.seed
-        )
-        contrasts.append((f"DPO-aligned (v{champion})", "base generator"))
-    evaluation = EvaluationConfig(targets_per_user=1, draws=5, seed=cfg.seed)
+    contrasts: list[tuple[str, str]] = []
+    # The champion; or, when the gate refused every round, the latest round, so its effect is still shown.
+    trained = champion if champion is not None else registry.latest()
+    dpo = None
+    if trained is not None:
+        manifest = registry.manifest(trained)
+        adapter = registry.local_path(trained) if manifest.kind == "lora" else None
+        model = Path(manifest.base_model) if adapter else registry.local_path(trained)
+        dpo = f"DPO-aligned (v{trained})" if trained == champion else f"DPO round v{trained} (refused by the gate)"
+        generated[dpo] = generated_profiles(model, adapter, dataset, split, users, cfg.samples_per_user, cfg.seed)
+        contrasts.append((dpo, "base generator"))
+    pairs = [p for _, p in asyncio.run(_read_topic(demo.settings, "preference-pairs", PreferencePair))]
+    if pairs:
+        sft = sft_on_chosen(nano, pairs, demo.run_dir / "sft-on-p-plus", seed=cfg.seed)
+        generated["SFT on P+"] = generated_profiles(sft, None, dataset, split, users, cfg.samples_per_user, cfg.seed)
+        contrasts.append(("SFT on P+", "base generator"))
+    if dpo is not None and pairs:
+        contrasts.append((dpo, "SFT on P+"))
+    # Both held-out ratings (validation and target) as targets: neither was replayed, and both lie after H_u.
+    evaluation = EvaluationConfig(targets_per_user=2, draws=10, seed=cfg.seed)
     comparison = compare(dataset, split, reader, users, generated, evaluation, contrasts)
-    rewards = asyncio.run(_read_topic(demo.settings, "rewards", Reward))
-    profiles = asyncio.run(_read_topic(demo.settings, "profiles", Profile))
+    rewards = [r for _, r in asyncio.run(_read_topic(demo.settings, "rewards", Reward))]
+    timed_profiles = asyncio.run(_read_topic(demo.settings, "profiles", Profile))
+    profiles = [p for _, p in timed_profiles]
+    latencies = profile_latencies(timed_profiles, asyncio.run(_read_topic(demo.settings, "interactions", Interaction)))
     _plot_stream(demo, rewards, demo.run_dir / "stream.png")
     reasons = Counter(p.reason.value for p in profiles)
     last = demo.progress.history[-1] if demo.progress.history else None
@@ -132,9 +173,12 @@ def write_report(demo: Demo, dataset: Dataset, split: DatasetSplit, reader, nano
         "",
         "## Test users, same frozen f_Rec for every system",
         "",
-        "Ranking: the held-out item among 9 popularity-matched unseen items, the profile as the only history channel "
-        "(recent-10 only: h_u instead). Sentiment: like / neutral / dislike from the profile and h_u. "
-        f"Generators: {cfg.samples_per_user} profiles per user at temperature 1.0, each scored.",
+        "Ranking: each of the two held-out items (validation and target) among 9 popularity-matched unseen items, "
+        f"{evaluation.draws} negative draws, the profile as the only history channel (recent-10 only: h_u instead). "
+        "Sentiment: like / neutral / dislike from the profile and h_u. "
+        f"Generators: {cfg.samples_per_user} profiles per user at temperature 1.0, each scored. "
+        "SFT on P+: the base generator fine-tuned on the chosen profile of every streamed pair, with the DPO "
+        "round's budget. Intervals: 95 % bootstrap over users; differences are paired.",
         "",
         markdown_table(comparison),
         "## The stream",
@@ -145,6 +189,7 @@ def write_report(demo: Demo, dataset: Dataset, split: DatasetSplit, reader, nano
         f"- rewards: {len(rewards)}; preference pairs: {last.counts.get('preference-pairs', 0) if last else 0}; "
         f"dead letters: {last.counts.get('dead-letters', 0) if last else 0}",
         f"- model versions published: {registry.versions()}; champion: {champion}",
+        latency_line(latencies),
         "",
         "![stream](stream.png)",
         "",

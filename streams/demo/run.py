@@ -40,7 +40,14 @@ class DemoConfig:
     quick: bool = False
     users: int | None = None  # a subset of users (quick mode picks 150)
     rate: float = 300.0  # interactions/s: steady enough for generation and task evaluation to keep up
-    min_pairs: int = 64  # the trainer's round size
+    min_pairs: int = 300  # the trainer's round size: one round of about one pair per training user
+    # DESIGN's recipe for pairs DPO can learn from: several samples per round, each scored on many later ratings,
+    # best against worst; a first profile only once there is some history for the styles to differ on.
+    explore_rate: float = 1.0
+    explore_k: int = 7  # explored beside the served profile: 8 candidates a round
+    pairs_min_rewards: int = 10
+    cold_start_after: int = 20
+    trainer_kind: str = "full"
     report_users: int | None = None  # test users in the report (None: all)
     gate_users: int = 60  # validation users the trainer's gate writes profiles for
     samples_per_user: int = 4  # generator profiles per test user in the report, at temperature 1.0
@@ -53,8 +60,9 @@ class DemoConfig:
         base = cls(dataset=dataset, quick=quick)
         if quick:
             base = replace(
-                base, users=150, min_pairs=24, report_users=40, gate_users=15, samples_per_user=2, settle_timeout_s=600
-            )
+                base, users=150, min_pairs=24, report_users=40, gate_users=15, samples_per_user=2, settle_timeout_s=600,
+                explore_k=3, pairs_min_rewards=3, cold_start_after=10, trainer_kind="lora",
+            )  # fmt: skip
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -128,6 +136,11 @@ class Demo:
             "LETTINGO_EXPLORE_POLICY": f"hf:{nano}",
             "LETTINGO_READER_PATH": str(reader),
             "LETTINGO_GATE_USERS": str(self.config.gate_users),
+            "LETTINGO_EXPLORE_RATE": str(self.config.explore_rate),
+            "LETTINGO_EXPLORE_K": str(self.config.explore_k),
+            "LETTINGO_PAIRS_MIN_REWARDS": str(self.config.pairs_min_rewards),
+            "LETTINGO_PAIRS_MAX_PER_ROUND": "1",
+            "LETTINGO_WORKER_COLD_START_AFTER": str(self.config.cold_start_after),
         }
 
     async def _watch(self, children: Children, phase: str, counter: TopicCounter) -> Snapshot:
@@ -205,6 +218,8 @@ class Demo:
                 str(nano),
                 "--min-pairs",
                 str(cfg.min_pairs),
+                "--kind",
+                cfg.trainer_kind,
                 "--task-eval",
                 "trainer.task_eval:validation_task",
                 "--wait",
