@@ -123,6 +123,7 @@ def test_rated_events_reward_open_candidates_and_pairs_appear(settings, worker):
     users = [f"u-pairs{n}" for n in range(3)]
     first = [interaction(u, f"h{n}", 5, n) for u in users for n in range(3)]
     asyncio.run(produce(settings, first))
+
     def all_candidates():
         found = values_of(settings, "profile-candidates", records.ProfileCandidate)
         return found if {x.user_id for x in found} >= set(users) else None
@@ -131,6 +132,7 @@ def test_rated_events_reward_open_candidates_and_pairs_appear(settings, worker):
     later = [interaction(u, f"h{n}", 5, n) for u in users for n in range(5, 8)]  # same taste: no drift
     asyncio.run(produce(settings, later))
     open_ids = {c.profile_id for c in candidates if c.user_id == users[0]}
+
     def task_rewards():
         found = [x for x in values_of(settings, "rewards", records.Reward, users[0]) if x.source == "task_eval"]
         # every open candidate rewarded on every later rated event (they arrive one by one)
@@ -156,6 +158,7 @@ def test_rated_events_reward_open_candidates_and_pairs_appear(settings, worker):
 
 def test_impressions_with_and_without_clicks_yield_rewards(settings, worker):
     now = time.time()
+
     def impression(rid: str) -> records.Impression:
         return records.Impression(request_id=rid, user_id="u-click", profile_id="p1", item_ids=["h1", "c1"], ts=now)
 

@@ -25,6 +25,7 @@ _RULES = (
 
 # json.dumps(ensure_ascii=False) leaves these raw, and they are line breaks to str.splitlines and many tokenizers.
 
+
 def describe_item(item: Item | None, item_id: str) -> str:
     """One quoted line for an item: title, then genres."""
     if item is None:
