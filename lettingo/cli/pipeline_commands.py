@@ -320,4 +320,7 @@ def register(app: typer.Typer) -> None:
     app.command("evaluate")(evaluate)
     app.command("pairs")(pairs)
     app.command("baselines")(baselines)
+    from lettingo.cli.compare_command import compare
+
+    app.command("compare")(compare)
     app.add_typer(recommender_app, name="recommender")
