@@ -38,7 +38,7 @@ class DemoError(RuntimeError):
 class DemoConfig:
     dataset: Path
     quick: bool = False
-    users: int | None = None  # a subset of users (quick mode picks 150)
+    users: int | None = None  # a subset of users (quick mode picks 60)
     rate: float = 300.0  # interactions/s: steady enough for generation and task evaluation to keep up
     min_pairs: int = 300  # the trainer's round size: one round of about one pair per training user
     # DESIGN's recipe for pairs DPO can learn from: several samples per round, each scored on many later ratings,
@@ -60,7 +60,7 @@ class DemoConfig:
         base = cls(dataset=dataset, quick=quick)
         if quick:
             base = replace(
-                base, users=150, min_pairs=24, report_users=40, gate_users=15, samples_per_user=2, settle_timeout_s=600,
+                base, users=60, rate=1000.0, min_pairs=16, gate_users=10, samples_per_user=2, settle_timeout_s=300,
                 explore_k=3, pairs_min_rewards=3, cold_start_after=10, trainer_kind="lora",
             )  # fmt: skip
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
