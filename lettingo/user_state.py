@@ -1,8 +1,10 @@
 """A user's streaming state: recent window, bounded long history, attribute and sentiment distributions, counts.
 
 Applying an interaction is idempotent by event id: a replayed event (a retried batch, a restarted worker, a
-dataset replayed twice) leaves the state as it was. Ids are remembered as short digests, up to
-``seen_events_max`` per user; that bound is the idempotence horizon.
+dataset replayed twice) leaves the state as it was. Ids are remembered as 8-byte digests, up to
+``seen_events_max`` per user; that bound is the idempotence horizon. In the stored JSON they are one base64
+string (:class:`SeenIds`, about 11 bytes an id), not a list of hex strings (19 bytes an id, one Python string each
+to parse), since the whole state is read and written for every batch of a user's events.
 
 Every applied event gets a sequence number (``seq``); a profile request names the history it must describe as
 ``"<seq>@<event id>"`` so that the profile generated for it does not depend on when the request is served.
@@ -10,16 +12,110 @@ Every applied event gets a sequence number (``seq``); a profile request names th
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
-from collections.abc import Mapping
-from typing import Self
+from collections.abc import Iterable, Mapping
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
 
 from lettingo.data import Item as CatalogItem
 from lettingo.data import LabelScheme
 from lettingo.prompts.profile import HistoryEntry
 from lettingo.records import Interaction, Item
+
+DIGEST_BYTES = 8
+
+
+class SeenIds:
+    """Digests of the applied event ids, oldest first, bounded by :meth:`add`'s ``limit``.
+
+    Kept packed (``DIGEST_BYTES`` each) and, once looked up, also as a set; in JSON one base64 string. Reads a
+    list of hex digests too (states written before this form).
+    """
+
+    __slots__ = ("_packed", "_set")
+
+    def __init__(self, digests: Iterable[bytes] = ()) -> None:
+        self._packed = bytearray(b"".join(digests))
+        self._set: set[bytes] | None = None
+
+    @classmethod
+    def from_packed(cls, packed: bytes) -> SeenIds:
+        if len(packed) % DIGEST_BYTES:
+            raise ValueError(f"seen ids: {len(packed)} bytes is not a whole number of {DIGEST_BYTES}-byte digests")
+        seen = cls()
+        seen._packed = bytearray(packed)
+        return seen
+
+    def _digests(self) -> set[bytes]:
+        if self._set is None:
+            p = self._packed
+            self._set = {bytes(p[i : i + DIGEST_BYTES]) for i in range(0, len(p), DIGEST_BYTES)}
+        return self._set
+
+    def __contains__(self, digest: bytes) -> bool:
+        return digest in self._digests()
+
+    def __len__(self) -> int:
+        return len(self._packed) // DIGEST_BYTES
+
+    def __iter__(self):
+        p = self._packed
+        return (bytes(p[i : i + DIGEST_BYTES]) for i in range(0, len(p), DIGEST_BYTES))
+
+    def add(self, digest: bytes, limit: int) -> None:
+        """Remember ``digest`` (newest), forgetting the oldest beyond ``limit``."""
+        digests = self._digests()
+        digests.add(digest)
+        self._packed += digest
+        over = len(self._packed) - limit * DIGEST_BYTES
+        if over > 0:
+            for i in range(0, over, DIGEST_BYTES):
+                digests.discard(bytes(self._packed[i : i + DIGEST_BYTES]))
+            del self._packed[:over]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SeenIds) and self._packed == other._packed
+
+    __hash__ = None  # mutable
+
+    def __repr__(self) -> str:
+        return f"SeenIds({len(self)} ids)"
+
+    def __deepcopy__(self, memo: dict) -> SeenIds:
+        return SeenIds.from_packed(bytes(self._packed))
+
+    def to_text(self) -> str:
+        return base64.b64encode(self._packed).decode("ascii")
+
+    @classmethod
+    def parse(cls, value: Any) -> SeenIds:
+        if isinstance(value, SeenIds):
+            return value
+        if isinstance(value, str):
+            try:
+                return cls.from_packed(base64.b64decode(value, validate=True))
+            except binascii.Error as e:
+                raise ValueError(f"seen ids: not base64 ({e})") from e
+        if isinstance(value, list | tuple):  # the earlier form: hex digests
+            return cls(bytes.fromhex(v) for v in value)
+        raise ValueError(f"seen ids: expected a base64 string, got {type(value).__name__}")
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            cls.parse, serialization=core_schema.plain_serializer_function_ser_schema(cls.to_text)
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "string", "contentEncoding": "base64"}
 
 
 class HistoryEvent(BaseModel):
@@ -42,7 +138,7 @@ class UserState(BaseModel):
     events: list[HistoryEvent] = Field(default_factory=list)  # oldest first, bounded
     attribute_counts: dict[str, float] = Field(default_factory=dict)
     sentiment_counts: dict[str, float] = Field(default_factory=dict)
-    seen: list[str] = Field(default_factory=list)  # digests of applied event ids, oldest first
+    seen: SeenIds = Field(default_factory=SeenIds)  # digests of applied event ids, oldest first
     last_event_id: str = ""
     last_ts: float = 0.0
     # Drift bookkeeping: the distributions when the last profile was requested.
@@ -64,6 +160,9 @@ class UserState(BaseModel):
     def history_ref(self) -> str:
         return f"{self.count}@{self.last_event_id}"
 
+    def has_applied(self, event_id: str) -> bool:
+        return event_digest(event_id) in self.seen
+
     def events_before(self, event_id: str) -> list[HistoryEvent]:
         """The kept events applied before ``event_id`` (all of them when it is not applied yet)."""
         seq = next((e.seq for e in self.events if e.event_id == event_id), None)
@@ -83,8 +182,8 @@ class UserState(BaseModel):
         self.requests += 1
 
 
-def event_digest(event_id: str) -> str:
-    return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
+def event_digest(event_id: str) -> bytes:
+    return hashlib.blake2b(event_id.encode(), digest_size=DIGEST_BYTES).digest()
 
 
 def apply_interaction(
@@ -100,14 +199,13 @@ def apply_interaction(
     digest = event_digest(event.event_id)
     if digest in state.seen:
         return False
-    state.seen.append(digest)
-    del state.seen[:-seen_max]
+    state.seen.add(digest, seen_max)
     state.count += 1
     state.counts_by_kind[event.kind.value] = state.counts_by_kind.get(event.kind.value, 0) + 1
     sentiment = labels.label(event.rating).value if event.rating is not None else None
     attributes = tuple(item.attributes) if item else ()
     state.events.append(
-        HistoryEvent(
+        HistoryEvent.model_construct(  # from a validated Interaction: nothing to check again
             seq=state.count,
             event_id=event.event_id,
             item_id=event.item_id,

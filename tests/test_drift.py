@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 from lettingo.data import LabelScheme
 from lettingo.drift import DriftConfig, decide, jensen_shannon
 from lettingo.records import Interaction, Item, RequestReason
@@ -61,3 +64,26 @@ def test_a_replayed_event_changes_the_state_once():
     before = state.model_copy(deep=True)
     assert not feed(state, "h", 5, 1)
     assert state == before and state.count == 1
+
+
+def test_seen_ids_are_stored_compactly_bounded_and_still_deduplicate_after_a_reload():
+    state = UserState(user_id="u")
+    for n in range(5):
+        feed(state, "h", 5, n)
+    stored = json.loads(state.to_bytes())
+    assert isinstance(stored["seen"], str) and len(base64.b64decode(stored["seen"])) == 5 * 8
+    reloaded = UserState.from_bytes(state.to_bytes())
+    assert reloaded == state
+    assert not feed(reloaded, "h", 5, 3) and reloaded.count == 5  # still a duplicate after the round trip
+    event = Interaction(event_id="e9", user_id="u", item_id="h", kind="rating", rating=5, ts=9.0)
+    assert apply_interaction(reloaded, event, ITEMS["h"], LabelScheme(), keep_events=80, seen_max=3)
+    assert len(reloaded.seen) == 3 and reloaded.has_applied("e9") and not reloaded.has_applied("e0")
+
+
+def test_a_state_stored_with_seen_as_a_list_of_hex_digests_still_loads():
+    state = UserState(user_id="u")
+    for n in range(3):
+        feed(state, "h", 5, n)
+    legacy = json.loads(state.to_bytes())
+    legacy["seen"] = [digest.hex() for digest in state.seen]
+    assert UserState.model_validate_json(json.dumps(legacy)) == state
