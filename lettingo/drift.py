@@ -16,9 +16,9 @@ of the same stream emits the same requests.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from math import log2
 
 from lettingo.records import RequestReason
 from lettingo.user_state import UserState
@@ -42,27 +42,33 @@ class DriftDecision:
         return self.reason is not None
 
 
-def _normalise(counts: Mapping[str, float], keys: set[str]) -> list[float]:
-    total = sum(max(counts.get(k, 0.0), 0.0) for k in keys)
-    return [max(counts.get(k, 0.0), 0.0) / total if total else 0.0 for k in sorted(keys)]
-
-
 def jensen_shannon(p_counts: Mapping[str, float], q_counts: Mapping[str, float]) -> float:
-    """JS divergence (base 2) between two count vectors; 0 when either is empty (nothing to compare)."""
-    keys = set(p_counts) | set(q_counts)
-    p, q = _normalise(p_counts, keys), _normalise(q_counts, keys)
-    if not any(p) or not any(q):
+    """JS divergence (base 2) between two count vectors; 0 when either is empty (nothing to compare).
+
+    Negative counts count as 0. Computed once per applied event, so in one pass over the keys (sorted, so the
+    sums do not depend on the order of the dictionaries)."""
+    keys = sorted(p_counts.keys() | q_counts.keys())
+    p_get, q_get = p_counts.get, q_counts.get
+    p = [max(p_get(k, 0.0), 0.0) for k in keys]
+    q = [max(q_get(k, 0.0), 0.0) for k in keys]
+    p_total, q_total = sum(p), sum(q)
+    if not p_total or not q_total:
         return 0.0
-
-    def kl(a: list[float], m: list[float]) -> float:
-        return sum(x * math.log2(x / y) for x, y in zip(a, m, strict=True) if x > 0)
-
-    m = [(x + y) / 2 for x, y in zip(p, q, strict=True)]
-    return max(0.0, min(1.0, (kl(p, m) + kl(q, m)) / 2))
+    kl_p = kl_q = 0.0
+    for x, y in zip(p, q, strict=True):
+        x, y = x / p_total, y / q_total
+        m = (x + y) / 2
+        if x > 0:
+            kl_p += x * log2(x / m)
+        if y > 0:
+            kl_q += y * log2(y / m)
+    return max(0.0, min(1.0, (kl_p + kl_q) / 2))
 
 
 def since(current: Mapping[str, float], reference: Mapping[str, float]) -> dict[str, float]:
-    return {k: v - reference.get(k, 0.0) for k, v in current.items() if v - reference.get(k, 0.0) > 0}
+    """What was added to ``current`` after ``reference`` was taken (positive differences only)."""
+    ref = reference.get
+    return {k: d for k, v in current.items() if (d := v - ref(k, 0.0)) > 0}
 
 
 def drift_score(state: UserState) -> float:
