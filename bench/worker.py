@@ -62,8 +62,12 @@ class BenchWorker:
     def data_dir(self) -> Path:
         return (self.settings.home / "worker" / f"{self.settings.app_id}-{self.port}").resolve()
 
-    def start(self, loglevel: str = "warning", timeout_s: float = 240) -> BenchWorker:
-        """Start; return once the catalogue, generators and evaluator are loaded and partitions assigned."""
+    def start(self, loglevel: str = "info", timeout_s: float = 240) -> BenchWorker:
+        """Start; return once the catalogue, generators and evaluator are loaded and partitions assigned.
+
+        The log level is ``info``, as ``lettingo worker`` runs by default: at ``warning`` or above Faust's worker
+        keeps its terminal spinner, which sets the root logger to DEBUG so every debug line of Faust and aiokafka
+        is formatted (several per message), a cost a production worker does not pay."""
         log = self.log_path.open("ab")
         self.started_at = time.time()
         self.proc = subprocess.Popen(
