@@ -87,3 +87,4 @@ def test_title_constraint_masks_titles_absent_from_the_row() -> None:
     assert allowed[0].tolist() == [True] * 5 + [True, False, True, False] + [True]
     assert allowed[1].tolist() == [True] * 5 + [False, True, False, False] + [True]
     assert allowed_token_ids([1, 5, 2, 7], titles, 10) == [0, 1, 2, 3, 4, 5, 7, 9]
+    assert PromptTitlesOnly(titles, 10, banned_ids=[3]).allowed([1, 5, 2, 7]).tolist() == [0, 1, 2, 4, 5, 7, 9]

@@ -37,6 +37,11 @@ class PromptTitlesOnly(LogitsProcessor):
         present.scatter_(1, input_ids.clamp(max=vocab - 1), True)
         return scores.masked_fill((is_title & ~present) | banned, float("-inf"))
 
+    def allowed(self, prompt_ids: Sequence[int]) -> torch.Tensor:
+        """The token ids a continuation of ``prompt_ids`` may hold, sorted: the same rule, as a list."""
+        scores = self(torch.tensor([prompt_ids]), torch.zeros((1, len(self.is_title))))
+        return torch.isfinite(scores[0]).nonzero().squeeze(1)
+
     @staticmethod
     def _fit(mask: torch.Tensor, vocab: int, device: torch.device) -> torch.Tensor:
         """The mask cut or padded to the model's head width (a head can be wider than the tokenizer)."""
