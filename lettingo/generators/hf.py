@@ -3,8 +3,10 @@
 Never downloads: models and adapters load with ``local_files_only=True``. When the tokenizer has one token per
 title (the nano model), decoding only allows the titles present in the prompt.
 
-Each prompt is sampled on its own (its ``n`` samples batched together) under a seed derived from the call's seed
-and the prompt, so results do not depend on how prompts are grouped into calls.
+Each prompt samples from its own random stream, seeded from the call's seed and the prompt (``sample_seed``). With
+the fast decoder (small Llama on CPU) all samples of a call decode together, up to ``max_batch_rows`` rows per
+batch, and a sample's text does not depend on the other prompts of its call or batch (see ``llama_decode``).
+Otherwise each prompt goes through ``generate`` on its own, its ``n`` samples batched together.
 """
 
 from __future__ import annotations
@@ -42,10 +44,14 @@ class HFGenerator(Generator):
         decoder: str = "auto",
         use_chat_template: bool | None = None,
         merge_adapter: bool = True,
+        max_batch_rows: int = 64,
     ) -> None:
         self.name = "hf"
         if decoder not in ("auto", "fast", "generate"):
             raise ValueError(f"decoder must be auto, fast or generate, not {decoder!r}")
+        if max_batch_rows < 1:
+            raise ValueError(f"max_batch_rows must be at least 1, got {max_batch_rows}")
+        self.max_batch_rows = max_batch_rows
         self.device = device or _default_device()
         self.cache_implementation = cache_implementation
         try:
@@ -86,24 +92,39 @@ class HFGenerator(Generator):
             return self.tokenizer(rendered, add_special_tokens=False)["input_ids"]
         return self.tokenizer(prompt.text)["input_ids"]
 
-    @torch.inference_mode()
-    def _sample(
-        self, prompt: ProfilePrompt, n: int, temperature: float, max_new_tokens: int, seed: int
-    ) -> list[Generation]:
-        started = time.perf_counter()
-        prompt_ids = self.encode(prompt)
-        torch.manual_seed(sample_seed(seed, prompt))
-        if self.fast:
+    def _generate(
+        self, prompts: list[ProfilePrompt], n: int, temperature: float, max_new_tokens: int, seed: int
+    ) -> list[list[Generation]]:
+        if not self.fast:
+            return [self._generate_one(p, n, temperature, max_new_tokens, seed) for p in prompts]
+        per_batch = max(1, self.max_batch_rows // n)  # a prompt's samples are never split across batches
+        out = []
+        for start in range(0, len(prompts), per_batch):
+            batch = prompts[start : start + per_batch]
+            started = time.perf_counter()
+            ids = [self.encode(p) for p in batch]
             rows = llama_decode.sample(
                 self.model,
-                prompt_ids,
+                ids,
                 n=n,
                 temperature=temperature,
                 max_new_tokens=max_new_tokens,
                 eos_id=self.tokenizer.eos_token_id,
-                logits_filter=self.title_constraint,
+                allowed=[self.title_constraint.allowed(i) for i in ids] if self.title_constraint else None,
+                generators=[torch.Generator().manual_seed(sample_seed(seed, p)) for p in batch],
             )
-            return self._generations(rows, len(prompt_ids), time.perf_counter() - started, seed)
+            latency = time.perf_counter() - started
+            out += [self._generations(r, len(i), latency, seed) for r, i in zip(rows, ids, strict=True)]
+        return out
+
+    @torch.inference_mode()
+    def _generate_one(
+        self, prompt: ProfilePrompt, n: int, temperature: float, max_new_tokens: int, seed: int
+    ) -> list[Generation]:
+        """``generate`` for one prompt, its ``n`` samples batched, under the prompt's seed."""
+        started = time.perf_counter()
+        prompt_ids = self.encode(prompt)
+        torch.manual_seed(sample_seed(seed, prompt))
         input_ids = torch.tensor([prompt_ids], device=self.device)
         sampling = (
             {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
@@ -134,11 +155,6 @@ class HFGenerator(Generator):
                 Generation(text, prompt_tokens, len(tokens), latency, self.name, self.model_version, seed, finished)
             )
         return out
-
-    def _generate(
-        self, prompts: list[ProfilePrompt], n: int, temperature: float, max_new_tokens: int, seed: int
-    ) -> list[list[Generation]]:
-        return [self._sample(p, n, temperature, max_new_tokens, seed) for p in prompts]
 
     def close(self) -> None:
         self.model = None  # type: ignore[assignment]

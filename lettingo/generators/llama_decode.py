@@ -1,23 +1,38 @@
-"""A lean sampling loop for small Llama models on CPU (the nano model).
+"""A lean batched sampling loop for small Llama models on CPU (the nano model).
 
 For a 2M-parameter model, ``generate`` spends its time in overhead, not arithmetic: the DynamicCache's
-``torch.cat`` on every step (DESIGN measured it as most of decode time), mask building and logits-processor
-plumbing. This loop encodes the prompt once with the model's own forward, copies the keys/values into
-preallocated buffers shared by the ``n`` samples, and decodes with the model's own modules (same weights, same
-rotary embedding), writing each step's keys/values in place. :func:`supports` says when it applies; otherwise
-the ``hf`` backend uses ``generate``.
+``torch.cat`` on every step, mask building and logits-processor plumbing. This loop runs the model's own weights
+(q/k/v and gate/up projections fused) by hand: it encodes each prompt on its own, writing its keys and values
+into preallocated buffers (one row per sample), then decodes every sample of every prompt together, one step for
+all rows at a time, and a row that reaches EOS leaves the batch. Only the logits of tokens some prompt allows
+are computed. :func:`supports` says when it applies; otherwise the ``hf`` backend uses ``generate``.
+
+A row's tokens do not depend, bit for bit, on which other rows share its batch, so callers may batch requests
+any way they like. Three CPU behaviours would break that; the loop is built around each:
+
+* MKL's sgemm rounds a row differently depending on how many rows the call has (measured: one row takes a gemv
+  path, two or three rows another kernel, rows in full blocks of four a third). Every matmul therefore sees the
+  rows padded with zeros to a multiple of :data:`ROW_BLOCK`, so each row always takes the full-block kernel
+  (which also gives a row the same values whatever the other columns of the product).
+* ``scaled_dot_product_attention`` blocks its key loop by the key count and splits work by batch size, so
+  attention over a padded batch differs from attention over one row alone. Each row attends on its own, over
+  exactly its own keys (no padding, no mask): the same call whatever the batch.
+* A softmax sums over its row, and the order of that sum depends on the row's width (here, the vocabulary the
+  batch's prompts allow). Sampling inverts the cumulative sum of ``exp(logit - max)`` instead: ``cumsum`` adds
+  left to right, so the zeros of the tokens a row may not produce change none of its partial sums.
+
+Each prompt is encoded alone, so its encoding cannot depend on the batch either.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 
 import torch
 from torch.nn import functional as F
-from transformers import DynamicCache, LlamaForCausalLM
-from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+from transformers import LlamaForCausalLM
 
-LogitsFilter = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+ROW_BLOCK = 8  # every matmul sees a multiple of this many rows (see above)
 
 
 def supports(model: object) -> bool:
@@ -35,78 +50,166 @@ def supports(model: object) -> bool:
     )
 
 
+def _padded(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with zero rows appended up to a multiple of :data:`ROW_BLOCK`."""
+    extra = -x.shape[0] % ROW_BLOCK
+    return torch.cat([x, x.new_zeros((extra, *x.shape[1:]))]) if extra else x
+
+
+Weights = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: fused q/k/v and gate/up projections
+
+
+class _Buffers:
+    """One layer's keys and values [rows, kv_heads, width, head_dim], and a view of each row's."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        self.keys, self.values = keys, values
+        self.row_keys, self.row_values = keys.unbind(), values.unbind()
+
+
+Cache = list[_Buffers]
+
+
 @torch.inference_mode()
 def sample(
     model: LlamaForCausalLM,
-    prompt_ids: list[int],
+    prompts: Sequence[Sequence[int]],
     *,
     n: int,
     temperature: float,
     max_new_tokens: int,
     eos_id: int,
-    logits_filter: LogitsFilter | None = None,
-    generator: torch.Generator | None = None,
-) -> list[list[int]]:
-    """``n`` continuations of one prompt (each cut after its EOS); greedy when ``temperature`` is 0."""
-    core = model.model
-    cfg = model.config
-    prompt = torch.tensor([prompt_ids], dtype=torch.long)
-    cache = DynamicCache()
-    encoded = core(input_ids=prompt, past_key_values=cache, use_cache=True)
-    length = prompt.shape[1]
-    total = length + max_new_tokens
-    keys, values = [], []
-    for layer in range(cfg.num_hidden_layers):
-        k, v = cache.layers[layer].keys, cache.layers[layer].values  # [1, kv_heads, P, head_dim]
-        kb = k.new_empty((n, k.shape[1], total, k.shape[3]))
-        vb = v.new_empty((n, v.shape[1], total, v.shape[3]))
-        kb[:, :, :length] = k
-        vb[:, :, :length] = v
-        keys.append(kb)
-        values.append(vb)
-    logits = model.lm_head(encoded.last_hidden_state[:, -1]).expand(n, -1)
-    tokens = torch.empty((n, total), dtype=torch.long)
-    tokens[:, :length] = prompt
-    # The filter is applied once, to the prompt: -inf where it forbids a token. For the title constraint this is
-    # exact, since the titles a sample can produce are those of the prompt.
-    bias = logits_filter(prompt, torch.zeros((1, logits.shape[-1]))) if logits_filter is not None else None
-    done = torch.zeros(n, dtype=torch.bool)
-    groups = cfg.num_attention_heads // cfg.num_key_value_heads
-    steps = 0
+    allowed: Sequence[torch.Tensor] | None = None,
+    generators: Sequence[torch.Generator] | None = None,
+) -> list[list[list[int]]]:
+    """``n`` continuations of each prompt (each cut after its EOS), decoded as one batch; greedy when
+    ``temperature`` is 0.
+
+    ``allowed[p]`` holds the token ids prompt ``p``'s samples may produce (all when ``None``); only the logits of
+    the batch's allowed tokens are computed. Prompt ``p`` samples from ``generators[p]`` (the default generator
+    when ``None``): ``n`` uniform draws per step, draw ``j`` for sample ``j``.
+    """
+    core, cfg = model.model, model.config
+    rows = len(prompts) * n
+    width = max(map(len, prompts)) + max_new_tokens
+    shape = (rows, cfg.num_key_value_heads, width, core.layers[0].self_attn.head_dim)
+    cache = [
+        _Buffers(model.lm_head.weight.new_empty(shape), model.lm_head.weight.new_empty(shape)) for _ in core.layers
+    ]
+    cos, sin = (t[0] for t in core.rotary_emb(model.lm_head.weight, torch.arange(width)[None]))  # [width, head_dim]
+    weights = [
+        (
+            torch.cat([layer.self_attn.q_proj.weight, layer.self_attn.k_proj.weight, layer.self_attn.v_proj.weight]),
+            torch.cat([layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight]),
+        )
+        for layer in core.layers
+    ]
+    # Per active row: the final hidden state its next token is sampled from.
+    hidden = torch.cat(
+        [_encode(model, weights, cache, cos, sin, ids, slice(p * n, (p + 1) * n)) for p, ids in enumerate(prompts)]
+    ).repeat_interleave(n, dim=0)
+    columns = torch.arange(model.lm_head.weight.shape[0]) if allowed is None else torch.cat(list(allowed)).unique()
+    head = model.lm_head.weight[columns]  # columns: sorted token ids
+    bias = torch.zeros((rows, len(columns)))  # -inf where a row may not produce the column's token
+    if allowed is not None:
+        for p, ids in enumerate(allowed):
+            bias[p * n : (p + 1) * n] = torch.where(torch.isin(columns, ids), 0.0, float("-inf"))
+    # Prompt p's stream, drawn up front: the value for step s, sample j is its (s * n + j)-th draw.
+    draws = torch.stack([torch.rand((max_new_tokens, n), generator=g) for g in generators or [None] * len(prompts)])
+    draws = draws.transpose(1, 2).reshape(rows, max_new_tokens)
+    lengths = torch.tensor([len(ids) for ids in prompts]).repeat_interleave(n)
+    active = torch.arange(rows)  # rows still going (row = prompt * n + sample)
+    out = torch.full((rows, max_new_tokens), eos_id)
+    produced = torch.zeros(rows, dtype=torch.long)  # tokens per row, its EOS included
     for step in range(max_new_tokens):
-        pos = length + step
-        scores = logits.float() if bias is None else logits.float() + bias
+        scores = F.linear(_padded(hidden), head)[: len(active)].float() + bias[active]
         if temperature > 0:
-            # Inverse-CDF sampling: one uniform draw per row (torch.multinomial draws one per vocabulary entry).
-            cdf = F.softmax(scores / temperature, dim=-1).cumsum(dim=-1)
-            draw = torch.rand((n, 1), generator=generator) * cdf[:, -1:]
-            nxt = torch.searchsorted(cdf, draw).squeeze(1).clamp(max=scores.shape[-1] - 1)
+            # Inverse-CDF sampling on the unnormalised cumulative sum (see the module notes).
+            scaled = scores / temperature
+            cdf = (scaled - scaled.max(dim=-1, keepdim=True).values).exp().cumsum(dim=-1)
+            draw = (draws[active, step] * cdf[:, -1]).clamp(min=torch.finfo(cdf.dtype).tiny)
+            picked = torch.searchsorted(cdf, draw[:, None]).squeeze(1)
         else:
-            nxt = scores.argmax(dim=-1)
-        nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
-        tokens[:, pos] = nxt
-        steps = step + 1
-        done |= nxt == eos_id
-        if bool(done.all()) or step == max_new_tokens - 1:
+            picked = scores.argmax(dim=-1)
+        tokens = columns[picked]
+        out[active, step] = tokens
+        produced[active] = step + 1
+        going = tokens != eos_id
+        if not bool(going.any()) or step == max_new_tokens - 1:
             break
-        hidden = core.embed_tokens(nxt[:, None])
-        position = torch.full((n, 1), pos, dtype=torch.long)
-        cos, sin = core.rotary_emb(hidden, position)
-        for i, layer in enumerate(core.layers):
-            attn = layer.self_attn
-            x = layer.input_layernorm(hidden)
-            shape = (n, 1, -1, attn.head_dim)
-            q = attn.q_proj(x).view(shape).transpose(1, 2)
-            k = attn.k_proj(x).view(shape).transpose(1, 2)
-            v = attn.v_proj(x).view(shape).transpose(1, 2)
-            q, k = apply_rotary_pos_emb(q, k, cos, sin)
-            keys[i][:, :, pos : pos + 1] = k
-            values[i][:, :, pos : pos + 1] = v
-            out = F.scaled_dot_product_attention(
-                q, keys[i][:, :, : pos + 1], values[i][:, :, : pos + 1], scale=attn.scaling, enable_gqa=groups > 1
-            )
-            hidden = hidden + attn.o_proj(out.transpose(1, 2).reshape(n, 1, -1))
-            hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
-        logits = model.lm_head(core.norm(hidden))[:, -1]
-    rows = tokens[:, length : length + steps].tolist()
-    return [row[: row.index(eos_id) + 1] if eos_id in row else row for row in rows]
+        active, tokens = active[going], tokens[going]
+        hidden = _step(model, weights, cache, cos, sin, active, tokens, lengths[active] + step)
+    texts = [row[:k] for row, k in zip(out.tolist(), produced.tolist(), strict=True)]
+    return [texts[p * n : (p + 1) * n] for p in range(len(prompts))]
+
+
+def _norm(x: torch.Tensor, norm: torch.nn.Module) -> torch.Tensor:
+    return F.rms_norm(x, x.shape[-1:], norm.weight, norm.variance_epsilon)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """The rotary embedding of ``x`` [tokens, heads, head_dim] at the positions of ``cos``, ``sin`` [tokens, 1, d]."""
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat([-x[..., half:], x[..., :half]], dim=-1) * sin
+
+
+def _qkv(layer: torch.nn.Module, weight: torch.Tensor, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+    """Queries, keys and values [tokens, heads, head_dim] of ``hidden`` [tokens, hidden], keys and queries rotated."""
+    attn = layer.self_attn
+    heads = attn.config.num_attention_heads
+    qkv = F.linear(_norm(hidden, layer.input_layernorm), weight).view(len(hidden), -1, attn.head_dim)
+    kv_heads = (qkv.shape[1] - heads) // 2
+    qk = _rotate(qkv[:, : heads + kv_heads], cos[:, None], sin[:, None])
+    return qk[:, :heads], qk[:, heads:], qkv[:, heads + kv_heads :]
+
+
+def _mlp(layer: torch.nn.Module, weight: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    gate, up = F.linear(_norm(hidden, layer.post_attention_layernorm), weight).chunk(2, dim=-1)
+    return hidden + layer.mlp.down_proj(F.silu(gate) * up)
+
+
+def _attend(attn: torch.nn.Module, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, causal: bool):
+    """Attention of one sequence: ``q`` [heads, queries, d] over ``keys``, ``values`` [kv_heads, keys, d]."""
+    return F.scaled_dot_product_attention(
+        q[None], keys[None], values[None], is_causal=causal, scale=attn.scaling, enable_gqa=len(q) != len(keys)
+    )[0]
+
+
+def _encode(
+    model: LlamaForCausalLM, weights: Weights, cache: Cache, cos: torch.Tensor, sin: torch.Tensor,
+    ids: Sequence[int], rows: slice,
+) -> torch.Tensor:  # fmt: skip
+    """The prompt's forward: its keys and values into ``rows`` of the cache, and the final hidden state of its
+    last token [1, hidden]. The last layer runs its attention and MLP for that token only."""
+    core = model.model
+    hidden = core.embed_tokens(torch.tensor(ids))
+    for i, (layer, (qkv_weight, mlp_weight), buffers) in enumerate(zip(core.layers, weights, cache, strict=True)):
+        q, k, v = (t.transpose(0, 1) for t in _qkv(layer, qkv_weight, hidden, cos[: len(ids)], sin[: len(ids)]))
+        buffers.keys[rows, :, : len(ids)], buffers.values[rows, :, : len(ids)] = k, v
+        if i == len(core.layers) - 1:
+            q, hidden = q[:, -1:], hidden[-1:]
+        out = _attend(layer.self_attn, q, k, v, causal=q.shape[1] > 1)
+        hidden = hidden + layer.self_attn.o_proj(out.transpose(0, 1).reshape(len(hidden), -1))
+        hidden = _mlp(layer, mlp_weight, hidden)
+    return _norm(hidden, core.norm)
+
+
+def _step(
+    model: LlamaForCausalLM, weights: Weights, cache: Cache, cos: torch.Tensor, sin: torch.Tensor,
+    rows: torch.Tensor, tokens: torch.Tensor, positions: torch.Tensor,
+) -> torch.Tensor:  # fmt: skip
+    """One decoding step for ``rows`` (their ``tokens`` at their ``positions``): their final hidden states."""
+    core = model.model
+    hidden = _padded(core.embed_tokens(tokens))  # [rows padded, hidden]
+    cos, sin = _padded(cos[positions]), _padded(sin[positions])
+    ends = (positions + 1).tolist()
+    for layer, (qkv_weight, mlp_weight), buffers in zip(core.layers, weights, cache, strict=True):
+        q, k, v = _qkv(layer, qkv_weight, hidden, cos, sin)
+        buffers.keys[rows, :, positions], buffers.values[rows, :, positions] = k[: len(rows)], v[: len(rows)]
+        out = [
+            _attend(layer.self_attn, q_row, buffers.row_keys[row][:, :end], buffers.row_values[row][:, :end], False)
+            for q_row, row, end in zip(q[:, :, None].unbind(), rows.tolist(), ends, strict=False)
+        ]
+        hidden = hidden + layer.self_attn.o_proj(_padded(torch.cat(out).view(len(rows), -1)))
+        hidden = _mlp(layer, mlp_weight, hidden)
+    return _norm(hidden, core.norm)[: len(rows)]
