@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import socket
 import time
 from dataclasses import asdict, dataclass, replace
@@ -141,6 +142,8 @@ class Demo:
             "LETTINGO_PAIRS_MIN_REWARDS": str(self.config.pairs_min_rewards),
             "LETTINGO_PAIRS_MAX_PER_ROUND": "1",
             "LETTINGO_WORKER_COLD_START_AFTER": str(self.config.cold_start_after),
+            # Worker and trainer share the cores; torch's spinning OpenMP threads slow both many times over.
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
         }
 
     async def _watch(self, children: Children, phase: str, counter: TopicCounter) -> Snapshot:
