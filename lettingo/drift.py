@@ -49,8 +49,8 @@ def jensen_shannon(p_counts: Mapping[str, float], q_counts: Mapping[str, float])
     sums do not depend on the order of the dictionaries)."""
     keys = sorted(p_counts.keys() | q_counts.keys())
     p_get, q_get = p_counts.get, q_counts.get
-    p = [max(p_get(k, 0.0), 0.0) for k in keys]
-    q = [max(q_get(k, 0.0), 0.0) for k in keys]
+    p = [v if (v := p_get(k, 0.0)) > 0 else 0.0 for k in keys]
+    q = [v if (v := q_get(k, 0.0)) > 0 else 0.0 for k in keys]
     p_total, q_total = sum(p), sum(q)
     if not p_total or not q_total:
         return 0.0

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
@@ -33,15 +33,18 @@ DIGEST_BYTES = 8
 class SeenIds:
     """Digests of the applied event ids, oldest first, bounded by :meth:`add`'s ``limit``.
 
-    Kept packed (``DIGEST_BYTES`` each) and, once looked up, also as a set; in JSON one base64 string. Reads a
-    list of hex digests too (states written before this form).
+    Kept packed (``DIGEST_BYTES`` each); in JSON one base64 string. The first few lookups after a load scan the
+    packed bytes (a user's state is loaded once per batch, which may hold one or two of their events); from
+    ``SCANS`` on, a set is built. Reads a list of hex digests too (states written before this form).
     """
 
-    __slots__ = ("_packed", "_set")
+    __slots__ = ("_packed", "_scans", "_set")
+    SCANS = 8
 
     def __init__(self, digests: Iterable[bytes] = ()) -> None:
         self._packed = bytearray(b"".join(digests))
         self._set: set[bytes] | None = None
+        self._scans = 0
 
     @classmethod
     def from_packed(cls, packed: bytes) -> SeenIds:
@@ -51,31 +54,35 @@ class SeenIds:
         seen._packed = bytearray(packed)
         return seen
 
-    def _digests(self) -> set[bytes]:
-        if self._set is None:
-            p = self._packed
-            self._set = {bytes(p[i : i + DIGEST_BYTES]) for i in range(0, len(p), DIGEST_BYTES)}
-        return self._set
-
     def __contains__(self, digest: bytes) -> bool:
-        return digest in self._digests()
+        if self._set is not None:
+            return digest in self._set
+        self._scans += 1
+        if self._scans > self.SCANS:
+            self._set = set(self)
+            return digest in self._set
+        packed, at = self._packed, self._packed.find(digest)
+        while at >= 0 and at % DIGEST_BYTES:  # a match across two digests is no match
+            at = packed.find(digest, at + 1)
+        return at >= 0
 
     def __len__(self) -> int:
         return len(self._packed) // DIGEST_BYTES
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         p = self._packed
         return (bytes(p[i : i + DIGEST_BYTES]) for i in range(0, len(p), DIGEST_BYTES))
 
     def add(self, digest: bytes, limit: int) -> None:
         """Remember ``digest`` (newest), forgetting the oldest beyond ``limit``."""
-        digests = self._digests()
-        digests.add(digest)
         self._packed += digest
+        if self._set is not None:
+            self._set.add(digest)
         over = len(self._packed) - limit * DIGEST_BYTES
         if over > 0:
-            for i in range(0, over, DIGEST_BYTES):
-                digests.discard(bytes(self._packed[i : i + DIGEST_BYTES]))
+            if self._set is not None:
+                for i in range(0, over, DIGEST_BYTES):
+                    self._set.discard(bytes(self._packed[i : i + DIGEST_BYTES]))
             del self._packed[:over]
 
     def __eq__(self, other: object) -> bool:

@@ -8,7 +8,7 @@ import json
 from lettingo.data import LabelScheme
 from lettingo.drift import DriftConfig, decide, jensen_shannon
 from lettingo.records import Interaction, Item, RequestReason
-from lettingo.user_state import UserState, apply_interaction
+from lettingo.user_state import SeenIds, UserState, apply_interaction
 
 ITEMS = {
     "h": Item(item_id="h", title="H", attributes=["Horror"]),
@@ -87,3 +87,15 @@ def test_a_state_stored_with_seen_as_a_list_of_hex_digests_still_loads():
     legacy = json.loads(state.to_bytes())
     legacy["seen"] = [digest.hex() for digest in state.seen]
     assert UserState.model_validate_json(json.dumps(legacy)) == state
+
+
+def test_seen_ids_match_whole_digests_only_whether_scanned_or_looked_up_in_a_set():
+    a, b = bytes(range(8)), bytes(range(8, 16))
+    seen = SeenIds([a, b])
+    straddling = a[4:] + b[:4]
+    assert a in seen and b in seen and straddling not in seen  # the first lookups scan the packed bytes
+    for _ in range(SeenIds.SCANS):
+        seen.__contains__(a)
+    assert a in seen and b in seen and straddling not in seen  # by now from a set
+    seen.add(bytes(range(16, 24)), limit=2)
+    assert a not in seen and b in seen and len(seen) == 2
