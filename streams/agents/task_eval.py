@@ -77,12 +77,14 @@ async def task_eval(stream):
         if not cases:
             continue
         batches = await loop.run_in_executor(RUNTIME.eval_executor, RUNTIME.evaluator.evaluate, cases, RUNTIME.catalog)
+        sent = []  # acknowledged together: one round trip per batch, not per reward
         for case, rewards in zip(cases, batches, strict=True):
             headers = {EVENT_ID_HEADER: case.event_id.encode()}
             for reward in rewards:
                 key = tables.key(reward.user_id)
-                await (await faust_topics.rewards.send(key=key, value=reward.to_bytes(), headers=headers))
+                sent.append(await faust_topics.rewards.send(key=key, value=reward.to_bytes(), headers=headers))
                 metrics.REWARDS.labels(source=reward.source.value, correct=str(reward.correct).lower()).inc()
             log.info("task evaluation user_id=%s event=%s target=%s candidates=%d mean_reward=%.3f",
                      case.user_id, case.event_id, case.target.item_id, len(rewards),
                      sum(r.value for r in rewards) / max(len(rewards), 1))  # fmt: skip
+        await asyncio.gather(*sent)
