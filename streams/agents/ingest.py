@@ -76,12 +76,15 @@ class BatchSender:
         self._producer = app.producer._ensure_producer()  # Faust's aiokafka producer (started with the app)
         self._batches: dict[tuple[str, int], object] = {}
         self._sent: list[asyncio.Future] = []
+        self._partitions: dict[tuple[str, bytes], int] = {}  # the partitioner hashes in Python: once a key
 
     async def add(self, topic: str, key: bytes, value: bytes) -> None:
         if topic not in _KNOWN_TOPICS:
             await self._producer.partitions_for(topic)  # the partitioner needs the topic's metadata
             _KNOWN_TOPICS.add(topic)
-        partition = app.producer.key_partition(topic, key).partition
+        partition = self._partitions.get((topic, key))
+        if partition is None:
+            partition = self._partitions[(topic, key)] = app.producer.key_partition(topic, key).partition
         batch = self._batches.get((topic, partition))
         if batch is None:
             batch = self._batches[(topic, partition)] = self._producer.create_batch()
