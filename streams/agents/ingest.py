@@ -79,12 +79,12 @@ class BatchSender:
         self._partitions: dict[tuple[str, bytes], int] = {}  # the partitioner hashes in Python: once a key
 
     async def add(self, topic: str, key: bytes, value: bytes) -> None:
-        if topic not in _KNOWN_TOPICS:
-            await self._producer.partitions_for(topic)  # the partitioner needs the topic's metadata
-            _KNOWN_TOPICS.add(topic)
         partition = self._partitions.get((topic, key))
         if partition is None:
-            partition = self._partitions[(topic, key)] = app.producer.key_partition(topic, key).partition
+            # The producer's own partitioner over the topic's partitions (waits for its metadata if the client
+            # has none yet: right after start-up, or after a refresh that dropped the topic).
+            partitions = sorted(await self._producer.partitions_for(topic))
+            partition = self._partitions[(topic, key)] = self._producer._partitioner(key, partitions, partitions)
         batch = self._batches.get((topic, partition))
         if batch is None:
             batch = self._batches[(topic, partition)] = self._producer.create_batch()
@@ -104,9 +104,6 @@ class BatchSender:
             await self._submit(topic, partition)
         sent, self._sent = self._sent, []
         await asyncio.gather(*sent)
-
-
-_KNOWN_TOPICS: set[str] = set()
 
 
 @dataclass
