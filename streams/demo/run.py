@@ -40,6 +40,9 @@ class DemoConfig:
     dataset: Path
     quick: bool = False
     users: int | None = None  # a subset of users (quick mode picks 60)
+    # Each user's latest ratings only (quick mode: 120). Task evaluation scores every open candidate on every later
+    # rating, so a few heavy raters would otherwise set the stream's length.
+    max_ratings_per_user: int | None = None
     rate: float = 300.0  # interactions/s: steady enough for generation and task evaluation to keep up
     min_pairs: int = 300  # the trainer's round size: one round of about one pair per training user
     # DESIGN's recipe for pairs DPO can learn from: several samples per round, each scored on many later ratings,
@@ -61,8 +64,9 @@ class DemoConfig:
         base = cls(dataset=dataset, quick=quick)
         if quick:
             base = replace(
-                base, users=60, rate=1000.0, min_pairs=16, gate_users=10, samples_per_user=2, settle_timeout_s=300,
-                explore_k=3, pairs_min_rewards=3, cold_start_after=10, trainer_kind="lora",
+                base, users=60, max_ratings_per_user=120, rate=1000.0, min_pairs=16, gate_users=10,
+                samples_per_user=2, settle_timeout_s=300, explore_k=3, pairs_min_rewards=3,
+                cold_start_after=10, trainer_kind="lora",
             )  # fmt: skip
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -82,18 +86,25 @@ def held_out(dataset: Dataset, split: DatasetSplit) -> set[tuple[str, str, int]]
     return out
 
 
-def subset(dataset: Dataset, split: DatasetSplit, users: int | None) -> tuple[Dataset, DatasetSplit]:
-    """Keep about ``users`` users, in the split's proportions, so the groups stay the same users."""
-    if users is None:
+def subset(
+    dataset: Dataset, split: DatasetSplit, users: int | None, max_ratings: int | None = None
+) -> tuple[Dataset, DatasetSplit]:
+    """Keep about ``users`` users, in the split's proportions, so the groups stay the same users; with
+    ``max_ratings``, only each user's latest ratings (the held-out ones are the latest, so they stay)."""
+    if users is None and max_ratings is None:
         return dataset, split
-    total = len(split.train) + len(split.validation) + len(split.test)
-    keep = {
-        g: getattr(split, g)[: max(1, round(users * len(getattr(split, g)) / total))]
-        for g in ("train", "validation", "test")
-    }
+    groups = ("train", "validation", "test")
+    keep = {g: list(getattr(split, g)) for g in groups}
+    if users is not None:
+        total = sum(len(members) for members in keep.values())
+        keep = {g: members[: max(1, round(users * len(members) / total))] for g, members in keep.items()}
     chosen = {u for group in keep.values() for u in group}
+    latest = slice(-max_ratings, None) if max_ratings else slice(None)
     small = Dataset(
-        dataset.name, dataset.items, {u: list(rs) for u, rs in dataset.ratings_by_user.items() if u in chosen}
+        dataset.name,
+        dataset.items,
+        {u: list(rs[latest]) for u, rs in dataset.ratings_by_user.items() if u in chosen},
+        dataset.rating_scale,
     )
     return small, DatasetSplit(keep["train"], keep["validation"], keep["test"], split.cfg)
 
@@ -195,7 +206,7 @@ class Demo:
         self.say(broker.start(self.settings))
         asyncio.run(create_topics(self.settings))
         full = load_dataset(cfg.dataset)
-        dataset, split = subset(full, split_dataset(full), cfg.users)
+        dataset, split = subset(full, split_dataset(full), cfg.users, cfg.max_ratings_per_user)
         self.say(
             f"{dataset.name}: {len(dataset.ratings_by_user)} users ({len(split.train)} train / "
             f"{len(split.validation)} validation / {len(split.test)} test), {dataset.n_ratings} ratings"
