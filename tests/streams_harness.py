@@ -45,6 +45,9 @@ class WorkerProcess:
             "LETTINGO_DATASET": str(DATASET),
             # The persistent embedding cache, not one under each test's home: no worker re-embeds the catalogue.
             "LETTINGO_CACHE_DIR": str(REPO / ".lettingo" / "cache"),
+            # The worker shares 2 cores with the broker and the test process: torch's spinning OpenMP threads
+            # would make each of them several times slower.
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
             **{f"LETTINGO_{k.upper()}": str(v) for k, v in overrides.items()},
         }
         self.proc: subprocess.Popen | None = None
