@@ -10,7 +10,15 @@ from typing import Annotated
 import typer
 
 from lettingo.cli.errors import UserError
-from lettingo.cli.pipeline_commands import DatasetOption, ReaderOption, _load_data, _reader, read_jsonl
+from lettingo.cli.pipeline_commands import (
+    DatasetOption,
+    GroupOption,
+    ReaderOption,
+    _load_data,
+    _reader,
+    read_jsonl,
+)
+from lettingo.data.split import UserGroup
 
 
 def _named(option: str, value: str) -> tuple[str, str]:
@@ -29,7 +37,7 @@ def compare(
     ] = None,
     dataset_path: DatasetOption = None,
     reader_path: ReaderOption = None,
-    group: Annotated[str, typer.Option(help="User group: train, validation or test.")] = "test",
+    group: GroupOption = UserGroup.TEST,
     targets_per_user: Annotated[int, typer.Option(min=1, help="Final ratings used as targets.")] = 2,
     draws: Annotated[int, typer.Option(min=1, help="Negative draws per ranking target.")] = 10,
     resamples: Annotated[int, typer.Option(min=100, help="Bootstrap resamples (users are resampled).")] = 1000,
@@ -40,8 +48,6 @@ def compare(
     from lettingo.report import compare as run_compare
     from lettingo.report import markdown_table
 
-    if group not in ("train", "validation", "test"):
-        raise UserError(f"--group must be train, validation or test, not {group!r}")
     generated = {}
     for value in candidates:
         name, path = _named("--candidates", value)

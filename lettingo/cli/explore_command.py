@@ -15,6 +15,8 @@ from typing import Annotated
 import typer
 
 from lettingo.cli.errors import UserError
+from lettingo.cli.pipeline_commands import GroupOption
+from lettingo.data.split import UserGroup
 from lettingo.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -59,7 +61,7 @@ def explore(
     dataset: Annotated[
         Path | None, typer.Argument(help="Dataset folder or .jsonl [default: LETTINGO_DATASET].")
     ] = None,
-    group: Annotated[str, typer.Option(help="User group: train, validation or test.")] = "train",
+    group: GroupOption = UserGroup.TRAIN,
     n: Annotated[int, typer.Option(min=1, help="Samples per generator when the spec has no 'N*' prefix.")] = 4,
     temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature for model backends.")] = 1.0,
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 96,
@@ -81,8 +83,6 @@ def explore(
     from lettingo.explore import explore as explore_cases
     from lettingo.generators import GeneratorError, GeneratorSpecError, make_generator, parse_spec
 
-    if group not in ("train", "validation", "test"):
-        raise UserError(f"--group must be train, validation or test, not {group!r}")
     specs = [parse_source(g, n) for g in generator]
     try:
         for spec, _ in specs:

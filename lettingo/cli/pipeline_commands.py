@@ -17,6 +17,7 @@ import typer
 from tqdm import tqdm
 
 from lettingo.cli.errors import UserError
+from lettingo.data.split import UserGroup
 from lettingo.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ DatasetOption = Annotated[Path | None, typer.Option("--dataset", help="Dataset f
 ReaderOption = Annotated[
     Path | None, typer.Option("--reader", help="A frozen reader folder (default: build or reuse the cached one).")
 ]
+GroupOption = Annotated[UserGroup, typer.Option(help="User group.")]
 
 
 # --- JSONL with resume ----------------------------------------------------------------------------------------
@@ -236,7 +238,7 @@ def baselines(
     dataset_path: Annotated[Path, typer.Argument(help="Dataset folder.")],
     candidates: Annotated[Path | None, typer.Option(help="Explore JSONL: adds the 'generator' baseline.")] = None,
     reader_path: ReaderOption = None,
-    group: Annotated[str, typer.Option(help="User group: train, validation or test.")] = "test",
+    group: GroupOption = UserGroup.TEST,
     max_users: Annotated[int | None, typer.Option(min=1, help="Only the first N users of the group.")] = None,
     tasks: Annotated[str, typer.Option(help="Comma-separated tasks.")] = "ranking,sentiment",
     targets_per_user: Annotated[int, typer.Option(min=1)] = 3,
@@ -251,8 +253,6 @@ def baselines(
     from lettingo.recommenders import Task
 
     dataset, split = _load_data(dataset_path)
-    if group not in ("train", "validation", "test"):
-        raise UserError(f"--group must be train, validation or test, not {group!r}")
     users = list(getattr(split, group))[:max_users]
     by_user = None
     if candidates is not None:

@@ -2,7 +2,7 @@
 
 from lettingo.data.labels import LabelScheme, Sentiment
 from lettingo.data.loaders import DatasetFormatError, load_dataset
-from lettingo.data.split import DatasetSplit, SplitConfig, UserSplit, split_dataset
+from lettingo.data.split import DatasetSplit, SplitConfig, UserGroup, UserSplit, split_dataset
 from lettingo.data.types import Dataset, Item, Rating
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "Rating",
     "Sentiment",
     "SplitConfig",
+    "UserGroup",
     "UserSplit",
     "load_dataset",
     "split_dataset",

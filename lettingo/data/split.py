@@ -12,8 +12,17 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from enum import StrEnum
 
 from lettingo.data.types import Dataset, Rating
+
+
+class UserGroup(StrEnum):
+    """The split's user groups; a member names the :class:`DatasetSplit` attribute that lists them."""
+
+    TRAIN = "train"
+    VALIDATION = "validation"
+    TEST = "test"
 
 
 @dataclass(frozen=True, slots=True)
