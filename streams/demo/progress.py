@@ -34,15 +34,18 @@ def worker_health(port: int) -> dict[str, object] | None:
     return json.loads(body) if body else None
 
 
-def worker_events(port: int) -> float | None:
-    """Input events the worker has processed (sum of ``lettingo_events_total``)."""
+def worker_events(port: int, topic: str = "interactions") -> float | None:
+    """Events of one input topic the worker has processed (``lettingo_events_total``; the items topic's catalogue
+    load would otherwise count as thousands of interactions)."""
     body = _get(f"http://127.0.0.1:{port}/metrics")
     if body is None:
         return None
     total = 0.0
     for family in text_string_to_metric_families(body.decode()):
         if family.name == "lettingo_events":
-            total += sum(s.value for s in family.samples if s.name == "lettingo_events_total")
+            total += sum(
+                s.value for s in family.samples if s.name == "lettingo_events_total" and s.labels["topic"] == topic
+            )
     return total
 
 
@@ -84,7 +87,7 @@ class Progress:
         table = Table(title=f"lettingo demo: {last.phase}", show_header=True, header_style="bold")
         table.add_column("what")
         table.add_column("value", justify="right")
-        table.add_row("events processed by the worker", f"{last.processed:,.0f}")
+        table.add_row("interactions processed by the worker", f"{last.processed:,.0f}")
         table.add_row("events/s (5 s)", f"{self.rate():,.0f}")
         for name in WATCHED:
             table.add_row(f"records on {name}", f"{last.counts.get(name, 0):,}")

@@ -100,7 +100,7 @@ def _plot_stream(demo: Demo, rewards: list[Reward], path: Path) -> None:
     history = demo.progress.history
     if len(history) > 1:
         t0 = history[0].at
-        ax1.plot([s.at - t0 for s in history], [s.processed for s in history], label="events processed")
+        ax1.plot([s.at - t0 for s in history], [s.processed for s in history], label="interactions processed")
         for name in ("profiles", "rewards", "preference-pairs"):
             ax1.plot([s.at - t0 for s in history], [s.counts.get(name, 0) for s in history], label=name)
         ax1.set_xlabel("seconds")
@@ -183,8 +183,9 @@ def write_report(demo: Demo, dataset: Dataset, split: DatasetSplit, reader, nano
         markdown_table(comparison),
         "## The stream",
         "",
-        f"- events processed: {last.processed if last else 0:,.0f} in {elapsed:.0f} s "
-        f"({(last.processed / elapsed) if last and elapsed else 0:,.0f} events/s)",
+        f"- interactions processed: {last.processed if last else 0:,.0f} "
+        f"of {last.counts.get('interactions', 0) if last else 0:,} replayed, in {elapsed:.0f} s "
+        f"({(last.processed / elapsed) if last and elapsed else 0:,.0f} interactions/s)",
         f"- profiles written: {len(profiles)} ({', '.join(f'{k}: {v}' for k, v in sorted(reasons.items()))})",
         f"- rewards: {len(rewards)}; preference pairs: {last.counts.get('preference-pairs', 0) if last else 0}; "
         f"dead letters: {last.counts.get('dead-letters', 0) if last else 0}",

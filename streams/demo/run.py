@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from aiokafka.errors import KafkaError
 from rich.console import Console
 from rich.live import Live
 
@@ -158,7 +159,11 @@ class Demo:
         }
 
     async def _watch(self, children: Children, phase: str, counter: TopicCounter) -> Snapshot:
-        counts = await counter.counts(WATCHED)
+        try:
+            counts = await counter.counts(WATCHED)
+        except KafkaError as e:  # a broker too busy to answer in time: show the last counts, poll again next time
+            log.warning("topic counts unavailable (%s); showing the last ones", e)
+            counts = self.progress.history[-1].counts if self.progress.history else {}
         health = worker_health(self.web_port) or {}
         snapshot = Snapshot(
             time.time(), counts, worker_events(self.web_port) or 0.0, health.get("model_version"), phase
