@@ -79,10 +79,14 @@ def _free_port() -> int:
 
 
 def held_out(dataset: Dataset, split: DatasetSplit) -> set[tuple[str, str, int]]:
-    """(user, item, ts) of every test user's validation and target rating."""
+    """(user, item, ts) of the ratings no reward or pair may see: every test user's validation and target rating
+    (the report's targets), and every validation user's latest ratings, which the trainer's gate scores."""
+    from trainer.task_eval import TARGETS_PER_USER
+
+    latest = {**{u: 2 for u in split.test}, **{u: 1 + TARGETS_PER_USER for u in split.validation}}
     out = set()
-    for user in split.test:
-        for rating in dataset.ratings_by_user[user][-2:]:
+    for user, count in latest.items():
+        for rating in dataset.ratings_by_user.get(user, [])[-count:]:
             out.add((rating.user_id, rating.item_id, rating.ts))
     return out
 
