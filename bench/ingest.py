@@ -26,6 +26,7 @@ from bench import kafka_util
 from bench.common import DATASET, Options, median, print_table, write_result
 from bench.profiling import profile_worker
 from bench.worker import BenchWorker, remove_home
+from streams.kafka.topics import delete_run_topics
 
 GOAL = 0.5
 WORKER_SETTINGS = {"worker_policy": "writer:combined", "explore_rate": 0}
@@ -148,7 +149,7 @@ def run_worker(settings, messages: Messages, timeout_s: float) -> dict:
 
 
 def cleanup(settings) -> None:
-    asyncio.run(kafka_util.delete_run_topics(settings))
+    asyncio.run(delete_run_topics(settings))
     remove_home(settings)
 
 

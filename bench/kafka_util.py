@@ -109,16 +109,3 @@ async def end_offsets(settings: Settings, full_topic: str) -> int:
         return sum(ends[tp] - begins[tp] for tp in tps)
     finally:
         await consumer.stop()
-
-
-async def delete_run_topics(settings: Settings) -> list[str]:
-    """Delete every topic of this run (its prefix and its app id's changelogs): the broker drops their data."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
-    await admin.start()
-    try:
-        names = [t for t in await admin.list_topics() if t.startswith((settings.topic_prefix, settings.app_id))]
-        if names:
-            await admin.delete_topics(names)
-        return names
-    finally:
-        await admin.close()

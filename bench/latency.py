@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from bench import kafka_util
 from bench.common import DATASET, HOME, Options, median, percentile, print_table, write_result
 from bench.worker import BenchWorker, remove_home
+from streams.kafka.topics import delete_run_topics
 
 
 def schedule(users: int, per_user: int, run: str) -> list:
@@ -111,7 +112,7 @@ def run(opts: Options) -> dict:
         seen, achieved = asyncio.run(drive(settings, events, rate, drain_s=15.0))
     finally:
         worker.stop()
-        asyncio.run(kafka_util.delete_run_topics(settings))
+        asyncio.run(delete_run_topics(settings))
         remove_home(settings)
     lat = [s["record_ts"] - s["event_ts"] for s in seen]
     recv = [s["received"] - s["event_ts"] for s in seen]

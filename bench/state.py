@@ -18,6 +18,7 @@ import time
 from bench import kafka_util
 from bench.common import DATASET, Options, print_table, write_result
 from bench.worker import BenchWorker, du, remove_home
+from streams.kafka.topics import delete_run_topics
 
 OVERRIDES = {"worker_policy": "writer:combined", "explore_rate": 0}
 LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]")
@@ -109,7 +110,7 @@ def run(opts: Options) -> dict:
         finally:
             second.stop()
     finally:
-        asyncio.run(kafka_util.delete_run_topics(settings))
+        asyncio.run(delete_run_topics(settings))
         remove_home(settings)
     f = figures
     rows = [

@@ -3,11 +3,14 @@ local KRaft broker, started here once per session (and stopped again if this ses
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiokafka.errors import KafkaError
 
 from lettingo.settings import Settings
 
@@ -36,14 +39,28 @@ def kafka_bootstrap() -> Iterator[str]:
 
 
 @pytest.fixture
-def kafka_settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
-    """Settings on the real broker with topic names unique to this test, so tests never see each other's data."""
-    return Settings(
+def kafka_settings(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Settings]:
+    """Settings on the real broker with topic names unique to this test, so tests never see each other's data.
+    The test's topics (and its worker's changelogs) are deleted afterwards: a local broker that keeps every
+    test's topics answers metadata requests more slowly with each session."""
+    settings = Settings(
         home=tmp_path / "home",
         kafka_bootstrap=kafka_bootstrap,
         topic_prefix=f"t{uuid.uuid4().hex[:10]}-",
         app_id=f"test-{uuid.uuid4().hex[:10]}",
     )
+    yield settings
+    delete_test_topics(settings)
+
+
+def delete_test_topics(settings: Settings) -> None:
+    """Best effort: a test's outcome stands whether or not its topics could be deleted."""
+    from streams.kafka.topics import delete_run_topics
+
+    try:
+        asyncio.run(asyncio.wait_for(delete_run_topics(settings), 30))
+    except (KafkaError, TimeoutError) as e:
+        warnings.warn(f"could not delete the test's topics ({settings.topic_prefix}*): {e!r}", stacklevel=1)
 
 
 @pytest.fixture(scope="session")

@@ -57,7 +57,7 @@ async def create_topics(settings: Settings) -> list[tuple[str, str]]:
     admin = AIOKafkaAdminClient(**settings.kafka_client_config())
     await admin.start()
     try:
-        existing = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(None)}
+        existing = await _partition_counts(admin, [settings.topic(spec.name) for spec in TOPICS])
         report: list[tuple[str, str]] = []
         missing = []
         for spec in TOPICS:
@@ -83,11 +83,36 @@ async def create_topics(settings: Settings) -> list[tuple[str, str]]:
         await admin.close()
 
 
+async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
+    """Partitions of each named topic that exists. Only names known to exist are described, so a broker that
+    auto-creates topics never creates one here; describing every topic would cost the broker time in proportion
+    to all the topics it holds."""
+    present = set(await admin.list_topics()) & set(names)
+    return await _described(admin, sorted(present)) if present else {}
+
+
+async def _described(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
+    return {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(names) if t["error_code"] == 0}
+
+
 async def _wait_until_visible(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 30.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while names and loop.time() < deadline:
-        described = {t["topic"]: t for t in await admin.describe_topics(None)}
-        if all(n in described and described[n]["partitions"] for n in names):
+        counts = await _described(admin, names)  # just created, so describing them creates nothing
+        if all(counts.get(n) for n in names):
             return
         await asyncio.sleep(0.2)
+
+
+async def delete_run_topics(settings: Settings) -> list[str]:
+    """Delete every topic of one run (its topic prefix, and its app id's changelogs): a test's or a benchmark's."""
+    admin = AIOKafkaAdminClient(**settings.kafka_client_config())
+    await admin.start()
+    try:
+        doomed = sorted(t for t in await admin.list_topics() if t.startswith((settings.topic_prefix, settings.app_id)))
+        if doomed:
+            await admin.delete_topics(doomed)
+        return doomed
+    finally:
+        await admin.close()
