@@ -15,6 +15,22 @@ is the event's, so it is restored with that state). The :class:`AppliedOffsets` 
   agent was idle since the last check (every event Faust fetched was skipped, none reached the agent), seeks
   back the same way.
 
+A seek alone does not bring the event back for sure. Faust's consumer drops every fetched record below the last
+offset it handed to the streams (its read offset); a seek sets that read offset to the seek's offset, but records
+fetched *before* the seek that Faust hands out *after* it move the read offset forward again, and the re-fetched
+records from the seek's offset on are then dropped without reaching the agent. This is what happens when an
+agent raises and Faust's supervisor restarts it inside the running worker: ``take_events`` acks the failed
+batch, the stream goes on after it, the guard seeks back while the rest of the fetched backlog is still being
+handed out, and the partition stalled for good (every later event taken for one "fetched before the seek").
+So while a partition is sought back, the guard seeks again
+
+- when an event past the sought offset reaches the agent in a later batch than the one that asked for the seek
+  (it was handed out after the seek was asked for, so it may have moved Faust's read offset past the sought
+  offset), and
+- from the timer, when the agent has been idle for a whole check since the last seek and the event has not come.
+
+A seek again at most re-reads events: those below the next offset to apply are passed over.
+
 A batched agent (``take_events``) admits each event of a batch in order, wraps the batch's work in
 :meth:`AppliedOffsets.working`, so a slow batch (a generation) is never taken for skipped events, and records
 the batch with :meth:`AppliedOffsets.applied_batch` after its effects.
@@ -43,7 +59,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class _Seek:
     offset: int
-    since: float
+    since: float  # the first seek to this offset: give up after give_up_s
+    round: int  # the agent's round (see working()) of the latest seek
+    at: float  # the time of the latest seek
     dropped: int = 0
 
 
@@ -59,6 +77,8 @@ class AppliedOffsets:
         self._busy = 0
         self._activity = 0  # admits, applies and batches: an idle agent leaves it unchanged
         self._activity_seen = -1
+        self._round = 0  # working() blocks entered: the events of a later round were handed out later
+        self._watched_at = float("-inf")  # the previous watch() check
 
     @staticmethod
     def _key(tp: TP) -> bytes:
@@ -92,10 +112,9 @@ class AppliedOffsets:
             return offset == expected  # below: applied before (Faust re-delivers from its older commit)
         seek = self._seeking.get(tp)
         # offset > expected: the consumer skipped events that were never applied.
-        if seek is None:
+        if seek is None or seek.offset != expected:
             log.warning("gap in %s: next to apply is offset %d, got %d; seeking back", tp, expected, offset)
-            self._seeking[tp] = _Seek(expected, time.monotonic())
-            await self.app.consumer.seek(tp, expected)
+            await self._seek(tp, expected)
             return False
         if time.monotonic() - seek.since > self.give_up_s:
             log.error("offset %d of %s never came back after a seek (%d events dropped); going on from %d",
@@ -104,18 +123,40 @@ class AppliedOffsets:
             self._admitted[tp] = offset
             return True
         seek.dropped += 1  # fetched before the seek; it comes round again
+        if seek.round != self._round:
+            # Handed out after the seek was asked for: it may have moved Faust's read offset past the sought
+            # offset, so that the re-fetched events are dropped (see the module's doc). Seek again.
+            log.info("%s: offset %d handed out after a seek back to %d; seeking again", tp, offset, expected)
+            await self._seek(tp, expected)
         return False
+
+    async def _seek(self, tp: TP, offset: int) -> None:
+        """Seek ``tp`` back to ``offset`` (again, if it is being sought back to it already)."""
+        now = time.monotonic()
+        seek = self._seeking.get(tp)
+        if seek is None or seek.offset != offset:
+            seek = self._seeking[tp] = _Seek(offset, since=now, round=self._round, at=now)
+        seek.round, seek.at = self._round, now
+        await self.app.consumer.seek(tp, offset)
 
     async def watch(self, topic: str) -> None:
         """Run from a timer: a partition of ``topic`` whose consumer has read past the next offset to apply while
         nothing was applied since the last check had its events skipped before the agent saw them (Faust drops
-        the messages of an older generation, acking them): seek it back to the next offset to apply."""
+        the messages of an older generation, acking them): seek it back to the next offset to apply. A partition
+        sought back whose event has not come while the agent sat idle for a whole check is sought again."""
         consumer = self.app.consumer
+        watched_at, self._watched_at = self._watched_at, time.monotonic()
         if self._busy or self._activity != self._activity_seen:
             self._activity_seen = self._activity
             return  # the agent is working, or was since the last check: what it has read may still come
         for tp in consumer.assignment():
-            if tp.topic != topic or tp in self._seeking:
+            if tp.topic != topic:
+                continue
+            seek = self._seeking.get(tp)
+            if seek is not None:
+                if seek.at < watched_at:  # idle for a whole check since the latest seek, and the event not come
+                    log.warning("%s: offset %d has not come since a seek back to it; seeking again", tp, seek.offset)
+                    await self._seek(tp, seek.offset)
                 continue
             read = consumer._read_offset.get(tp)  # the last offset Faust handed to the streams, None: none yet
             stored = self.stored(tp)
@@ -129,8 +170,7 @@ class AppliedOffsets:
             if behind:
                 log.warning("%s: read up to offset %s, applied only before %d (end %s); seeking back",
                             tp, read, expected, highwater)  # fmt: skip
-                self._seeking[tp] = _Seek(expected, time.monotonic())
-                await consumer.seek(tp, expected)
+                await self._seek(tp, expected)
 
     def applied(self, event: faust.EventT) -> None:
         """Record ``event``'s offset as applied (inside the agent step, after its effects)."""
@@ -155,6 +195,7 @@ class AppliedOffsets:
         A batch that fails forgets what it admitted, so its events are admitted again when they come round."""
         self._busy += 1
         self._activity += 1
+        self._round += 1
         try:
             yield
         except BaseException:
