@@ -35,7 +35,7 @@ from lettingo.drift import decide
 from lettingo.records import Interaction, ProfileRequest
 from lettingo.stream_eval import EvalTrigger
 from lettingo.user_state import HistoryEvent, UserState, apply_interaction
-from streams import faust_topics, metrics, tables
+from streams import faults, faust_topics, metrics, tables
 from streams.agents import RUNTIME
 from streams.app import app
 from streams.applied import AppliedOffsets
@@ -60,6 +60,7 @@ async def ingest(stream):
             # Applied before, or Faust skipped events before it: see streams.applied.
             admitted = [event for event in events if await APPLIED.admit(event)]
             await apply_batch(admitted)
+            faults.crash_point("ingest", admitted)  # test-only: off unless STREAMS_TEST_CRASH_AT names ingest
             APPLIED.applied_batch(admitted)  # after every effect of the batch, so a crash before it replays it
 
 

@@ -25,7 +25,7 @@ from lettingo.records import Profile, ProfileCandidate, ProfileRequest
 from lettingo.serving import LoadedPolicy
 from lettingo.settings import Settings
 from lettingo.user_state import UserState, history_entries
-from streams import faust_topics, metrics, tables
+from streams import faults, faust_topics, metrics, tables
 from streams.agents import RUNTIME
 from streams.app import app
 from streams.applied import AppliedOffsets
@@ -182,6 +182,7 @@ async def regenerate(stream):
             # A request Faust acked without running the agent is sought back and regenerated: see streams.applied.
             admitted = [event for event in events if await APPLIED.admit(event)]
             await regenerate_batch(admitted)
+            faults.crash_point("regenerate", admitted)  # test-only: off unless STREAMS_TEST_CRASH_AT names it
             APPLIED.applied_batch(admitted)  # after every profile of the batch is stored and sent
 
 
