@@ -91,10 +91,12 @@ class AppliedOffsets:
     async def _expected(self, tp: TP) -> int:
         """The next offset to apply: the stored (or admitted in this batch) one + 1, or the partition's first
         offset if none is stored."""
+        admitted = self._admitted.get(tp)
+        if admitted is not None:  # always past the stored offset: no table read for the rest of the batch
+            return admitted + 1
         stored = self.stored(tp)
-        last = max(-1 if stored is None else stored, self._admitted.get(tp, -1))
-        if last >= 0:
-            return last + 1
+        if stored is not None:
+            return stored + 1
         if tp not in self._start:
             self._start[tp] = (await self.app.consumer.earliest_offsets(tp)).get(tp) or 0
         return self._start[tp]
