@@ -124,6 +124,8 @@ def run_worker(settings, messages: Messages, timeout_s: float) -> dict:
         written = feed_in_background(settings, messages)
         samples: list[tuple[float, float, float]] = []
         while time.perf_counter() < started + timeout_s:
+            if worker.proc.poll() is not None:
+                raise RuntimeError(f"the worker exited with {worker.proc.returncode}:\n{worker.log_tail()}")
             done = worker.counter("lettingo_events_total", topic="interactions")
             samples.append((time.perf_counter(), done, cpu()))
             if done >= n:
