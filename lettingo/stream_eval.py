@@ -124,24 +124,31 @@ def _history(state: UserState | None, seq: int) -> tuple[Rating, ...]:
 
 
 def cases_for(trigger: EvalTrigger, state: UserState | None, board: Scoreboard | None,
-              skip: Callable[[str, str], bool] = lambda profile_id, event_id: False) -> list[StreamCase]:  # fmt: skip
+              skip: Callable[[str, str], bool] = lambda profile_id, event_id: False,
+              catch_up: int | None = None) -> list[StreamCase]:  # fmt: skip
     """The task-evaluation cases a trigger asks for: each (candidate, rated event) pair that the scoreboard
     :meth:`~lettingo.scoreboard.Scoreboard.wants` (event after the candidate's history, not yet rewarded) and
-    ``skip`` does not rule out (already sent by this worker)."""
+    ``skip`` does not rule out (already sent by this worker).
+
+    A new candidate catches up on the kept rated events after its history, the earliest first, until it has
+    ``catch_up`` rewards (None: all of them). A worker that lags behind its input keeps hundreds of such events,
+    and its round only needs ``pairs_min_rewards`` per candidate; the earliest are the same for every candidate
+    of a round, so they are compared on the same targets."""
     if board is None:
         return []
-    if trigger.profile_id:  # a new candidate: every kept rated event after its history
+    if trigger.profile_id:  # a new candidate: the kept rated events after its history
         found = board.find(trigger.profile_id)
         if found is None or state is None:
             return []
         candidate = OpenCandidate(trigger.profile_id, found[1].text)
-        return [
+        cases = [
             StreamCase(state.user_id, (candidate,), _history(state, e.seq),
                        Rating(state.user_id, e.item_id, e.rating, int(e.ts)), e.ts, e.event_id)
             for e in state.events
             if e.rating is not None and board.wants(trigger.profile_id, e.seq, e.event_id)
             and not skip(trigger.profile_id, e.event_id)
         ]  # fmt: skip
+        return cases if catch_up is None else cases[: max(0, catch_up - found[1].n)]
     if trigger.rating is None:
         return []
     candidates = tuple(

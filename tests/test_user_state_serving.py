@@ -123,3 +123,15 @@ def test_a_late_candidate_is_tested_at_once_on_the_kept_later_events_and_each_pa
     live = EvalTrigger(user_id="u", event_id="e4", seq=4, item_id="i4", rating=4.0, ts=4)
     assert cases_for(live, state, board) == []  # already rewarded on e4
     assert cases_for(live, state, board, skip=lambda pid, eid: True) == []
+
+
+def test_a_late_candidate_catches_up_only_on_the_earliest_events_it_still_needs():
+    state, board = _state_with_ratings("u", 8), _board_with("3@e3", "p")
+    late = EvalTrigger(user_id="u", profile_id="p")
+    assert [c.event_id for c in cases_for(late, state, board, catch_up=2)] == ["e4", "e5"]
+    reward = Reward(user_id="u", profile_id="p", source="task_eval", target="i4", correct=True, value=1.0)
+    board.record(reward, task_key("e4"))
+    assert [c.event_id for c in cases_for(late, state, board, catch_up=2)] == ["e5"]
+    board.record(reward.model_copy(update={"target": "i5"}), task_key("e5"))
+    assert cases_for(late, state, board, catch_up=2) == []
+    assert [c.event_id for c in cases_for(late, state, board)] == ["e6", "e7", "e8"]  # no limit: every one

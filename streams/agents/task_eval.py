@@ -53,7 +53,8 @@ SENT = SentPairs()
 def _cases(trigger: EvalTrigger) -> list[StreamCase]:
     board = tables.load(tables.scoreboard, trigger.user_id, Scoreboard)
     state = tables.load(tables.user_state, trigger.user_id, UserState)
-    cases = cases_for(trigger, state, board, skip=lambda profile_id, event_id: (profile_id, event_id) in SENT)
+    cases = cases_for(trigger, state, board, skip=lambda profile_id, event_id: (profile_id, event_id) in SENT,
+                      catch_up=RUNTIME.settings.pairs_min_rewards)  # fmt: skip
     for case in cases:
         SENT.add(case)
     return cases
