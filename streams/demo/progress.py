@@ -88,7 +88,7 @@ class Progress:
         table.add_column("what")
         table.add_column("value", justify="right")
         table.add_row("interactions processed by the worker", f"{last.processed:,.0f}")
-        table.add_row("events/s (5 s)", f"{self.rate():,.0f}")
+        table.add_row("interactions/s (5 s)", f"{self.rate():,.0f}")
         for name in WATCHED:
             table.add_row(f"records on {name}", f"{last.counts.get(name, 0):,}")
         table.add_row("serving model version", str(last.model_version))

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.live import Live
 
 from lettingo.data import Dataset, DatasetSplit, load_dataset, split_dataset
+from lettingo.registry import ModelRegistry
 from lettingo.settings import Settings
 from streams.demo.processes import Children
 from streams.demo.progress import WATCHED, Progress, Snapshot, worker_events, worker_health
@@ -137,6 +138,11 @@ class Demo:
         )
         self.progress = Progress()
 
+    @property
+    def registry_root(self) -> Path:
+        """The run's own registry, where the trainer publishes every round (champion or refused)."""
+        return self.run_dir / "registry"
+
     def say(self, text: str) -> None:
         self.console.print(f"[bold]demo[/bold] {text}")
 
@@ -181,9 +187,8 @@ class Demo:
         return snapshot
 
     def _show(self, live: Live) -> None:
-        if self.console.is_terminal:
-            live.update(self.progress.table())
-        elif len(self.progress.history) % 10 == 1:
+        live.update(self.progress.table())  # off a terminal, Live prints only the last one, when it stops
+        if not self.console.is_terminal and len(self.progress.history) % 10 == 1:
             self.console.print(self.progress.line(), soft_wrap=True, highlight=False)
 
     async def _stream(self, children: Children, data: Dataset, live: Live) -> None:
@@ -199,7 +204,8 @@ class Demo:
                 snap = await self._watch(children, "settling: worker catching up, trainer rounds", counter)
                 self._show(live)
                 caught_up = snap.processed >= sent
-                trained = snap.counts.get("model-versions", 0) > 0  # the run's topics are its own
+                # a round the gate refused is in the registry but never on model-versions
+                trained = snap.counts.get("model-versions", 0) > 0 or bool(ModelRegistry(self.registry_root).versions())
                 if caught_up and trained:
                     break
                 await asyncio.sleep(1.0)
@@ -228,7 +234,7 @@ class Demo:
             full, split_dataset(full), self.settings.path("models"), TextEncoder(self.settings.cache_path)
         )
         self.say(f"frozen f_Rec: {reader_dir} ({time.monotonic() - started:.0f} s)")
-        registry_root = self.run_dir / "registry"
+        registry_root = self.registry_root
         with Children(self.run_dir, self.child_env(nano, reader_dir)) as children:
             children.start("worker", "worker")
             children.start(
