@@ -43,14 +43,19 @@ def kafka_settings(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Settings]:
     """Settings on the real broker with topic names unique to this test, so tests never see each other's data.
     The test's topics (and its worker's changelogs) are deleted afterwards: a local broker that keeps every
     test's topics answers metadata requests more slowly with each session."""
-    settings = Settings(
-        home=tmp_path / "home",
-        kafka_bootstrap=kafka_bootstrap,
+    settings = unique_settings(kafka_bootstrap, tmp_path / "home")
+    yield settings
+    delete_test_topics(settings)
+
+
+def unique_settings(bootstrap: str, home: Path) -> Settings:
+    """Settings whose topic prefix and app id no other test uses."""
+    return Settings(
+        home=home,
+        kafka_bootstrap=bootstrap,
         topic_prefix=f"t{uuid.uuid4().hex[:10]}-",
         app_id=f"test-{uuid.uuid4().hex[:10]}",
     )
-    yield settings
-    delete_test_topics(settings)
 
 
 def delete_test_topics(settings: Settings) -> None:

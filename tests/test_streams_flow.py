@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from lettingo.prompts.profile import PROFILE_CUE, SYSTEM_PROMPT
 from lettingo.registry import ManifestDraft, ModelRegistry
 from lettingo.settings import Settings
 from streams.kafka.topics import create_topics
-from tests.conftest import delete_test_topics
+from tests.conftest import delete_test_topics, unique_settings
 from tests.streams_harness import WorkerProcess, produce, table_contents, topic_records, wait_for
 
 pytestmark = pytest.mark.kafka
@@ -40,12 +39,17 @@ def interaction(user: str, item: str, rating: float, n: int) -> tuple[str, str, 
 
 @pytest.fixture(scope="module")
 def settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    s = Settings(home=tmp_path_factory.mktemp("flow"), kafka_bootstrap=kafka_bootstrap,
-                 topic_prefix=f"t{uuid.uuid4().hex[:10]}-", app_id=f"test-{uuid.uuid4().hex[:10]}")  # fmt: skip
-    asyncio.run(create_topics(s))
-    asyncio.run(produce(s, [("items", i.item_id, i.to_bytes()) for i in ITEMS]))
+    s = stream_settings(kafka_bootstrap, tmp_path_factory.mktemp("flow"))
     yield s
     delete_test_topics(s)
+
+
+def stream_settings(bootstrap: str, home: Path) -> Settings:
+    """Unique settings whose topics exist and whose items topic holds the test catalogue."""
+    s = unique_settings(bootstrap, home)
+    asyncio.run(create_topics(s))
+    asyncio.run(produce(s, [("items", i.item_id, i.to_bytes()) for i in ITEMS]))
+    return s
 
 
 @pytest.fixture(scope="module")

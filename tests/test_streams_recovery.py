@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from pathlib import Path
 
 import pytest
 
 from lettingo import records
 from lettingo.settings import Settings
-from streams.kafka.topics import create_topics
 from tests.conftest import delete_test_topics
 from tests.streams_harness import WorkerProcess, produce, table_contents, wait_for
-from tests.test_streams_flow import ITEMS, WORKER_SETTINGS
+from tests.test_streams_flow import WORKER_SETTINGS, stream_settings
 
 pytestmark = pytest.mark.kafka
 USERS, EVENTS_PER_USER = 8, 40
@@ -33,14 +31,6 @@ def stream() -> list[tuple[str, str, bytes]]:
                                         kind="rating", rating=rating, ts=1e9 + n * 60)  # fmt: skip
             out.append(("interactions", f"r-u{u}", event.to_bytes()))
     return out
-
-
-def new_settings(bootstrap: str, home: Path) -> Settings:
-    s = Settings(home=home, kafka_bootstrap=bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:10]}-",
-                 app_id=f"test-{uuid.uuid4().hex[:10]}")  # fmt: skip
-    asyncio.run(create_topics(s))
-    asyncio.run(produce(s, [("items", i.item_id, i.to_bytes()) for i in ITEMS]))
-    return s
 
 
 def settled(settings: Settings) -> tuple[dict, dict] | None:
@@ -91,14 +81,14 @@ def run(settings: Settings, log: Path, reader: Path, kill_midway: bool = False, 
 def clean(kafka_bootstrap, tmp_path_factory, frozen_reader):
     """The stream through a worker left alone: what every recovery must end with."""
     tmp = tmp_path_factory.mktemp("recovery")
-    return run(new_settings(kafka_bootstrap, tmp / "a"), tmp / "a.log", frozen_reader)
+    return run(stream_settings(kafka_bootstrap, tmp / "a"), tmp / "a.log", frozen_reader)
 
 
 @pytest.fixture(scope="module")
 def clean_and_killed(clean, kafka_bootstrap, tmp_path_factory, frozen_reader):
     """The same stream through a worker left alone and through one killed with SIGKILL halfway and restarted."""
     tmp = tmp_path_factory.mktemp("killed")
-    return clean, run(new_settings(kafka_bootstrap, tmp / "b"), tmp / "b.log", frozen_reader, kill_midway=True)
+    return clean, run(stream_settings(kafka_bootstrap, tmp / "b"), tmp / "b.log", frozen_reader, kill_midway=True)
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +96,7 @@ def clean_and_crashed(clean, kafka_bootstrap, tmp_path_factory, frozen_reader):
     """The same stream through a worker left alone and through one whose ingest and regenerate agents each raise
     several times while it comes, after a batch's effects and before its offsets are recorded as applied."""
     tmp = tmp_path_factory.mktemp("crashed")
-    settings, log = new_settings(kafka_bootstrap, tmp / "c"), tmp / "c.log"
+    settings, log = stream_settings(kafka_bootstrap, tmp / "c"), tmp / "c.log"
     # Early batches, while the stream is still coming: a restarted agent's seek back then races with the events
     # Faust fetched before it and still hands out (streams.applied), more often than not. Several crashes of each
     # agent make it (and the stall it caused) all but sure.

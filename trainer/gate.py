@@ -29,6 +29,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from scipy.stats import t as student_t
+
 log = logging.getLogger(__name__)
 
 ProfileWriter = Callable[[str, Sequence[Any]], Sequence[Any]]
@@ -116,15 +118,6 @@ class TaskEvaluation:
     user_scorer: UserScorer | None = None  # per-user accuracy: enables the paired comparison
 
 
-def _t_quantile(p: float, df: int) -> float:
-    """Student's t quantile (scipy when installed; the normal quantile, a little narrower, otherwise)."""
-    try:
-        from scipy.stats import t
-    except ImportError:  # pragma: no cover - scipy ships with the training extras
-        return statistics.NormalDist().inv_cdf(p)
-    return float(t.ppf(p, df))
-
-
 def paired_task_comparison(
     candidate: Mapping[str, float], champion: Mapping[str, float], confidence: float = TASK_CONFIDENCE
 ) -> dict[str, float]:
@@ -137,7 +130,7 @@ def paired_task_comparison(
     n = len(differences)
     mean = sum(differences) / n
     se = statistics.stdev(differences) / math.sqrt(n) if n > 1 else 0.0
-    half = _t_quantile(0.5 + confidence / 2, n - 1) * se if n > 1 else 0.0
+    half = float(student_t.ppf(0.5 + confidence / 2, n - 1)) * se if n > 1 else 0.0
     return {
         "task_accuracy_delta": mean,
         "task_accuracy_delta_se": se,
