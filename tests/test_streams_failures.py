@@ -11,8 +11,7 @@ import pytest
 
 from lettingo import records
 from tests.streams_harness import WorkerProcess, produce, table_contents, wait_for
-from tests.test_streams_flow import WORKER_SETTINGS, interaction, profiles_of, values_of
-from tests.test_streams_recovery import new_settings
+from tests.test_streams_flow import WORKER_SETTINGS, interaction, profiles_of, stream_settings, values_of
 
 pytestmark = pytest.mark.kafka
 
@@ -25,7 +24,7 @@ def failures(worker: WorkerProcess) -> float:
 def test_a_generator_that_times_out_keeps_the_profile_is_retried_then_dead_lettered(
     kafka_bootstrap, tmp_path, frozen_reader, nano_model
 ):
-    settings = new_settings(kafka_bootstrap, tmp_path / "home")
+    settings = stream_settings(kafka_bootstrap, tmp_path / "home")
     log = tmp_path / "worker.log"
     base = {**WORKER_SETTINGS, "explore_rate": 0, "reader_path": frozen_reader}
     healthy = WorkerProcess(settings, log, **base).start()
