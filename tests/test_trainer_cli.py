@@ -70,6 +70,7 @@ def test_train_from_a_file_then_list_show_rollback_promote(cli: CliRunner, tmp_p
         (["train", "--pairs", "{pairs}", "--watch"], "cannot be combined"),
         (["train", "--pairs", "{pairs}", "--kind", "qlora"], "kind must be"),
         (["train", "--pairs", "{pairs}", "--lr", "0"], "learning_rate must be positive"),
+        (["train", "--pairs", "{pairs}", "--loss-type", "sigmoid,sftt"], "expected one or more of sigmoid"),
         (["train", "--pairs", "{pairs}", "--registry", "{registry}"], "name a base model"),
         (["models", "show", "--registry", "{registry}"], "no champion"),
         (["models", "promote", "3", "--no-publish", "--registry", "{registry}"], "no version 3"),

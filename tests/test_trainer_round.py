@@ -58,6 +58,20 @@ def test_a_full_fine_tune_round_saves_every_weight(tiny_base: Path, tmp_path: Pa
     assert result.adapter_config is None
 
 
+def test_a_round_can_add_the_chosen_profiles_nll_to_the_dpo_loss(tiny_base: Path, tmp_path: Path) -> None:
+    pairs, policy = synthetic_pairs(8), PolicySource(base_model=str(tiny_base))
+    plain = train_round(pairs, policy, DPORoundConfig(kind="full", epochs=1, max_length=64), tmp_path / "dpo")
+    rpo_config = DPORoundConfig(kind="full", loss_type="sigmoid,sft", epochs=1, max_length=64)
+    rpo = train_round(pairs, policy, rpo_config, tmp_path / "rpo")
+
+    def first_loss(result: object) -> float:
+        return next(h["loss"] for h in result.log_history if "loss" in h)  # type: ignore[attr-defined]
+
+    # the first step starts from the reference, where the DPO term is log 2 for both; the sum adds the NLL
+    assert first_loss(plain) == pytest.approx(0.6931, abs=1e-3)
+    assert first_loss(rpo) > first_loss(plain) + 1.0
+
+
 def test_rounds_publish_gate_and_continue_from_the_champion_adapter(tiny_base: Path, tmp_path: Path) -> None:
     registry = ModelRegistry(tmp_path / "registry", cache_dir=tmp_path / "cache")
     config = DPORoundConfig(

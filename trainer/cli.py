@@ -73,6 +73,9 @@ def train(
     base_model: str = typer.Option(None, "--base-model", help="Model to start from while there is no champion."),
     kind: str = typer.Option("lora", "--kind", help="lora (an adapter) or full (every weight)."),
     beta: float = typer.Option(DPORoundConfig.beta, help="DPO beta."),
+    loss_type: str = typer.Option(
+        DPORoundConfig.loss_type, help="TRL loss type(s), comma-separated; sigmoid,sft adds the chosen's NLL (RPO)."
+    ),
     learning_rate: float = typer.Option(DPORoundConfig.learning_rate, "--lr", help="Learning rate."),
     epochs: int = typer.Option(DPORoundConfig.epochs, help="Epochs over the round's pairs."),
     batch_size: int = typer.Option(DPORoundConfig.batch_size, help="Pairs per step."),
@@ -97,6 +100,7 @@ def train(
         config = DPORoundConfig(
             kind=kind,
             beta=beta,
+            loss_type=loss_type,
             learning_rate=learning_rate,
             epochs=epochs,  # type: ignore[arg-type]
             batch_size=batch_size,

@@ -28,6 +28,26 @@ class GateConfig:
         }
 
 
+# trl.DPOConfig's loss types (TRL 1.16), checked here so a typo fails before the model is loaded
+TRL_LOSS_TYPES = (
+    "sigmoid",
+    "hinge",
+    "ipo",
+    "exo_pair",
+    "nca_pair",
+    "robust",
+    "bco_pair",
+    "sppo_hard",
+    "aot",
+    "aot_unpaired",
+    "apo_zero",
+    "apo_down",
+    "discopop",
+    "sft",
+    "sigmoid_norm",
+)
+
+
 @dataclass(frozen=True)
 class DPORoundConfig:
     """A DPO round. The defaults reproduce DESIGN's "What it took for DPO to help on CPU" (nano, 2 cores)."""
@@ -37,7 +57,8 @@ class DPORoundConfig:
     beta: float = 0.1
     """DPO's beta: how far the policy may move from the reference (higher = less)."""
     loss_type: str = "sigmoid"
-    """TRL loss type; "sigmoid" is the paper's DPO loss."""
+    """TRL loss type; "sigmoid" is the paper's DPO loss. Several, comma-separated ("sigmoid,sft"), are summed
+    with equal weights; "sft" adds the chosen profiles' negative log-likelihood (RPO)."""
     learning_rate: float = 5e-4
     """5e-4 moved the nano model; 2e-4 did nothing (DESIGN). Lower it for large models."""
     epochs: int = 2
@@ -70,8 +91,15 @@ class DPORoundConfig:
         for name in ("beta", "learning_rate", "epochs", "batch_size", "max_length", "lora_r"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)!r}")
+        unknown = [t for t in self.loss_types if t not in TRL_LOSS_TYPES]
+        if unknown or not self.loss_types:
+            raise ValueError(f"loss_type {self.loss_type!r}: expected one or more of {', '.join(TRL_LOSS_TYPES)}")
         if not 0 <= self.held_out_fraction < 1:
             raise ValueError(f"held_out_fraction must be in [0, 1), not {self.held_out_fraction!r}")
+
+    @property
+    def loss_types(self) -> list[str]:
+        return [t.strip() for t in self.loss_type.split(",") if t.strip()]
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)

@@ -93,7 +93,7 @@ def _dpo_config(config: DPORoundConfig, work_dir: Path, show_progress: bool) -> 
     return DPOConfig(
         output_dir=str(work_dir),
         beta=config.beta,
-        loss_type=[config.loss_type],
+        loss_type=config.loss_types,
         learning_rate=config.learning_rate,
         num_train_epochs=config.epochs,
         per_device_train_batch_size=config.batch_size,
