@@ -9,7 +9,10 @@ tested at once on the later rated events the user's state still holds. Which pai
 
 Each reward carries its rated event's id in the ``event-id`` header: the scoreboard counts a reward once per
 (candidate, event), so a pair evaluated twice (a replay after a restart, a catch-up racing a live event) is
-rewarded once. This worker also remembers the pairs it sent, so it rarely sends one twice.
+rewarded once. This worker also remembers the pairs it sent, so it rarely sends one twice, and how many rewards
+of each candidate were acknowledged: a candidate with ``pairs_min_rewards`` of them is not tested again, since its
+round needs no more (on a lagging worker the scoreboard's own count trails far behind, and without this cap a full
+replay scored each candidate about 50 times instead of 10).
 """
 
 from __future__ import annotations
@@ -31,11 +34,13 @@ SENT_MAX = 200_000
 
 
 class SentPairs:
-    """(candidate, event) pairs this worker evaluated, the oldest forgotten first."""
+    """(candidate, event) pairs this worker evaluated, and each candidate's acknowledged rewards; the oldest
+    forgotten first."""
 
     def __init__(self, max_size: int = SENT_MAX) -> None:
         self.max_size = max_size
         self._pairs: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._acked: OrderedDict[str, int] = OrderedDict()
 
     def __contains__(self, pair: tuple[str, str]) -> bool:
         return pair in self._pairs
@@ -46,6 +51,16 @@ class SentPairs:
         while len(self._pairs) > self.max_size:
             self._pairs.popitem(last=False)
 
+    def acknowledged(self, case: StreamCase) -> None:
+        """Count the case's rewards once the broker has them: a reward lost in a crash is not counted."""
+        for candidate in case.candidates:
+            self._acked[candidate.profile_id] = self._acked.pop(candidate.profile_id, 0) + 1
+        while len(self._acked) > self.max_size:
+            self._acked.popitem(last=False)
+
+    def skips(self, profile_id: str, event_id: str, enough: int) -> bool:
+        return (profile_id, event_id) in self._pairs or self._acked.get(profile_id, 0) >= enough
+
 
 SENT = SentPairs()
 
@@ -53,8 +68,9 @@ SENT = SentPairs()
 def _cases(trigger: EvalTrigger) -> list[StreamCase]:
     board = tables.load(tables.scoreboard, trigger.user_id, Scoreboard)
     state = tables.load(tables.user_state, trigger.user_id, UserState)
-    cases = cases_for(trigger, state, board, skip=lambda profile_id, event_id: (profile_id, event_id) in SENT,
-                      catch_up=RUNTIME.settings.pairs_min_rewards)  # fmt: skip
+    enough = RUNTIME.settings.pairs_min_rewards
+    cases = cases_for(trigger, state, board, skip=lambda profile_id, event_id: SENT.skips(profile_id, event_id, enough),
+                      catch_up=enough)  # fmt: skip
     for case in cases:
         SENT.add(case)
     return cases
@@ -89,3 +105,5 @@ async def task_eval(stream):
                      case.user_id, case.event_id, case.target.item_id, len(rewards),
                      sum(r.value for r in rewards) / max(len(rewards), 1))  # fmt: skip
         await asyncio.gather(*sent)
+        for case in cases:
+            SENT.acknowledged(case)

@@ -45,7 +45,9 @@ class DemoConfig:
     # Each user's latest ratings only (quick mode: 120): a few heavy raters would otherwise set the stream's length.
     max_ratings_per_user: int | None = None
     rate: float = 300.0  # interactions/s: steady enough for generation and task evaluation to keep up
-    min_pairs: int = 300  # the trainer's round size: one round of about one pair per training user
+    # The trainer's round size. A full replay closed about 260 rounds in all (one pair each), so 200 lets the
+    # first round land while the replay still runs, and the rest of it runs under the new version.
+    min_pairs: int = 200
     # DESIGN's recipe for pairs DPO can learn from: several samples per round, each scored on many later ratings,
     # best against worst; a first profile only once there is some history for the styles to differ on.
     explore_rate: float = 1.0
