@@ -141,14 +141,14 @@ def test_rated_events_reward_open_candidates_and_pairs_appear(settings, worker):
 
     def task_rewards():
         found = [x for x in values_of(settings, "rewards", records.Reward, users[0]) if x.source == "task_eval"]
-        # every open candidate rewarded on every later rated event (they arrive one by one)
-        complete = {x.profile_id for x in found} >= open_ids and {x.target for x in found} >= {"h5", "h6", "h7"}
+        # every open candidate rewarded on the earliest later rated events, as many as its round needs (2 here)
+        complete = {x.profile_id for x in found} >= open_ids and {x.target for x in found} >= {"h5", "h6"}
         return found if complete else None
 
     rewards = wait_for("task rewards", task_rewards)
     # The ranking task of the offline evaluator: the new item among popularity-matched unseen items, graded by
     # reciprocal rank (averaged over the negative draws) and judged by the frozen embedding reader.
-    assert {r.target for r in rewards} >= {"h5", "h6", "h7"}
+    assert {r.target for r in rewards} >= {"h5", "h6"}
     assert all(r.actual == r.target and 0 < r.value <= 1 and r.model_version.startswith("embedding:") for r in rewards)
     assert len({round(r.value, 6) for r in rewards}) > 1
     pairs = wait_for("preference pairs", lambda: values_of(settings, "preference-pairs", records.PreferencePair))
