@@ -22,6 +22,7 @@ from rich.live import Live
 
 from lettingo.data import Dataset, DatasetSplit, load_dataset, split_dataset
 from lettingo.registry import ModelRegistry
+from lettingo.serving import label_of
 from lettingo.settings import Settings
 from streams.demo.processes import Children
 from streams.demo.progress import WATCHED, Progress, Snapshot, worker_events, worker_health
@@ -205,9 +206,12 @@ class Demo:
                 snap = await self._watch(children, "settling: worker catching up, trainer rounds", counter)
                 self._show(live)
                 caught_up = snap.processed >= sent
-                # every round lands in the registry; one the gate refused never reaches model-versions
-                trained = bool(ModelRegistry(self.registry_root).versions())
-                if caught_up and trained:
+                # every round lands in the registry; one the gate refused never reaches model-versions, and a
+                # champion is shown once the worker serves it (the hot swap)
+                registry = ModelRegistry(self.registry_root)
+                champion = registry.champion()
+                swapped = champion is None or snap.model_version == label_of(registry.model_version_record(champion))
+                if caught_up and registry.versions() and swapped:
                     break
                 await asyncio.sleep(1.0)
 
