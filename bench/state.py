@@ -95,7 +95,8 @@ def run(opts: Options) -> dict:
         second = BenchWorker(settings, **OVERRIDES)
         try:
             launched = time.time()
-            second.start(loglevel="info")
+            # the worker answers only once every table is restored: at 1M users that is minutes, not the default 240 s
+            second.start(loglevel="info", timeout_s=240 + users / 500)
             deadline = time.time() + 1800
             while time.time() < deadline and log_time(second, "Recovery complete") is None:
                 time.sleep(0.5)
