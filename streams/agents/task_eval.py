@@ -42,9 +42,6 @@ class SentPairs:
         self._pairs: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._acked: OrderedDict[str, int] = OrderedDict()
 
-    def __contains__(self, pair: tuple[str, str]) -> bool:
-        return pair in self._pairs
-
     def add(self, case: StreamCase) -> None:
         for candidate in case.candidates:
             self._pairs[(candidate.profile_id, case.event_id)] = None

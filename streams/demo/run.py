@@ -202,13 +202,13 @@ class Demo:
                 await asyncio.sleep(1.0)
             sent = (await task).interactions
             deadline = time.monotonic() + self.config.settle_timeout_s
+            registry = ModelRegistry(self.registry_root)
             while time.monotonic() < deadline:
                 snap = await self._watch(children, "settling: worker catching up, trainer rounds", counter)
                 self._show(live)
                 caught_up = snap.processed >= sent
                 # every round lands in the registry; one the gate refused never reaches model-versions, and a
                 # champion is shown once the worker serves it (the hot swap)
-                registry = ModelRegistry(self.registry_root)
                 champion = registry.champion()
                 swapped = champion is None or snap.model_version == label_of(registry.model_version_record(champion))
                 if caught_up and registry.versions() and swapped:
