@@ -19,6 +19,7 @@ from trainer.plots import CURVE_FILE
 from trainer.policy import PolicySource, current_policy
 from trainer.tiny_model import build_tiny_policy, synthetic_pairs
 from trainer.train import train_round
+from trainer.trl_cpu import score_only_completions_on_cpu
 
 QUICK = DPORoundConfig(epochs=1, batch_size=8, max_length=64, lora_r=4, lora_alpha=8, min_pairs=4)
 
@@ -70,6 +71,41 @@ def test_a_round_can_add_the_chosen_profiles_nll_to_the_dpo_loss(tiny_base: Path
     # the first step starts from the reference, where the DPO term is log 2 for both; the sum adds the NLL
     assert first_loss(plain) == pytest.approx(0.6931, abs=1e-3)
     assert first_loss(rpo) > first_loss(plain) + 1.0
+
+
+def test_on_cpu_the_fused_lm_head_scores_only_completions_and_gives_the_same_log_probs(
+    tiny_base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import trl.trainer.utils as trl_utils
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_base)
+    trl_utils.add_fused_lm_head(model)
+    input_ids = torch.randint(4, model.config.vocab_size, (3, 20), generator=torch.Generator().manual_seed(0))
+    labels = input_ids.clone()
+    labels[:, :15] = -100  # a long prompt, a short completion
+    scored_rows: list[int] = []
+    apply = trl_utils._ChunkedLogProbFunction.apply
+    monkeypatch.setattr(
+        trl_utils._ChunkedLogProbFunction,
+        "apply",
+        lambda hidden, *a: (scored_rows.append(len(hidden)), apply(hidden, *a))[1],
+    )
+
+    def log_probs_and_grads() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model.zero_grad()
+        out = model(input_ids=input_ids, labels=labels, fused_lm_head=True)
+        out.log_probs.sum().backward()
+        return out.log_probs.detach(), [p.grad.clone() for p in model.parameters()]
+
+    monkeypatch.setattr(trl_utils, "_use_triton", lambda device: False)  # TRL's own CPU behaviour
+    every_position = log_probs_and_grads()
+    assert score_only_completions_on_cpu() and score_only_completions_on_cpu()  # idempotent
+    completions_only = log_probs_and_grads()
+
+    assert scored_rows == [3 * 19, 3 * 5]  # shifted by one: 19 positions a row, of which 5 have a label
+    assert torch.allclose(every_position[0], completions_only[0], atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(every_position[1], completions_only[1], strict=True))
 
 
 def test_rounds_publish_gate_and_continue_from_the_champion_adapter(tiny_base: Path, tmp_path: Path) -> None:

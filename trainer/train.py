@@ -21,6 +21,7 @@ from lettingo.records import PreferencePair
 from trainer.config import DPORoundConfig
 from trainer.data import to_dpo_rows
 from trainer.policy import PolicyError, PolicySource
+from trainer.trl_cpu import score_only_completions_on_cpu
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,7 @@ def train_round(
         import torch
 
         torch.set_num_threads(config.num_threads)
+    score_only_completions_on_cpu()
     set_seed(config.seed)  # before the model is built: a new LoRA adapter is initialised at random
     model, tokenizer, peft_config = _starting_model(policy, config)
     ref_model = None
