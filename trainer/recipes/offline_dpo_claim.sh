@@ -9,12 +9,13 @@
 # (default: the POLICY's own, written to OUT/test_base.jsonl).
 # Environment: SAMPLES (8) policy samples per train user and position; WRITERS (1) adds one profile from each of
 # the six writers to the candidates, as the paper explores with several LLMs; POSITIONS ("1 11 21") the history
-# positions a train user is explored at (each with its own 10 later targets, so up to three pairs per user);
+# positions a train user is explored at (each with its own 10 later targets and its own pairs);
+# PAIRS (4) pairs per user and position, widest reward gaps first (round 9; rounds 1-8 used 1: best vs worst);
 # LOSS (sigmoid; "sigmoid,sft" adds the chosen profiles' NLL), LR (5e-4), EPOCHS (2), BETA (0.1).
 set -euo pipefail
 POLICY=${1:?usage: $0 POLICY OUT [BASE_TEST_JSONL]}
 OUT=${2:?usage: $0 POLICY OUT [BASE_TEST_JSONL]}
-SAMPLES=${SAMPLES:-8} WRITERS=${WRITERS:-1} POSITIONS=${POSITIONS:-1 11 21}
+SAMPLES=${SAMPLES:-8} WRITERS=${WRITERS:-1} POSITIONS=${POSITIONS:-1 11 21} PAIRS=${PAIRS:-4}
 LOSS=${LOSS:-sigmoid} LR=${LR:-5e-4} EPOCHS=${EPOCHS:-2} BETA=${BETA:-0.1}
 D=${LETTINGO_DATASET:-../shared/data/ml-latest-small}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # on a shared 2-core machine, torch's spinning threads cost 2-3x
@@ -52,7 +53,7 @@ PY
   # Rewards: ranking over the 10 ratings after the position x 10 negative draws (position >= 1: never the test target)
   lettingo evaluate "$CANDS" --dataset "$D" --task ranking --targets-per-user 10 --draws 10 --offset "$P" \
     --out "$O/rewards.jsonl"
-  lettingo pairs "$O/rewards.jsonl" --dataset "$D" --max-pairs-per-user 1 --out "$O/pairs.jsonl"
+  lettingo pairs "$O/rewards.jsonl" --dataset "$D" --max-pairs-per-user "$PAIRS" --out "$O/pairs.jsonl"
   cat "$O/pairs.jsonl" >> "$OUT/pairs.jsonl.tmp"
 done
 mv "$OUT/pairs.jsonl.tmp" "$OUT/pairs.jsonl"
@@ -65,3 +66,10 @@ mv "$OUT/pairs.jsonl.tmp" "$OUT/pairs.jsonl"
   --seed 13 --batch-size 32 --out "$OUT/test_dpo.jsonl"
 lettingo compare -c base="$BASE_TEST" -c dpo="$OUT/test_dpo.jsonl" --contrast dpo=base --dataset "$D" \
   --json "$OUT/compare.json"
+# The same comparison on fresh samples (seed 29, 8 per test user): one seed's +2 can be luck after many rounds.
+[ -s "$OUT/test_base_s29.jsonl" ] || lettingo explore "$D" -g "8*hf:$POLICY" --group test --seed 29 --batch-size 32 \
+  --out "$OUT/test_base_s29.jsonl"
+[ -s "$OUT/test_dpo_s29.jsonl" ] || lettingo explore "$D" -g "8*hf:$OUT/registry/profile-generator/v000001" \
+  --group test --seed 29 --batch-size 32 --out "$OUT/test_dpo_s29.jsonl"
+lettingo compare -c base="$OUT/test_base_s29.jsonl" -c dpo="$OUT/test_dpo_s29.jsonl" --contrast dpo=base \
+  --dataset "$D" --json "$OUT/compare_s29.json"
