@@ -265,4 +265,9 @@ class Demo:
         report = write_report(self, dataset, split, reader, nano, registry_root)
         self.console.print(report.read_text(), soft_wrap=True, highlight=False, markup=False)
         self.say(f"report: {report}")
+        if self.settings.uses_local_broker:
+            self.say(
+                f"the local broker stays up at {self.settings.bootstrap} for the next run; "
+                "`lettingo broker stop` stops it"
+            )
         return report
