@@ -10,8 +10,10 @@ completion positions are the same either way; ``tests/test_trainer_round.py`` ch
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
