@@ -18,6 +18,7 @@ from typing import Any
 import typer
 
 from lettingo.cli.errors import UserError
+from lettingo.logsafe import configure_safe_logging
 from lettingo.records import ModelVersion
 from lettingo.registry import DEFAULT_MODEL_NAME, ModelRegistry, RegistryError
 from lettingo.settings import Settings, get_settings
@@ -91,6 +92,7 @@ def train(
     ),
 ) -> None:
     """Train a DPO round on preference pairs, gate it against the champion, publish it to the registry."""
+    configure_safe_logging()  # --watch keeps consumers open: a broker outage would log every reconnect (issue 14)
     if pairs and watch:
         raise UserError("--watch reads the topic; it cannot be combined with --pairs")
     for path in pairs or []:

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from lettingo.cli.errors import UserError
 from lettingo.data import DatasetFormatError, load_dataset
+from lettingo.logsafe import configure_safe_logging
 from lettingo.settings import get_settings
 from streams.replay import replay as run_replay
 
@@ -30,6 +31,7 @@ def replay(
     items: Annotated[bool, typer.Option(help="Send the item catalogue to `items` first.")] = True,
 ) -> None:
     """Send a dataset into `items` and `interactions` in time order."""
+    configure_safe_logging()  # a broker outage would otherwise log every reconnect attempt (issue 14)
     settings = get_settings()
     try:
         data = load_dataset(dataset)

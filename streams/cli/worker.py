@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sys
 
 import typer
 
+from lettingo.logsafe import configure_safe_logging
 from lettingo.settings import Settings, get_settings
 from streams.kafka.topics import create_topics
 
@@ -36,13 +38,21 @@ async def ensure_topics(settings: Settings) -> None:
 
 def worker(loglevel: str = typer.Option("info", "--loglevel", "-l", help="Faust log level.")) -> None:
     """Run a stream worker (agents, tables, web views and /metrics on LETTINGO_WEB_PORT)."""
+    configure_safe_logging()  # escaped, rate-limited lines from the start (topic creation talks to Kafka too)
     settings = get_settings()
     asyncio.run(ensure_topics(settings))
     from faust.worker import Worker
 
     from streams.app import app
 
-    faust_worker = Worker(app, loglevel=loglevel, quiet=True)
+    class SafeLoggingWorker(Worker):
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            super().on_setup_root_logger(logger, level)
+            # Faust has just replaced the root logger's handlers with its own (mode's setup_logging): escape and
+            # rate-limit those, or a broker outage writes hundreds of aiokafka lines a second (issue 14).
+            configure_safe_logging()
+
+    faust_worker = SafeLoggingWorker(app, loglevel=loglevel, quiet=True)
     # At warning and above Faust's terminal spinner sets the root logger to DEBUG, so every debug record of every
     # library is built and handled: about +75 % CPU per ingested event (bench ingest).
     faust_worker.spinner = None

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.live import Live
 
 from lettingo.data import Dataset, DatasetSplit, load_dataset, split_dataset
+from lettingo.logsafe import configure_safe_logging
 from lettingo.registry import ModelRegistry
 from lettingo.serving import label_of
 from lettingo.settings import Settings
@@ -221,6 +222,7 @@ class Demo:
         from lettingo.recommenders import TextEncoder, build_or_load_reader
         from streams.demo.report import write_report
 
+        configure_safe_logging()  # this process replays and follows the topics: its Kafka clients flood in an outage
         cfg = self.config
         (self.run_dir / "config.json").write_text(json.dumps(asdict(cfg), default=str, indent=2))
         self.say(broker.start(self.settings))
