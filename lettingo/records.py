@@ -2,18 +2,36 @@
 
 Records are pydantic models so that every input can be validated at the edge with a readable reason.
 They carry no Kafka or Faust types; ``streams`` maps them onto topics.
+
+What validation guarantees, so that a record that passes can be stored and re-serialised safely:
+
+- every float of every record is finite (``allow_inf_nan=False``): ``1e400``, ``NaN``, ``Infinity`` and the
+  strings ``"inf"``, ``"Infinity"``, ``"NaN"`` are refused;
+- ids (:data:`Id`) are 1..128 characters matching :data:`ID_PATTERN`, ``^[A-Za-z0-9][A-Za-z0-9._:@/+=-]*$``:
+  ASCII letters and digits first, then also ``. _ : @ / + = -``. Every id this project makes or reads fits it:
+  uuid hex and sha256 prefixes (profile, candidate, pair ids), MovieLens and MovieLens-100K numeric user and item
+  ids, replay event ids ``<dataset>:<user>:<item>:<ts>``, the tests' ids such as ``u-dl``, ``r-u1-3``,
+  ``pair-1-2``; it also admits UUIDs, URNs, e-mail-like and base64 ids. It refuses whitespace, newlines, control
+  and non-ASCII characters, quotes and ids such as ``-x`` or ``../x`` that start with a separator. A generic
+  JSONL dataset (or a dataset folder name) with ids outside this set has to be re-keyed before replay;
+- :class:`Item` years lie in 1000..2200 (wide enough for old books, narrow enough to refuse garbage);
+- :func:`decode_record`, used at the edge, also refuses duplicate JSON keys, non-UTF-8 bytes, and timestamps
+  and ratings outside an :class:`InputLimits` (the deployment's settings).
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Literal, Self, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-Id = Annotated[str, Field(min_length=1, max_length=128)]
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]*$"
+Id = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN)]
 Text = Annotated[str, Field(max_length=16_384)]
 Timestamp = Annotated[float, Field(ge=0)]
 
@@ -28,7 +46,8 @@ def new_id() -> str:
 
 class Record(BaseModel):
     # Unknown fields are ignored (producers may be newer than consumers); known ones are strictly typed.
-    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=False)
+    # Every float is finite: a NaN or infinite value would serialise as null and break whoever reads it back.
+    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=False, allow_inf_nan=False)
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()
@@ -50,7 +69,7 @@ class Interaction(Record):
     user_id: Id
     item_id: Id
     kind: InteractionKind
-    rating: float | None = Field(default=None, ge=0, le=10)
+    rating: float | None = None  # its scale is the deployment's: decode_record checks it against InputLimits
     ts: Timestamp
     text: Text | None = None
 
@@ -65,7 +84,7 @@ class Item(Record):
     item_id: Id
     title: Annotated[str, Field(min_length=1, max_length=512)]
     attributes: list[Annotated[str, Field(max_length=128)]] = Field(default_factory=list, max_length=64)
-    year: int | None = None
+    year: int | None = Field(default=None, ge=1000, le=2200)
     description: Text | None = None
 
 
@@ -106,6 +125,8 @@ class Profile(Record):
     reason: RequestReason
     ts: Timestamp = Field(default_factory=now)
     history_ref: str = ""  # the history it describes: "<count>@<last event id>" (its request's)
+    # Which generator wrote the text (backend and model): a profile is model output over untrusted catalogue text.
+    generator: str = ""
 
 
 class Impression(Record):
@@ -200,16 +221,123 @@ class RecordError(ValueError):
 R = TypeVar("R", bound=Record)
 
 
-def decode_record(record_type: type[R], payload: bytes | str | None, max_bytes: int) -> R:
-    """Validate ``payload`` as ``record_type``; raise :class:`RecordError` with a reason otherwise."""
+@dataclass(frozen=True)
+class InputLimits:
+    """What :func:`decode_record` accepts beyond the record's own types (built from the settings by callers).
+
+    ``ts`` must lie in ``[ts_min, now + ts_max_ahead_s]``; an interaction's ``rating`` and a rating feedback's
+    ``value`` in ``[rating_min, rating_max]``. Infinite bounds are allowed (no limit), NaN ones are not.
+    """
+
+    max_bytes: int
+    ts_min: float
+    ts_max_ahead_s: float
+    rating_min: float
+    rating_max: float
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 1:
+            raise ValueError(f"max_bytes must be at least 1, not {self.max_bytes}")
+        if not (self.ts_min == self.ts_min and self.ts_max_ahead_s >= 0):  # NaN compares false
+            raise ValueError(f"bad timestamp limits: ts_min={self.ts_min}, ts_max_ahead_s={self.ts_max_ahead_s}")
+        if not self.rating_min <= self.rating_max:
+            raise ValueError(f"bad rating scale: [{self.rating_min}, {self.rating_max}]")
+
+
+class _DuplicateKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKeyError(key)
+            seen.add(key)
+    return obj
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    """``text`` fit for a logged detail: escaped if it holds unprintable characters, at most ``limit`` long."""
+    if not text.isprintable():
+        text = text.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def decode_record(
+    record_type: type[R], payload: bytes | str | None, limits: InputLimits, *, now: float | None = None
+) -> R:
+    """Validate ``payload`` as ``record_type`` within ``limits``; raise :class:`RecordError` with a reason otherwise.
+
+    Reasons: ``empty`` (no value), ``oversized`` (over ``limits.max_bytes``), ``invalid_json`` (not UTF-8, not
+    JSON), ``duplicate_key`` (an object key written twice, at any depth), ``invalid_record`` (the record's types,
+    ids and bounds), ``implausible_ts`` (a ``ts`` that is negative, not finite (``1e400``, ``NaN``, ``"inf"``,
+    ``"Infinity"``) or outside ``[limits.ts_min, now + limits.ts_max_ahead_s]``; ``now`` is the wall clock by
+    default),
+    ``rating_out_of_scale`` (outside ``limits``' rating scale). Details are short, on one line, and quote at most
+    a few dozen characters of the payload.
+    """
+    name = record_type.__name__
     if payload is None:
         raise RecordError("empty", "the message has no value")
-    if len(payload) > max_bytes:
-        raise RecordError("oversized", f"{len(payload)} bytes is over the limit of {max_bytes}")
+    if isinstance(payload, str):
+        try:
+            raw = payload.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise RecordError("invalid_json", f"{name}: not valid UTF-8 text at char {e.start}") from None
+    else:
+        raw = payload
+    if len(raw) > limits.max_bytes:
+        raise RecordError("oversized", f"{len(raw)} bytes is over the limit of {limits.max_bytes}")
     try:
-        return record_type.from_bytes(payload)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RecordError("invalid_json", f"{name}: not UTF-8 at byte {e.start}") from None
+    # The duplicate-key check: pydantic's parser keeps the last of two equal keys, so parse once more with a hook.
+    try:
+        json.loads(text, object_pairs_hook=_refuse_duplicates)
+    except _DuplicateKeyError as e:
+        raise RecordError("duplicate_key", f"{name}: key '{_clip(e.key, 40)}' appears twice") from None
+    except json.JSONDecodeError as e:
+        raise RecordError("invalid_json", f"{name}: {e.msg} at char {e.pos}") from None
+    except (ValueError, RecursionError) as e:  # an integer of over 4300 digits; nesting deeper than Python's stack
+        raise RecordError("invalid_json", f"{name}: {type(e).__name__}: {_clip(str(e))}") from None
+    try:
+        record = record_type.model_validate_json(raw)
     except ValidationError as e:
         first = e.errors()[0]
-        kind = "invalid_json" if first["type"] in {"json_invalid", "json_type"} else "invalid_record"
-        where = ".".join(str(p) for p in first["loc"]) or record_type.__name__
-        raise RecordError(kind, f"{record_type.__name__}: {where}: {first['msg']}") from e
+        loc = tuple(first["loc"])
+        if first["type"] in {"json_invalid", "json_type"}:
+            kind = "invalid_json"
+        elif loc == ("ts",) and first["type"] in {"finite_number", "greater_than_equal"}:
+            kind = "implausible_ts"  # not a finite number (1e400, NaN, "inf"), or negative
+        else:
+            kind = "invalid_record"
+        where = _clip(".".join(str(p) for p in loc)) + ": " if loc else ""
+        raise RecordError(kind, f"{name}: {where}{_clip(first['msg'], 120)}") from None
+    _check_limits(record, limits, time.time() if now is None else now)
+    return record
+
+
+def _check_limits(record: Record, limits: InputLimits, now: float) -> None:
+    name = type(record).__name__
+    ts = getattr(record, "ts", None)
+    if ts is not None and not limits.ts_min <= ts <= now + limits.ts_max_ahead_s:
+        raise RecordError(
+            "implausible_ts",
+            f"{name}: ts {ts!r} is outside [{limits.ts_min!r}, now + {limits.ts_max_ahead_s!r} s]",
+        )
+    field, rating = "rating", None
+    if isinstance(record, Interaction):
+        rating = record.rating
+    elif isinstance(record, Feedback) and record.kind == "rating":
+        field, rating = "value", record.value
+    if rating is not None and not limits.rating_min <= rating <= limits.rating_max:
+        raise RecordError(
+            "rating_out_of_scale",
+            f"{name}: {field} {rating!r} is outside [{limits.rating_min!r}, {limits.rating_max!r}]",
+        )

@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lettingo.records import InputLimits
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LETTINGO_", env_file=".env", extra="ignore")
@@ -43,6 +45,20 @@ class Settings(BaseSettings):
     topic_replication: int = Field(1, ge=1, description="Replication factor of created topics.")
     topic_prefix: str = Field("", description="Prefix for every topic name, to share a cluster.")
     max_message_bytes: int = Field(65_536, ge=1024, description="Larger input messages go to dead-letters.")
+    input_ts_min: float = Field(
+        0.0, ge=0, allow_inf_nan=False, description="Earliest input timestamp (epoch seconds); earlier ones go to "
+        "dead-letters (0: any non-negative time, so relative-time datasets replay).",
+    )  # fmt: skip
+    input_ts_max_ahead_seconds: float = Field(
+        86_400.0, ge=0, allow_inf_nan=False,
+        description="How far past the worker's wall clock an input timestamp may be (producer clock skew).",
+    )  # fmt: skip
+    rating_min: float = Field(
+        0.0, allow_inf_nan=False, description="Lowest rating accepted on input (interactions, rating feedback)."
+    )
+    rating_max: float = Field(
+        5.0, allow_inf_nan=False, description="Highest rating accepted on input; set the pair to your data's scale."
+    )
 
     # --- worker ---
     app_id: str = Field("lettingo", description="Faust app id (consumer group and changelog prefix).")
@@ -110,6 +126,16 @@ class Settings(BaseSettings):
     @property
     def cache_path(self) -> Path:
         return self.cache_dir if self.cache_dir is not None else self.path("cache")
+
+    def input_limits(self) -> InputLimits:
+        """What :func:`lettingo.records.decode_record` accepts on input: size, timestamps, rating scale."""
+        return InputLimits(
+            max_bytes=self.max_message_bytes,
+            ts_min=self.input_ts_min,
+            ts_max_ahead_s=self.input_ts_max_ahead_seconds,
+            rating_min=self.rating_min,
+            rating_max=self.rating_max,
+        )
 
     def kafka_ssl_context(self) -> ssl.SSLContext:
         """The TLS context for SSL / SASL_SSL: the system's trusted CAs, hostnames checked."""

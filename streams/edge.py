@@ -39,7 +39,7 @@ async def decode_event(event: faust.EventT, record_type: type[R]) -> R | None:
     """The event's record, or None once it has been dead-lettered."""
     message = event.message
     try:
-        return decode_record(record_type, message.value, settings.max_message_bytes)
+        return decode_record(record_type, message.value, settings.input_limits())
     except RecordError as e:
         await dead_letter(
             message.topic, message.partition, message.offset, message.key, message.value, e.reason, str(e)

@@ -15,12 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lettingo.records import PreferencePair, RecordError, decode_record
+from lettingo.records import InputLimits, PreferencePair, RecordError, decode_record
 
 log = logging.getLogger(__name__)
 
 TokenCounter = Callable[[str], int]
 MAX_LINE_BYTES = 1 << 20
+# Pair files are offline inputs: any size up to MAX_LINE_BYTES a line, any (finite, non-negative) timestamp.
+LIMITS = InputLimits(
+    MAX_LINE_BYTES, ts_min=0.0, ts_max_ahead_s=float("inf"), rating_min=float("-inf"), rating_max=float("inf")
+)
 
 
 @dataclass
@@ -75,7 +79,7 @@ def read_pairs_jsonl(path: Path, report: PairReport) -> list[PreferencePair]:
             lines += 1
             report.received += 1
             try:
-                pairs.append(decode_record(PreferencePair, raw, MAX_LINE_BYTES))
+                pairs.append(decode_record(PreferencePair, raw, LIMITS))
             except RecordError as e:
                 report.reject(e.reason, f"{path.name}:{number}: {e}")
     report.sources.append({"file": str(path), "sha256": digest.hexdigest(), "records": lines})

@@ -86,7 +86,7 @@ async def _consume(
                 first_last = offsets.setdefault(partition.partition, [message.offset, message.offset])
                 first_last[1] = message.offset
                 try:
-                    pairs.append(decode_record(PreferencePair, message.value, settings.max_message_bytes))
+                    pairs.append(decode_record(PreferencePair, message.value, settings.input_limits()))
                 except RecordError as e:
                     report.reject(e.reason, f"{topic}[{partition.partition}]@{message.offset}: {e}")
                     await producer.send(

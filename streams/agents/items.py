@@ -26,7 +26,7 @@ async def _remember(key: bytes | None, value: bytes | None) -> None:
         RUNTIME.catalog.pop(key.decode(errors="replace"), None)
         return
     try:
-        item = decode_record(Item, value, settings.max_message_bytes)
+        item = decode_record(Item, value, settings.input_limits())
     except RecordError:
         return  # the grouped agent dead-letters it
     RUNTIME.catalog[item.item_id] = item

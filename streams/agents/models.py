@@ -43,7 +43,7 @@ async def _switch(record: ModelVersion) -> LoadedPolicy | None:
 async def _on_version(key: bytes | None, value: bytes | None) -> None:
     topic = settings.topic("model-versions")
     try:
-        record = decode_record(ModelVersion, value, settings.max_message_bytes)
+        record = decode_record(ModelVersion, value, settings.input_limits())
     except RecordError as e:
         await dead_letter(topic, 0, -1, key, value, e.reason, str(e))
         return

@@ -18,13 +18,18 @@ from aiokafka import AIOKafkaConsumer
 
 from lettingo.data import Dataset, DatasetSplit, LabelScheme
 from lettingo.evaluation import EvaluationConfig
-from lettingo.records import Interaction, PreferencePair, Profile, RecordError, Reward, decode_record
+from lettingo.records import InputLimits, Interaction, PreferencePair, Profile, RecordError, Reward, decode_record
 from lettingo.report import compare, markdown_table
 from lettingo.settings import Settings
 from trainer.sft import sft_on_chosen
 
 if TYPE_CHECKING:
     from streams.demo.run import Demo
+
+# Reading back the run's own topics: what the worker accepted, whatever the timestamps and scale.
+READ_BACK = InputLimits(
+    1 << 24, ts_min=0.0, ts_max_ahead_s=float("inf"), rating_min=float("-inf"), rating_max=float("inf")
+)
 
 
 def generated_profiles(
@@ -68,7 +73,7 @@ async def _read_topic(settings: Settings, name: str, record_type: type) -> list[
                 for m in messages:
                     if m.value is not None:
                         with contextlib.suppress(RecordError):
-                            out.append((m.timestamp, decode_record(record_type, m.value, 1 << 24)))
+                            out.append((m.timestamp, decode_record(record_type, m.value, READ_BACK)))
     finally:
         await consumer.stop()
 
