@@ -4,6 +4,9 @@ A click (or purchase, or rating) on an impression's item before the window close
 profile that served it; an impression with no click when its window closes is a negative one. Feedback may
 arrive before its impression; it waits for it, within the same window. Each impression yields one reward at
 most, so re-applying an impression or a click changes nothing.
+
+A user's open impressions, the item ids kept of each, and the clicks waiting for their impression are capped
+(:class:`lettingo.bounds.StateBounds`): past a cap the oldest are dropped, without a reward, and counted.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Self
 
 from pydantic import BaseModel, Field
 
+from lettingo.bounds import Evictions, StateBounds
 from lettingo.records import Feedback, Impression, Reward, RewardSource
 
 POSITIVE_KINDS = frozenset({"click", "purchase", "rating"})
@@ -56,13 +60,34 @@ def _reward(user_id: str, pending: PendingImpression, clicked: bool, ts: float) 
     )
 
 
-def add_impression(join: PendingJoin, impression: Impression, window_s: float, now: float) -> list[Reward]:
+def _drop_oldest(entries: dict, limit: int, deadline_of, evicted: Evictions, what: str) -> None:
+    """Keep room for one more entry: drop those with the earliest deadlines beyond ``limit - 1``."""
+    over = len(entries) - (limit - 1)
+    if over <= 0:
+        return
+    for key in sorted(entries, key=lambda k: deadline_of(entries[k]))[:over]:
+        del entries[key]
+    evicted[what] += over
+
+
+def add_impression(
+    join: PendingJoin,
+    impression: Impression,
+    window_s: float,
+    now: float,
+    bounds: StateBounds = StateBounds(),
+    evicted: Evictions | None = None,
+) -> list[Reward]:
+    evicted = Evictions() if evicted is None else evicted
     if impression.request_id in join.impressions:
         return []
+    _drop_oldest(join.impressions, bounds.max_pending_impressions, lambda p: p.deadline, evicted, "impressions")
+    kept = impression.item_ids[: bounds.max_impression_items]
+    evicted["impression_items"] += len(impression.item_ids) - len(kept)
     pending = PendingImpression(
         request_id=impression.request_id,
         profile_id=impression.profile_id,
-        item_ids=list(impression.item_ids),
+        item_ids=list(kept),
         deadline=now + window_s,
     )
     join.impressions[impression.request_id] = pending
@@ -72,12 +97,22 @@ def add_impression(join: PendingJoin, impression: Impression, window_s: float, n
     return []
 
 
-def add_feedback(join: PendingJoin, feedback: Feedback, window_s: float, now: float) -> list[Reward]:
+def add_feedback(
+    join: PendingJoin,
+    feedback: Feedback,
+    window_s: float,
+    now: float,
+    bounds: StateBounds = StateBounds(),
+    evicted: Evictions | None = None,
+) -> list[Reward]:
+    evicted = Evictions() if evicted is None else evicted
     if feedback.kind not in POSITIVE_KINDS:
         return []
     pending = join.impressions.get(feedback.request_id)
     if pending is None:
-        join.early_clicks.setdefault(feedback.request_id, now + window_s)
+        if feedback.request_id not in join.early_clicks:
+            _drop_oldest(join.early_clicks, bounds.max_early_clicks, lambda deadline: deadline, evicted, "early_clicks")
+            join.early_clicks[feedback.request_id] = now + window_s
         return []
     if pending.rewarded or now > pending.deadline:
         return []

@@ -22,6 +22,7 @@ from typing import Self
 
 from pydantic import BaseModel, Field
 
+from lettingo.bounds import Evictions, StateBounds
 from lettingo.pairs import PairConfig, ScoredProfile, build_pairs
 from lettingo.records import PreferencePair, ProfileCandidate, Reward
 
@@ -92,27 +93,49 @@ class Scoreboard(BaseModel):
         round_, score = found
         return not round_.closed and event_seq > round_.seq and task_key(event_id) not in score.rewarded
 
-    def add_candidate(self, candidate: ProfileCandidate, prompt: str) -> bool:
-        """File ``candidate`` under its round (opened on first sight); False if it was already there."""
+    def add_candidate(
+        self,
+        candidate: ProfileCandidate,
+        prompt: str,
+        bounds: StateBounds = StateBounds(),
+        evicted: Evictions | None = None,
+    ) -> bool:
+        """File ``candidate`` under its round (opened on first sight); False if it was already there, or the round
+        is full (``bounds.max_round_candidates``: counted in ``evicted``)."""
+        evicted = Evictions() if evicted is None else evicted
         round_ = next((r for r in self.rounds if r.round_id == candidate.history_ref), None)
         if round_ is None:
             round_ = Round(round_id=candidate.history_ref, prompt=prompt, policy_version=candidate.model_version)
             self.rounds.append(round_)
+            evicted["rounds"] += max(0, len(self.rounds) - MAX_ROUNDS)
             del self.rounds[:-MAX_ROUNDS]
         if candidate.profile_id in round_.candidates:
+            return False
+        if len(round_.candidates) >= bounds.max_round_candidates:
+            evicted["candidates"] += 1
             return False
         round_.candidates[candidate.profile_id] = CandidateScore(
             profile_id=candidate.profile_id, text=candidate.text, generator=candidate.generator
         )
         return True
 
-    def record(self, reward: Reward, key: str | None = None) -> bool:
+    def record(
+        self,
+        reward: Reward,
+        key: str | None = None,
+        bounds: StateBounds = StateBounds(),
+        evicted: Evictions | None = None,
+    ) -> bool:
         """Count ``reward`` for its candidate under ``key`` (default ``"<source>:<target>"``); False if the
-        candidate is unknown or the key already counted."""
+        candidate is unknown, the key already counted, or the candidate has ``bounds.max_candidate_rewards``."""
+        evicted = Evictions() if evicted is None else evicted
         key = key or f"{reward.source.value}:{reward.target}"
         for round_ in self.rounds:
             score = round_.candidates.get(reward.profile_id)
             if score is not None and key not in score.rewarded:
+                if len(score.rewarded) >= bounds.max_candidate_rewards:
+                    evicted["rewards"] += 1
+                    return False
                 score.rewarded.append(key)
                 score.total += reward.value
                 return True

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     # --- worker ---
     app_id: str = Field("lettingo", description="Faust app id (consumer group and changelog prefix).")
     web_port: int = Field(6066, ge=1, le=65535, description="Worker web port: profiles, health, /metrics.")
+    web_bind: str = Field(
+        "127.0.0.1", description="Address the worker's web server binds: loopback on a laptop, 0.0.0.0 in containers."
+    )
     worker_policy: str = Field("writer:combined", description="Generator spec served until a model version arrives.")
     worker_history_window: int = Field(10, ge=1, description="Recent interactions kept per user (h_u).")
     worker_history_max: int = Field(70, ge=1, description="Older interactions kept per user (H_u, bounded).")
@@ -105,6 +108,32 @@ class Settings(BaseSettings):
     eval_draws: int = Field(5, ge=1, description="Negative draws per new rated item in streamed task evaluation.")
     eval_negatives: int = Field(9, ge=1, description="Popularity-matched unseen items ranked against the new one.")
     eval_batch_size: int = Field(64, ge=1, description="Rated events scored in one task-evaluation batch at most.")
+
+    # --- bounds on what a worker keeps (each value of each table; what is dropped is counted) ---
+    max_state_bytes: int = Field(
+        512 * 1024, ge=128 * 1024, le=900_000,
+        description="Largest table value a worker stores; a user's oldest history is dropped to fit under it.",
+    )  # fmt: skip
+    max_attribute_keys: int = Field(
+        256, ge=1, description="Distinct item attributes counted per user (rarest dropped)."
+    )
+    max_event_attributes: int = Field(32, ge=1, description="Attributes kept per history event.")
+    max_pending_impressions: int = Field(
+        64, ge=1, description="Open impressions per user awaiting clicks (oldest dropped)."
+    )
+    max_impression_items: int = Field(100, ge=1, description="Item ids kept per open impression.")
+    max_early_clicks: int = Field(
+        256, ge=1, description="Clicks per user waiting for their impression (oldest dropped)."
+    )
+    max_round_candidates: int = Field(16, ge=2, description="Candidates filed per explored round (later ones dropped).")
+    max_candidate_rewards: int = Field(512, ge=1, description="Rewards counted per candidate (later ones dropped).")
+    poison_retries: int = Field(
+        3, ge=1, description="Tries of an event whose processing raises before it is dead-lettered and skipped."
+    )
+    stall_seconds: float = Field(
+        60.0, gt=0, description="A partition with waiting messages and no applied offset progress for this long "
+        "is stalled: /ready fails and lettingo_partition_stalled is 1.",
+    )  # fmt: skip
 
     # --- trainer ---
     gate_users: int = Field(60, ge=1, description="Validation users on whom the gate compares candidate and champion.")

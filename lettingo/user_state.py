@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJson
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
+from lettingo.bounds import Evictions, StateBounds, StateTooLarge, cap_counts
 from lettingo.data import Item as CatalogItem
 from lettingo.data import LabelScheme
 from lettingo.prompts.profile import HistoryEntry
@@ -73,8 +74,8 @@ class SeenIds:
         p = self._packed
         return (bytes(p[i : i + DIGEST_BYTES]) for i in range(0, len(p), DIGEST_BYTES))
 
-    def add(self, digest: bytes, limit: int) -> None:
-        """Remember ``digest`` (newest), forgetting the oldest beyond ``limit``."""
+    def add(self, digest: bytes, limit: int) -> int:
+        """Remember ``digest`` (newest), forgetting the oldest beyond ``limit``; how many were forgotten."""
         self._packed += digest
         if self._set is not None:
             self._set.add(digest)
@@ -84,6 +85,8 @@ class SeenIds:
                 for i in range(0, over, DIGEST_BYTES):
                     self._set.discard(bytes(self._packed[i : i + DIGEST_BYTES]))
             del self._packed[:over]
+            return over // DIGEST_BYTES
+        return 0
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, SeenIds) and self._packed == other._packed
@@ -201,16 +204,26 @@ def apply_interaction(
     *,
     keep_events: int,
     seen_max: int,
+    bounds: StateBounds = StateBounds(),
+    evicted: Evictions | None = None,
 ) -> bool:
-    """Apply ``event`` to ``state`` in place; False (and no change) when it was applied before."""
+    """Apply ``event`` to ``state`` in place; False (and no change) when it was applied before.
+
+    Every part of the state stays bounded: the kept events (``keep_events``), the remembered ids (``seen_max``),
+    each event's attributes and the distinct attributes counted (``bounds``); what a bound drops is counted in
+    ``evicted``."""
+    evicted = Evictions() if evicted is None else evicted
     digest = event_digest(event.event_id)
     if digest in state.seen:
         return False
-    state.seen.add(digest, seen_max)
+    evicted["seen_ids"] += state.seen.add(digest, seen_max)
     state.count += 1
     state.counts_by_kind[event.kind.value] = state.counts_by_kind.get(event.kind.value, 0) + 1
     sentiment = labels.label(event.rating).value if event.rating is not None else None
     attributes = tuple(item.attributes) if item else ()
+    if len(attributes) > bounds.max_event_attributes:
+        evicted["event_attributes"] += len(attributes) - bounds.max_event_attributes
+        attributes = attributes[: bounds.max_event_attributes]
     state.events.append(
         HistoryEvent.model_construct(  # from a validated Interaction: nothing to check again
             seq=state.count,
@@ -223,14 +236,38 @@ def apply_interaction(
             ts=event.ts,
         )
     )
-    del state.events[:-keep_events]
+    if len(state.events) > keep_events:
+        evicted["history"] += len(state.events) - keep_events
+        del state.events[:-keep_events]
     for attribute in attributes:
         state.attribute_counts[attribute] = state.attribute_counts.get(attribute, 0.0) + 1.0
+    cap_counts(state.attribute_counts, bounds.max_attribute_keys, evicted, "attribute_keys")
     if sentiment is not None:
         state.sentiment_counts[sentiment] = state.sentiment_counts.get(sentiment, 0.0) + 1.0
     state.last_event_id = event.event_id
     state.last_ts = max(state.last_ts, event.ts)
     return True
+
+
+def fit_user_state(state: UserState, max_bytes: int, evicted: Evictions) -> bytes:
+    """``state`` serialized under ``max_bytes``: the oldest kept events are dropped until it fits (a catalogue of
+    long attribute lists can make a full history too large to store), then the oldest remembered ids. Raises
+    :class:`StateTooLarge` only if the rest (bounded attribute counts) is over the bound."""
+    payload = state.to_bytes()
+    while len(payload) > max_bytes and len(state.events) > 1:
+        # Drop in proportion to the excess, at least one event: a few serializations at most.
+        drop = max(1, min(len(state.events) - 1, len(state.events) * (len(payload) - max_bytes) // len(payload) + 1))
+        del state.events[:drop]
+        evicted["history_bytes"] += drop
+        payload = state.to_bytes()
+    while len(payload) > max_bytes and len(state.seen) > 1:  # only with seen_events_max set near the byte bound
+        keep = len(state.seen) // 2
+        evicted["seen_ids_bytes"] += len(state.seen) - keep
+        state.seen = SeenIds(list(state.seen)[-keep:])
+        payload = state.to_bytes()
+    if len(payload) > max_bytes:
+        raise StateTooLarge(f"user state of {state.user_id}: {len(payload)} bytes is over the bound of {max_bytes}")
+    return payload
 
 
 def to_catalog_item(item: Item) -> CatalogItem:

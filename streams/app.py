@@ -23,8 +23,8 @@ app = faust.App(
     # One folder per worker process: the web port is unique per worker on a host.
     datadir=str(DATADIR),
     web_port=settings.web_port,
-    web_bind="127.0.0.1",
-    web_host="127.0.0.1",
+    web_bind=settings.web_bind,
+    web_host=settings.web_bind if settings.web_bind not in ("0.0.0.0", "::") else "127.0.0.1",
     topic_partitions=settings.topic_partitions,
     topic_replication_factor=settings.topic_replication,
     topic_allow_declare=True,  # changelog topics; the contract's topics are created by create_topics first

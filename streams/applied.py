@@ -42,6 +42,7 @@ not (a transaction marker, records removed by retention), a seek whose event doe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -51,6 +52,7 @@ from dataclasses import dataclass
 import faust
 from faust.types import TP
 
+from streams import metrics
 from streams.tables import event_context
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,8 @@ class AppliedOffsets:
         self._activity_seen = -1
         self._round = 0  # working() blocks entered: the events of a later round were handed out later
         self._watched_at = float("-inf")  # the previous watch() check
+        self._progress: dict[TP, tuple[int | None, float]] = {}  # the stored offset, and since when it is so
+        self.stalled: set[str] = set()  # "topic:partition" of stalled partitions (see sample_lag)
 
     @staticmethod
     def _key(tp: TP) -> bytes:
@@ -173,6 +177,37 @@ class AppliedOffsets:
                 log.warning("%s: read up to offset %s, applied only before %d (end %s); seeking back",
                             tp, read, expected, highwater)  # fmt: skip
                 await self._seek(tp, expected)
+
+    async def sample_lag(self, topic: str, stall_s: float) -> None:
+        """Export how far each assigned partition of ``topic`` is behind the worker's own applied offset (not
+        Faust's read or committed offset, which can run ahead of what was applied), and mark a partition stalled
+        when messages wait and its applied offset has not moved for ``stall_s``. Series of partitions no longer
+        assigned are removed."""
+        now = time.monotonic()
+        consumer = self.app.consumer
+        assigned = {tp for tp in consumer.assignment() if tp.topic == topic}
+        for tp in assigned:
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            stored = self.stored(tp)
+            lag = max(0, highwater - (await self._expected(tp)))
+            if tp not in self._progress or self._progress[tp][0] != stored or lag == 0:
+                self._progress[tp] = (stored, now)
+            stalled = lag > 0 and now - self._progress[tp][1] >= stall_s
+            name = f"{tp.topic}:{tp.partition}"
+            if stalled and name not in self.stalled:
+                log.error("%s: %d messages wait and the applied offset (%s) has not moved for %.0f s",
+                          name, lag, stored, now - self._progress[tp][1])  # fmt: skip
+            (self.stalled.add if stalled else self.stalled.discard)(name)
+            metrics.APPLIED_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
+            metrics.PARTITION_STALLED.labels(topic=tp.topic, partition=str(tp.partition)).set(int(stalled))
+        for tp in [tp for tp in self._progress if tp not in assigned]:
+            del self._progress[tp]
+            self.stalled.discard(f"{tp.topic}:{tp.partition}")
+            for gauge in (metrics.APPLIED_LAG, metrics.PARTITION_STALLED):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(tp.topic, str(tp.partition))
 
     def applied(self, event: faust.EventT) -> None:
         """Record ``event``'s offset as applied (inside the agent step, after its effects)."""

@@ -1,7 +1,7 @@
 """Validation at the edge: decode a raw Faust event into its record, or send it to ``dead-letters``.
 
-Nothing is skipped silently: every message that fails :func:`lettingo.records.decode_record` becomes a
-DeadLetter with its reason (empty, oversized, invalid_json, invalid_record), is counted and logged.
+Nothing is skipped silently: every message that fails :func:`lettingo.records.decode_record`, or whose key is not
+its record's id (:func:`check_key`), becomes a DeadLetter with its reason, is counted and logged.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import faust
 
-from lettingo.records import DeadLetter, Record, RecordError, decode_record
+from lettingo.records import DeadLetter, Item, Record, RecordError, decode_record
 from streams import faust_topics, metrics
 from streams.app import settings
 
@@ -35,11 +35,27 @@ async def dead_letter(topic: str, partition: int, offset: int, key: bytes | None
                 topic, partition, offset, letter.key, reason, error)  # fmt: skip
 
 
+def check_key(record: Record, key: bytes | None) -> None:
+    """The message key must be the record's own id (``item_id`` for items, ``user_id`` for every user-keyed
+    record): tables are partitioned by key, so an event under another key would fork the user's state onto
+    another partition, or be applied twice under two keys."""
+    field = "item_id" if isinstance(record, Item) else "user_id"
+    expected = getattr(record, field, None)
+    if expected is None:
+        return
+    if key is None:
+        raise RecordError("missing_key", f"the message has no key; expected its {field}")
+    if key != expected.encode():
+        raise RecordError("key_mismatch", f"the key is not the record's {field}")
+
+
 async def decode_event(event: faust.EventT, record_type: type[R]) -> R | None:
     """The event's record, or None once it has been dead-lettered."""
     message = event.message
     try:
-        return decode_record(record_type, message.value, settings.input_limits())
+        record = decode_record(record_type, message.value, settings.input_limits())
+        check_key(record, message.key)
+        return record
     except RecordError as e:
         await dead_letter(
             message.topic, message.partition, message.offset, message.key, message.value, e.reason, str(e)

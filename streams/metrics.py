@@ -48,6 +48,31 @@ CONSUMER_LAG = Gauge(
     "lettingo_consumer_lag_messages", "High watermark minus read offset.", ["topic", "partition"], registry=REGISTRY
 )
 
+# Hostile input and stalls: what a bound dropped, what was quarantined, agents that crashed, partitions stuck.
+STATE_EVICTIONS = Counter(
+    "lettingo_state_evictions_total", "Entries dropped by the bounds on kept state, by table and what.",
+    ["table", "what"], registry=REGISTRY,
+)  # fmt: skip
+QUARANTINED_STATES = Counter(
+    "lettingo_quarantined_states_total", "Stored table values that did not decode, dead-lettered and reset.",
+    ["table"], registry=REGISTRY,
+)  # fmt: skip
+POISON_EVENTS = Counter(
+    "lettingo_poison_events_total", "Events whose processing kept raising, dead-lettered and skipped.", ["agent"],
+    registry=REGISTRY,
+)  # fmt: skip
+AGENT_CRASHES = Counter(
+    "lettingo_agent_crashes_total", "Agent crashes (Faust restarts the agent).", ["agent"], registry=REGISTRY
+)
+APPLIED_LAG = Gauge(
+    "lettingo_applied_offset_lag_messages", "Messages of an input partition past the worker's own applied offset.",
+    ["topic", "partition"], registry=REGISTRY,
+)  # fmt: skip
+PARTITION_STALLED = Gauge(
+    "lettingo_partition_stalled", "1 while messages wait on a partition whose applied offset has not moved for the "
+    "stall interval.", ["topic", "partition"], registry=REGISTRY,
+)  # fmt: skip
+
 
 def tokens(text: str) -> int:
     return len(text.split())

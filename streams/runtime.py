@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 
+from lettingo.bounds import StateBounds
 from lettingo.data import LabelScheme
 from lettingo.drift import DriftConfig
 from lettingo.generators import Generator, make_generator
+from lettingo.ingest import IngestLimits
 from lettingo.records import Item
 from lettingo.serving import PolicyHolder
 from lettingo.settings import Settings
@@ -32,20 +35,44 @@ class Runtime:
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="model"))
     # Task evaluation (f_Rec) has its own thread, so scoring never holds up generation.
     eval_executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="eval"))
+    # The applied-offset guards of the agents that keep one (streams.applied): /ready reads their stalled partitions.
+    applied_guards: list = field(default_factory=list)
     catalog_ready: asyncio.Event = field(default_factory=asyncio.Event)
     generators_ready: asyncio.Event = field(default_factory=asyncio.Event)
     evaluator_ready: asyncio.Event = field(default_factory=asyncio.Event)
 
-    @property
+    @cached_property
     def drift(self) -> DriftConfig:
         s = self.settings
         return DriftConfig(
             s.drift_threshold, s.drift_min_new_events, s.drift_cooldown_seconds, s.worker_cold_start_after
         )
 
+    def guard(self, applied):
+        self.applied_guards.append(applied)
+        return applied
+
+    @property
+    def stalled_partitions(self) -> list[str]:
+        return sorted(name for guard in self.applied_guards for name in guard.stalled)
+
     @property
     def keep_events(self) -> int:
         return self.settings.worker_history_window + self.settings.worker_history_max
+
+    @cached_property
+    def bounds(self) -> StateBounds:
+        s = self.settings
+        return StateBounds(
+            max_state_bytes=s.max_state_bytes, max_attribute_keys=s.max_attribute_keys,
+            max_event_attributes=s.max_event_attributes, max_pending_impressions=s.max_pending_impressions,
+            max_impression_items=s.max_impression_items, max_early_clicks=s.max_early_clicks,
+            max_round_candidates=s.max_round_candidates, max_candidate_rewards=s.max_candidate_rewards,
+        )  # fmt: skip
+
+    @cached_property
+    def ingest_limits(self) -> IngestLimits:
+        return IngestLimits(self.keep_events, self.settings.seen_events_max, self.bounds)
 
     def load_generators(self) -> None:
         """The configured serving policy (smoke-tested) and the explorer. Blocking: run it in an executor."""

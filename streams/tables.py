@@ -6,6 +6,7 @@ Faust's codecs, so a table's changelog is readable with a plain consumer.
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from lettingo.records import Profile
 from streams.app import app, settings
 
 M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger(__name__)
 
 
 def raw_table(name: str, help_: str) -> faust.Table:
@@ -66,9 +68,34 @@ def key(user_id: str) -> bytes:
     return user_id.encode()
 
 
+class CorruptValue(ValueError):
+    """A stored table value that no longer decodes (written by another version, or damaged)."""
+
+    def __init__(self, table: faust.Table, user_id: str, payload: bytes, error: Exception) -> None:
+        super().__init__(f"{table.name}[{user_id!r}]: {type(error).__name__}: {str(error)[:300]}")
+        self.table, self.user_id, self.payload = table, user_id, payload
+
+
 def load(table: faust.Table, user_id: str, model: type[M]) -> M | None:
+    """The user's value, None if there is none; :class:`CorruptValue` if it does not decode. Only the agent that
+    owns the table handles that (:func:`streams.quarantine.load_owned`); readers use :func:`read`."""
     payload = table.get(key(user_id))
-    return model.model_validate_json(payload) if payload else None
+    if not payload:
+        return None
+    try:
+        return model.model_validate_json(payload)
+    except ValueError as e:
+        raise CorruptValue(table, user_id, payload, e) from e
+
+
+def read(table: faust.Table, user_id: str, model: type[M]) -> M | None:
+    """As :func:`load` for a reader that does not own the table: a value that does not decode reads as none (the
+    owner quarantines it on its next event for the user)."""
+    try:
+        return load(table, user_id, model)
+    except CorruptValue as e:
+        log.warning("unreadable table value, read as none: %s", e)
+        return None
 
 
 def store(table: faust.Table, user_id: str, value: BaseModel) -> None:

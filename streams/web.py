@@ -22,7 +22,7 @@ def _runtime() -> Runtime:
 class UserProfile(View):
     @app.table_route(table=tables.profiles, match_info="user_id")
     async def get(self, request: Request, user_id: str) -> Response:
-        history = tables.load(tables.profiles, user_id, ProfileHistory)
+        history = tables.read(tables.profiles, user_id, ProfileHistory)
         if history is None:
             return self.json({"user_id": user_id, "error": "no profile yet"}, status=404)
         return self.json(json.loads(history.model_dump_json()))
@@ -46,7 +46,29 @@ class Health(View):
             "catalog_items": len(runtime.catalog),
             "catalog_ready": runtime.catalog_ready.is_set(),
             "assigned_partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment()),
+            "stalled_partitions": runtime.stalled_partitions,
         })  # fmt: skip
+
+
+def readiness(runtime: Runtime) -> dict[str, object]:
+    """What must hold before this worker serves: models, reader and catalogue loaded, no partition stalled."""
+    checks = {
+        "catalog_ready": runtime.catalog_ready.is_set(),
+        "generators_ready": runtime.generators_ready.is_set(),
+        "evaluator_ready": runtime.evaluator_ready.is_set(),
+    }
+    stalled = runtime.stalled_partitions
+    return {"ready": all(checks.values()) and not stalled, **checks, "stalled_partitions": stalled}
+
+
+@app.page("/ready")
+class Ready(View):
+    """Readiness: 503 until the worker can serve, and while a partition is stalled (messages wait, nothing is
+    applied: see streams.applied)."""
+
+    async def get(self, request: Request) -> Response:
+        body = readiness(_runtime())
+        return self.json(body, status=200 if body["ready"] else 503)
 
 
 @app.page("/metrics")

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -72,12 +73,15 @@ class WorkerProcess:
         raise TimeoutError(f"worker not ready in {timeout_s}s:\n{self.log_tail()}")
 
     def get(self, path: str) -> dict | None:
+        """The JSON body (also of an error status, such as /ready's 503), or None when nothing answers."""
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
                 body = r.read()
-                return json.loads(body) if body.startswith((b"{", b"[")) else {"text": body.decode()}
+        except urllib.error.HTTPError as e:
+            body = e.read()
         except Exception:
             return None
+        return json.loads(body) if body.startswith((b"{", b"[")) else {"text": body.decode()}
 
     def health(self) -> dict | None:
         return self.get("/health")

@@ -24,3 +24,14 @@ def quote(text: str, max_chars: int = MAX_TITLE_CHARS) -> str:
 def block(tag: str, body: str) -> str:
     """A delimited section; ``body`` must already be made of :func:`quote`-d values."""
     return f"<{tag}>\n{body}\n</{tag}>"
+
+
+_UNSAFE_IN_OUTPUT = [*map(chr, range(32)), "\x7f", *map(chr, range(0x80, 0xA0)), "<", ">", "\u2028", "\u2029"]
+_OUTPUT_ESCAPES = str.maketrans({c: f"\\u{ord(c):04x}" for c in _UNSAFE_IN_OUTPUT if c not in "\n\t"})
+
+
+def escape_output(text: str) -> str:
+    """Generated profile text made safe to embed as the prompts embed catalogue text: ``<`` / ``>``, control
+    characters and Unicode line separators escaped as JSON escapes, so a quoted title keeps the form it had in
+    the prompt and no profile can open or close a ``<tag>`` of a later prompt. Newlines and tabs stay."""
+    return text.translate(_OUTPUT_ESCAPES)

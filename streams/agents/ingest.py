@@ -18,6 +18,11 @@ could not re-send: before a user's next new event, the batch is flushed (states 
 acknowledged) if that user has an unsent profile request or re-sent output, or as many unsent rated events as
 the window keeps.
 
+An event whose processing raises is tried again on the user's state rebuilt from the table and the user's events
+applied since the last flush; after ``poison_retries`` tries it is dead-lettered and skipped (streams.quarantine).
+A stored state that does not decode is quarantined and the user starts afresh. Each stored state is cut to
+``max_state_bytes`` (the oldest history dropped first), so no table write can exceed what the producer sends.
+
 The outputs go out as one record batch per topic partition (:class:`BatchSender`), not one ``Topic.send`` each:
 that costs about 0.1 ms of Faust and aiokafka bookkeeping a message, and a produce request every few messages.
 """
@@ -31,18 +36,20 @@ from dataclasses import dataclass, field
 
 import faust
 
-from lettingo.drift import decide
+from lettingo.bounds import Evictions
+from lettingo.ingest import IngestStep, ingest_event
 from lettingo.records import Interaction, ProfileRequest
 from lettingo.stream_eval import EvalTrigger
-from lettingo.user_state import HistoryEvent, UserState, apply_interaction
+from lettingo.user_state import HistoryEvent, UserState, fit_user_state
 from streams import faults, faust_topics, metrics, tables
 from streams.agents import RUNTIME
 from streams.app import app
 from streams.applied import AppliedOffsets
 from streams.edge import decode_event
+from streams.quarantine import count_evictions, crash_counted, dead_poison, quarantine_value
 
 log = logging.getLogger(__name__)
-APPLIED = AppliedOffsets(app, tables.applied_offsets)
+APPLIED = RUNTIME.guard(AppliedOffsets(app, tables.applied_offsets))
 WATCH_EVERY_S = 3.0
 BATCH_MAX = 1000  # interactions taken at once at most
 # The longest wait to fill a batch: the latency a trickle of events pays. With a backlog the wait is Faust handing
@@ -52,6 +59,7 @@ BATCH_WITHIN_S = 0.2
 
 
 @app.agent(faust_topics.interactions)
+@crash_counted
 async def ingest(stream):
     with APPLIED.working():  # read-ahead while the catalogue loads is not a gap
         await RUNTIME.catalog_ready.wait()  # attributes come from the catalogue: read it before the first event
@@ -66,7 +74,9 @@ async def ingest(stream):
 
 @app.timer(WATCH_EVERY_S)
 async def watch_applied() -> None:
-    await APPLIED.watch(faust_topics.interactions.get_topic_name())
+    topic = faust_topics.interactions.get_topic_name()
+    await APPLIED.watch(topic)
+    await APPLIED.sample_lag(topic, RUNTIME.settings.stall_seconds)
 
 
 class BatchSender:
@@ -116,6 +126,17 @@ class UserWork:
     changed: bool = False
     unsent_rated: int = 0  # newly applied rated events not sent yet
     barrier: bool = False  # an unsent request or re-sent output: the user's next new event waits for a flush
+    since_flush: list[Interaction] = field(default_factory=list)  # applied since the state was loaded or stored
+
+
+async def load_state(user_id: str, event: faust.EventT) -> UserState:
+    """The stored state, or a fresh one; a state that does not decode is quarantined (streams.quarantine)."""
+    with tables.event_context(event):
+        try:
+            return tables.load(tables.user_state, user_id, UserState) or UserState(user_id=user_id)
+        except tables.CorruptValue as e:
+            await quarantine_value(e, event)
+            return UserState(user_id=user_id)
 
 
 @dataclass
@@ -123,14 +144,12 @@ class Batch:
     users: dict[str, UserWork] = field(default_factory=dict)
     outputs: list[HistoryEvent | ProfileRequest] = field(default_factory=list)  # in event order
     output_users: list[str] = field(default_factory=list)
+    evicted: Evictions = field(default_factory=Evictions)
 
-    def work(self, user_id: str, event: faust.EventT) -> UserWork:
+    async def work(self, user_id: str, event: faust.EventT) -> UserWork:
         work = self.users.get(user_id)
         if work is None:
-            with tables.event_context(event):
-                payload = tables.user_state.get(tables.key(user_id))
-            state = UserState.from_bytes(payload) if payload else UserState(user_id=user_id)
-            work = self.users[user_id] = UserWork(state, event)
+            work = self.users[user_id] = UserWork(await load_state(user_id, event), event)
         work.event = event
         return work
 
@@ -149,11 +168,15 @@ class Batch:
 
     async def flush(self) -> None:
         """Store every changed state, then send the outputs and wait until the broker has them all."""
+        max_bytes = RUNTIME.settings.max_state_bytes
         for work in self.users.values():
             if work.changed:
+                payload = fit_user_state(work.state, max_bytes, self.evicted)
                 with tables.event_context(work.event):
-                    tables.user_state[tables.key(work.state.user_id)] = work.state.to_bytes()
+                    tables.user_state[tables.key(work.state.user_id)] = payload
             work.changed, work.unsent_rated, work.barrier = False, 0, False
+            work.since_flush.clear()
+        count_evictions("user_state", self.evicted)
         sender = BatchSender()
         requests, rated = faust_topics.profile_requests.get_topic_name(), faust_topics.rated_events.get_topic_name()
         for user_id, output in zip(self.output_users, self.outputs, strict=True):
@@ -181,48 +204,57 @@ async def apply_batch(events: list) -> None:
         if interaction is None:
             continue
         kinds[interaction.kind.value] += 1
-        work = batch.work(interaction.user_id, event)
+        work = await batch.work(interaction.user_id, event)
         if batch.must_flush_before(work, interaction):
             await batch.flush()
-        apply(batch, work, interaction)
+        step = await step_guarded(batch, work, interaction, event)
+        if step is not None:
+            record(batch, work, step)
     await batch.flush()
     for kind, n in kinds.items():
         metrics.EVENTS.labels(topic="interactions", kind=kind).inc(n)
 
 
-def apply(batch: Batch, work: UserWork, interaction: Interaction) -> None:
-    state = work.state
-    applied = apply_interaction(
-        state, interaction, RUNTIME.catalog.get(interaction.item_id), RUNTIME.labels,
-        keep_events=RUNTIME.keep_events, seen_max=RUNTIME.settings.seen_events_max,
-    )  # fmt: skip
-    # Stored even for a duplicate, so the changelog catches up with the local store after a crash.
-    work.changed = True
-    if applied:
-        rated = state.events[-1]
-        if rated.rating is not None:
-            batch.send(work, rated, barrier=False)
-        decision = decide(state, RUNTIME.drift)
-        if decision.score:
-            metrics.DRIFT_SCORE.observe(decision.score)
-        if decision.reason is not None:
-            request = ProfileRequest(
-                user_id=state.user_id, reason=decision.reason, drift_score=decision.score,
-                ts=state.last_ts, history_ref=state.history_ref,
-            )  # fmt: skip
-            state.mark_profiled()
-            state.last_request = request.model_dump_json()
-            batch.send(work, request, barrier=True)
-        return
-    metrics.DUPLICATES.inc()
-    # A replay after a crash: the state may be stored while the rated event it forwarded and the request it
-    # caused were never sent (task evaluation drops what it already rewarded; regenerate, a stale request).
-    rated = next((e for e in state.events if e.event_id == interaction.event_id), None)
-    if rated is not None and rated.rating is not None:
-        batch.send(work, rated, barrier=True)
-    last = ProfileRequest.model_validate_json(state.last_request) if state.last_request else None
-    if last is not None and last.history_ref.endswith(f"@{interaction.event_id}"):
-        batch.send(work, last, barrier=True)
+def step(state: UserState, interaction: Interaction, evicted: Evictions) -> IngestStep:
+    item = RUNTIME.catalog.get(interaction.item_id)
+    return ingest_event(state, interaction, item, RUNTIME.labels, RUNTIME.drift, RUNTIME.ingest_limits, evicted)
+
+
+async def step_guarded(
+    batch: Batch, work: UserWork, interaction: Interaction, event: faust.EventT
+) -> IngestStep | None:
+    """:func:`step`, tried ``poison_retries`` times, each on the user's state rebuilt from the table and the events
+    applied since (a failed step may have changed the state half-way); then the event is dead-lettered."""
+    tries = RUNTIME.settings.poison_retries
+    error: Exception | None = None
+    for attempt in range(tries):
+        try:
+            result = step(work.state, interaction, batch.evicted)
+        except Exception as e:
+            error = e
+            log.warning("ingest: event %s of user %s raised (try %d of %d): %s: %s", interaction.event_id,
+                        interaction.user_id, attempt + 1, tries, type(e).__name__, e)  # fmt: skip
+            work.state = await load_state(interaction.user_id, event)
+            for done in work.since_flush:  # what they caused is queued already: only the state is rebuilt
+                step(work.state, done, Evictions())
+            continue
+        work.since_flush.append(interaction)
+        work.changed = True  # stored even for a duplicate, so the changelog catches up with the local store
+        return result
+    await dead_poison(event, "ingest", error)
+    return None
+
+
+def record(batch: Batch, work: UserWork, result: IngestStep) -> None:
+    """Queue what an event caused: a new rated event (no barrier), a request or any re-sent output (barrier)."""
+    if result.drift_score:
+        metrics.DRIFT_SCORE.observe(result.drift_score)
+    if not result.applied:
+        metrics.DUPLICATES.inc()
+    if result.rated is not None:
+        batch.send(work, result.rated, barrier=not result.applied)
+    if result.request is not None:
+        batch.send(work, result.request, barrier=True)
 
 
 def rated_trigger(user_id: str, event: HistoryEvent) -> bytes:

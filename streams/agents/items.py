@@ -9,7 +9,7 @@ from streams import faust_topics, metrics
 from streams.agents import RUNTIME
 from streams.agents.follower import follow
 from streams.app import app, settings
-from streams.edge import decode_event
+from streams.edge import check_key, decode_event
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ async def _remember(key: bytes | None, value: bytes | None) -> None:
         return
     try:
         item = decode_record(Item, value, settings.input_limits())
+        check_key(item, key)
     except RecordError:
         return  # the grouped agent dead-letters it
     RUNTIME.catalog[item.item_id] = item

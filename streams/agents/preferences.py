@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from lettingo.bounds import Evictions, check_size
 from lettingo.pairs import PairConfig
 from lettingo.records import ProfileCandidate, Reward, RewardSource
 from lettingo.scoreboard import Scoreboard, task_key
@@ -18,40 +19,62 @@ from streams import faust_topics, metrics, tables
 from streams.agents import RUNTIME
 from streams.app import app
 from streams.edge import bare_topic, decode_event
+from streams.quarantine import count_evictions, crash_counted, guarded, load_owned
 
 log = logging.getLogger(__name__)
 
 
 @app.agent(faust_topics.candidates_and_rewards)
+@crash_counted
 async def preferences(stream):
+    tries = RUNTIME.settings.poison_retries
     async for event in stream.events():
         if bare_topic(event.message.topic) == "profile-candidates":
-            candidate = await decode_event(event, ProfileCandidate)
-            if candidate is None:
-                continue
-            board = tables.load(tables.scoreboard, candidate.user_id, Scoreboard) or Scoreboard()
-            # The round's prompt is the generation prompt the candidates were sampled from: the trainer's prompt.
-            if board.add_candidate(candidate, prompt=candidate.prompt or _prompt_for(candidate)):
-                tables.store(tables.scoreboard, candidate.user_id, board)
-            # Also for one already filed (a replay after a crash): task evaluation drops what it has rewarded.
-            trigger = EvalTrigger(user_id=candidate.user_id, profile_id=candidate.profile_id)
-            await (await faust_topics.rated_events.send(key=tables.key(candidate.user_id), value=trigger.to_bytes()))
-            continue
-        reward = await decode_event(event, Reward)
-        if reward is None:
-            continue
-        board = tables.load(tables.scoreboard, reward.user_id, Scoreboard)
-        if board is None or not board.record(reward, _key(event, reward)):
-            continue
-        s = RUNTIME.settings
-        pairs = board.new_pairs(reward.user_id, s.pairs_min_rewards, PairConfig(s.pairs_max_per_round, s.pairs_min_gap))
-        tables.store(tables.scoreboard, reward.user_id, board)
-        for pair in pairs:
-            await (await faust_topics.preference_pairs.send(key=tables.key(pair.user_id), value=pair.to_bytes()))
-            metrics.PAIRS.inc()
-            log.info("preference pair user_id=%s chosen=%s (%.2f) rejected=%s (%.2f)", pair.user_id,
-                     pair.chosen_profile_id, pair.chosen_reward,
-                     pair.rejected_profile_id, pair.rejected_reward)  # fmt: skip
+            await guarded(event, lambda event=event: file_candidate(event), "preferences", tries)
+        else:
+            await guarded(event, lambda event=event: score_reward(event), "preferences", tries)
+
+
+def store_board(user_id: str, board: Scoreboard, evicted: Evictions) -> None:
+    count_evictions("scoreboard", evicted)
+    payload = check_size(board.to_bytes(), RUNTIME.bounds.max_state_bytes, f"scoreboard of {user_id}")
+    tables.scoreboard[tables.key(user_id)] = payload
+
+
+async def file_candidate(event) -> None:
+    candidate = await decode_event(event, ProfileCandidate)
+    if candidate is None:
+        return
+    evicted = Evictions()
+    board = await load_owned(tables.scoreboard, candidate.user_id, Scoreboard, event) or Scoreboard()
+    # The round's prompt is the generation prompt the candidates were sampled from: the trainer's prompt.
+    prompt = candidate.prompt or _prompt_for(candidate)
+    if board.add_candidate(candidate, prompt, RUNTIME.bounds, evicted):
+        store_board(candidate.user_id, board, evicted)
+    count_evictions("scoreboard", evicted)
+    # Also for one already filed (a replay after a crash): task evaluation drops what it has rewarded.
+    trigger = EvalTrigger(user_id=candidate.user_id, profile_id=candidate.profile_id)
+    await (await faust_topics.rated_events.send(key=tables.key(candidate.user_id), value=trigger.to_bytes()))
+
+
+async def score_reward(event) -> None:
+    reward = await decode_event(event, Reward)
+    if reward is None:
+        return
+    evicted = Evictions()
+    board = await load_owned(tables.scoreboard, reward.user_id, Scoreboard, event)
+    recorded = board is not None and board.record(reward, _key(event, reward), RUNTIME.bounds, evicted)
+    count_evictions("scoreboard", evicted)
+    if not recorded:
+        return
+    s = RUNTIME.settings
+    pairs = board.new_pairs(reward.user_id, s.pairs_min_rewards, PairConfig(s.pairs_max_per_round, s.pairs_min_gap))
+    store_board(reward.user_id, board, evicted)
+    for pair in pairs:
+        await (await faust_topics.preference_pairs.send(key=tables.key(pair.user_id), value=pair.to_bytes()))
+        metrics.PAIRS.inc()
+        log.info("preference pair user_id=%s chosen=%s (%.2f) rejected=%s (%.2f)", pair.user_id, pair.chosen_profile_id,
+                 pair.chosen_reward, pair.rejected_profile_id, pair.rejected_reward)  # fmt: skip
 
 
 def _key(event, reward: Reward) -> str | None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
 from lettingo.generators import Generator
+from lettingo.prompts.escape import escape_output
 from lettingo.prompts.profile import ProfilePrompt, profile_prompt_from_entries
 from lettingo.records import Profile, ProfileCandidate, ProfileRequest
 from lettingo.serving import LoadedPolicy
@@ -30,10 +31,11 @@ from streams.agents import RUNTIME
 from streams.app import app
 from streams.applied import AppliedOffsets
 from streams.edge import dead_letter, decode_event
+from streams.quarantine import crash_counted, guarded, load_owned
 from streams.tables import ProfileHistory, ProfileVersion, event_context
 
 log = logging.getLogger(__name__)
-APPLIED = AppliedOffsets(app, tables.applied_offsets)
+APPLIED = RUNTIME.guard(AppliedOffsets(app, tables.applied_offsets))
 WATCH_EVERY_S = 3.0
 SEED = 0  # the generators derive each prompt's sampling seed from this and the prompt text
 
@@ -58,7 +60,7 @@ def digest(*parts: str) -> int:
 
 def prompt_for_ref(user_id: str, history_ref: str) -> ProfilePrompt:
     """The real profile prompt (:mod:`lettingo.prompts.profile`) over the user's H_u as of ``history_ref``."""
-    state = tables.load(tables.user_state, user_id, UserState) or UserState(user_id=user_id)
+    state = tables.read(tables.user_state, user_id, UserState) or UserState(user_id=user_id)
     events = state.events_up_to(history_ref)[-RUNTIME.settings.worker_history_max :]
     return profile_prompt_from_entries(history_entries(events, RUNTIME.catalog, RUNTIME.labels), user_id)
 
@@ -86,8 +88,11 @@ def _seq(request: ProfileRequest) -> int:
     return int(request.history_ref.split("@", 1)[0]) if request.history_ref else 1 << 62
 
 
-def _job(event, request: ProfileRequest) -> Job | None:
-    current = tables.load(tables.profiles, request.user_id, ProfileHistory)
+async def _job(event) -> Job | None:
+    request = await decode_event(event, ProfileRequest)
+    if request is None:
+        return None
+    current = await load_owned(tables.profiles, request.user_id, ProfileHistory, event)
     if current is not None and current.seq >= _seq(request):
         log.info(
             "stale request user_id=%s history=%s (serving %s)",
@@ -120,13 +125,13 @@ async def _generate(policy: LoadedPolicy, jobs: list[Job]) -> list[Generated]:
 async def _publish(job: Job, generated: Generated, policy: LoadedPolicy) -> None:
     request = job.request
     profile_id = f"{digest(request.user_id, request.history_ref, policy.version):016x}"
-    history = tables.load(tables.profiles, request.user_id, ProfileHistory)
+    history = await load_owned(tables.profiles, request.user_id, ProfileHistory, job.event)
     if history is not None and history.seq >= _seq(request):
         return  # the same request twice in one batch
     version = history.current.version + 1 if history else 1
-    profile = Profile(user_id=request.user_id, profile_id=profile_id, version=version, text=generated.profile,
-                      model_version=policy.version, reason=request.reason, ts=request.ts,
-                      history_ref=request.history_ref)  # fmt: skip
+    profile = Profile(user_id=request.user_id, profile_id=profile_id, version=version,
+                      text=escape_output(generated.profile), model_version=policy.version, reason=request.reason,
+                      ts=request.ts, history_ref=request.history_ref, generator=policy.generator.name)  # fmt: skip
     versions = [*(history.versions if history else []), ProfileVersion(
         version=version, profile_id=profile_id, model_version=policy.version, reason=request.reason.value,
         history_ref=request.history_ref, ts=request.ts,
@@ -149,7 +154,7 @@ async def _publish(job: Job, generated: Generated, policy: LoadedPolicy) -> None
         ]
         for candidate_id, text, generator in texts:
             candidate = ProfileCandidate(
-                profile_id=candidate_id, user_id=request.user_id, text=text, generator=generator,
+                profile_id=candidate_id, user_id=request.user_id, text=escape_output(text), generator=generator,
                 model_version=policy.version, history_ref=request.history_ref, seed=SEED, ts=request.ts,
                 prompt=job.prompt.text,
             )  # fmt: skip
@@ -172,6 +177,7 @@ async def _retry_later(job: Job, error: str) -> None:
 
 
 @app.agent(faust_topics.profile_requests)
+@crash_counted
 async def regenerate(stream):
     with APPLIED.working():  # read-ahead while the models load is not a gap
         await RUNTIME.catalog_ready.wait()
@@ -188,14 +194,16 @@ async def regenerate(stream):
 
 @app.timer(WATCH_EVERY_S)
 async def watch_applied() -> None:
-    await APPLIED.watch(faust_topics.profile_requests.get_topic_name())
+    topic = faust_topics.profile_requests.get_topic_name()
+    await APPLIED.watch(topic)
+    await APPLIED.sample_lag(topic, RUNTIME.settings.stall_seconds)
 
 
 async def regenerate_batch(events: list) -> None:
+    tries = RUNTIME.settings.poison_retries
     jobs: list[Job] = []
     for event in events:
-        request = await decode_event(event, ProfileRequest)
-        job = _job(event, request) if request is not None else None
+        job = await guarded(event, lambda event=event: _job(event), "regenerate", tries)
         if job is not None:
             jobs.append(job)
     if not jobs:
@@ -218,4 +226,4 @@ async def regenerate_batch(events: list) -> None:
         return
     metrics.GENERATION_SECONDS.observe(time.perf_counter() - started)
     for job, generated in zip(jobs, results, strict=True):
-        await _publish(job, generated, policy)
+        await guarded(job.event, lambda j=job, g=generated: _publish(j, g, policy), "regenerate", tries)

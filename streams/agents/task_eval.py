@@ -27,6 +27,8 @@ from lettingo.user_state import UserState
 from streams import faust_topics, metrics, tables
 from streams.agents import RUNTIME
 from streams.app import app
+from streams.edge import dead_letter
+from streams.quarantine import crash_counted, guarded
 
 log = logging.getLogger(__name__)
 EVENT_ID_HEADER = "event-id"
@@ -63,8 +65,8 @@ SENT = SentPairs()
 
 
 def _cases(trigger: EvalTrigger) -> list[StreamCase]:
-    board = tables.load(tables.scoreboard, trigger.user_id, Scoreboard)
-    state = tables.load(tables.user_state, trigger.user_id, UserState)
+    board = tables.read(tables.scoreboard, trigger.user_id, Scoreboard)
+    state = tables.read(tables.user_state, trigger.user_id, UserState)
     enough = RUNTIME.settings.pairs_min_rewards
     cases = cases_for(trigger, state, board, skip=lambda profile_id, event_id: SENT.skips(profile_id, event_id, enough),
                       catch_up=enough)  # fmt: skip
@@ -73,24 +75,55 @@ def _cases(trigger: EvalTrigger) -> list[StreamCase]:
     return cases
 
 
+async def _event_cases(event) -> list[StreamCase]:
+    try:
+        trigger = EvalTrigger.from_bytes(event.message.value)
+    except ValueError as e:
+        m = event.message
+        await dead_letter(m.topic, m.partition, m.offset, m.key, m.value, "invalid_record", str(e)[:300])
+        return []
+    with tables.event_context(event):  # the tables read this event's partition, not the batch's last
+        return _cases(trigger)
+
+
+async def _score(loop, cases: list[StreamCase], events_of: dict[int, object]) -> list:
+    """Every case's rewards in one executor call; if that raises, case by case, so that one case that cannot be
+    scored is dead-lettered (None) and the others are not."""
+    evaluate = RUNTIME.evaluator.evaluate
+    try:
+        return await loop.run_in_executor(RUNTIME.eval_executor, evaluate, cases, RUNTIME.catalog)
+    except Exception as e:
+        log.warning("task evaluation of %d cases raised (%s: %s); scoring them one by one", len(cases),
+                    type(e).__name__, e)  # fmt: skip
+    out = []
+    for case in cases:
+
+        async def one(case=case):
+            return (await loop.run_in_executor(RUNTIME.eval_executor, evaluate, [case], RUNTIME.catalog))[0]
+
+        out.append(await guarded(events_of[id(case)], one, "task_eval", RUNTIME.settings.poison_retries))
+    return out
+
+
 @app.agent(faust_topics.rated_events)
+@crash_counted
 async def task_eval(stream):
     await RUNTIME.evaluator_ready.wait()
     loop = asyncio.get_running_loop()
     s = RUNTIME.settings
     async for events in stream.take_events(s.eval_batch_size, within=s.regen_batch_seconds):
-        cases = []
+        cases: list[StreamCase] = []
+        events_of: dict[int, object] = {}  # id(case) -> its event, to dead-letter a case that cannot be scored
         for event in events:
-            try:
-                trigger = EvalTrigger.from_bytes(event.message.value)
-            except ValueError:
-                log.warning("unreadable rated event at offset %s", event.message.offset)
-                continue
-            with tables.event_context(event):  # the tables read this event's partition, not the batch's last
-                cases += _cases(trigger)
+            found = await guarded(event, lambda event=event: _event_cases(event), "task_eval", s.poison_retries)
+            for case in found or []:
+                cases.append(case)
+                events_of[id(case)] = event
         if not cases:
             continue
-        batches = await loop.run_in_executor(RUNTIME.eval_executor, RUNTIME.evaluator.evaluate, cases, RUNTIME.catalog)
+        batches = await _score(loop, cases, events_of)
+        cases = [c for c, b in zip(cases, batches, strict=True) if b is not None]
+        batches = [b for b in batches if b is not None]
         sent = []  # acknowledged together: one round trip per batch, not per reward
         for case, rewards in zip(cases, batches, strict=True):
             headers = {EVENT_ID_HEADER: case.event_id.encode()}

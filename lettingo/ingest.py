@@ -1,0 +1,67 @@
+"""One interaction applied to a user's state: the state transition and what it causes, without any I/O.
+
+The stream's ingest agent calls :func:`ingest_event` for each event and sends what it returns; a retry after a
+failure rebuilds the state by calling it again on the same events, so it must stay deterministic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lettingo.bounds import Evictions, StateBounds
+from lettingo.data import LabelScheme
+from lettingo.drift import DriftConfig, decide
+from lettingo.records import Interaction, Item, ProfileRequest
+from lettingo.user_state import HistoryEvent, UserState, apply_interaction
+
+
+@dataclass(frozen=True)
+class IngestStep:
+    applied: bool  # False: a duplicate (applied before), the state unchanged
+    rated: HistoryEvent | None = None  # the rated event to forward to task evaluation (re-sent for a duplicate)
+    request: ProfileRequest | None = None  # a profile request it caused (re-sent for a duplicate)
+    drift_score: float = 0.0
+
+
+@dataclass(frozen=True)
+class IngestLimits:
+    keep_events: int
+    seen_max: int
+    bounds: StateBounds
+
+
+def ingest_event(
+    state: UserState,
+    interaction: Interaction,
+    item: Item | None,
+    labels: LabelScheme,
+    drift: DriftConfig,
+    limits: IngestLimits,
+    evicted: Evictions,
+) -> IngestStep:
+    """Apply ``interaction`` to ``state`` in place and decide whether it drifted (or cold-started) the user.
+
+    For a duplicate (a replay after a crash) nothing changes, but what the event caused the first time is
+    returned again: the state may have been stored while the rated event and the request it caused were never
+    sent (task evaluation drops what it already rewarded; regenerate, a stale request)."""
+    applied = apply_interaction(
+        state, interaction, item, labels,
+        keep_events=limits.keep_events, seen_max=limits.seen_max, bounds=limits.bounds, evicted=evicted,
+    )  # fmt: skip
+    if not applied:
+        rated = next((e for e in state.events if e.event_id == interaction.event_id), None)
+        last = ProfileRequest.model_validate_json(state.last_request) if state.last_request else None
+        caused = last is not None and last.history_ref.endswith(f"@{interaction.event_id}")
+        return IngestStep(False, rated if rated is not None and rated.rating is not None else None,
+                          last if caused else None)  # fmt: skip
+    newest = state.events[-1]
+    decision = decide(state, drift)
+    request = None
+    if decision.reason is not None:
+        request = ProfileRequest(
+            user_id=state.user_id, reason=decision.reason, drift_score=decision.score,
+            ts=state.last_ts, history_ref=state.history_ref,
+        )  # fmt: skip
+        state.mark_profiled()
+        state.last_request = request.model_dump_json()
+    return IngestStep(True, newest if newest.rating is not None else None, request, decision.score)
