@@ -17,6 +17,7 @@ from streams.app import settings
 
 log = logging.getLogger(__name__)
 R = TypeVar("R", bound=Record)
+LIMITS = settings.input_limits()
 
 
 def _text(raw: bytes | None, limit: int = 8192) -> str:
@@ -53,7 +54,7 @@ async def decode_event(event: faust.EventT, record_type: type[R]) -> R | None:
     """The event's record, or None once it has been dead-lettered."""
     message = event.message
     try:
-        record = decode_record(record_type, message.value, settings.input_limits())
+        record = decode_record(record_type, message.value, LIMITS)
         check_key(record, message.key)
         return record
     except RecordError as e:
