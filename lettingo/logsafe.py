@@ -160,8 +160,21 @@ class RateLimitFilter(logging.Filter):
         return True
 
 
+def json_formatter() -> logging.Formatter:
+    """One JSON object a line (``LETTINGO_LOG_FORMAT=json``): time, level, logger, message, and the structured
+    fields a call passes as ``extra`` (``user_id``, ``profile_id``, ``model_version``). JSON escapes every
+    control character, so a JSON line cannot be forged either."""
+    from pythonjsonlogger.json import JsonFormatter
+
+    return JsonFormatter("{asctime}{levelname}{name}{message}", style="{", rename_fields={"levelname": "level"})
+
+
 def configure_safe_logging(
-    *, prefixes: Iterable[str] = DEFAULT_PREFIXES, interval_s: float = 10.0, level: int | None = None
+    *,
+    prefixes: Iterable[str] = DEFAULT_PREFIXES,
+    interval_s: float = 10.0,
+    level: int | None = None,
+    json_lines: bool | None = None,
 ) -> RateLimitFilter:
     """Escape and rate-limit every handler of the root logger; return the rate limiter in force.
 
@@ -169,7 +182,12 @@ def configure_safe_logging(
     ``prefixes`` and ``interval_s`` stay in force). With no root handler yet (``python -m ...`` before any set-up)
     it first adds one on stderr in the CLIs' plain format, so early warnings are escaped too; ``level``, when
     given, sets the root logger's level. Handlers added later are not covered: call it again after
-    any set-up that replaces them (the stream worker does, from Faust's ``on_setup_root_logger``)."""
+    any set-up that replaces them (the stream worker does, from Faust's ``on_setup_root_logger``). With
+    ``json_lines`` (default: the ``LETTINGO_LOG_FORMAT`` setting is ``json``) every handler writes JSON lines."""
+    if json_lines is None:
+        from lettingo.settings import get_settings
+
+        json_lines = get_settings().log_format == "json"
     root = logging.getLogger()
     if not root.handlers:
         handler = logging.StreamHandler(sys.stderr)
@@ -182,8 +200,15 @@ def configure_safe_logging(
         None,
     ) or RateLimitFilter(prefixes, interval_s)
     for handler in root.handlers:
-        if not isinstance(handler.formatter, EscapingFormatter):
+        if json_lines and not _is_json(handler.formatter):
+            handler.setFormatter(EscapingFormatter(inner=json_formatter()))
+        elif not isinstance(handler.formatter, EscapingFormatter):
             handler.setFormatter(EscapingFormatter(inner=handler.formatter))
         if not any(isinstance(f, RateLimitFilter) for f in handler.filters):
             handler.addFilter(limiter)
     return limiter
+
+
+def _is_json(formatter: logging.Formatter | None) -> bool:
+    inner = getattr(formatter, "inner", formatter)
+    return type(inner).__name__ == "JsonFormatter"

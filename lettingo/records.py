@@ -102,6 +102,7 @@ class ProfileRequest(Record):
     ts: Timestamp = Field(default_factory=now)
     attempt: int = 0
     history_ref: str = ""  # the history the profile must describe: "<count>@<last event id>" (deterministic replays)
+    caused_at: float | None = None  # wall time (epoch s) the causing interaction reached Kafka: latency's origin
 
 
 class ProfileCandidate(Record):

@@ -17,12 +17,19 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from lettingo.records import InputLimits
 
 
+class KafkaTLSSettingsError(ValueError):
+    """A TLS setting names a file that cannot be read, or the client key's password is wrong."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LETTINGO_", env_file=".env", extra="ignore")
 
     # --- where things live ---
     home: Path = Field(Path(".lettingo"), description="Folder for the broker's data, models, registry, worker state.")
     dataset: Path = Field(Path("../shared/data/ml-latest-small"), description="Dataset used by the demo and replay.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as plain text, or one JSON object a line with user_id / profile_id fields."
+    )
     cache_dir: Path | None = Field(
         None, description="Folder of the sentence encoder's embedding cache; unset means <home>/cache."
     )
@@ -31,10 +38,32 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = Field(
         None, description="host:port of a running broker; unset means the local broker started by `lettingo broker`."
     )
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
     kafka_sasl_mechanism: str | None = Field(None, description="e.g. PLAIN or SCRAM-SHA-512 when using SASL.")
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: SecretStr | None = None
+    kafka_sasl_username: str | None = Field(None, description="SASL user.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (a secret: never printed).")
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="PEM file of the CA(s) that signed the brokers' certificates; unset: the system's CAs."
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        None, description="PEM client certificate (chain) for mutual TLS; unset: no client certificate."
+    )
+    kafka_ssl_keyfile: Path | None = Field(
+        None, description="PEM private key of the client certificate; unset: the key is in the certificate file."
+    )
+    kafka_ssl_key_password: SecretStr | None = Field(
+        None, description="Password of an encrypted client key (a secret: never printed)."
+    )
+    kafka_connect_timeout_seconds: float = Field(
+        15.0, gt=0, description="Longest wait for a broker to accept a client (TCP, TLS and SASL) before the "
+        "command stops with one line that says what failed.",
+    )  # fmt: skip
+    broker_secure: bool = Field(
+        False, description="`lettingo broker` runs the secured local broker (SASL_SSL with SCRAM-SHA-512, mutual "
+        "TLS from a local CA, ACLs) under <home>/kafka-secure instead of the plaintext one.",
+    )  # fmt: skip
     broker_port: int = Field(19092, ge=1, le=65535, description="Client port of the local broker.")
     controller_port: int = Field(19093, ge=1, le=65535, description="KRaft controller port of the local broker.")
     kafka_libs: Path | None = Field(
@@ -167,8 +196,37 @@ class Settings(BaseSettings):
         )
 
     def kafka_ssl_context(self) -> ssl.SSLContext:
-        """The TLS context for SSL / SASL_SSL: the system's trusted CAs, hostnames checked."""
-        return ssl.create_default_context()
+        """The TLS context for SSL / SASL_SSL: hostnames checked against the CA file's CAs (the system's when
+        unset), with the client certificate for mutual TLS when one is set. A file that cannot be read or a wrong
+        key password raises :class:`KafkaTLSSettingsError`, naming the setting."""
+        cafile = self.kafka_ssl_cafile
+        try:
+            context = ssl.create_default_context(cafile=None if cafile is None else str(cafile))
+        except (OSError, ssl.SSLError) as e:
+            raise KafkaTLSSettingsError(f"LETTINGO_KAFKA_SSL_CAFILE={cafile}: not a readable PEM CA file ({e})") from e
+        if self.kafka_ssl_keyfile is not None and self.kafka_ssl_certfile is None:
+            raise KafkaTLSSettingsError("LETTINGO_KAFKA_SSL_KEYFILE is set without LETTINGO_KAFKA_SSL_CERTFILE")
+        if self.kafka_ssl_certfile is not None:
+            password = self.kafka_ssl_key_password
+            try:
+                context.load_cert_chain(
+                    str(self.kafka_ssl_certfile),
+                    None if self.kafka_ssl_keyfile is None else str(self.kafka_ssl_keyfile),
+                    # a callable, never None: with None, OpenSSL would prompt on the terminal for a key's password
+                    password=(lambda: "") if password is None else password.get_secret_value(),
+                )
+            except (OSError, ssl.SSLError) as e:
+                files = f"LETTINGO_KAFKA_SSL_CERTFILE={self.kafka_ssl_certfile}"
+                if self.kafka_ssl_keyfile is not None:
+                    files += f", LETTINGO_KAFKA_SSL_KEYFILE={self.kafka_ssl_keyfile}"
+                # ssl's message for a wrong key password is "[SSL] PEM lib": say what it usually means
+                hint = (
+                    " (an encrypted key needs LETTINGO_KAFKA_SSL_KEY_PASSWORD: is it set and right?)"
+                    if isinstance(e, ssl.SSLError)
+                    else ""
+                )
+                raise KafkaTLSSettingsError(f"cannot load the client certificate {files}{hint}: {e}") from e
+        return context
 
     def kafka_client_config(self) -> dict[str, object]:
         """Keyword arguments shared by aiokafka clients (and mapped onto Faust's broker settings)."""

@@ -33,7 +33,7 @@ async def dead_letter(topic: str, partition: int, offset: int, key: bytes | None
     await (await faust_topics.dead_letters.send(key=key, value=letter.to_bytes()))
     metrics.DEAD_LETTERS.labels(topic=topic, reason=reason).inc()
     log.warning("dead letter topic=%s partition=%s offset=%s key=%s reason=%s: %s",
-                topic, partition, offset, letter.key, reason, error)  # fmt: skip
+                topic, partition, offset, letter.key, reason, error, extra={"reason": reason})  # fmt: skip
 
 
 def check_key(record: Record, key: bytes | None) -> None:

@@ -1,11 +1,24 @@
 """Prometheus metrics of a worker, named by Prometheus conventions (``lettingo_`` prefix, ``_total`` counters,
-base units). One registry per process, served at ``/metrics`` by the worker's web server."""
+base units). One registry per process, served at ``/metrics`` by the worker's web server, with the standard
+process, platform and garbage-collector collectors."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
 
 REGISTRY = CollectorRegistry()
+for _collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+    REGISTRY.register(_collector)
 
 EVENTS = Counter(
     "lettingo_events_total", "Input events processed, by topic and kind.", ["topic", "kind"], registry=REGISTRY
@@ -27,10 +40,20 @@ REGENERATIONS = Counter("lettingo_regenerations_total", "Profiles written, by re
 REGENERATION_FAILURES = Counter(
     "lettingo_regeneration_failures_total", "Failed generation batches, by error.", ["error"], registry=REGISTRY
 )
-GENERATION_SECONDS = Histogram("lettingo_generation_seconds", "Wall time of one generation batch.", registry=REGISTRY)
+# Buckets past the generation timeout (LETTINGO_REGEN_TIMEOUT_SECONDS, 60 s by default), so a slow batch shows.
+GENERATION_SECONDS = Histogram(
+    "lettingo_generation_seconds", "Wall time of one generation batch.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300), registry=REGISTRY,
+)  # fmt: skip
+PROFILE_LATENCY = Histogram(
+    "lettingo_profile_latency_seconds",
+    "From the interaction that caused a profile request (its Kafka timestamp) to the profile sent.",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600), registry=REGISTRY,
+)  # fmt: skip
 GENERATED_TOKENS = Counter(
-    "lettingo_generated_tokens_total", "Whitespace tokens of generated profiles.", ["use"], registry=REGISTRY
-)
+    "lettingo_generated_tokens_total", "Tokens of generated profiles, by the generator's tokenizer.", ["use"],
+    registry=REGISTRY,
+)  # fmt: skip
 CANDIDATES = Counter("lettingo_candidates_total", "Explored candidate profiles emitted.", registry=REGISTRY)
 REWARDS = Counter(
     "lettingo_rewards_total", "Rewards emitted, by source and correctness.", ["source", "correct"], registry=REGISTRY
@@ -45,8 +68,9 @@ TABLE_KEYS = Gauge(
     "lettingo_table_keys", "Keys in this worker's active table partitions.", ["table"], registry=REGISTRY
 )
 CONSUMER_LAG = Gauge(
-    "lettingo_consumer_lag_messages", "High watermark minus read offset.", ["topic", "partition"], registry=REGISTRY
-)
+    "lettingo_consumer_lag_messages", "High watermark minus the consumer's position, per assigned partition.",
+    ["topic", "partition"], registry=REGISTRY,
+)  # fmt: skip
 
 # Hostile input and stalls: what a bound dropped, what was quarantined, agents that crashed, partitions stuck.
 STATE_EVICTIONS = Counter(

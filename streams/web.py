@@ -30,6 +30,9 @@ class UserProfile(View):
 
 @app.page("/health")
 class Health(View):
+    """Liveness: 200 while the process serves requests, with what it runs (``/ready`` says whether to send it
+    traffic)."""
+
     async def get(self, request: Request) -> Response:
         runtime = _runtime()
         policy = runtime.policy
@@ -51,11 +54,13 @@ class Health(View):
 
 
 def readiness(runtime: Runtime) -> dict[str, object]:
-    """What must hold before this worker serves: models, reader and catalogue loaded, no partition stalled."""
+    """What must hold before this worker serves: models, reader and catalogue loaded, its tables recovered from
+    their changelogs (not mid-rebalance), no partition stalled."""
     checks = {
         "catalog_ready": runtime.catalog_ready.is_set(),
         "generators_ready": runtime.generators_ready.is_set(),
         "evaluator_ready": runtime.evaluator_ready.is_set(),
+        "tables_recovered": not app.in_recovery and not app.rebalancing,
     }
     stalled = runtime.stalled_partitions
     return {"ready": all(checks.values()) and not stalled, **checks, "stalled_partitions": stalled}

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from lettingo.logsafe import EscapingFormatter, RateLimitFilter, configure_safe_logging, escape_controls
+from lettingo.logsafe import EscapingFormatter, RateLimitFilter, configure_safe_logging, escape_controls, json_formatter
 from lettingo.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -319,3 +319,20 @@ def test_a_broker_outage_does_not_flood_the_logs(tmp_path: Path) -> None:
     # each one kept retrying through the outage, so the count measures its flood, not an early exit
     assert all(alive.values()), {n: "\n".join(during[n][-20:]) for n in during if not alive[n]}
     assert max(counts.values()) <= MAX_LINES, (counts, {n: "\n".join(during[n][:30]) for n in during})
+
+
+def test_json_lines_carry_the_structured_fields_and_escape_a_forged_line() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(EscapingFormatter(inner=json_formatter()))
+    logger = logging.getLogger("test.json_lines")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("profile user_id=%s", "u1\nFORGED", extra={"user_id": "u1", "profile_id": "p1"})
+    finally:
+        logger.removeHandler(handler)
+    [line] = stream.getvalue().splitlines()
+    record = json.loads(line)
+    assert record["level"] == "WARNING" and record["user_id"] == "u1" and record["profile_id"] == "p1"
+    assert "FORGED" in record["message"] and "\n" not in record["message"]

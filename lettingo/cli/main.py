@@ -20,6 +20,7 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_exc
 
 from lettingo.cli.errors import UserError
+from lettingo.logsafe import configure_safe_logging
 from lettingo.settings import get_settings
 
 app = typer.Typer(
@@ -38,6 +39,7 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DE
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    configure_safe_logging()  # escaped lines (JSON with LETTINGO_LOG_FORMAT=json), Kafka client floods limited
 
 
 @app.command("settings")

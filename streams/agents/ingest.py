@@ -190,7 +190,8 @@ class Batch:
             if isinstance(output, ProfileRequest):
                 metrics.PROFILE_REQUESTS.labels(reason=output.reason.value).inc()
                 log.info("profile request user_id=%s reason=%s drift=%.3f history=%s",
-                         output.user_id, output.reason.value, output.drift_score, output.history_ref)  # fmt: skip
+                         output.user_id, output.reason.value, output.drift_score, output.history_ref,
+                         extra={"user_id": output.user_id})  # fmt: skip
         self.outputs.clear()
         self.output_users.clear()
 
@@ -209,7 +210,7 @@ async def apply_batch(events: list) -> None:
             await batch.flush()
         step = await step_guarded(batch, work, interaction, event)
         if step is not None:
-            record(batch, work, step)
+            record(batch, work, step, event.message.timestamp)
     await batch.flush()
     for kind, n in kinds.items():
         metrics.EVENTS.labels(topic="interactions", kind=kind).inc(n)
@@ -245,8 +246,9 @@ async def step_guarded(
     return None
 
 
-def record(batch: Batch, work: UserWork, result: IngestStep) -> None:
-    """Queue what an event caused: a new rated event (no barrier), a request or any re-sent output (barrier)."""
+def record(batch: Batch, work: UserWork, result: IngestStep, arrived: float | None) -> None:
+    """Queue what an event caused: a new rated event (no barrier), a request or any re-sent output (barrier). A new
+    request carries when its event reached Kafka (``arrived``), the origin of the profile latency metric."""
     if result.drift_score:
         metrics.DRIFT_SCORE.observe(result.drift_score)
     if not result.applied:
@@ -254,7 +256,10 @@ def record(batch: Batch, work: UserWork, result: IngestStep) -> None:
     if result.rated is not None:
         batch.send(work, result.rated, barrier=not result.applied)
     if result.request is not None:
-        batch.send(work, result.request, barrier=True)
+        request = result.request
+        if result.applied and arrived:
+            request = request.model_copy(update={"caused_at": arrived})
+        batch.send(work, request, barrier=True)
 
 
 def rated_trigger(user_id: str, event: HistoryEvent) -> bytes:

@@ -145,6 +145,8 @@ async def _publish(job: Job, generated: Generated, policy: LoadedPolicy) -> None
     key = tables.key(request.user_id)
     await (await faust_topics.profiles.send(key=key, value=profile.to_bytes()))
     metrics.REGENERATIONS.labels(reason=request.reason.value).inc()
+    if request.caused_at:
+        metrics.PROFILE_LATENCY.observe(max(0.0, time.time() - request.caused_at))
     metrics.GENERATED_TOKENS.labels(use="serve").inc(metrics.tokens(profile.text))
     if job.explore:
         # The served profile competes in its own round, so clicks on it score it too.
@@ -163,7 +165,8 @@ async def _publish(job: Job, generated: Generated, policy: LoadedPolicy) -> None
         metrics.CANDIDATES.inc(len(texts))
     log.info("profile user_id=%s profile_id=%s version=%d model_version=%s reason=%s explored=%d",
              request.user_id, profile_id, version, policy.version, request.reason.value,
-             len(generated.candidates))  # fmt: skip
+             len(generated.candidates),
+             extra={"user_id": request.user_id, "profile_id": profile_id, "model_version": policy.version})  # fmt: skip
 
 
 async def _retry_later(job: Job, error: str) -> None:

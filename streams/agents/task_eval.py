@@ -133,7 +133,7 @@ async def task_eval(stream):
                 metrics.REWARDS.labels(source=reward.source.value, correct=str(reward.correct).lower()).inc()
             log.info("task evaluation user_id=%s event=%s target=%s candidates=%d mean_reward=%.3f",
                      case.user_id, case.event_id, case.target.item_id, len(rewards),
-                     sum(r.value for r in rewards) / max(len(rewards), 1))  # fmt: skip
+                     sum(r.value for r in rewards) / max(len(rewards), 1), extra={"user_id": case.user_id})  # fmt: skip
         await asyncio.gather(*sent)
         for case in cases:
             SENT.acknowledged(case)

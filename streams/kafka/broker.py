@@ -2,6 +2,11 @@
 
 ``start`` fetches the jars if they are missing, formats storage once, starts the JVM in its own session and
 waits until a client can fetch cluster metadata. ``stop`` ends it by its pid (SIGTERM, then SIGKILL).
+
+With ``LETTINGO_BROKER_SECURE`` (``lettingo broker start --secure``) the broker is the secured one, in its own
+folder (``<home>/kafka-secure``): a SASL_SSL listener (SCRAM-SHA-512, mutual TLS from a CA made here), ACLs
+checked by KRaft's StandardAuthorizer, ``admin`` the super user, one user per component with its ACLs
+(:mod:`streams.kafka.secure`, :mod:`streams.kafka.acls`). The broker's own probes connect as ``admin``.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -23,6 +29,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from lettingo.settings import Settings
+from streams.kafka import acls, secure
+from streams.kafka.tls import TLSError
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +72,9 @@ class BrokerPaths:
 
     @classmethod
     def of(cls, settings: Settings) -> BrokerPaths:
-        root = settings.path("kafka").resolve()
-        return cls(root, (settings.kafka_libs or root / "libs").resolve())
+        plain = settings.path("kafka").resolve()
+        root = settings.path("kafka-secure").resolve() if settings.broker_secure else plain
+        return cls(root, (settings.kafka_libs or plain / "libs").resolve())
 
 
 def fetch_jars(paths: BrokerPaths) -> None:
@@ -104,27 +113,68 @@ def _java_cmd(paths: BrokerPaths, main_class: str, *args: str, heap: str = "256m
     ]
 
 
-def _render_config(paths: BrokerPaths, settings: Settings) -> None:
+def _render_config(paths: BrokerPaths, settings: Settings, overrides: dict[str, str] | None = None) -> None:
     template = Template((DEPLOY_DIR / "server.properties").read_text())
-    paths.config.write_text(
-        template.substitute(
-            broker_port=settings.broker_port,
-            controller_port=settings.controller_port,
-            log_dirs=paths.data,
-        )
+    text = template.substitute(
+        broker_port=settings.broker_port,
+        controller_port=settings.controller_port,
+        log_dirs=paths.data,
     )
+    if overrides:
+        text = secure.override_properties(text, overrides)
+        fd = os.open(paths.config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds passwords
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+    else:
+        paths.config.write_text(text)
 
 
-def _format_storage(paths: BrokerPaths) -> None:
-    if (paths.data / "meta.properties").exists():
+def _formatted(paths: BrokerPaths) -> bool:
+    return (paths.data / "meta.properties").exists()
+
+
+def _format_storage(paths: BrokerPaths, scram: list[str] | None = None) -> None:
+    if _formatted(paths):
         return
     cluster_id = "-"
     while cluster_id[0] in "-_":  # the storage tool's argument parser reads a leading '-' as an option
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-    cmd = _java_cmd(paths, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(paths.config))
+    extra = [arg for credential in scram or [] for arg in ("--add-scram", credential)]
+    cmd = _java_cmd(paths, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(paths.config), *extra)
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise BrokerError(f"formatting the broker's storage failed:\n{done.stdout}{done.stderr}")
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the JVM binds: a TIME_WAIT port is free
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def probe_settings(settings: Settings) -> Settings:
+    """The settings the broker's own probes connect with: ``admin`` on the secured local broker."""
+    if settings.broker_secure and settings.uses_local_broker:
+        root = BrokerPaths.of(settings).root
+        if secure.ADMIN in secure.read_passwords(root):
+            return secure.user_settings(settings, root, secure.ADMIN)
+    return settings
+
+
+def admin_settings(settings: Settings) -> Settings:
+    """The super user's settings on the secured local broker (for granting ACLs)."""
+    if not settings.broker_secure:
+        raise BrokerError("only the secured local broker (LETTINGO_BROKER_SECURE) has an admin user here")
+    return secure.user_settings(settings, BrokerPaths.of(settings).root, secure.ADMIN)
+
+
+def user_settings(settings: Settings, user: str) -> Settings:
+    """``settings`` as ``user`` of the secured local broker (SASL_SSL, SCRAM, CA file, client certificate)."""
+    return secure.user_settings(settings, BrokerPaths.of(settings).root, user)
 
 
 def running_pid(paths: BrokerPaths) -> int | None:
@@ -168,27 +218,54 @@ def reachable(settings: Settings, timeout_s: float = 5.0) -> bool:
         quiet.setLevel(level)
 
 
-def start(settings: Settings, timeout_s: float = 90.0) -> str:
+def start(settings: Settings, timeout_s: float = 90.0, users: tuple[str, ...] = ()) -> str:
     """Start the local broker unless one is running or ``LETTINGO_KAFKA_BOOTSTRAP`` names another; return a
-    one-line description of where it is."""
+    one-line description of where it is. The secured broker (``settings.broker_secure``) is made with
+    :data:`secure.DEFAULT_USERS` and ``users`` (SCRAM users exist from the storage's format on), and grants each
+    component's ACLs (for these settings' topic prefix and app id) to its user."""
     if not settings.uses_local_broker:
         if not reachable(settings):
             raise BrokerError(f"LETTINGO_KAFKA_BOOTSTRAP={settings.bootstrap} is set but no broker answers there")
         return f"using the broker at {settings.bootstrap} (LETTINGO_KAFKA_BOOTSTRAP); nothing started"
     paths = BrokerPaths.of(settings)
+    overrides = None
+    if settings.broker_secure:
+        paths.root.mkdir(parents=True, exist_ok=True)
+        try:
+            tls, passwords = secure.prepare(paths.root, (*secure.DEFAULT_USERS, *users), _formatted(paths))
+        except (secure.SecureSetupError, TLSError) as e:
+            raise BrokerError(str(e)) from e
+        overrides = secure.broker_properties(settings, tls, passwords[secure.ADMIN])
+    probe = probe_settings(settings)
     pid = running_pid(paths)
-    if pid is not None and reachable(settings):
-        return f"already running: pid {pid} at {settings.bootstrap}, log {paths.log_file}"
-    if pid is None and reachable(settings, timeout_s=2.0):
+    if pid is not None and reachable(probe):
+        return f"already running: pid {pid} at {settings.bootstrap}{_secured(settings, paths)}, log {paths.log_file}"
+    if pid is None and reachable(probe, timeout_s=2.0):
         raise BrokerError(
             f"a broker this tool did not start already answers at {settings.bootstrap}: stop it, or set "
             f"LETTINGO_KAFKA_BOOTSTRAP={settings.bootstrap} to use it"
         )
+    if pid is None:
+        for port, name in (
+            (settings.broker_port, "LETTINGO_BROKER_PORT"),
+            (settings.controller_port, "LETTINGO_CONTROLLER_PORT"),
+        ):
+            if _port_in_use(port):
+                other = "plaintext" if settings.broker_secure else "secured"
+                raise BrokerError(
+                    f"port {port} ({name}) is taken by another program (the {other} local broker? "
+                    f"`lettingo broker stop{'' if settings.broker_secure else ' --secure'}`): stop it or choose "
+                    "other ports with LETTINGO_BROKER_PORT and LETTINGO_CONTROLLER_PORT"
+                )
     fetch_jars(paths)
     for folder in (paths.data, paths.log_dir):
         folder.mkdir(parents=True, exist_ok=True)
-    _render_config(paths, settings)
-    _format_storage(paths)
+    _render_config(paths, settings, overrides)
+    if settings.broker_secure:
+        scram = [secure.scram_argument(u, p) for u, p in secure.read_passwords(paths.root).items()]
+        _format_storage(paths, scram)
+    else:
+        _format_storage(paths)
     with paths.console_log.open("ab") as console:
         proc = subprocess.Popen(
             _java_cmd(paths, "kafka.Kafka", str(paths.config), heap=settings.broker_heap),
@@ -203,11 +280,23 @@ def start(settings: Settings, timeout_s: float = 90.0) -> str:
         if proc.poll() is not None:
             paths.pid_file.unlink(missing_ok=True)
             raise BrokerError(f"the broker exited with code {proc.returncode}; see {paths.log_file}")
-        if reachable(settings, timeout_s=3.0):
-            return f"started: pid {proc.pid} at {settings.bootstrap}, log {paths.log_file}"
+        if reachable(probe, timeout_s=3.0):
+            return f"started: pid {proc.pid} at {settings.bootstrap}{_secured(settings, paths)}, log {paths.log_file}"
         time.sleep(0.5)
     stop(settings)
     raise BrokerError(f"the broker did not answer within {timeout_s:.0f} s; see {paths.log_file}")
+
+
+def _secured(settings: Settings, paths: BrokerPaths) -> str:
+    """For the secured broker: grant the components' ACLs, write each user's client settings, say where."""
+    if not settings.broker_secure:
+        return ""
+    try:
+        acls.grant_components(probe_settings(settings), settings)
+    except (KafkaError, OSError) as e:
+        raise BrokerError(f"the secured broker runs but granting the components' ACLs failed: {e}") from e
+    clients = secure.write_client_envs(settings, paths.root)
+    return f" (SASL_SSL {secure.MECHANISM}, mutual TLS, ACLs; each user's client settings: {clients}/<user>.env)"
 
 
 def stop(settings: Settings, timeout_s: float = 30.0) -> str:
@@ -237,6 +326,6 @@ def status(settings: Settings) -> tuple[bool, str]:
     pid = running_pid(paths)
     if pid is None:
         return False, f"not running (would listen on {settings.bootstrap})"
-    ok = reachable(settings)
+    ok = reachable(probe_settings(settings))
     state = "running" if ok else "process alive but NOT answering"
     return ok, f"{state}: pid {pid} at {settings.bootstrap}, log {paths.log_file}"
