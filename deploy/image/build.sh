@@ -24,11 +24,11 @@ ca_args=()
 if [[ -f $HOST_CA ]]; then ca_args=(-v "$HOST_CA:/run/host-ca.crt:ro" --build-arg PIP_CA=/run/host-ca.crt); fi
 
 build() {  # NAME CONTAINERFILE CONTEXT [podman build args...]
-  local name=$1 file=$2 context=$3; shift 3
+  local name=$1 file=$2 build_context=$3; shift 3
   local start=$SECONDS
   local log=${TMPDIR:-/tmp}/lettingo-build-$name.log
   nice -n 19 podman build --format docker --pull=never --network host --build-arg "BASE=$BASE" -f "$file" -t "localhost/$name:$TAG" \
-    "$@" "$context" >"$log" 2>&1 || { tail -40 "$log" >&2; echo "podman build of $name failed; log: $log" >&2; exit 1; }
+    "$@" "$build_context" >"$log" 2>&1 || { tail -40 "$log" >&2; echo "podman build of $name failed; log: $log" >&2; exit 1; }
   echo "built localhost/$name:$TAG in $((SECONDS - start)) s ($(podman image inspect --format '{{.Size}}' "localhost/$name:$TAG" | numfmt --to=iec) )"
 }
 
@@ -49,11 +49,12 @@ for what in $ONLY; do
       if ! compgen -G "$KAFKA_LIBS/kafka_2.13-*.jar" >/dev/null; then
         mvn -q -B -f deploy/kafka/pom.xml package "-Dkafka.lib.dir=$KAFKA_LIBS"
       fi
-      context=$(mktemp -d /tmp/lettingo-broker-ctx.XXXXXX)
-      trap 'rm -rf "$context"' EXIT
-      cp -r "$KAFKA_LIBS" "$context/libs"
-      cp deploy/broker/* "$context/"
-      build lettingo-kafka deploy/broker/Containerfile "$context"
+      broker_context=$(mktemp -d /tmp/lettingo-broker-ctx.XXXXXX)
+      # shellcheck disable=SC2064  # expanded now: the temporary folder, never a variable's later value
+      trap "rm -rf '$broker_context'" EXIT
+      cp -r "$KAFKA_LIBS" "$broker_context/libs"
+      cp deploy/broker/* "$broker_context/"
+      build lettingo-kafka deploy/broker/Containerfile "$broker_context"
       ;;
     prometheus)
       build lettingo-prometheus deploy/prometheus/Containerfile deploy/prometheus
