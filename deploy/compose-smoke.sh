@@ -4,7 +4,8 @@
 # scrapes both workers, then take everything down. The EXIT trap always runs `down -v` and checks that no container,
 # volume or network of the project is left (and removes any that is), so a failure leaves nothing running.
 #   SMOKE_LIMIT (interactions replayed, default 2000), SMOKE_TIMEOUT (seconds per wait, default 600),
-#   DATASET_DIR (default ../shared/data/ml-latest-small from the repository root), IMAGE_TAG (default dev).
+#   DATASET_DIR (default ../shared/data/ml-latest-small from the repository root), IMAGE_TAG (default dev),
+#   SMOKE_ALLOW_RESTARTS=1 to pass although a container crashed and was restarted (by default that fails).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$PWD/deploy/containers.conf}
@@ -57,16 +58,38 @@ cleanup() {
   if [[ $left -ne 0 ]]; then
     echo "compose smoke: $left containers of $PROJECT still exist" >&2; rc=1
   fi
+  rm -f "$LOGS.up"
   if [[ $rc -eq 0 ]]; then say "PASSED (nothing of $PROJECT left)"; else say "FAILED (rc $rc)"; fi
   exit $rc
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+service_state() {  # SERVICE: status, exit code and restart count of its container
+  podman ps -a --filter "label=io.podman.compose.project=$PROJECT" --filter "label=io.podman.compose.service=$1" \
+    --format '{{.ID}}' | head -1 | xargs -r podman inspect --format '{{.State.Status}} {{.State.ExitCode}} {{.RestartCount}}'
+}
+declare -A EXITED=()
+check_alive() {  # fail when a long-running service's container stays exited over two polls (not restarted)
+  local service state
+  for service in broker worker-1 worker-2 trainer prometheus; do
+    state=$(service_state "$service")
+    case $state in
+      exited*|stopped*)
+        if [[ -n ${EXITED[$service]:-} ]]; then
+          echo "$service exited and was not restarted (status, exit code, restarts: $state); logs below" >&2
+          return 2
+        fi
+        EXITED[$service]=1 ;;
+      *) unset "EXITED[$service]" ;;
+    esac
+  done
+}
 wait_for() {  # DESCRIPTION COMMAND...: poll every 3 s until COMMAND succeeds or TIMEOUT passes
   local what=$1; shift
   local deadline=$((SECONDS + TIMEOUT))
   until "$@" >/dev/null 2>&1; do
+    check_alive || exit 1
     if ((SECONDS > deadline)); then echo "timed out after ${TIMEOUT} s waiting for $what" >&2; return 1; fi
     sleep 3
   done
@@ -130,4 +153,18 @@ sys.exit(0 if r and float(r[0]["value"][1]) > 0 else 1)'
 }
 wait_for "lettingo_regenerations_total > 0 in Prometheus" profiles_metric
 say "Prometheus: $rules rules loaded, $(profiles_metric) profiles counted"
+
+restarted=0
+for service in broker worker-1 worker-2 trainer prometheus; do
+  read -r status code restarts <<<"$(service_state "$service")"
+  if [[ ${restarts:-0} -gt 0 ]]; then
+    restarted=1
+    say "$service restarted $restarts times after crashes; last error: $(podman logs "${PROJECT}_${service}_1" 2>&1 |
+      grep -E 'Error|Exception' | grep -v '^\s' | tail -1 | cut -c1-300)"
+  fi
+done
+if [[ $restarted -eq 1 && ${SMOKE_ALLOW_RESTARTS:-0} != 1 ]]; then
+  echo "a container crashed during the smoke test (SMOKE_ALLOW_RESTARTS=1 tolerates it)" >&2
+  exit 1
+fi
 say "all checks passed"
