@@ -200,6 +200,15 @@ class ModelVersion(Record):
     ts: Timestamp = Field(default_factory=now)
 
 
+class Erasure(Record):
+    """A user to forget (``lettingo users forget``): workers delete the user's state and profile, and drop every
+    event of that user that reached Kafka before ``ts`` (a later one is new data)."""
+
+    user_id: Id
+    request_id: Id = Field(default_factory=new_id)
+    ts: Timestamp = Field(default_factory=now)
+
+
 class DeadLetter(Record):
     topic: str
     partition: int

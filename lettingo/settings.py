@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     # --- worker ---
     app_id: str = Field("lettingo", description="Faust app id (consumer group and changelog prefix).")
     web_port: int = Field(6066, ge=1, le=65535, description="Worker web port: profiles, health, /metrics.")
+    web_profile_token: SecretStr | None = Field(
+        None, description="Bearer token the profile endpoint requires (a secret); unset: the endpoint is open. "
+        "/health, /ready and /metrics stay open.",
+    )  # fmt: skip
     web_bind: str = Field(
         "127.0.0.1", description="Address the worker's web server binds: loopback on a laptop, 0.0.0.0 in containers."
     )

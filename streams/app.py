@@ -24,6 +24,12 @@ app = faust.App(
     datadir=str(DATADIR),
     web_port=settings.web_port,
     web_bind=settings.web_bind,
+    # Faust's own views list tables, serve any key's raw value and the partition router: user data without any
+    # guard. Only this project's views (streams.web) are served.
+    web_tables_enabled=False,
+    web_router_enabled=False,
+    web_graph_enabled=False,
+    web_metrics_enabled=False,
     web_host=settings.web_bind if settings.web_bind not in ("0.0.0.0", "::") else "127.0.0.1",
     topic_partitions=settings.topic_partitions,
     topic_replication_factor=settings.topic_replication,

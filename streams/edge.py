@@ -56,12 +56,25 @@ async def decode_event(event: faust.EventT, record_type: type[R]) -> R | None:
     try:
         record = decode_record(record_type, message.value, LIMITS)
         check_key(record, message.key)
-        return record
     except RecordError as e:
         await dead_letter(
             message.topic, message.partition, message.offset, message.key, message.value, e.reason, str(e)
         )
         return None
+    user_id = getattr(record, "user_id", None)
+    if user_id is not None and await _forgotten(user_id, message.timestamp):
+        metrics.FORGOTTEN_EVENTS.labels(topic=bare_topic(message.topic)).inc()
+        return None
+    return record
+
+
+async def _forgotten(user_id: str, arrived: float | None) -> bool:
+    """Whether the event predates its user's erasure (streams.agents.erasures): dropped, not dead-lettered."""
+    from streams.agents import RUNTIME  # the agents package imports this module
+
+    if not RUNTIME.erasures_ready.is_set():
+        await RUNTIME.erasures_ready.wait()  # once, at start-up: until every erasure is read, none is known
+    return RUNTIME.forgotten(user_id, arrived)
 
 
 def bare_topic(full_name: str) -> str:

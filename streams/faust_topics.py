@@ -32,6 +32,7 @@ profiles = raw_topic("profiles")
 rewards = raw_topic("rewards")
 preference_pairs = raw_topic("preference-pairs")
 dead_letters = raw_topic("dead-letters")
+erasures = raw_topic("erasures")
 # The feedback join reads three topics as one stream; sweeps are its own timer's wake-up calls.
 FEEDBACK_SWEEPS = "feedback-sweeps"
 # Task evaluation's input: ingest's newly applied rated events and the scoreboard's newly opened candidates

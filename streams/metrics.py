@@ -85,6 +85,11 @@ POISON_EVENTS = Counter(
     "lettingo_poison_events_total", "Events whose processing kept raising, dead-lettered and skipped.", ["agent"],
     registry=REGISTRY,
 )  # fmt: skip
+ERASURES = Counter("lettingo_erasures_total", "Users forgotten by this worker.", registry=REGISTRY)
+FORGOTTEN_EVENTS = Counter(
+    "lettingo_forgotten_events_total", "Events of forgotten users dropped (not dead-lettered).", ["topic"],
+    registry=REGISTRY,
+)  # fmt: skip
 AGENT_CRASHES = Counter(
     "lettingo_agent_crashes_total", "Agent crashes (Faust restarts the agent).", ["agent"], registry=REGISTRY
 )

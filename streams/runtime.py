@@ -38,6 +38,9 @@ class Runtime:
     # The applied-offset guards of the agents that keep one (streams.applied): /ready reads their stalled partitions.
     applied_guards: list = field(default_factory=list)
     catalog_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    # Forgotten users -> when (wall time, epoch s) they were forgotten; read whole from the erasures topic.
+    erased: dict[str, float] = field(default_factory=dict)
+    erasures_ready: asyncio.Event = field(default_factory=asyncio.Event)
     generators_ready: asyncio.Event = field(default_factory=asyncio.Event)
     evaluator_ready: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -55,6 +58,12 @@ class Runtime:
     @property
     def stalled_partitions(self) -> list[str]:
         return sorted(name for guard in self.applied_guards for name in guard.stalled)
+
+    def forgotten(self, user_id: str, arrived: float | None) -> bool:
+        """Whether an event of ``user_id`` that reached Kafka at ``arrived`` predates the user's erasure (one
+        after it is new data; one without a timestamp counts as old)."""
+        erased_at = self.erased.get(user_id)
+        return erased_at is not None and (arrived is None or arrived <= erased_at)
 
     @property
     def keep_events(self) -> int:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 
 from faust.web import Request, Response, View
+from pydantic import SecretStr
 
 from streams import metrics, tables
 from streams.app import app
@@ -18,13 +20,27 @@ def _runtime() -> Runtime:
     return RUNTIME
 
 
+def authorized(request: Request, token: SecretStr | None) -> bool:
+    """With a token set, the request must carry ``Authorization: Bearer <token>`` (compared in constant time)."""
+    if token is None:
+        return True
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token.get_secret_value().encode())
+
+
 @app.page("/users/{user_id}/profile")
 class UserProfile(View):
+    """A user's serving profile and its earlier versions; behind ``LETTINGO_WEB_PROFILE_TOKEN`` when set."""
+
     @app.table_route(table=tables.profiles, match_info="user_id")
     async def get(self, request: Request, user_id: str) -> Response:
+        runtime = _runtime()
+        if not authorized(request, runtime.settings.web_profile_token):
+            return self.json({"error": "a bearer token is required"}, status=401,
+                             headers={"WWW-Authenticate": 'Bearer realm="lettingo"'})  # fmt: skip
         history = tables.read(tables.profiles, user_id, ProfileHistory)
         if history is None:
-            return self.json({"user_id": user_id, "error": "no profile yet"}, status=404)
+            return self.json({"user_id": user_id, "error": "no profile"}, status=404)
         return self.json(json.loads(history.model_dump_json()))
 
 

@@ -15,6 +15,7 @@ from lettingo import records
 from lettingo.prompts.profile import PROFILE_CUE, SYSTEM_PROMPT
 from lettingo.registry import ManifestDraft, ModelRegistry
 from lettingo.settings import Settings
+from lettingo.user_state import UserState
 from streams.kafka.topics import create_topics
 from tests.conftest import delete_test_topics, unique_settings
 from tests.streams_harness import WorkerProcess, produce, table_contents, topic_records, wait_for
@@ -221,13 +222,47 @@ def test_a_published_version_is_hot_swapped_a_corrupted_one_refused_and_a_rollba
     assert health["previous_model_version"] == "profile-generator:1"
 
 
-def test_users_forget_writes_tombstones_to_compacted_topics_and_changelogs(settings, worker):
+def test_a_user_forgotten_while_the_worker_runs_stays_forgotten_after_new_events_and_a_restart(settings, worker):
+    """Erasure that holds: the running worker deletes the user from every table and the profiles topic at once, a
+    new event starts a fresh state (not the old one plus one), an event that reached Kafka before the erasure is
+    dropped, and a restarted worker restores none of it."""
     from streams.cli.users import forget_user
 
-    wait_for("u-stable's state", lambda: "u-stable" in table_contents(settings, "user_state"))
-    topics = asyncio.run(forget_user(settings, "u-stable"))
-    assert settings.topic("profiles") in topics and f"{settings.app_id}-user_state-changelog" in topics
-    assert "u-stable" not in table_contents(settings, "user_state")
-    assert "u-stable" not in table_contents(settings, "profiles")
-    last = [r for r in topic_records(settings, "profiles") if r.key == b"u-stable"][-1]
-    assert last.value is None
+    wait_for("u-stable's profile", lambda: worker.get("/users/u-stable/profile"))
+    erasure = asyncio.run(forget_user(settings, "u-stable"))
+
+    def forgotten() -> bool:
+        return all("u-stable" not in table_contents(settings, t) for t in ("user_state", "profiles", "scoreboard",
+                                                                            "pending_join"))  # fmt: skip
+
+    wait_for("u-stable gone from every table", forgotten, 30)
+    assert [r for r in topic_records(settings, "profiles") if r.key == b"u-stable"][-1].value is None
+    assert worker.get("/users/u-stable/profile")["error"] == "no profile"
+    # An old event that reached Kafka before the erasure (a late producer, a replay), then a new one.
+    old = records.Interaction(event_id="u-stable-old", user_id="u-stable", item_id="h1", kind="rating", rating=5,
+                              ts=1e9 + 50)  # fmt: skip
+    asyncio.run(produce_at(settings, "interactions", "u-stable", old.to_bytes(), erasure.ts - 60))
+    asyncio.run(produce(settings, [interaction("u-stable", "c1", 2, 100)]))
+    state = wait_for("the new event applied", lambda: (v := table_contents(settings, "user_state").get("u-stable"))
+                     and UserState.from_bytes(v), 30)  # fmt: skip
+    assert state.count == 1 and [e.event_id for e in state.events] == ["u-stable-100"]
+    assert 'lettingo_forgotten_events_total{topic="interactions"} 1.0' in worker.metrics()
+
+    worker.stop()
+    worker.start()
+    assert worker.get("/users/u-stable/profile")["error"] == "no profile"
+    state = UserState.from_bytes(table_contents(settings, "user_state")["u-stable"])
+    assert state.count == 1
+    assert [r for r in topic_records(settings, "profiles") if r.key == b"u-stable"][-1].value is None
+
+
+async def produce_at(settings: Settings, topic: str, key: str, value: bytes, at: float) -> None:
+    """One message whose Kafka timestamp is ``at`` (epoch s), as a producer that sent it then would have."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.topic(topic), value=value, key=key.encode(), timestamp_ms=int(at * 1000))
+    finally:
+        await producer.stop()

@@ -92,3 +92,23 @@ def test_a_model_version_is_published_keyed_by_model_name(kafka_settings: Settin
         assert ModelVersion.from_bytes(received[0][1]) == record
 
     asyncio.run(scenario())
+
+
+def test_pairs_of_a_user_forgotten_after_they_were_made_never_enter_a_batch(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    from lettingo.records import Erasure
+
+    async def scenario() -> None:
+        await create_topics(kafka_settings)
+        pairs = synthetic_pairs(6)
+        gone = pairs[0].user_id
+        await _produce(kafka_settings, "preference-pairs", [(p.user_id.encode(), p.to_bytes()) for p in pairs])
+        await _produce(kafka_settings, "erasures", [(gone.encode(), Erasure(user_id=gone).to_bytes())])
+        batch = await consume_pair_batch(
+            kafka_settings, BatchStore(tmp_path / "batches"), "trainer-forget", max_pairs=100, wait_s=10
+        )
+        assert batch is not None and batch.pairs and gone not in {p.user_id for p in batch.pairs}
+        assert batch.report.rejected["forgotten"] == sum(p.user_id == gone for p in pairs) > 0
+
+    asyncio.run(scenario())

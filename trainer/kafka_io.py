@@ -15,14 +15,16 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from lettingo.records import DeadLetter, ModelVersion, PreferencePair, RecordError, decode_record
+from lettingo.records import DeadLetter, Erasure, ModelVersion, PreferencePair, RecordError, decode_record
 from lettingo.settings import Settings
+from streams.kafka.access import KafkaAccessError, check_connection, explain_authorization
 from trainer.batches import BatchStore, StoredBatch
 from trainer.data import PairReport
 
 log = logging.getLogger(__name__)
 
 PAIRS_TOPIC = "preference-pairs"
+ERASURES_TOPIC = "erasures"
 MODEL_VERSIONS_TOPIC = "model-versions"
 DEAD_LETTERS_TOPIC = "dead-letters"
 
@@ -43,6 +45,7 @@ async def consume_pair_batch(
     settings: Settings, store: BatchStore, group_id: str, max_pairs: int, wait_s: float
 ) -> ConsumedBatch | None:
     """Read up to ``max_pairs`` messages (waiting at most ``wait_s``), store them, then commit; None if none came."""
+    await _check_access(settings)
     topic = settings.topic(PAIRS_TOPIC)
     consumer = AIOKafkaConsumer(
         topic,
@@ -60,6 +63,11 @@ async def consume_pair_batch(
         raise KafkaUnavailableError(f"cannot reach Kafka at {settings.bootstrap}: {e}") from e
     try:
         return await _consume(settings, consumer, producer, store, group_id, max_pairs, wait_s)
+    except KafkaError as e:
+        refused = explain_authorization(e, settings, f"reading {topic} as group {group_id!r}")
+        if refused is None:
+            raise
+        raise KafkaUnavailableError(str(refused)) from e
     finally:
         await _stop(consumer, producer)
 
@@ -77,6 +85,7 @@ async def _consume(
     pairs: list[PreferencePair] = []
     report = PairReport()
     offsets: dict[int, list[int]] = {}
+    erased = await read_erasures(settings)
     deadline = time.monotonic() + wait_s
     while report.received < max_pairs and (remaining := deadline - time.monotonic()) > 0:
         fetched = await consumer.getmany(timeout_ms=int(min(remaining, 1.0) * 1000), max_records=max_pairs)
@@ -86,7 +95,11 @@ async def _consume(
                 first_last = offsets.setdefault(partition.partition, [message.offset, message.offset])
                 first_last[1] = message.offset
                 try:
-                    pairs.append(decode_record(PreferencePair, message.value, settings.input_limits()))
+                    pair = decode_record(PreferencePair, message.value, settings.input_limits())
+                    if pair.user_id in erased and message.timestamp / 1000 <= erased[pair.user_id]:
+                        report.reject("forgotten", f"{topic}[{partition.partition}]@{message.offset}: user forgotten")
+                        continue  # not dead-lettered: that would copy the forgotten user's data
+                    pairs.append(pair)
                 except RecordError as e:
                     report.reject(e.reason, f"{topic}[{partition.partition}]@{message.offset}: {e}")
                     await producer.send(
@@ -105,6 +118,33 @@ async def _consume(
     return ConsumedBatch(pairs, report, stored, offsets)
 
 
+async def read_erasures(settings: Settings) -> dict[str, float]:
+    """Forgotten users -> when they were forgotten, from the whole compacted ``erasures`` topic: a pair of such a
+    user made before the erasure never enters a round (streams.agents.erasures)."""
+    topic = settings.topic(ERASURES_TOPIC)
+    consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, **settings.kafka_client_config())
+    await consumer.start()
+    try:
+        if topic not in await consumer.topics():
+            return {}
+        tps = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]  # user-keyed: the shared count
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        erased: dict[str, float] = {}
+        while any([await consumer.position(tp) < ends[tp] for tp in tps]):
+            for messages in (await consumer.getmany(timeout_ms=500)).values():
+                for message in messages:
+                    try:
+                        erasure = decode_record(Erasure, message.value, settings.input_limits())
+                    except RecordError:
+                        continue  # the workers dead-letter it
+                    erased[erasure.user_id] = max(erasure.ts, erased.get(erasure.user_id, 0.0))
+        return erased
+    finally:
+        await consumer.stop()
+
+
 def _dead_letter(topic: str, partition: int, offset: int, message: object, error: RecordError) -> DeadLetter:
     value = getattr(message, "value", None) or b""
     key = getattr(message, "key", None)
@@ -121,6 +161,7 @@ def _dead_letter(topic: str, partition: int, offset: int, message: object, error
 
 async def publish_model_version(settings: Settings, record: ModelVersion) -> None:
     """Send ``record`` to the compacted ``model-versions`` topic, keyed by model name, acknowledged by all."""
+    await _check_access(settings)
     producer = AIOKafkaProducer(acks="all", **settings.kafka_client_config())
     try:
         await producer.start()
@@ -128,7 +169,10 @@ async def publish_model_version(settings: Settings, record: ModelVersion) -> Non
             settings.topic(MODEL_VERSIONS_TOPIC), key=record.name.encode(), value=record.to_bytes()
         )
     except KafkaError as e:
-        raise KafkaUnavailableError(f"cannot publish to Kafka at {settings.bootstrap}: {e}") from e
+        refused = explain_authorization(e, settings, f"publishing to {settings.topic(MODEL_VERSIONS_TOPIC)}")
+        raise KafkaUnavailableError(
+            str(refused) if refused else f"cannot publish to Kafka at {settings.bootstrap}: {e}"
+        ) from e
     finally:
         await producer.stop()
     log.info("published %s v%d (%s) to %s", record.name, record.version, record.status, MODEL_VERSIONS_TOPIC)
@@ -142,6 +186,14 @@ def consume_pair_batch_sync(
     settings: Settings, store: BatchStore, group_id: str, max_pairs: int, wait_s: float
 ) -> ConsumedBatch | None:
     return asyncio.run(consume_pair_batch(settings, store, group_id, max_pairs, wait_s))
+
+
+async def _check_access(settings: Settings) -> None:
+    """Fail at once, in one line, when Kafka does not accept this client (wrong password, TLS, protocol)."""
+    try:
+        await check_connection(settings)
+    except KafkaAccessError as e:
+        raise KafkaUnavailableError(str(e)) from e
 
 
 async def _stop(*clients: AIOKafkaConsumer | AIOKafkaProducer) -> None:

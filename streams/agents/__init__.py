@@ -6,6 +6,7 @@ from streams.runtime import Runtime
 RUNTIME = Runtime(settings)
 
 from streams.agents import (  # noqa: E402, F401
+    erasures,
     feedback,
     ingest,
     items,

@@ -169,8 +169,10 @@ class Batch:
     async def flush(self) -> None:
         """Store every changed state, then send the outputs and wait until the broker has them all."""
         max_bytes = RUNTIME.settings.max_state_bytes
+        # Users forgotten while this batch ran (streams.agents.erasures): nothing of theirs is stored or sent.
+        forgotten = {u for u, w in self.users.items() if RUNTIME.forgotten(u, w.event.message.timestamp)}
         for work in self.users.values():
-            if work.changed:
+            if work.changed and work.state.user_id not in forgotten:
                 payload = fit_user_state(work.state, max_bytes, self.evicted)
                 with tables.event_context(work.event):
                     tables.user_state[tables.key(work.state.user_id)] = payload
@@ -180,6 +182,8 @@ class Batch:
         sender = BatchSender()
         requests, rated = faust_topics.profile_requests.get_topic_name(), faust_topics.rated_events.get_topic_name()
         for user_id, output in zip(self.output_users, self.outputs, strict=True):
+            if user_id in forgotten:
+                continue
             key = tables.key(user_id)
             if isinstance(output, ProfileRequest):
                 await sender.add(requests, key, output.to_bytes())
@@ -187,7 +191,7 @@ class Batch:
                 await sender.add(rated, key, rated_trigger(user_id, output))
         await sender.sent()
         for output in self.outputs:
-            if isinstance(output, ProfileRequest):
+            if isinstance(output, ProfileRequest) and output.user_id not in forgotten:
                 metrics.PROFILE_REQUESTS.labels(reason=output.reason.value).inc()
                 log.info("profile request user_id=%s reason=%s drift=%.3f history=%s",
                          output.user_id, output.reason.value, output.drift_score, output.history_ref,

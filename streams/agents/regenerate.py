@@ -125,6 +125,8 @@ async def _generate(policy: LoadedPolicy, jobs: list[Job]) -> list[Generated]:
 async def _publish(job: Job, generated: Generated, policy: LoadedPolicy) -> None:
     request = job.request
     profile_id = f"{digest(request.user_id, request.history_ref, policy.version):016x}"
+    if RUNTIME.forgotten(request.user_id, job.event.message.timestamp):
+        return  # forgotten while the batch generated (streams.agents.erasures)
     history = await load_owned(tables.profiles, request.user_id, ProfileHistory, job.event)
     if history is not None and history.seq >= _seq(request):
         return  # the same request twice in one batch

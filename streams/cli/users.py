@@ -1,7 +1,11 @@
-"""``lettingo users forget ID``: tombstones for a user's keys in every compacted topic and table changelog.
+"""``lettingo users forget ID``: publish an erasure that the running workers act on (GDPR erasure).
 
-Compaction then removes the user's values; a worker restoring a table from its changelog no longer sees them.
-Run it with the workers stopped (or restart them after): a running worker keeps its local copy until then.
+The erasure goes to the compacted ``erasures`` topic (streams.agents.erasures): the worker that owns the user's
+partition deletes the user from every table (the deletions reach the changelogs) and tombstones the user's
+``profiles`` record; every worker drops any event of the user that reached Kafka before the erasure. Workers do
+not need to be stopped; one started later acts on the erasure when it starts. Records of the user in the
+non-compacted topics stay until their retention deletes them, and no later state, reward, pair or training
+round reads them (README, "Security and privacy").
 """
 
 from __future__ import annotations
@@ -10,30 +14,22 @@ import asyncio
 
 import typer
 
+from lettingo.records import Erasure
 from lettingo.settings import Settings, get_settings
 from streams.kafka.producer import record_producer
-from streams.kafka.topics import TOPICS
 
 app = typer.Typer(help="Users: forget one (GDPR erasure).", no_args_is_help=True)
-TABLES = ("user_state", "profiles", "scoreboard", "pending_join")  # streams.tables.ALL_TABLES, without Faust
 
 
-def user_keyed_compacted_topics(settings: Settings) -> list[str]:
-    topics = [settings.topic(t.name) for t in TOPICS if t.compacted and t.user_keyed]
-    return topics + [f"{settings.app_id}-{table}-changelog" for table in TABLES]
-
-
-async def forget_user(settings: Settings, user_id: str) -> list[str]:
-    topics = user_keyed_compacted_topics(settings)
+async def forget_user(settings: Settings, user_id: str) -> Erasure:
+    erasure = Erasure(user_id=user_id)
     async with record_producer(settings) as producer:
-        for topic in topics:
-            # Changelog names carry no topic prefix; send through the raw producer with the full name.
-            await producer._producer.send(topic, value=None, key=user_id.encode())
-    return topics
+        await producer.send("erasures", user_id, erasure)
+    return erasure
 
 
 @app.command("forget")
 def forget(user_id: str = typer.Argument(..., help="The user id to erase.")) -> None:
-    """Write tombstones for USER_ID to every compacted topic and table changelog."""
-    for topic in asyncio.run(forget_user(get_settings(), user_id)):
-        typer.echo(f"tombstone {user_id} -> {topic}")
+    """Publish an erasure of USER_ID: running workers delete the user's state and profile at once."""
+    erasure = asyncio.run(forget_user(get_settings(), user_id))
+    typer.echo(f"erasure {erasure.request_id} of {user_id} published to {get_settings().topic('erasures')}")

@@ -9,10 +9,11 @@ import asyncio
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError, for_code
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from lettingo import records
 from lettingo.settings import Settings
+from streams.kafka.access import check_connection, explain_authorization
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("preference-pairs", records.PreferencePair, "user_id"),
     TopicSpec("model-versions", records.ModelVersion, "name", compacted=True, user_keyed=False),
     TopicSpec("dead-letters", records.DeadLetter, "key", user_keyed=False),
+    # Compacted: the latest erasure of each user stays, so a worker started later still drops the user's old events.
+    TopicSpec("erasures", records.Erasure, "user_id", compacted=True),
 )
 BY_NAME = {t.name: t for t in TOPICS}
 
@@ -53,34 +56,47 @@ def topic_config(spec: TopicSpec) -> dict[str, str]:
 
 
 async def create_topics(settings: Settings) -> list[tuple[str, str]]:
-    """Create every topic that is missing; report each as created / exists / MISMATCH (partitions differ)."""
+    """Create every topic that is missing; report each as created / exists / MISMATCH (partitions differ).
+
+    A client Kafka does not accept, or one whose ACLs do not allow creating and describing the topics, gets a
+    :class:`streams.kafka.access.KafkaAccessError` that says so in one line."""
+    await check_connection(settings)
     admin = AIOKafkaAdminClient(**settings.kafka_client_config())
     await admin.start()
     try:
-        existing = await _partition_counts(admin, [settings.topic(spec.name) for spec in TOPICS])
-        report: list[tuple[str, str]] = []
-        missing = []
-        for spec in TOPICS:
-            name = settings.topic(spec.name)
-            want = partitions_of(spec, settings)
-            if name in existing:
-                got = existing[name]
-                report.append((name, "exists" if got == want else f"MISMATCH: {got} partitions, expected {want}"))
-            else:
-                missing.append(NewTopic(name, want, settings.topic_replication, topic_configs=topic_config(spec)))
-                plural = "s" if want > 1 else ""
-                compacted = ", compacted" if spec.compacted else ""
-                report.append((name, f"created ({want} partition{plural}{compacted})"))
-        if missing:
-            response = await admin.create_topics(missing)
-            for name, code, *_ in response.topic_errors:
-                # 36 TOPIC_ALREADY_EXISTS: created concurrently by another process, which is fine
-                if code not in (0, TopicAlreadyExistsError.errno):
-                    raise for_code(code)(f"creating topic {name} failed")
-        await _wait_until_visible(admin, [t.name for t in missing])
-        return report
+        return await _create_missing(settings, admin)
+    except KafkaError as e:
+        refused = explain_authorization(e, settings, "creating the topics")
+        if refused is None:
+            raise
+        raise refused from e
     finally:
         await admin.close()
+
+
+async def _create_missing(settings: Settings, admin: AIOKafkaAdminClient) -> list[tuple[str, str]]:
+    existing = await _partition_counts(admin, [settings.topic(spec.name) for spec in TOPICS])
+    report: list[tuple[str, str]] = []
+    missing = []
+    for spec in TOPICS:
+        name = settings.topic(spec.name)
+        want = partitions_of(spec, settings)
+        if name in existing:
+            got = existing[name]
+            report.append((name, "exists" if got == want else f"MISMATCH: {got} partitions, expected {want}"))
+        else:
+            missing.append(NewTopic(name, want, settings.topic_replication, topic_configs=topic_config(spec)))
+            plural = "s" if want > 1 else ""
+            compacted = ", compacted" if spec.compacted else ""
+            report.append((name, f"created ({want} partition{plural}{compacted})"))
+    if missing:
+        response = await admin.create_topics(missing)
+        for name, code, *_ in response.topic_errors:
+            # 36 TOPIC_ALREADY_EXISTS: created concurrently by another process, which is fine
+            if code not in (0, TopicAlreadyExistsError.errno):
+                raise for_code(code)(f"creating topic {name} failed")
+    await _wait_until_visible(admin, [t.name for t in missing])
+    return report
 
 
 async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
