@@ -9,6 +9,7 @@ from aiokafka.errors import KafkaError
 
 from lettingo.cli.errors import UserError
 from lettingo.settings import get_settings
+from streams.kafka.access import KafkaAccessError
 from streams.kafka.topics import TOPICS, create_topics, partitions_of
 
 app = typer.Typer(help="The project's Kafka topics.", no_args_is_help=True)
@@ -20,6 +21,8 @@ def create() -> None:
     settings = get_settings()
     try:
         report = asyncio.run(create_topics(settings))
+    except KafkaAccessError:
+        raise  # already one line that says what is wrong (a UserError)
     except KafkaError as e:
         raise UserError(f"cannot reach Kafka at {settings.bootstrap}: {e} (is `lettingo broker start` running?)") from e
     for name, state in report:

@@ -28,11 +28,10 @@ ALLOW = 3
 ANY = 1
 
 WORKER_INTERNAL_TOPICS = ("feedback-sweeps", "rated-events")  # streams.faust_topics.INTERNAL_TOPICS
-TABLES = ("user_state", "profiles", "scoreboard", "pending_join")  # streams.tables, as streams.cli.users
 DEFAULT_TRAINER_GROUP = "lettingo-trainer"  # `lettingo train --group-id`'s default
 # What each component reads and writes (topic names without LETTINGO_TOPIC_PREFIX).
 WORKER_READS = ("interactions", "items", "profile-requests", "profile-candidates", "impressions", "feedback",
-                "rewards", "model-versions", *WORKER_INTERNAL_TOPICS)  # fmt: skip
+                "rewards", "model-versions", "erasures", *WORKER_INTERNAL_TOPICS)  # fmt: skip
 WORKER_WRITES = ("profile-requests", "profile-candidates", "profiles", "rewards", "preference-pairs", "dead-letters",
                  *WORKER_INTERNAL_TOPICS)  # fmt: skip
 COMPONENTS = {
@@ -40,7 +39,7 @@ COMPONENTS = {
     "replay": "lettingo replay: items and interactions in",
     "trainer": "lettingo train: preference pairs in, model versions out",
     "topics": "lettingo topics create: the topic contract",
-    "forget": "lettingo users forget: tombstones in compacted topics and table changelogs",
+    "forget": "lettingo users forget: an erasure event to the workers",
 }
 
 
@@ -97,16 +96,14 @@ def component_acls(
         return sorted(on_topics(["items", "interactions"], "WRITE"))
     if component == "trainer":
         return sorted(
-            on_topics(["preference-pairs"], "READ")
+            on_topics(["preference-pairs", "erasures"], "READ")
             + on_topics(["model-versions", "dead-letters"], "WRITE")
             + [Acl(who, "group", trainer_group, "READ")]
         )
     if component == "topics":
         return sorted(on_topics(contract, "CREATE", "DESCRIBE"))
     if component == "forget":
-        compacted = [topic(t.name) for t in TOPICS if t.compacted and t.user_keyed]
-        changelogs = [f"{settings.app_id}-{table}-changelog" for table in TABLES]
-        return sorted(Acl(who, "topic", name, "WRITE") for name in compacted + changelogs)
+        return sorted(on_topics(["erasures"], "WRITE"))
     raise ValueError(f"unknown component {component!r}: one of {', '.join(COMPONENTS)}")
 
 

@@ -291,10 +291,15 @@ def _secured(settings: Settings, paths: BrokerPaths) -> str:
     """For the secured broker: grant the components' ACLs, write each user's client settings, say where."""
     if not settings.broker_secure:
         return ""
+    quiet = logging.getLogger("aiokafka")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)  # not a line per connection ("Authenticated as admin")
     try:
         acls.grant_components(probe_settings(settings), settings)
     except (KafkaError, OSError) as e:
         raise BrokerError(f"the secured broker runs but granting the components' ACLs failed: {e}") from e
+    finally:
+        quiet.setLevel(level)
     clients = secure.write_client_envs(settings, paths.root)
     return f" (SASL_SSL {secure.MECHANISM}, mutual TLS, ACLs; each user's client settings: {clients}/<user>.env)"
 
@@ -328,4 +333,5 @@ def status(settings: Settings) -> tuple[bool, str]:
         return False, f"not running (would listen on {settings.bootstrap})"
     ok = reachable(probe_settings(settings))
     state = "running" if ok else "process alive but NOT answering"
-    return ok, f"{state}: pid {pid} at {settings.bootstrap}, log {paths.log_file}"
+    kind = " (secured: SASL_SSL, mutual TLS, ACLs)" if settings.broker_secure else ""
+    return ok, f"{state}: pid {pid} at {settings.bootstrap}{kind}, log {paths.log_file}"

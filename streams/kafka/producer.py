@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from lettingo.records import Record
 from lettingo.settings import Settings
+from streams.kafka.access import check_connection, explain_authorization
 
 
 class RecordProducer:
@@ -42,6 +44,9 @@ class RecordProducer:
 
 @asynccontextmanager
 async def record_producer(settings: Settings, **overrides: object) -> AsyncIterator[RecordProducer]:
+    """A started producer; a client Kafka does not accept, or whose ACLs refuse a send, gets a
+    :class:`streams.kafka.access.KafkaAccessError` (one line) instead of aiokafka's own errors."""
+    await check_connection(settings)
     producer = AIOKafkaProducer(
         **settings.kafka_client_config(),
         acks="all",
@@ -55,5 +60,10 @@ async def record_producer(settings: Settings, **overrides: object) -> AsyncItera
         sink = RecordProducer(producer, settings)
         yield sink
         await sink.flush()
+    except KafkaError as e:
+        refused = explain_authorization(e, settings, "sending records")
+        if refused is None:
+            raise
+        raise refused from e
     finally:
         await producer.stop()

@@ -18,6 +18,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -33,6 +34,7 @@ SCRAM_ITERATIONS = 8192
 # The users made when the storage is formatted: the super user and one user per component (streams.kafka.acls).
 DEFAULT_USERS = (ADMIN, *(user_of(c) for c in COMPONENTS))
 AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+USER_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")  # nothing that --add-scram's [name=...,...] syntax would misread
 
 
 class SecureSetupError(RuntimeError):
@@ -141,6 +143,9 @@ def override_properties(template: str, overrides: dict[str, str]) -> str:
 
 
 def prepare(root: Path, users: tuple[str, ...], formatted: bool) -> tuple[TLSFiles, dict[str, str]]:
+    for user in users:
+        if not USER_NAME.fullmatch(user):
+            raise SecureSetupError(f"user name {user!r}: letters, digits, '.', '_' and '-' only")
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o700)
     tls = ensure_tls(tls_folder(root))
