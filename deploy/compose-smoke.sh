@@ -17,7 +17,8 @@ TAG=${IMAGE_TAG:-dev}
 export DATASET_DIR=${DATASET_DIR:-$(cd .. && pwd)/shared/data/ml-latest-small}
 export LETTINGO_IMAGE=localhost/lettingo:$TAG LETTINGO_KAFKA_IMAGE=localhost/lettingo-kafka:$TAG
 export LETTINGO_PROMETHEUS_IMAGE=localhost/lettingo-prometheus:$TAG
-export TRAINER_MIN_PAIRS=${TRAINER_MIN_PAIRS:-100000}  # the smoke never trains a round (no base model in it)
+# The trainer starts from a tiny random base model (init makes it) and never trains a round here.
+export TRAINER_MIN_PAIRS=${TRAINER_MIN_PAIRS:-100000} INIT_TINY_BASE_MODEL=1
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 export WORKER1_PORT=${WORKER1_PORT:-$(free_port)} WORKER2_PORT=${WORKER2_PORT:-$(free_port)}
 export PROMETHEUS_PORT=${PROMETHEUS_PORT:-$(free_port)}

@@ -8,7 +8,7 @@ import json
 import sys
 import time
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from lettingo.settings import get_settings
 
@@ -16,16 +16,12 @@ from lettingo.settings import get_settings
 async def main(timeout_s: float) -> dict:
     settings = get_settings()
     topic = settings.topic("profiles")
-    consumer = AIOKafkaConsumer(**settings.kafka_client_config(), enable_auto_commit=False)
+    # No group: every partition of the topic, from the beginning, nothing committed.
+    consumer = AIOKafkaConsumer(
+        topic, **settings.kafka_client_config(), group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]
-        if not partitions:
-            await consumer.force_metadata_update()
-            partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
         users: list[str] = []
         count = 0
         deadline = time.monotonic() + timeout_s
@@ -39,9 +35,12 @@ async def main(timeout_s: float) -> dict:
                     key = record.key.decode() if record.key else None
                     if key and key not in users and len(users) < 20:
                         users.append(key)
-            positions = {tp: await consumer.position(tp) for tp in partitions}
-            if all(positions[tp] >= ends[tp] for tp in partitions):
-                break
+            assigned = consumer.assignment()
+            if assigned and not batch:
+                ends = await consumer.end_offsets(list(assigned))
+                positions = {tp: await consumer.position(tp) for tp in assigned}
+                if all(positions[tp] >= ends[tp] for tp in assigned):
+                    break
         return {"topic": topic, "profiles": count, "users": users}
     finally:
         await consumer.stop()
