@@ -14,9 +14,9 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence
-from statistics import mean
 
 from lettingo.data import Sentiment
+from lettingo.prompts.history_stats import HistoryStats, decade
 from lettingo.prompts.profile import HistoryEntry
 
 ProfileWriter = Callable[[Sequence[HistoryEntry], random.Random], str]
@@ -107,35 +107,28 @@ def titles_sentences(entries: Sequence[HistoryEntry], rng: random.Random) -> lis
     return parts
 
 
-def _decade(year: int) -> str:
-    return f"{year // 10 * 10}s"
-
-
 def era_sentences(entries: Sequence[HistoryEntry], rng: random.Random) -> list[str]:
     """Eras: which decades they watch and which they rate best, with one title as an example."""
     dated = [e for e in entries if e.item.year is not None]
     if not dated:
         return [EMPTY_PROFILE]
-    decades = Counter(_decade(e.item.year) for e in dated)  # type: ignore[arg-type]
+    decades = Counter(decade(e.item.year) for e in dated)  # type: ignore[arg-type]
     top = [d for d, _ in decades.most_common(rng.randint(1, 3))]
-    by_decade: dict[str, list[float]] = {}
-    for e in dated:
-        by_decade.setdefault(_decade(e.item.year), []).append(e.rating)  # type: ignore[arg-type]
-    rated = {d: mean(rs) for d, rs in by_decade.items() if len(rs) >= 2}
+    stats = HistoryStats.of(entries)
+    assert stats is not None
     parts = [
         rng.choice(["Mostly watches items from the {}.", "Drawn to the {}.", "Prefers titles from the {}."]).format(
             _join(top)
         )
     ]
-    if rated:
-        best = max(rated, key=lambda d: (rated[d], d))
+    if (best := stats.best_decade) is not None:
         parts.append(
-            rng.choice(["Rates the {} best", "Happiest with the {}"]).format(best) + f" ({rated[best]:.1f} on average)."
+            rng.choice(["Rates the {} best", "Happiest with the {}"]).format(best)
+            + f" ({stats.decade_averages[best]:.1f} on average)."
         )
-    newest, oldest = max(e.item.year for e in dated), min(e.item.year for e in dated)  # type: ignore[type-var]
     if rng.random() < 0.7:
-        parts.append(f"Watched titles from {oldest} to {newest}.")
-    liked_old = [e for e in dated if e.sentiment is Sentiment.LIKE and _decade(e.item.year) in top]  # type: ignore[arg-type]
+        parts.append(f"Watched titles {stats.years_phrase()}.")
+    liked_old = [e for e in dated if e.sentiment is Sentiment.LIKE and decade(e.item.year) in top]  # type: ignore[arg-type]
     if liked_old and rng.random() < 0.6:
         parts.append(f"For example liked {rng.choice(liked_old).quoted_title}.")
     return parts
@@ -145,16 +138,15 @@ def strictness_sentences(entries: Sequence[HistoryEntry], rng: random.Random) ->
     """Rater strictness: average rating, share of likes and dislikes, and tags of what they liked."""
     if not entries:
         return [EMPTY_PROFILE]
-    avg = mean(e.rating for e in entries)
-    like_share = len(_with(Sentiment.LIKE, entries)) / len(entries)
-    dislike_share = len(_with(Sentiment.DISLIKE, entries)) / len(entries)
-    if like_share >= 0.6:
+    stats = HistoryStats.of(entries)
+    assert stats is not None
+    if stats.like_share >= 0.6:
         kind = rng.choice(["A generous rater", "An easy-to-please viewer", "A positive rater"])
-    elif dislike_share >= 0.3:
+    elif stats.dislike_share >= 0.3:
         kind = rng.choice(["A harsh critic", "A strict rater", "A hard-to-please viewer"])
     else:
         kind = rng.choice(["A balanced rater", "A moderate rater", "A middle-of-the-road viewer"])
-    parts = [f"{kind}: average rating {avg:.1f}, likes {like_share:.0%} and dislikes {dislike_share:.0%} of items."]
+    parts = [f"{kind}: {stats.rating_phrase()}."]
     tags = Counter(t for e in entries if e.sentiment is Sentiment.LIKE for t in e.item.tags[:5])
     if tags and rng.random() < 0.8:
         picked = [t for t, _ in tags.most_common(rng.randint(2, 4))]

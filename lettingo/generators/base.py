@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from lettingo.generators.decoding import Decoding, finish_text
 from lettingo.prompts.profile import ProfilePrompt
 
 
@@ -26,6 +27,7 @@ class Generation:
     model_version: str
     seed: int
     finished: bool = True  # False when it stopped at max_new_tokens
+    trimmed: bool = False  # True when finish_text cut a stop string or a loop off the backend's text
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -39,10 +41,14 @@ def sample_seed(seed: int, prompt: ProfilePrompt) -> int:
 
 
 class Generator(ABC):
-    """Samples ``n`` profiles per prompt. Implementations batch internally and are safe to call repeatedly."""
+    """Samples ``n`` profiles per prompt. Implementations batch internally and are safe to call repeatedly.
+
+    Every backend applies :attr:`decoding` (repetition control and stop strings, :mod:`lettingo.generators.decoding`)
+    as far as it can while sampling, and :func:`finish_text` cuts whatever stop string or loop remains."""
 
     name: str
     model_version: str
+    decoding: Decoding = Decoding()
 
     def generate(
         self,
@@ -52,14 +58,23 @@ class Generator(ABC):
         temperature: float = 1.0,
         max_new_tokens: int = 96,
         seed: int = 0,
+        decoding: Decoding | None = None,
     ) -> list[list[Generation]]:
-        """``n`` generations for each prompt, in prompt order."""
+        """``n`` generations for each prompt, in prompt order; ``decoding`` overrides the generator's own."""
         check_sampling(n, temperature, max_new_tokens)
-        return self._generate(prompts, n, temperature, max_new_tokens, seed)
+        decoding = decoding or self.decoding
+        out = self._generate(prompts, n, temperature, max_new_tokens, seed, decoding)
+        return [[_finished(g, decoding) for g in gens] for gens in out]
 
     @abstractmethod
     def _generate(
-        self, prompts: list[ProfilePrompt], n: int, temperature: float, max_new_tokens: int, seed: int
+        self,
+        prompts: list[ProfilePrompt],
+        n: int,
+        temperature: float,
+        max_new_tokens: int,
+        seed: int,
+        decoding: Decoding,
     ) -> list[list[Generation]]:
         """The backend's sampling; arguments are already checked."""
 
@@ -71,6 +86,13 @@ class Generator(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _finished(generation: Generation, decoding: Decoding) -> Generation:
+    # a profile cut by the token limit keeps its full sentences only (with cut_loops: writers never run on)
+    complete = generation.finished or not decoding.cut_loops
+    text, cut = finish_text(generation.text, decoding.stop, decoding.cut_loops, complete)
+    return replace(generation, text=text, trimmed=True) if cut else generation
 
 
 def check_sampling(n: int, temperature: float, max_new_tokens: int) -> None:

@@ -16,10 +16,13 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList
+from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList, StoppingCriteriaList
 
 from lettingo.generators import llama_decode
 from lettingo.generators.base import Generation, Generator, GeneratorError, sample_seed
+from lettingo.generators.controls import GroundingProcessor, StopCriteria, StopRule, completion_processors
+from lettingo.generators.decoding import Decoding, stop_index
+from lettingo.generators.grounding import GroundingRule, PromptFacts, grounding_rows
 from lettingo.generators.title_constraint import PromptTitlesOnly
 from lettingo.nano.tokenizer import quote_token_ids, title_token_ids
 from lettingo.prompts.profile import ProfilePrompt
@@ -45,6 +48,8 @@ class HFGenerator(Generator):
         use_chat_template: bool | None = None,
         merge_adapter: bool = True,
         max_batch_rows: int = 64,
+        kv_budget_bytes: int = 2 << 30,
+        decoding: Decoding | None = None,
     ) -> None:
         self.name = "hf"
         if decoder not in ("auto", "fast", "generate"):
@@ -52,6 +57,8 @@ class HFGenerator(Generator):
         if max_batch_rows < 1:
             raise ValueError(f"max_batch_rows must be at least 1, got {max_batch_rows}")
         self.max_batch_rows = max_batch_rows
+        self.kv_budget_bytes = kv_budget_bytes
+        self.decoding = decoding or Decoding()
         self.device = device or _default_device()
         self.cache_implementation = cache_implementation
         try:
@@ -76,6 +83,8 @@ class HFGenerator(Generator):
         titles = title_token_ids(self.tokenizer)
         vocab = self.model.get_output_embeddings().weight.shape[0]
         self.title_constraint = PromptTitlesOnly(titles, vocab, quote_token_ids(self.tokenizer)) if titles else None
+        self.stop_rules: dict[tuple[str, ...], StopRule] = {}
+        self.grounding = GroundingRule(self.tokenizer, vocab)
         self.fast = decoder != "generate" and llama_decode.supports(self.model)
         if decoder == "fast" and not self.fast:
             raise GeneratorError(f"hf: the fast decoder does not support {type(self.model).__name__} on {self.device}")
@@ -92,17 +101,46 @@ class HFGenerator(Generator):
             return self.tokenizer(rendered, add_special_tokens=False)["input_ids"]
         return self.tokenizer(prompt.text)["input_ids"]
 
+    def _stop_rule(self, decoding: Decoding) -> StopRule | None:
+        if not decoding.stop:
+            return None
+        return self.stop_rules.setdefault(decoding.stop, StopRule(self.tokenizer, decoding.stop))
+
+    def _kv_bytes_per_token(self) -> int:
+        cfg = self.model.config
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        return 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * head_dim * self.model.dtype.itemsize
+
+    def _batches(self, ids: list[list[int]], n: int, max_new_tokens: int) -> list[slice]:
+        """Consecutive prompts per fast-decoder call: at most ``max_batch_rows`` rows, and their key / value
+        buffers (rows x the batch's widest prompt) within ``kv_budget_bytes``; a prompt's samples stay together."""
+        per_token, out, start = self._kv_bytes_per_token(), [], 0
+        while start < len(ids):
+            end, width = start + 1, len(ids[start]) + max_new_tokens
+            while end < len(ids):
+                wider = max(width, len(ids[end]) + max_new_tokens)
+                rows = (end + 1 - start) * n
+                if rows > max(n, self.max_batch_rows) or rows * wider * per_token > self.kv_budget_bytes:
+                    break
+                end, width = end + 1, wider
+            out.append(slice(start, end))
+            start = end
+        return out
+
     def _generate(
-        self, prompts: list[ProfilePrompt], n: int, temperature: float, max_new_tokens: int, seed: int
-    ) -> list[list[Generation]]:
+        self, prompts: list[ProfilePrompt], n: int, temperature: float, max_new_tokens: int, seed: int,
+        decoding: Decoding,
+    ) -> list[list[Generation]]:  # fmt: skip
         if not self.fast:
-            return [self._generate_one(p, n, temperature, max_new_tokens, seed) for p in prompts]
-        per_batch = max(1, self.max_batch_rows // n)  # a prompt's samples are never split across batches
+            return [self._generate_one(p, n, temperature, max_new_tokens, seed, decoding) for p in prompts]
+        processors = completion_processors(decoding, self.title_constraint is not None)
+        stop = self._stop_rule(decoding)
+        encoded = [self.encode(p) for p in prompts]
         out = []
-        for start in range(0, len(prompts), per_batch):
-            batch = prompts[start : start + per_batch]
+        for batch in self._batches(encoded, n, max_new_tokens):
             started = time.perf_counter()
-            ids = [self.encode(p) for p in batch]
+            ids = encoded[batch]
+            facts = [PromptFacts.of(p) for p in prompts[batch]] if decoding.grounded else None
             rows = llama_decode.sample(
                 self.model,
                 ids,
@@ -111,15 +149,18 @@ class HFGenerator(Generator):
                 max_new_tokens=max_new_tokens,
                 eos_id=self.tokenizer.eos_token_id,
                 allowed=[self.title_constraint.allowed(i) for i in ids] if self.title_constraint else None,
-                generators=[torch.Generator().manual_seed(sample_seed(seed, p)) for p in batch],
+                generators=[torch.Generator().manual_seed(sample_seed(seed, p)) for p in prompts[batch]],
+                processors=processors,
+                constrain=grounding_rows(self.grounding, facts, n) if facts else None,
+                stop=stop.done if stop else None,
             )
             latency = time.perf_counter() - started
-            out += [self._generations(r, len(i), latency, seed) for r, i in zip(rows, ids, strict=True)]
+            out += [self._generations(r, len(i), latency, seed, decoding) for r, i in zip(rows, ids, strict=True)]
         return out
 
     @torch.inference_mode()
     def _generate_one(
-        self, prompt: ProfilePrompt, n: int, temperature: float, max_new_tokens: int, seed: int
+        self, prompt: ProfilePrompt, n: int, temperature: float, max_new_tokens: int, seed: int, decoding: Decoding
     ) -> list[Generation]:
         """``generate`` for one prompt, its ``n`` samples batched, under the prompt's seed."""
         started = time.perf_counter()
@@ -131,26 +172,36 @@ class HFGenerator(Generator):
             if temperature > 0
             else {"do_sample": False}
         )
+        processors = [self.title_constraint] if self.title_constraint else []
+        processors += completion_processors(decoding, self.title_constraint is not None, len(prompt_ids))
+        if decoding.grounded:
+            processors.append(GroundingProcessor(self.grounding, PromptFacts.of(prompt), len(prompt_ids)))
+        stop = self._stop_rule(decoding)
         output = self.model.generate(
             input_ids=input_ids,
             attention_mask=torch.ones_like(input_ids),
             num_return_sequences=n,
             max_new_tokens=max_new_tokens,
-            logits_processor=LogitsProcessorList([self.title_constraint] if self.title_constraint else []),
+            logits_processor=LogitsProcessorList(processors),
+            stopping_criteria=StoppingCriteriaList([StopCriteria(stop, len(prompt_ids))] if stop else []),
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self.tokenizer.eos_token_id,
             cache_implementation=self.cache_implementation,
             **sampling,
         )
         rows = output[:, len(prompt_ids) :].tolist()
-        return self._generations(rows, len(prompt_ids), time.perf_counter() - started, seed)
+        return self._generations(rows, len(prompt_ids), time.perf_counter() - started, seed, decoding)
 
-    def _generations(self, rows: list[list[int]], prompt_tokens: int, latency: float, seed: int) -> list[Generation]:
+    def _generations(
+        self, rows: list[list[int]], prompt_tokens: int, latency: float, seed: int, decoding: Decoding
+    ) -> list[Generation]:
+        """Rows cut after their EOS; a row is finished when it ended by EOS or by a stop string."""
         out = []
         for row in rows:
-            finished = self.tokenizer.eos_token_id in row
-            tokens = row[: row.index(self.tokenizer.eos_token_id) + 1] if finished else row
+            ended = self.tokenizer.eos_token_id in row
+            tokens = row[: row.index(self.tokenizer.eos_token_id) + 1] if ended else row
             text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+            finished = ended or stop_index(text, decoding.stop) is not None
             out.append(
                 Generation(text, prompt_tokens, len(tokens), latency, self.name, self.model_version, seed, finished)
             )

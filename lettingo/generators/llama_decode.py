@@ -26,7 +26,7 @@ Each prompt is encoded alone, so its encoding cannot depend on the batch either.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch.nn import functional as F
@@ -81,14 +81,22 @@ def sample(
     eos_id: int,
     allowed: Sequence[torch.Tensor] | None = None,
     generators: Sequence[torch.Generator] | None = None,
+    processors: Sequence[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = (),
+    constrain: Callable[[int, list[int]], torch.Tensor | None] | None = None,
+    stop: Callable[[list[int]], bool] | None = None,
 ) -> list[list[list[int]]]:
     """``n`` continuations of each prompt (each cut after its EOS), decoded as one batch; greedy when
     ``temperature`` is 0.
 
     ``allowed[p]`` holds the token ids prompt ``p``'s samples may produce (all when ``None``); only the logits of
     the batch's allowed tokens are computed. Prompt ``p`` samples from ``generators[p]`` (the default generator
-    when ``None``): ``n`` uniform draws per step, draw ``j`` for sample ``j``.
+    when ``None``): ``n`` uniform draws per step, draw ``j`` for sample ``j``. ``processors`` (transformers
+    logits processors) see each row's completion so far and its scores over the whole vocabulary;
+    ``constrain(row, completion)`` returns a mask of the tokens row ``row`` (= prompt * n + sample) may not
+    produce next; ``stop`` ends a row early when it returns True for the row's completion.
     """
+    from lettingo.generators.controls import apply_processors
+
     core, cfg = model.model, model.config
     rows = len(prompts) * n
     width = max(map(len, prompts)) + max_new_tokens
@@ -123,6 +131,16 @@ def sample(
     produced = torch.zeros(rows, dtype=torch.long)  # tokens per row, its EOS included
     for step in range(max_new_tokens):
         scores = F.linear(_padded(hidden), head)[: len(active)].float() + bias[active]
+        banned = (
+            [constrain(r, ids) for r, ids in zip(active.tolist(), out[active, :step].tolist(), strict=True)]
+            if constrain is not None
+            else ()
+        )
+        vocab = model.lm_head.weight.shape[0]
+        scores = apply_processors(processors, out[active, :step], scores, columns, vocab, banned)
+        stuck = ~torch.isfinite(scores).any(dim=-1)  # every allowed token banned: the row ends
+        if bool(stuck.any()):
+            scores[stuck, torch.searchsorted(columns, torch.tensor(eos_id))] = 0.0
         if temperature > 0:
             # Inverse-CDF sampling on the unnormalised cumulative sum (see the module notes).
             scaled = scores / temperature
@@ -135,6 +153,9 @@ def sample(
         out[active, step] = tokens
         produced[active] = step + 1
         going = tokens != eos_id
+        if stop is not None:
+            ended = [stop(row) for row in out[active, : step + 1].tolist()]
+            going &= ~torch.tensor(ended, dtype=torch.bool)
         if not bool(going.any()) or step == max_new_tokens - 1:
             break
         active, tokens = active[going], tokens[going]

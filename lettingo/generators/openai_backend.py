@@ -17,6 +17,7 @@ import httpx
 import openai
 
 from lettingo.generators.base import Generation, Generator, GeneratorError, sample_seed
+from lettingo.generators.decoding import Decoding
 from lettingo.generators.title_constraint import allowed_token_ids
 from lettingo.prompts.profile import ProfilePrompt
 
@@ -35,8 +36,10 @@ class OpenAIGenerator(Generator):
         concurrency: int = 8,
         use_chat: bool = True,
         tokenizer: str | None = None,
+        decoding: Decoding | None = None,
     ) -> None:
         self.name = "openai"
+        self.decoding = decoding or Decoding(frequency_penalty=0.1)
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.model_version = model_version or model
@@ -88,7 +91,7 @@ class OpenAIGenerator(Generator):
         return {"allowed_token_ids": allowed_token_ids(ids, self._titles, len(self._tokenizer), self._banned)}
 
     def _one(
-        self, prompt: ProfilePrompt, n: int, temperature: float, max_new_tokens: int, seed: int
+        self, prompt: ProfilePrompt, n: int, temperature: float, max_new_tokens: int, seed: int, decoding: Decoding
     ) -> list[Generation]:
         started = time.perf_counter()
         common: dict[str, Any] = {
@@ -98,6 +101,8 @@ class OpenAIGenerator(Generator):
             "max_tokens": max_new_tokens,
             "seed": sample_seed(seed, prompt),
             "extra_body": self._extra_body(prompt),
+            "frequency_penalty": decoding.frequency_penalty,
+            "stop": list(decoding.stop)[:4] or None,
         }
         try:
             if self.use_chat:
@@ -120,9 +125,10 @@ class OpenAIGenerator(Generator):
         ]
 
     def _generate(
-        self, prompts: list[ProfilePrompt], n: int, temperature: float, max_new_tokens: int, seed: int
-    ) -> list[list[Generation]]:
-        futures = [self._pool.submit(self._one, p, n, temperature, max_new_tokens, seed) for p in prompts]
+        self, prompts: list[ProfilePrompt], n: int, temperature: float, max_new_tokens: int, seed: int,
+        decoding: Decoding,
+    ) -> list[list[Generation]]:  # fmt: skip
+        futures = [self._pool.submit(self._one, p, n, temperature, max_new_tokens, seed, decoding) for p in prompts]
         return [f.result() for f in futures]
 
     def close(self) -> None:

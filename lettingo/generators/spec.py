@@ -1,6 +1,7 @@
 """Generator specs: one string names a backend and its model.
 
     hf:/path/to/model[?adapter=/path/to/lora&version=v3&device=cpu&dtype=bfloat16&cache=static&decoder=generate]
+    hf:/path/to/model?no_repeat_ngram=6&repetition_penalty=1.1     (any model backend; see generators.decoding)
     vllm:/path/to/model[?adapter=/path/to/lora&version=v3]
     openai:http://host:8000/v1#served-model[?version=v3&tokenizer=/local/tokenizer]
     writer:titles          writer:mix          writer:genres,era
@@ -15,13 +16,15 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 from lettingo.generators.base import Generator
+from lettingo.generators.decoding import Decoding
 from lettingo.writers import WRITERS
 
 BACKENDS = ("hf", "vllm", "openai", "writer")
+_DECODING = {"no_repeat_ngram", "repetition_penalty", "frequency_penalty", "grounded"}  # lettingo.generators.decoding
 _OPTIONS = {
-    "hf": {"adapter", "version", "device", "dtype", "cache", "chat", "decoder"},
-    "vllm": {"adapter", "version", "chat", "gpu_memory_utilization", "max_model_len", "dtype"},
-    "openai": {"version", "tokenizer", "api", "api_key_env", "concurrency"},
+    "hf": {"adapter", "version", "device", "dtype", "cache", "chat", "decoder", *_DECODING},
+    "vllm": {"adapter", "version", "chat", "gpu_memory_utilization", "max_model_len", "dtype", *_DECODING},
+    "openai": {"version", "tokenizer", "api", "api_key_env", "concurrency", *_DECODING},
     "writer": set(),
 }
 EXAMPLES = "hf:/path/to/model, vllm:/path/to/model, openai:http://host:8000/v1#model, writer:titles"
@@ -99,6 +102,13 @@ def _local_model(target: str, what: str) -> str:
     return str(Path(target).expanduser()) if looks_like_path else target
 
 
+def _decoding(parsed: GeneratorSpec, opts: dict[str, str], base: Decoding | None = None) -> Decoding:
+    try:
+        return Decoding.from_options(opts, base)
+    except ValueError as e:
+        raise GeneratorSpecError(f"{parsed}: {e}") from e
+
+
 def _flag(value: str | None) -> bool | None:
     return None if value is None else value.lower() in ("1", "true", "yes", "on")
 
@@ -131,6 +141,7 @@ def make_generator(spec: str | GeneratorSpec, **overrides: str | None) -> Genera
             cache_implementation=opts.get("cache"),
             decoder=opts.get("decoder", "auto"),
             use_chat_template=_flag(opts.get("chat")),
+            decoding=_decoding(parsed, opts),
         )
     if parsed.backend == "vllm":
         from lettingo.generators.vllm_backend import VLLMGenerator
@@ -144,6 +155,7 @@ def make_generator(spec: str | GeneratorSpec, **overrides: str | None) -> Genera
             adapter=opts.get("adapter"),
             model_version=opts.get("version"),
             use_chat_template=_flag(opts.get("chat")),
+            decoding=_decoding(parsed, opts),
             **engine,
         )
     import os
@@ -161,4 +173,5 @@ def make_generator(spec: str | GeneratorSpec, **overrides: str | None) -> Genera
         use_chat=opts.get("api", "chat") == "chat",
         tokenizer=opts.get("tokenizer"),
         concurrency=int(opts.get("concurrency", 8)),
+        decoding=_decoding(parsed, opts, Decoding(frequency_penalty=0.1)),
     )

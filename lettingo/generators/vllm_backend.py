@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lettingo.generators.base import Generation, Generator, GeneratorError, sample_seed
+from lettingo.generators.decoding import Decoding
 from lettingo.generators.title_constraint import allowed_token_ids
 from lettingo.nano.tokenizer import quote_token_ids, title_token_ids
 from lettingo.prompts.profile import ProfilePrompt
@@ -29,6 +30,7 @@ class VLLMGenerator(Generator):
         model_version: str | None = None,
         max_lora_rank: int = 64,
         use_chat_template: bool | None = None,
+        decoding: Decoding | None = None,
         **engine_kwargs: Any,
     ) -> None:
         try:
@@ -36,6 +38,7 @@ class VLLMGenerator(Generator):
         except ImportError as e:
             raise GeneratorError("vllm backend: vllm is not installed (pip install 'lettingo[vllm]', GPU only)") from e
         self.name = "vllm"
+        self.decoding = decoding or Decoding()
         self._base_version = Path(model_path).name
         try:
             self.llm = LLM(model=model_path, enable_lora=True, max_lora_rank=max_lora_rank, **engine_kwargs)
@@ -73,8 +76,11 @@ class VLLMGenerator(Generator):
         return self.tokenizer(prompt.text)["input_ids"]
 
     def _generate(
-        self, prompts: list[ProfilePrompt], n: int, temperature: float, max_new_tokens: int, seed: int
-    ) -> list[list[Generation]]:
+        self, prompts: list[ProfilePrompt], n: int, temperature: float, max_new_tokens: int, seed: int,
+        decoding: Decoding,
+    ) -> list[list[Generation]]:  # fmt: skip
+        """vLLM has no n-gram ban: its ``repetition_penalty`` (which also counts prompt tokens),
+        ``frequency_penalty`` and ``stop`` apply, and :func:`~lettingo.generators.decoding.finish_text` cuts loops."""
         from vllm import SamplingParams
 
         encoded = [self.encode(p) for p in prompts]
@@ -86,6 +92,9 @@ class VLLMGenerator(Generator):
                 top_k=-1 if temperature > 0 else 1,
                 max_tokens=max_new_tokens,
                 seed=sample_seed(seed, p),
+                repetition_penalty=decoding.repetition_penalty,
+                frequency_penalty=decoding.frequency_penalty,
+                stop=list(decoding.stop) or None,
                 allowed_token_ids=allowed_token_ids(ids, self._titles, self._vocab_size, self._banned)
                 if self._titles
                 else None,

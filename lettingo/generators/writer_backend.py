@@ -10,6 +10,7 @@ import random
 import time
 
 from lettingo.generators.base import Generation, Generator, sample_seed
+from lettingo.generators.decoding import OFF, Decoding
 from lettingo.prompts.profile import ProfilePrompt
 from lettingo.writers import WRITERS, get_writer
 
@@ -24,11 +25,14 @@ class WriterGenerator(Generator):
         self.writers = [get_writer(n) for n in self.names]
         self.name = "writer:" + ",".join(names)
         self.model_version = WRITER_VERSION
+        self.decoding = OFF  # writers neither loop nor run on
 
     def _generate(
-        self, prompts: list[ProfilePrompt], n: int, temperature: float, max_new_tokens: int, seed: int
-    ) -> list[list[Generation]]:
-        """Temperature and token limits do not apply to writers; ``seed`` makes the draws reproducible."""
+        self, prompts: list[ProfilePrompt], n: int, temperature: float, max_new_tokens: int, seed: int,
+        decoding: Decoding,
+    ) -> list[list[Generation]]:  # fmt: skip
+        """Temperature, token limits and decoding controls do not apply to writers; ``seed`` makes the draws
+        reproducible."""
         out = []
         for prompt in prompts:
             started = time.perf_counter()

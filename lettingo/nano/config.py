@@ -31,8 +31,9 @@ class NanoConfig:
 
     @classmethod
     def quick(cls, **overrides: Any) -> NanoConfig:
-        """A small build for tests and smoke runs: well under a minute on 2 cores."""
-        base = cls(bpe_vocab_size=768, targets_per_user=1, max_train_users=60, steps=40, prompts_per_step=2)
+        """A small build for tests, smoke runs and the quick demo: about a minute on one core. 300 steps is what it
+        took to write well-formed profiles (40 steps looped: "Ay and dislikes 7% and dislikes 7% ...")."""
+        base = cls(bpe_vocab_size=768, targets_per_user=1, max_train_users=60, steps=300, prompts_per_step=2)
         return replace(base, **overrides)
 
     def with_overrides(self, **overrides: Any) -> NanoConfig:

@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from lettingo.generators.base import Generator
+from lettingo.profile_quality import cited_titles, is_well_formed, quality_report
 from lettingo.prompts.profile import ProfilePrompt
 
-# A JSON string literal: how titles appear in prompts and in grounded profiles.
-QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
-
-
-def cited_titles(text: str) -> list[str]:
-    return QUOTED.findall(text)
-
-
-def is_well_formed(text: str) -> bool:
-    """Non-empty, ends a sentence, balanced quotes, no stray markup from the prompt."""
-    stripped = text.strip()
-    return (
-        bool(stripped)
-        and stripped[-1] in ".!?"
-        and stripped.count('"') % 2 == 0
-        and "<history>" not in stripped
-        and "Profile:" not in stripped
-    )
+__all__ = ["SampleReport", "cited_titles", "is_well_formed", "sample_report"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +26,7 @@ class SampleReport:
     completion_tokens: float  # mean per sample
     seconds: float
     tokens_per_second: float
+    facts: dict[str, Any] | None = None  # lettingo.profile_quality.QualityReport: figures and titles vs the history
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,5 +68,6 @@ def sample_report(
         completion_tokens=round(tokens / max(1, total), 1),
         seconds=round(seconds, 2),
         tokens_per_second=round(tokens / seconds, 1) if seconds else 0.0,
+        facts=quality_report([(p, [g.text for g in gens]) for p, gens in zip(prompts, results, strict=True)]).to_dict(),
     )
     return report, [[g.text for g in gens] for gens in results]

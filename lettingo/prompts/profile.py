@@ -1,7 +1,9 @@
 """The paper's free-form profile-generation prompt over a user's older history H_u.
 
 Each history item is one line: its title, its attributes (genres), its year when the title does not already
-carry it, and the user's sentiment. Every piece of item text is untrusted and goes in through
+carry it, and the user's sentiment. A summary line after the history states its figures (count, years, average
+rating, shares of likes and dislikes, best decade: :mod:`lettingo.prompts.history_stats`), so a profile copies
+them instead of computing them. Every piece of item text is untrusted and goes in through
 :func:`lettingo.prompts.escape.quote`, so a title is always a JSON string literal such as ``"Heat (1995)"``;
 that quoted form is also what the nano tokenizer turns into one token (with its leading space), and what the
 title constraint allows in a generated profile.
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 
 from lettingo.data import Item, LabelScheme, Rating, Sentiment
 from lettingo.prompts.escape import block, quote
+from lettingo.prompts.history_stats import HistoryStats
 
 SYSTEM_PROMPT = "You write user profiles for a recommender system."
 
@@ -27,7 +30,8 @@ INSTRUCTIONS = (
 )
 TASK = (
     "Write a free-form profile of this user: describe anything that helps predict how this user will feel "
-    "about a new item. Cite items only by their exact quoted titles from the history."
+    "about a new item. Cite items only by their exact quoted titles from the history, and state figures only "
+    "as the summary gives them."
 )
 # Where the completion starts. Kept as the last line of the prompt so SFT, DPO and generation agree.
 PROFILE_CUE = "Profile:"
@@ -88,7 +92,9 @@ def render_prompt_text(messages: Sequence[Mapping[str, str]]) -> str:
 
 def profile_prompt_from_entries(entries: Sequence[HistoryEntry], user_id: str = "") -> ProfilePrompt:
     lines = "\n".join(history_line(e) for e in entries) if entries else "(no rated items yet)"
-    user = f"{INSTRUCTIONS}\n{block('history', lines)}\n{TASK}"
+    stats = HistoryStats.of(entries)
+    summary = f"{stats.summary()}\n" if stats else ""
+    user = f"{INSTRUCTIONS}\n{block('history', lines)}\n{summary}{TASK}"
     messages = ({"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user})
     return ProfilePrompt(messages, render_prompt_text(messages), tuple(entries), user_id)
 

@@ -1,0 +1,246 @@
+"""Grounded decoding: what a profile quotes and the figures it states must come from the user's history.
+
+The profile prompt shows the history and a summary of its figures (:mod:`lettingo.prompts.history_stats`);
+small models still write "average rating 4.2, likes 11% and dislikes 63%" for a user whose average is 3.1, and
+cite a disliked film as a favourite. A per-row rule, applied at every step from the row's own completion so far:
+
+* **Titles**: inside an open quote, only a continuation towards one of the prompt's titles is allowed (a trie
+  over characters, so it works for any tokenizer: one token per title as in nano, or a title spelled over a
+  dozen BPE pieces); a token may not open a quote that cannot become such a title. When the clause already
+  states a sentiment ("Loved ...", "Did not enjoy ..."), only titles the user rated that way are allowed.
+* **Figures**: after ``average rating``, ``likes``, ``dislikes``, ``from`` (a year range) and a decade's
+  ``(`` ... ``on average)``, a number must be the true one, written as the summary writes it; words may follow
+  instead ("likes Comedy"), numbers may not be other numbers.
+
+The phrases are those :mod:`lettingo.profile_quality` reads, so with this rule every figure and title the checker
+can read is true; what the checker cannot read is not constrained either. Rows are judged on their own tokens
+only, so a row's text still does not depend on the other rows of its batch.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import torch
+
+from lettingo.data import Sentiment
+from lettingo.profile_quality import clauses, stated_sentiment
+from lettingo.prompts.history_stats import HistoryStats
+from lettingo.prompts.profile import ProfilePrompt
+
+_LEADING_DIGIT = re.compile(r"^\s?\d")
+NO_NUMBER = "\x00"  # required where the history has no such figure (a decade the user never rated): no number fits
+
+
+def _required_figures(prompt: ProfilePrompt) -> list[tuple[re.Pattern[str], Any]]:
+    """(trigger, value or per-decade function) for each figure the summary states."""
+    stats = HistoryStats.of(prompt.entries)
+    if stats is None:
+        return []
+    decades: dict[str, list[float]] = {}
+    for e in prompt.entries:
+        if e.item.year is not None:
+            decades.setdefault(str(e.item.year // 10 * 10), []).append(e.rating)
+    out: list[tuple[re.Pattern[str], Any]] = [
+        (re.compile(r"\baverage(?: (?:rating|score))?(?: (?:of|is|was))?:?", re.IGNORECASE), f" {stats.average:.1f}"),
+        (re.compile(r"(?<![A-Za-z])lik(?:e|es|ed)\b", re.IGNORECASE), f" {stats.like_share:.0%}"),
+        (re.compile(r"\bdislik(?:e|es|ed)\b", re.IGNORECASE), f" {stats.dislike_share:.0%}"),
+        (
+            re.compile(r"\b(\d{3}0)s\b[^.\d(]{0,40}?\(", re.IGNORECASE),
+            {d: f"{sum(r) / len(r):.1f}" for d, r in decades.items()},
+        ),
+    ]
+    if stats.oldest is not None:
+        out.append((re.compile(r"\bfrom", re.IGNORECASE), f" {stats.oldest}"))
+        out.append((re.compile(r"\bfrom \d{4} (?:to|until|through)", re.IGNORECASE), f" {stats.newest}"))
+    return out
+
+
+@dataclass(frozen=True)
+class PromptFacts:
+    """The history's titles (their quoted text, outer quotes dropped) by sentiment, and its figures."""
+
+    titles: dict[str, Sentiment]
+    figures: tuple[tuple[re.Pattern[str], Any], ...]
+    masks: dict[Sentiment | None, torch.Tensor] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def of(cls, prompt: ProfilePrompt) -> PromptFacts:
+        titles = {e.quoted_title[1:-1]: e.sentiment for e in prompt.entries}
+        return cls(titles, tuple(_required_figures(prompt)))
+
+    def pool(self, sentiment: Sentiment | None) -> frozenset[str]:
+        if sentiment is None:
+            return frozenset(self.titles)
+        return frozenset(t for t, s in self.titles.items() if s is sentiment)
+
+    def violated(self, text: str) -> bool:
+        """The text states a figure that is not the true one (its last figure slot, read as far as it goes)."""
+        best: tuple[int, str] | None = None
+        for pattern, value in self.figures:
+            for m in pattern.finditer(text):
+                required = value.get(m.group(1), NO_NUMBER) if isinstance(value, dict) else value
+                if required is not None and (best is None or m.end() > best[0]):
+                    best = (m.end(), required)
+        if best is None:
+            return False
+        rest = text[best[0] :]
+        return bool(_LEADING_DIGIT.match(rest)) and not _consistent(best[1], rest)
+
+    def requirement(self, text: str) -> tuple[str, str] | None:
+        """(what must be written, what of it is written so far) when the text ends inside a figure's slot."""
+        best: tuple[int, str] | None = None
+        for pattern, value in self.figures:
+            for m in pattern.finditer(text):
+                required = value.get(m.group(1), NO_NUMBER) if isinstance(value, dict) else value
+                if required is not None and (best is None or m.end() > best[0]):
+                    best = (m.end(), required)
+        if best is None:
+            return None
+        end, required = best
+        rest = text[end:]
+        if rest.strip() and not _LEADING_DIGIT.match(rest):
+            return None  # words followed the trigger ("likes Comedy"): nothing required
+        if rest and ((rest.startswith(required) and len(rest) > len(required)) or not required.startswith(rest)):
+            return None  # written already (or diverged before the rule applied)
+        return required, rest
+
+
+def _consistent(required: str, written: str) -> bool:
+    """``written`` is on the way to ``required``, or holds it followed by something that is not more digits."""
+    if required.startswith(written):
+        return True
+    if not written.startswith(required):
+        return False
+    after = written[len(required) :]
+    return not (after[0].isdigit() or (after[0] == "." and len(after) > 1 and after[1].isdigit()))
+
+
+class GroundingRule:
+    """Per tokenizer: the text of every token and indexes over it; per row, the tokens the rule bans."""
+
+    def __init__(self, tokenizer: Any, vocab_size: int) -> None:
+        self.vocab_size = vocab_size
+        self.tokenizer = tokenizer
+
+    @cached_property
+    def texts(self) -> list[str]:
+        count = min(len(self.tokenizer), self.vocab_size)
+        special = set(self.tokenizer.all_special_ids)
+        decoded = self.tokenizer.batch_decode([[i] for i in range(count)])
+        return ["" if i in special else t for i, t in enumerate(decoded)] + [""] * (self.vocab_size - count)
+
+    @cached_property
+    def by_first(self) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        for i, t in enumerate(self.texts):
+            if t:
+                out.setdefault(t[0], []).append(i)
+        return out
+
+    @cached_property
+    def digit_start(self) -> list[int]:
+        return [i for i, t in enumerate(self.texts) if _LEADING_DIGIT.match(t)]
+
+    @cached_property
+    def mid_number(self) -> list[int]:
+        """Tokens in which a figure's trigger could end and its number begin (nano's `` (4.4``); quotes excluded."""
+        return [i for i, t in enumerate(self.texts) if '"' not in t and re.search(r"[^\s\d]\s?\d", t)]
+
+    @cached_property
+    def number_continuation(self) -> torch.Tensor:
+        """Tokens that would make a finished number longer (a digit, or a decimal point and a digit)."""
+        mask = torch.zeros(self.vocab_size, dtype=torch.bool)
+        ids = [i for i, t in enumerate(self.texts) if t[:1].isdigit() or (t[:1] == "." and t[1:2].isdigit())]
+        if ids:
+            mask[torch.tensor(ids, dtype=torch.long)] = True
+        return mask
+
+    @cached_property
+    def quote_tokens(self) -> dict[int, tuple[str, str | None]]:
+        """Tokens holding a quote: (text after the first quote, the quoted text when the token closes it too)."""
+        out = {}
+        for i, t in enumerate(self.texts):
+            if '"' in t:
+                after = t.split('"', 1)[1]
+                inner, closes, rest = after.partition('"')
+                out[i] = (after, inner if closes and '"' not in rest else None)
+        return out
+
+    def completion_text(self, ids: Sequence[int]) -> str:
+        texts = self.texts
+        return "".join(texts[i] if i < len(texts) else "" for i in ids)
+
+    def banned(self, ids: Sequence[int], facts: PromptFacts) -> torch.Tensor | None:
+        """A boolean mask of the tokens the row may not produce next (None: no restriction)."""
+        text = self.completion_text(ids)
+        if text.count('"') % 2 == 1:
+            return self._inside_title(text, facts)
+        need = facts.requirement(text)
+        if need is not None and need[1].strip():
+            return self._figure(*need)  # a number has begun: only its true continuation
+        mask = self._outside(facts, stated_sentiment(clauses(text)[-1]) if text.strip() else None).clone()
+        if need is not None:  # a figure's slot is open: words may follow, or the true number
+            mask |= self._figure(*need)
+        wrong = [i for i in self.mid_number if facts.violated(text + self.texts[i])]
+        if wrong:
+            mask[torch.tensor(wrong, dtype=torch.long)] = True
+        return mask
+
+    def _mask_allowing(self, allowed: Sequence[int]) -> torch.Tensor:
+        mask = torch.ones(self.vocab_size, dtype=torch.bool)
+        if allowed:
+            mask[torch.tensor(list(allowed), dtype=torch.long)] = False
+        return mask
+
+    def _inside_title(self, text: str, facts: PromptFacts) -> torch.Tensor:
+        opened = text.rfind('"')
+        written = text[opened + 1 :]
+        before = text[:opened]
+        sentiment = stated_sentiment(clauses(before)[-1]) if before.strip() else None
+        targets = [t + '"' for t in facts.pool(sentiment) if t.startswith(written)]
+        if not targets:  # the title was opened under another clause's rule: any title of the history
+            targets = [t + '"' for t in facts.pool(None) if t.startswith(written)]
+        allowed = set()
+        for first in {t[len(written)] for t in targets}:
+            for i in self.by_first.get(first, ()):
+                s = written + self.texts[i]
+                if any(t.startswith(s) or (s.startswith(t) and '"' not in s[len(t) :]) for t in targets):
+                    allowed.add(i)
+        return self._mask_allowing(sorted(allowed))
+
+    def _figure(self, required: str, written: str) -> torch.Tensor:
+        if written == required:  # written in full: it may not grow into another number
+            return self.number_continuation
+        if written.strip():  # the number has begun: only its true continuation
+            pool = self.by_first.get(required[len(written)], [])
+            return self._mask_allowing([i for i in pool if _consistent(required, written + self.texts[i])])
+        mask = torch.zeros(self.vocab_size, dtype=torch.bool)
+        wrong = [i for i in self.digit_start if not _consistent(required, written + self.texts[i])]
+        if wrong:
+            mask[torch.tensor(wrong, dtype=torch.long)] = True
+        return mask
+
+    def _outside(self, facts: PromptFacts, sentiment: Sentiment | None) -> torch.Tensor:
+        """Quote-holding tokens that cannot open (or be) a title of the pool; cached per prompt and sentiment."""
+        if sentiment not in facts.masks:
+            pool = facts.pool(sentiment)
+            wrong = [
+                i
+                for i, (after, inner) in self.quote_tokens.items()
+                if (inner not in pool if inner is not None else not any(t.startswith(after) for t in pool))
+            ]
+            mask = torch.zeros(self.vocab_size, dtype=torch.bool)
+            if wrong:
+                mask[torch.tensor(wrong, dtype=torch.long)] = True
+            facts.masks[sentiment] = mask
+        return facts.masks[sentiment]
+
+
+def grounding_rows(rule: GroundingRule, facts: Sequence[PromptFacts], n: int):
+    """The fast decoder's per-row callback: row ``r`` belongs to prompt ``r // n``."""
+    return lambda row, ids: rule.banned(ids, facts[row // n])

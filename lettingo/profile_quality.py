@@ -1,0 +1,265 @@
+"""Is a profile readable and true to the history it was written from?
+
+:func:`check_profile` reads what a profile states and compares it with the history entries of its prompt:
+
+* **figures**: an overall average rating ("average rating 3.8", "3.8 on average"), a decade's average ("rates the
+  1990s best (4.1 on average)"), the share of likes and dislikes ("likes 45% and dislikes 12% of items") and a
+  year range ("from 1972 to 2004"); each is true when it is within :data:`AVERAGE_TOLERANCE` /
+  :data:`PERCENT_TOLERANCE` points of the truth (the writers round to one decimal and whole percents);
+* **titles**: every quoted title must be one of the prompt's; when its clause states a sentiment ("Loved",
+  "Disliked", "Did not enjoy", ...), the user's rating of it must carry that sentiment.
+
+:func:`quality_report` pools the checks of many profiles with well-formedness, distinctness and the repeated
+word 4-gram rate. Nothing here generates: it reads texts, so it measures any backend, writer or stored profile.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from statistics import mean
+from typing import Any
+
+from lettingo.data import Sentiment
+from lettingo.generators.decoding import repeated_ngram_rate
+from lettingo.prompts.profile import HistoryEntry, ProfilePrompt
+
+AVERAGE_TOLERANCE = 0.1  # rating points
+PERCENT_TOLERANCE = 1.0  # percentage points
+# A JSON string literal: how titles appear in prompts and in grounded profiles.
+QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+_NUMBER = r"(?<![\d.])(\d(?:\.\d+)?)"
+_DECADE_AVERAGE = re.compile(r"\b(\d{3}0)s\b[^.\d]{0,40}?\(\s*" + _NUMBER + r"\s+on average\s*\)", re.IGNORECASE)
+_AVERAGE = re.compile(
+    r"\baverage(?:\s+(?:rating|score))?(?:\s+(?:of|is|was))?\s*:?\s*" + _NUMBER + r"(?![\d%])"
+    r"|" + _NUMBER + r"\s+on average\b",
+    re.IGNORECASE,
+)
+_SHARE = re.compile(r"\b(dis)?lik(?:es?|ed)\s+(\d{1,3}(?:\.\d+)?)\s?%", re.IGNORECASE)
+_SHARE_AFTER = re.compile(
+    r"\b(\d{1,3}(?:\.\d+)?)\s?%\s+(?:of\s+(?:the\s+)?(?:items|movies|films|titles|ratings)\s+)?(?:are\s+|were\s+)?"
+    r"(dis)?liked\b",
+    re.IGNORECASE,
+)
+_YEARS = re.compile(r"\bfrom\s+(\d{4})\s+(?:to|until|through)\s+(\d{4})\b", re.IGNORECASE)
+_SENTIMENT_WORDS = re.compile(
+    r"\b(?P<dislike>dislike[sd]?|did not (?:enjoy|like)|didn't (?:enjoy|like)|let down|not a fan|hated?|hates|"
+    r"disappoint\w*|hard to please with)\b"
+    r"|\b(?P<like>lov(?:e|ed|es)|enjoy(?:ed|s)?|lik(?:e|ed|es)|favou?rites?|adored?|fan of|highly rated|"
+    r"rated highly)\b",
+    re.IGNORECASE,
+)
+_CLAUSE_SPLIT = re.compile(r"(?<=[.!?;])\s+|\s+but\s+|\s+while\s+|\s+whereas\s+", re.IGNORECASE)
+
+
+def cited_titles(text: str) -> list[str]:
+    return QUOTED.findall(text)
+
+
+def is_well_formed(text: str) -> bool:
+    """Non-empty, ends a sentence, balanced quotes, no stray markup from the prompt."""
+    stripped = text.strip()
+    return (
+        bool(stripped)
+        and stripped[-1] in ".!?"
+        and stripped.count('"') % 2 == 0
+        and "<history>" not in stripped
+        and "Profile:" not in stripped
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileChecks:
+    """What one profile states, checked against its history."""
+
+    figures: int = 0
+    figures_true: int = 0
+    titles: int = 0
+    titles_present: int = 0
+    titles_with_sentiment: int = 0  # present titles whose clause states a sentiment
+    titles_sentiment_true: int = 0
+    errors: tuple[str, ...] = ()  # what was false, for reading
+
+    @property
+    def checks(self) -> int:
+        return self.figures + self.titles
+
+    @property
+    def true(self) -> int:
+        """Figures within tolerance, plus titles present with the stated sentiment (or none stated)."""
+        wrong_sentiment = self.titles_with_sentiment - self.titles_sentiment_true
+        return self.figures_true + self.titles_present - wrong_sentiment
+
+
+@dataclass(frozen=True, slots=True)
+class _Truth:
+    average: float | None
+    like_share: float | None
+    dislike_share: float | None
+    decade_average: dict[int, float]
+    years: tuple[int, int] | None
+    sentiment_by_title: dict[str, Sentiment]
+
+    @classmethod
+    def of(cls, entries: Sequence[HistoryEntry]) -> _Truth:
+        if not entries:
+            return cls(None, None, None, {}, None, {})
+        n = len(entries)
+        by_decade: dict[int, list[float]] = {}
+        years = [e.item.year for e in entries if e.item.year is not None]
+        for e in entries:
+            if e.item.year is not None:
+                by_decade.setdefault(e.item.year // 10 * 10, []).append(e.rating)
+        return cls(
+            average=mean(e.rating for e in entries),
+            like_share=100 * sum(e.sentiment is Sentiment.LIKE for e in entries) / n,
+            dislike_share=100 * sum(e.sentiment is Sentiment.DISLIKE for e in entries) / n,
+            decade_average={d: mean(rs) for d, rs in by_decade.items()},
+            years=(min(years), max(years)) if years else None,
+            sentiment_by_title={e.quoted_title: e.sentiment for e in entries},
+        )
+
+
+def clauses(text: str) -> list[str]:
+    """Clauses, split outside quoted titles (a title may hold a full stop)."""
+    titles: list[str] = []
+
+    def hide(m: re.Match[str]) -> str:
+        titles.append(m.group())
+        return f"\x00{len(titles) - 1}\x00"
+
+    hidden = QUOTED.sub(hide, text)
+    return [re.sub(r"\x00(\d+)\x00", lambda m: titles[int(m.group(1))], c) for c in _CLAUSE_SPLIT.split(hidden)]
+
+
+def stated_sentiment(text: str, last: bool = True) -> Sentiment | None:
+    """The sentiment the last (or first) sentiment word of ``text`` states, quoted titles ignored."""
+    words = list(_SENTIMENT_WORDS.finditer(QUOTED.sub(" ", text)))
+    if not words:
+        return None
+    word = words[-1] if last else words[0]
+    return Sentiment.DISLIKE if word.group("dislike") else Sentiment.LIKE
+
+
+def title_sentiments(clause: str) -> list[tuple[str, Sentiment | None]]:
+    """Each quoted title of a clause with the sentiment stated for it: by the nearest sentiment word before it
+    ("Loved X", "Disliked X"), else the first one after it ("X was a favourite")."""
+    out = []
+    for m in QUOTED.finditer(clause):
+        before = stated_sentiment(clause[: m.start()])
+        out.append((m.group(), before if before is not None else stated_sentiment(clause[m.end() :], last=False)))
+    return out
+
+
+def check_profile(text: str, entries: Sequence[HistoryEntry]) -> ProfileChecks:
+    truth = _Truth.of(entries)
+    figures: list[tuple[str, bool]] = []  # (statement, true)
+    decade_spans = []
+    for m in _DECADE_AVERAGE.finditer(text):
+        decade, value = int(m.group(1)), float(m.group(2))
+        actual = truth.decade_average.get(decade)
+        figures.append((m.group(), actual is not None and abs(actual - value) <= AVERAGE_TOLERANCE + 1e-9))
+        decade_spans.append(m.span())
+    for m in _AVERAGE.finditer(text):
+        if any(start <= m.start() < end for start, end in decade_spans):
+            continue
+        value = float(m.group(1) or m.group(2))
+        figures.append((m.group(), truth.average is not None and abs(truth.average - value) <= AVERAGE_TOLERANCE))
+    shares = [(m.group(), bool(m.group(1)), float(m.group(2))) for m in _SHARE.finditer(text)]
+    shares += [(m.group(), bool(m.group(2)), float(m.group(1))) for m in _SHARE_AFTER.finditer(text)]
+    for statement, dislike, value in shares:
+        actual = truth.dislike_share if dislike else truth.like_share
+        figures.append((statement, actual is not None and abs(actual - value) <= PERCENT_TOLERANCE + 1e-9))
+    for m in _YEARS.finditer(text):
+        figures.append((m.group(), truth.years == (int(m.group(1)), int(m.group(2)))))
+    titles = present = stated = stated_true = 0
+    errors = [f"figure: {s}" for s, ok in figures if not ok]
+    for clause in clauses(text):
+        for title, sentiment in title_sentiments(clause):
+            titles += 1
+            actual = truth.sentiment_by_title.get(title)
+            if actual is None:
+                errors.append(f"title not in history: {title}")
+                continue
+            present += 1
+            if sentiment is not None:
+                stated += 1
+                stated_true += actual is sentiment
+                if actual is not sentiment:
+                    errors.append(f"title {title}: stated {sentiment.value}, rated {actual.value}")
+    return ProfileChecks(
+        figures=len(figures),
+        figures_true=sum(ok for _, ok in figures),
+        titles=titles,
+        titles_present=present,
+        titles_with_sentiment=stated,
+        titles_sentiment_true=stated_true,
+        errors=tuple(errors),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class QualityReport:
+    """Pooled over profiles: shares in [0, 1]; ``None`` where nothing of the kind was stated."""
+
+    profiles: int
+    distinct: float  # distinct texts per prompt (1: every sample differs), averaged over prompts
+    well_formed: float
+    repeated_4gram_rate: float  # mean share of a profile's word 4-grams that repeat an earlier one
+    figures_per_profile: float
+    figures_true: float | None  # stated averages, shares and years within tolerance of the truth
+    titles_per_profile: float
+    titles_grounded: float | None  # cited titles present in the history
+    titles_sentiment_true: float | None  # present titles cited with a sentiment, whose rating carries it
+    factual_consistency: float | None  # every check pooled: true figures + titles present with the right sentiment
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def line(self) -> str:
+        def pct(value: float | None) -> str:
+            return "-" if value is None else f"{100 * value:.0f} %"
+
+        return (
+            f"distinct {pct(self.distinct)}, well-formed {pct(self.well_formed)}, "
+            f"titles grounded {pct(self.titles_grounded)} ({self.titles_per_profile:.1f} per profile, "
+            f"stated sentiment true {pct(self.titles_sentiment_true)}), figures true {pct(self.figures_true)} "
+            f"({self.figures_per_profile:.1f} per profile), factual consistency {pct(self.factual_consistency)}, "
+            f"repeated 4-grams {pct(self.repeated_4gram_rate)}"
+        )
+
+
+def _share(numerator: int, denominator: int) -> float | None:
+    return round(numerator / denominator, 4) if denominator else None
+
+
+def quality_report(samples: Sequence[tuple[ProfilePrompt, Sequence[str]]]) -> QualityReport:
+    """``samples``: each prompt with the profiles written from it."""
+    checks: list[ProfileChecks] = []
+    distinct: list[float] = []
+    texts: list[str] = []
+    for prompt, profiles in samples:
+        if not profiles:
+            continue
+        distinct.append(len(set(profiles)) / len(profiles))
+        for text in profiles:
+            texts.append(text)
+            checks.append(check_profile(text, prompt.entries))
+    n = len(texts)
+    figures = sum(c.figures for c in checks)
+    titles = sum(c.titles for c in checks)
+    stated = sum(c.titles_with_sentiment for c in checks)
+    return QualityReport(
+        profiles=n,
+        distinct=round(mean(distinct), 4) if distinct else 0.0,
+        well_formed=round(sum(map(is_well_formed, texts)) / n, 4) if n else 0.0,
+        repeated_4gram_rate=round(mean(map(repeated_ngram_rate, texts)), 4) if n else 0.0,
+        figures_per_profile=round(figures / n, 2) if n else 0.0,
+        figures_true=_share(sum(c.figures_true for c in checks), figures),
+        titles_per_profile=round(titles / n, 2) if n else 0.0,
+        titles_grounded=_share(sum(c.titles_present for c in checks), titles),
+        titles_sentiment_true=_share(sum(c.titles_sentiment_true for c in checks), stated),
+        factual_consistency=_share(sum(c.true for c in checks), sum(c.checks for c in checks)),
+    )
