@@ -169,6 +169,9 @@ class Settings(BaseSettings):
     )  # fmt: skip
 
     # --- trainer ---
+    trainer_metrics_port: int = Field(
+        6067, ge=1, le=65535, description="Port of `lettingo train --watch`'s /metrics (bound to LETTINGO_WEB_BIND)."
+    )
     gate_users: int = Field(60, ge=1, description="Validation users on whom the gate compares candidate and champion.")
 
     @property

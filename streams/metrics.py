@@ -109,3 +109,22 @@ def tokens(text: str) -> int:
 
 def render() -> bytes:
     return generate_latest(REGISTRY)
+
+
+# Series that exist from the start at 0, so that rate() and increase() see the first event (Prometheus does not
+# count a counter's first appearance as an increase) and dashboards show 0 rather than no data.
+AGENTS = ("ingest", "regenerate", "feedback_join", "preferences", "task_eval", "forget")
+EVICTIONS = {
+    "user_state": ("history", "history_bytes", "seen_ids", "seen_ids_bytes", "event_attributes", "attribute_keys"),
+    "pending_join": ("impressions", "impression_items", "early_clicks"),
+    "scoreboard": ("rounds", "candidates", "rewards"),
+}
+for _kind in ("rating", "click", "view", "purchase"):
+    EVENTS.labels(topic="interactions", kind=_kind)
+for _agent in AGENTS:
+    AGENT_CRASHES.labels(agent=_agent)
+    POISON_EVENTS.labels(agent=_agent)
+for _table, _whats in EVICTIONS.items():
+    QUARANTINED_STATES.labels(table=_table)
+    for _what in _whats:
+        STATE_EVICTIONS.labels(table=_table, what=_what)

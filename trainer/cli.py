@@ -128,6 +128,10 @@ def train(
     if not from_topic:
         _train_from_files(pairs, **round_args)
         return
+    if watch:
+        from trainer import metrics
+
+        metrics.serve(settings.trainer_metrics_port, settings.web_bind)
     while True:
         trained = _train_from_topic(max_pairs=max_pairs, wait=wait, group_id=group_id, **round_args)
         if not watch:
@@ -137,21 +141,29 @@ def train(
 
 
 def _run(pairs: list[Any], report: Any, lineage: dict[str, Any], settings: Settings, **round_args: Any) -> bool:
+    from trainer import metrics
     from trainer.pipeline import NotEnoughPairsError, run_round
     from trainer.policy import PolicyError
 
     typer.echo(report.summary())
+    started = time.monotonic()
     try:
         outcome = run_round(
             pairs, report, work_dir=settings.path("trainer-work"), lineage=lineage, show_progress=True, **round_args
         )
-    except (NotEnoughPairsError, PolicyError, RegistryError) as e:
-        if isinstance(e, NotEnoughPairsError):
-            typer.echo(f"no round: {e}")
-            return False
+    except NotEnoughPairsError as e:
+        metrics.ROUNDS.labels(outcome="skipped").inc()
+        typer.echo(f"no round: {e}")
+        return False
+    except (PolicyError, RegistryError) as e:
+        metrics.ROUNDS.labels(outcome="failed").inc()
         raise UserError(str(e)) from e
+    except Exception:
+        metrics.ROUNDS.labels(outcome="failed").inc()
+        raise
     manifest = outcome.manifest
     registry: ModelRegistry = round_args["registry"]
+    record_round(registry, manifest.version, outcome.result.train_pairs, time.monotonic() - started)
     typer.echo(outcome.gate.summary())
     typer.echo(
         f"{registry.name} v{manifest.version}: {registry.status(manifest.version)} "
@@ -159,6 +171,18 @@ def _run(pairs: list[Any], report: Any, lineage: dict[str, Any], settings: Setti
     )
     typer.echo(f"manifest: {registry.uri(manifest.version)}/manifest.json; curve: {CURVE_FILE} beside it")
     return True
+
+
+def record_round(registry: ModelRegistry, version: int, pairs: int, seconds: float) -> None:
+    from trainer import metrics
+
+    champion = registry.status(version) == "champion"
+    metrics.ROUNDS.labels(outcome="champion" if champion else "refused").inc()
+    metrics.PAIRS_TRAINED.inc(pairs)
+    metrics.ROUND_SECONDS.observe(seconds)
+    if champion:
+        metrics.LAST_SUCCESS.set_to_current_time()
+        metrics.CHAMPION_VERSION.set(version)
 
 
 def _train_from_files(files: list[Path], **round_args: Any) -> None:
@@ -173,7 +197,7 @@ def _train_from_topic(max_pairs: int, wait: float, group_id: str, **round_args: 
     """Consume a batch (stored before its offsets are committed), then train on every pending batch."""
     from trainer.batches import BatchStore
     from trainer.data import PairReport, read_pairs_jsonl
-    from trainer.kafka_io import KafkaUnavailableError, consume_pair_batch_sync
+    from trainer.kafka_io import KafkaUnavailableError, consume_pair_batch_sync, read_erasures_sync
 
     settings: Settings = round_args["settings"]
     # Pending batches belong to this group's offsets on this topic: another prefix or group never picks them up.
@@ -184,6 +208,12 @@ def _train_from_topic(max_pairs: int, wait: float, group_id: str, **round_args: 
         consumed = consume_pair_batch_sync(settings, store, group_id, max_pairs, wait)
     except KafkaUnavailableError as e:
         raise UserError(str(e)) from e
+    if consumed:
+        from trainer import metrics
+
+        metrics.PAIRS_CONSUMED.labels(fate="accepted").inc(len(consumed.pairs))
+        for reason, n in consumed.report.rejected.items():
+            metrics.PAIRS_CONSUMED.labels(fate=reason).inc(n)
     batches = store.pending_batches()
     if not batches:
         return False
@@ -195,6 +225,9 @@ def _train_from_topic(max_pairs: int, wait: float, group_id: str, **round_args: 
         else:  # stored by an earlier run that ended before its round
             pairs.extend(read_pairs_jsonl(batch.path, report))
             report.sources.append(batch.lineage)
+    # A user forgotten after their pairs were stored (an earlier run's pending batch) never enters the round.
+    erased = read_erasures_sync(settings)
+    pairs = [p for p in pairs if not (p.user_id in erased and p.ts <= erased[p.user_id])]
     trained = _run(pairs, report, {"batches": [b.path.name for b in batches]}, **round_args)
     if trained:
         for batch in batches:

@@ -182,6 +182,10 @@ def publish_model_version_sync(settings: Settings, record: ModelVersion) -> None
     asyncio.run(publish_model_version(settings, record))
 
 
+def read_erasures_sync(settings: Settings) -> dict[str, float]:
+    return asyncio.run(read_erasures(settings))
+
+
 def consume_pair_batch_sync(
     settings: Settings, store: BatchStore, group_id: str, max_pairs: int, wait_s: float
 ) -> ConsumedBatch | None:
