@@ -9,7 +9,7 @@ LETTINGO := $(BIN)/lettingo
 DATASET ?= ../shared/data/ml-latest-small
 KAFKA_LIBS := .lettingo/kafka/libs
 
-.PHONY: demo test setup system-deps kafka-jars broker-start broker-stop lint bench clean deploy-deps image image-lock compose-smoke deploy-check
+.PHONY: demo test setup system-deps kafka-jars broker-start broker-stop broker-start-secure broker-stop-secure lint bench clean deploy-deps image image-lock compose-smoke deploy-check
 
 # The whole loop on ml-latest-small; DEMO_ARGS= (empty) runs every user with the full nano model.
 DEMO_ARGS ?= --quick
@@ -44,6 +44,12 @@ broker-start: setup kafka-jars
 
 broker-stop:
 	$(LETTINGO) broker stop
+
+broker-start-secure: setup kafka-jars
+	$(LETTINGO) broker start --secure
+
+broker-stop-secure:
+	$(LETTINGO) broker stop --secure
 
 # Benchmarks: tables on stdout, figures in bench/results/*.json; BENCH_ARGS="--quick --only ingest,state"
 bench: setup kafka-jars

@@ -142,6 +142,19 @@ class Settings(BaseSettings):
     eval_negatives: int = Field(9, ge=1, description="Popularity-matched unseen items ranked against the new one.")
     eval_batch_size: int = Field(64, ge=1, description="Rated events scored in one task-evaluation batch at most.")
 
+    # --- a fleet of workers (one consumer group) ---
+    table_standby_replicas: int = Field(
+        1, ge=0, description="Standby copies of each table partition kept warm on other workers, so a failover "
+        "does not restore from the changelog (no effect with one worker).",
+    )  # fmt: skip
+    kafka_session_timeout_seconds: float = Field(
+        10.0, ge=6, le=300, description="A worker silent this long leaves the group and its partitions move to the "
+        "others (the broker's group.min.session.timeout.ms is 6 s by default).",
+    )  # fmt: skip
+    kafka_heartbeat_seconds: float = Field(
+        2.0, gt=0, description="Heartbeat interval; under a third of the session timeout."
+    )
+
     # --- bounds on what a worker keeps (each value of each table; what is dropped is counted) ---
     max_state_bytes: int = Field(
         512 * 1024, ge=128 * 1024, le=900_000,

@@ -37,7 +37,9 @@ app = faust.App(
     consumer_auto_offset_reset="earliest",
     producer_acks=-1,
     broker_commit_interval=1.0,
-    table_standby_replicas=0,
+    table_standby_replicas=settings.table_standby_replicas,
+    broker_session_timeout=settings.kafka_session_timeout_seconds,
+    broker_heartbeat_interval=settings.kafka_heartbeat_seconds,
     autodiscover=False,
     version=1,
 )

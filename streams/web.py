@@ -65,6 +65,8 @@ class Health(View):
             "catalog_items": len(runtime.catalog),
             "catalog_ready": runtime.catalog_ready.is_set(),
             "assigned_partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment()),
+            "active_partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in app.assignor.assigned_actives()),
+            "standby_partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in app.assignor.assigned_standbys()),
             "stalled_partitions": runtime.stalled_partitions,
         })  # fmt: skip
 

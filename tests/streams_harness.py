@@ -4,6 +4,7 @@ topics and table changelogs with plain aiokafka clients. No mocks: everything go
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -159,3 +160,23 @@ def wait_for(what: str, check: Callable[[], object], timeout_s: float = 60, ever
             return result
         time.sleep(every_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+@contextlib.contextmanager
+def private_broker(home: Path) -> Iterator[Settings]:
+    """A broker of the test's own on free ports, with the shared jars: one a test may stop and start (the shared
+    broker is never stopped)."""
+    from streams.kafka import broker
+
+    settings = Settings(
+        home=home,
+        broker_port=free_port(),
+        controller_port=free_port(),
+        kafka_libs=(REPO / ".lettingo" / "kafka" / "libs").resolve(),
+        broker_heap="256m",
+    )
+    broker.start(settings)
+    try:
+        yield settings
+    finally:
+        broker.stop(settings, timeout_s=10)
