@@ -306,6 +306,9 @@ def test_a_principal_without_read_on_interactions_gets_an_authorization_error(
     assert worker.proc.returncode != 0
     log = worker.log_tail(10**7)
     assert "TopicAuthorizationFailed" in log and interactions in log, log[-3000:]
+    # One line that names the principal and the topic, before Faust starts: no crash traceback.
+    assert f"did not authorize {NO_READ!r} on a topic while reading {interactions}" in log, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
 
 
 # --- helpers ------------------------------------------------------------------------------------------------

@@ -9,8 +9,10 @@ import sys
 
 import typer
 
+from lettingo.cli.errors import UserError
 from lettingo.logsafe import configure_safe_logging
 from lettingo.settings import Settings, get_settings
+from streams.kafka.access import check_reads
 from streams.kafka.topics import create_topics
 
 INTERNAL_TOPICS = ("feedback-sweeps", "rated-events")  # as streams.faust_topics.INTERNAL_TOPICS (no app import here)
@@ -41,6 +43,8 @@ def worker(loglevel: str = typer.Option("info", "--loglevel", "-l", help="Faust 
     configure_safe_logging()  # escaped, rate-limited lines from the start (topic creation talks to Kafka too)
     settings = get_settings()
     asyncio.run(ensure_topics(settings))
+    # A principal without READ on an input stops here with one line, not later among Faust's crash tracebacks.
+    asyncio.run(check_reads(settings, [settings.topic(t) for t in ("interactions", "profile-requests", "items")]))
     from faust.worker import Worker
 
     from streams.app import app
@@ -60,7 +64,12 @@ def worker(loglevel: str = typer.Option("info", "--loglevel", "-l", help="Faust 
 
 
 def main() -> None:
-    typer.run(worker)
+    """``python -m streams.cli.worker``: as ``lettingo worker``, a known failure is one line, not a traceback."""
+    try:
+        typer.run(worker)
+    except UserError as e:
+        print(f"lettingo worker: error: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

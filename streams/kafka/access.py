@@ -221,3 +221,26 @@ def explain_authorization(error: KafkaError, settings: Settings, doing: str) -> 
         f"Kafka at {settings.bootstrap} did not authorize {who!r} on {kind} while {doing} ({error}): "
         "the principal lacks an ACL (README, 'Kafka security')"
     )
+
+
+async def check_reads(settings: Settings, topics: list[str], timeout_s: float = 5.0) -> None:
+    """Fetch once from each topic (no consumer group): a principal without READ on one gets one line naming it,
+    before a worker starts (Faust's own refusal comes later, among crash tracebacks)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(**settings.kafka_client_config(), group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        for topic in topics:
+            tp = TopicPartition(topic, 0)
+            consumer.assign([tp])
+            try:
+                await consumer.seek_to_beginning(tp)
+                await consumer.getmany(tp, timeout_ms=int(timeout_s * 1000), max_records=1)
+            except KafkaError as e:
+                refused = explain_authorization(e, settings, f"reading {topic}")
+                if refused is None:
+                    raise
+                raise refused from e
+    finally:
+        await consumer.stop()
