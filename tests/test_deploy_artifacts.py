@@ -36,7 +36,6 @@ INSTALL = {
 }
 # Metrics the rules and the dashboard use that no process exports yet (deploy/README.md, "Metrics still missing").
 PENDING_METRICS = {
-    "lettingo_profile_latency_seconds": "histogram",  # worker: triggering interaction -> profile on `profiles`
     "lettingo_trainer_rounds_total": "counter",  # trainer: rounds by outcome (champion, refused, failed)
     "lettingo_trainer_last_success_timestamp_seconds": "gauge",  # trainer: end of the last finished round
 }
