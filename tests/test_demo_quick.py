@@ -65,3 +65,16 @@ def test_quick_demo_report_shows_what_the_stream_did(quick_run: Path):
     assert re.search(r"p50 [\d.]+ s, p95 [\d.]+ s, p99 [\d.]+ s", report)
     assert (quick_run / "stream.png").stat().st_size > 0
     assert (quick_run / "logs" / "worker.log").exists() and (quick_run / "logs" / "trainer.log").exists()
+
+
+def test_quick_demo_report_shows_readable_profiles_and_the_gates_numbers(quick_run: Path):
+    report = (quick_run / "report.md").read_text()
+    served = re.search(r"\*\*served on `profiles` \(latest per user\)\*\* \((\d+) profiles\): (.*)", report)
+    assert served and int(served.group(1)) > 0, "no quality line for the served profiles"
+    well_formed = int(re.search(r"well-formed (\d+) %", served.group(2)).group(1))
+    loops = int(re.search(r"repeated 4-grams (\d+) %", served.group(2)).group(1))
+    assert well_formed >= 80 and loops <= 5, served.group(2)
+    assert report.count("> user ") >= 6  # three sample profiles per system
+    assert "What each row gives f_Rec on ranking" in report
+    gate = report.split("## The trainer's gate", 1)[1]
+    assert re.search(r"\| task_accuracy \| [\d.]+ \| [\d.]+ \| [-+][\d.]+ \| \[[-+][\d.]+, [-+][\d.]+\] \| 10 \|", gate)

@@ -46,7 +46,8 @@ def test_a_noisy_ten_user_drop_inside_the_paired_ci_is_not_a_refusal() -> None:
     assert comparison.delta == pytest.approx(-0.06, abs=1e-3)
     # The 95 % CI of the paired difference reaches above -0.01: the drop is not shown, so no refusal.
     assert result.candidate["task_accuracy_delta_ci_high"] > -0.01
-    assert comparison.tolerance == pytest.approx(0.01 + result.candidate["task_accuracy_ci_half_width"])
+    assert comparison.tolerance == 0.01
+    assert comparison.interval.high == pytest.approx(result.candidate["task_accuracy_delta_ci_high"])
     assert comparison.passed and result.passed
     assert any("paired over 10 users" in note for note in result.notes)
 
@@ -74,5 +75,47 @@ def test_paired_task_comparison_is_a_t_interval_over_common_users() -> None:
     assert out["task_accuracy_delta_se"] == pytest.approx(0.1 / math.sqrt(3))
     # Student's t with 2 degrees of freedom, 97.5 % quantile 4.303.
     assert out["task_accuracy_ci_half_width"] == pytest.approx(4.303 * 0.1 / math.sqrt(3), rel=1e-3)
-    assert paired_task_comparison({"a": 0.5}, {"a": 0.2})["task_accuracy_ci_half_width"] == 0.0
+    # One user has no interval: the half-width is infinite, and the gate notes the check instead of deciding on it.
+    assert paired_task_comparison({"a": 0.5}, {"a": 0.2})["task_accuracy_ci_half_width"] == math.inf
     assert paired_task_comparison({"a": 0.5}, {"b": 0.2}) == {}
+
+
+class _Pair:
+    def __init__(self, user_id: str) -> None:
+        self.user_id = user_id
+
+
+def _pairs_gate(candidate: tuple[list[float], list[float]], champion: tuple[list[float], list[float]], users):
+    pairs = [_Pair(u) for u in users]
+    logps = {"cand": candidate, "champ": champion}
+    return run_gate("cand", "champ", TOLERANCES, held_out_pairs=pairs, pair_logps=lambda path, _: logps[path])
+
+
+def test_the_quick_demos_eight_held_out_pairs_are_two_users_and_noise_does_not_refuse() -> None:
+    """The quick demo held out 8 pairs of 2 users; a round whose margins moved a little either way was refused by
+    the old point comparison (tolerance 0). As two units its interval is wide: not shown worse, not refused."""
+    champion = ([-10.0] * 8, [-11.0] * 8)
+    candidate = ([-9.8, -9.9, -10.0, -10.1, -10.2, -10.3, -10.1, -10.2], [-11.0] * 8)
+    result = _pairs_gate(candidate, champion, ["a"] * 4 + ["b"] * 4)
+    margin = next(c for c in result.comparisons if c.name == "pair_margin")
+    assert margin.delta < 0 and margin.interval.units == 2 and margin.interval.low < -0.01 < margin.interval.high
+    assert result.passed, result.summary()
+    assert result.candidate["held_out_units"] == 2
+
+
+def test_held_out_pairs_consistently_worse_over_many_users_are_refused() -> None:
+    users = [f"u{i}" for i in range(12)]
+    champion = ([-10.0] * 12, [-12.0] * 12)
+    candidate = ([-11.5 - 0.1 * (i % 3) for i in range(12)], [-11.0] * 12)  # chosen now below rejected, everywhere
+    result = _pairs_gate(candidate, champion, users)
+    assert not result.passed
+    failed = {c.name for c in result.comparisons if not c.passed}
+    assert failed == {"pair_accuracy", "pair_margin"}
+    assert all(c.interval.high < 0 for c in result.comparisons)
+
+
+def test_one_held_out_user_alone_cannot_be_compared_and_the_gate_fails_closed() -> None:
+    result = _pairs_gate(([-10.0, -10.0], [-11.0, -11.0]), ([-10.0, -10.0], [-11.0, -11.0]), ["a", "a"])
+    assert not result.comparisons and not result.passed
+    assert any("fewer than 2 units" in note for note in result.notes)
+    assert "no metric could be compared" in result.notes

@@ -1,23 +1,26 @@
-"""The publication gate: a candidate is published only if it is not worse than the champion beyond a tolerance.
+"""The publication gate: a candidate is published unless it is shown to be worse than the champion.
 
-:func:`decide` is a pure function over metric dicts (every metric "higher is better"). :func:`measure` computes
-those dicts for one model from callables, so the real f_Rec and profile writers plug in without this module
-knowing them:
+Every check is a paired comparison with a confidence interval: both models are measured on the same units (a
+validation user, or the held-out pairs of one user), and the candidate is refused on a metric only when the
+95 % CI of the mean per-unit difference (candidate - champion, Student's t over units) lies wholly below
+``-tolerance``. A handful of units gives a wide interval, so noise alone does not refuse a round; a check with
+fewer than two units has no interval and is noted, not compared. When no check could be compared the candidate
+is refused (fail closed).
 
-- ``profile_writer(model_path, users) -> profiles`` writes one profile per validation user with the policy;
-- ``task_scorer(profiles) -> accuracy`` is the frozen recommender's task accuracy with those profiles;
-- ``user_scorer(profiles) -> {user: accuracy}`` (optional, preferred) is the same accuracy per validation user.
-  With it the task check is *paired*: both models are scored on the same users, targets and negatives, and the
-  candidate is refused only when the 95 % CI of the per-user difference lies wholly below ``-tolerance``, i.e. the
-  effective tolerance is the configured one plus the CI's half-width. At the quick demo's size (10 users) a
-  neutral candidate's measured difference has a standard deviation of about 4 points, so a fixed 1-point
-  tolerance refused a third of neutral candidates (see :func:`paired_task_comparison`);
-- ``pair_logps(model_path, pairs) -> (logp_chosen, logp_rejected)`` scores held-out preference pairs.
+The checks, from callables so the real f_Rec and profile writers plug in without this module knowing them:
 
-On held-out pairs each model gets ``pair_accuracy`` (share of pairs where log p(chosen) > log p(rejected)) and
-``pair_margin`` (mean of beta * (log p(chosen) - log p(rejected))). The candidate's margin minus the champion's is
-exactly DPO's implicit reward margin of the candidate with the champion as reference, which is reported too
-(``dpo_reward_accuracy``, ``dpo_reward_margin``).
+- ``task_accuracy``: ``profile_writer(model_path, users) -> profiles`` writes profiles for the validation users
+  with each policy, ``user_scorer(profiles) -> {user: accuracy}`` scores them with the frozen recommender on the
+  same targets and negatives. At the quick demo's size (10 users) a neutral candidate's difference has a
+  standard deviation of about 4 points, so the old fixed 1-point tolerance refused a third of neutral rounds.
+  (A ``task_scorer`` without ``user_scorer`` gives one number per model: that legacy check stays a point
+  comparison, and says so.)
+- ``pair_accuracy`` and ``pair_margin`` on held-out preference pairs, from ``pair_logps(model_path, pairs) ->
+  (logp_chosen, logp_rejected)``: per pair, whether log p(chosen) > log p(rejected) and beta times that log-ratio.
+  The per-pair difference of margins is exactly DPO's implicit reward margin of the candidate with the champion
+  as reference (``dpo_reward_margin``). Pairs are grouped by user (a user's pairs share a prompt history), so the
+  quick demo's 8 held-out pairs of 2 users are 2 units, not 8 (its old point comparison with tolerance 0
+  refused every quick round).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import logging
 import math
 import statistics
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -43,22 +47,70 @@ TASK_CONFIDENCE = 0.95
 
 
 @dataclass(frozen=True)
+class Interval:
+    """Mean per-unit difference (candidate - champion) with its two-sided CI over ``units``."""
+
+    delta: float
+    low: float
+    high: float
+    units: int
+    se: float
+
+    @property
+    def half_width(self) -> float:
+        return self.high - self.delta
+
+
+def paired_interval(differences: Sequence[float], confidence: float = TASK_CONFIDENCE) -> Interval | None:
+    """Student's t interval of the mean of ``differences`` (one per unit); None for fewer than two units."""
+    n = len(differences)
+    if n < 2:
+        return None
+    mean = sum(differences) / n
+    se = statistics.stdev(differences) / math.sqrt(n)
+    half = float(student_t.ppf(0.5 + confidence / 2, n - 1)) * se
+    return Interval(mean, mean - half, mean + half, n, se)
+
+
+@dataclass(frozen=True)
 class MetricComparison:
+    """One check. With an ``interval`` the candidate fails only when the whole CI lies below ``-tolerance``;
+    without one (a legacy scalar metric) the point difference is compared with ``-tolerance``."""
+
     name: str
     candidate: float
     champion: float
     tolerance: float
+    interval: Interval | None = None
 
     @property
     def delta(self) -> float:
-        return self.candidate - self.champion
+        return self.interval.delta if self.interval else self.candidate - self.champion
 
     @property
     def passed(self) -> bool:
-        return self.delta >= -self.tolerance - _EPSILON
+        bound = self.interval.high if self.interval else self.delta
+        return bound >= -self.tolerance - _EPSILON
+
+    def describe(self) -> str:
+        verdict = "" if self.passed else ", WORSE"
+        if self.interval is None:
+            return (
+                f"{self.name} {self.candidate:.4f} vs {self.champion:.4f} ({self.delta:+.4f}, point comparison, "
+                f"tolerance {self.tolerance:.4g}{verdict})"
+            )
+        i = self.interval
+        return (
+            f"{self.name} {self.candidate:.4f} vs {self.champion:.4f} (paired over {i.units} units: "
+            f"{i.delta:+.4f}, {TASK_CONFIDENCE:.0%} CI [{i.low:+.4f}, {i.high:+.4f}], tolerance {self.tolerance:.4g}"
+            f"{verdict})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "delta": self.delta, "passed": self.passed}
+        out = {k: v for k, v in asdict(self).items() if k != "interval"}
+        if self.interval is not None:
+            out.update(ci_low=self.interval.low, ci_high=self.interval.high, units=self.interval.units)
+        return {**out, "delta": self.delta, "passed": self.passed}
 
 
 @dataclass(frozen=True)
@@ -70,11 +122,7 @@ class GateResult:
     champion: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
-        parts = [
-            f"{c.name} {c.candidate:.4f} vs {c.champion:.4f} ({c.delta:+.4f}, tolerance {c.tolerance:.4g}"
-            f"{'' if c.passed else ', WORSE'})"
-            for c in self.comparisons
-        ]
+        parts = [c.describe() for c in self.comparisons]
         verdict = "passed" if self.passed else "refused"
         return f"gate {verdict}: " + ("; ".join(parts + self.notes) or "nothing compared")
 
@@ -89,17 +137,26 @@ class GateResult:
 
 
 def decide(
-    candidate: Mapping[str, float], champion: Mapping[str, float], tolerances: Mapping[str, float]
+    candidate: Mapping[str, float],
+    champion: Mapping[str, float],
+    tolerances: Mapping[str, float],
+    intervals: Mapping[str, Interval | None] | None = None,
 ) -> GateResult:
-    """Compare every metric that has a tolerance and was measured on both sides.
+    """Compare every metric that has a tolerance and was measured on both sides: by its paired interval when
+    ``intervals`` has one for it; a metric whose interval is ``None`` (too few units) is noted, not compared.
 
     Fails closed: when no metric could be compared, the candidate is refused.
     """
     comparisons: list[MetricComparison] = []
     notes: list[str] = []
+    intervals = intervals or {}
     for name, tolerance in tolerances.items():
-        if name in candidate and name in champion:
-            comparisons.append(MetricComparison(name, float(candidate[name]), float(champion[name]), tolerance))
+        if name in intervals and intervals[name] is None:
+            notes.append(f"{name}: fewer than 2 units, no interval, not compared")
+        elif name in candidate and name in champion:
+            comparisons.append(
+                MetricComparison(name, float(candidate[name]), float(champion[name]), tolerance, intervals.get(name))
+            )
         else:
             notes.append(f"{name} not measured")
     if not comparisons:
@@ -122,22 +179,46 @@ def paired_task_comparison(
     candidate: Mapping[str, float], champion: Mapping[str, float], confidence: float = TASK_CONFIDENCE
 ) -> dict[str, float]:
     """Mean per-user difference candidate - champion over the users both were scored on, its standard error and
-    the half-width of its two-sided ``confidence`` interval (Student's t over users; 0 with fewer than 2 users)."""
+    its two-sided ``confidence`` interval (Student's t over users); the half-width is infinite with one user."""
     users = sorted(set(candidate) & set(champion))
     differences = [float(candidate[u]) - float(champion[u]) for u in users]
     if not differences:
         return {}
-    n = len(differences)
-    mean = sum(differences) / n
-    se = statistics.stdev(differences) / math.sqrt(n) if n > 1 else 0.0
-    half = float(student_t.ppf(0.5 + confidence / 2, n - 1)) * se if n > 1 else 0.0
+    interval = paired_interval(differences, confidence)
+    mean = sum(differences) / len(differences)
+    half = interval.half_width if interval else math.inf
     return {
         "task_accuracy_delta": mean,
-        "task_accuracy_delta_se": se,
+        "task_accuracy_delta_se": interval.se if interval else math.inf,
         "task_accuracy_delta_ci_low": mean - half,
         "task_accuracy_delta_ci_high": mean + half,
         "task_accuracy_ci_half_width": half,
-        "task_accuracy_paired_users": float(n),
+        "task_accuracy_paired_users": float(len(differences)),
+    }
+
+
+def _unit(pair: Any, index: int) -> str:
+    """The unit a held-out pair belongs to: its user (pairs of one user share a history), else the pair itself."""
+    return str(getattr(pair, "user_id", f"pair-{index}"))
+
+
+def held_out_pair_intervals(
+    pairs: Sequence[Any],
+    candidate: tuple[Sequence[float], Sequence[float]],
+    champion: tuple[Sequence[float], Sequence[float]],
+    beta: float,
+) -> dict[str, Interval | None]:
+    """Paired intervals of ``pair_accuracy`` and ``pair_margin`` over users: each user's mean difference over its
+    held-out pairs is one unit (over pairs when every pair has its own user)."""
+    by_unit: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for i, (pair, cc, cr, hc, hr) in enumerate(zip(pairs, *candidate, *champion, strict=True)):
+        accuracy = float(cc > cr) - float(hc > hr)
+        margin = beta * ((cc - cr) - (hc - hr))
+        by_unit[_unit(pair, i)].append((accuracy, margin))
+    means = [tuple(sum(col) / len(rows) for col in zip(*rows, strict=True)) for rows in by_unit.values()]
+    return {
+        "pair_accuracy": paired_interval([m[0] for m in means]),
+        "pair_margin": paired_interval([m[1] for m in means]),
     }
 
 
@@ -182,11 +263,11 @@ def run_gate(
     pair_logps: PairLogps | None = None,
     beta: float = 0.1,
 ) -> GateResult:
-    """Measure the candidate and the champion the same way, then :func:`decide`."""
+    """Measure the candidate and the champion the same way, then :func:`decide` on paired intervals."""
     candidate: dict[str, float] = {}
     champion: dict[str, float] = {}
+    intervals: dict[str, Interval | None] = {}
     extra_notes: list[str] = []
-    tolerances = dict(tolerances)
     if task is not None and task.users:
         if task.user_scorer is not None:
             per_user = {
@@ -198,18 +279,18 @@ def run_gate(
             champion["task_accuracy"] = _mean(champ_users.values())
             paired = paired_task_comparison(cand_users, champ_users)
             candidate.update(paired)
-            if paired and "task_accuracy" in tolerances:
-                configured = tolerances["task_accuracy"]
-                tolerances["task_accuracy"] = configured + paired["task_accuracy_ci_half_width"]
+            common = sorted(set(cand_users) & set(champ_users))
+            intervals["task_accuracy"] = paired_interval([cand_users[u] - champ_users[u] for u in common])
+            if paired:
                 extra_notes.append(
                     f"task_accuracy paired over {paired['task_accuracy_paired_users']:.0f} users: difference "
                     f"{paired['task_accuracy_delta']:+.4f}, {TASK_CONFIDENCE:.0%} CI "
-                    f"[{paired['task_accuracy_delta_ci_low']:+.4f}, {paired['task_accuracy_delta_ci_high']:+.4f}]; "
-                    f"tolerance {configured} + CI half-width {paired['task_accuracy_ci_half_width']:.4f}"
+                    f"[{paired['task_accuracy_delta_ci_low']:+.4f}, {paired['task_accuracy_delta_ci_high']:+.4f}]"
                 )
         else:
             for metrics, path in ((candidate, candidate_path), (champion, champion_path)):
                 metrics["task_accuracy"] = float(task.task_scorer(task.profile_writer(path, task.users)))
+            extra_notes.append("task_accuracy: one score per model (no per-user scorer), a point comparison")
         candidate["validation_users"] = champion["validation_users"] = float(len(task.users))
     if held_out_pairs and pair_logps is not None:
         candidate_logps = pair_logps(candidate_path, held_out_pairs)
@@ -217,10 +298,13 @@ def run_gate(
         candidate.update(held_out_pair_metrics(*candidate_logps, beta=beta))
         champion.update(held_out_pair_metrics(*champion_logps, beta=beta))
         candidate.update(dpo_reward_metrics(candidate_logps, champion_logps, beta))
+        intervals.update(held_out_pair_intervals(held_out_pairs, candidate_logps, champion_logps, beta))
         candidate["held_out_pairs"] = champion["held_out_pairs"] = float(len(held_out_pairs))
+        units = next((i.units for i in intervals.values() if i is not None), 1)
+        candidate["held_out_units"] = float(units)
     elif not held_out_pairs:
         extra_notes.append("no held-out pairs")
-    result = decide(candidate, champion, tolerances)
+    result = decide(candidate, champion, tolerances, intervals)
     result.notes.extend(extra_notes)
     log.info("%s", result.summary())
     return result

@@ -194,9 +194,24 @@ class Demo:
         if not self.console.is_terminal and len(self.progress.history) % 10 == 1:
             self.console.print(self.progress.line(), soft_wrap=True, highlight=False)
 
+    async def _catalogue_first(self, children: Children, data: Dataset, counter: TopicCounter, live: Live) -> None:
+        """Send the catalogue and wait until the worker holds it: a profile request that finds an item missing
+        from the worker's catalogue leaves that rating out of the prompt (the first quick runs wrote a third of
+        their cold-start profiles from an empty history)."""
+        await replay(self.settings, Dataset(data.name, data.items, {}, data.rating_scale))
+        deadline = time.monotonic() + self.config.settle_timeout_s
+        while time.monotonic() < deadline:
+            await self._watch(children, "loading the catalogue", counter)
+            self._show(live)
+            if int((worker_health(self.web_port) or {}).get("catalog_items", 0)) >= len(data.items):
+                return
+            await asyncio.sleep(1.0)
+        raise DemoError(f"the worker did not load the {len(data.items)}-item catalogue in time; see its log")
+
     async def _stream(self, children: Children, data: Dataset, live: Live) -> None:
         async with TopicCounter(self.settings) as counter:
-            task = asyncio.create_task(replay(self.settings, data, rate=self.config.rate))
+            await self._catalogue_first(children, data, counter, live)
+            task = asyncio.create_task(replay(self.settings, data, rate=self.config.rate, send_items=False))
             while not task.done():
                 await self._watch(children, "replaying", counter)
                 self._show(live)
