@@ -9,14 +9,14 @@ LETTINGO := $(BIN)/lettingo
 DATASET ?= ../shared/data/ml-latest-small
 KAFKA_LIBS := .lettingo/kafka/libs
 
-.PHONY: demo test setup system-deps kafka-jars broker-start broker-stop broker-start-secure broker-stop-secure lint bench clean deploy-deps image image-lock compose-smoke deploy-check
+.PHONY: demo test test-deps setup system-deps kafka-jars broker-start broker-stop broker-start-secure broker-stop-secure lint bench clean deploy-deps image image-lock compose-smoke deploy-check
 
 # The whole loop on ml-latest-small; DEMO_ARGS= (empty) runs every user with the full nano model.
 DEMO_ARGS ?= --quick
 demo: setup kafka-jars
 	$(LETTINGO) demo --dataset $(DATASET) $(DEMO_ARGS)
 
-test: setup kafka-jars
+test: setup kafka-jars test-deps
 	$(BIN)/python -m pytest
 
 setup: system-deps $(VENV)/.installed
@@ -26,6 +26,15 @@ system-deps:
 	@command -v java >/dev/null && command -v mvn >/dev/null || { \
 	  echo "installing Java 17 and Maven (apt-get)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless maven >/dev/null; }
+
+# What the suite runs besides Python: Prometheus and promtool (the live dashboard test, rule tests), docker-compose
+# (compose validation) and openssl (the secured broker's certificates), from Debian's packages when missing.
+test-deps:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v docker-compose >/dev/null \
+	  && command -v openssl >/dev/null || { \
+	  echo "installing prometheus, docker-compose and openssl (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    prometheus docker-compose openssl >/dev/null; }
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

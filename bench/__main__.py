@@ -10,7 +10,7 @@ import time
 
 from bench.common import Options
 
-KAFKA_BENCHMARKS = {"ingest", "latency", "state"}
+KAFKA_BENCHMARKS = {"ingest", "latency", "state", "chaos"}
 # name -> module under bench/; each has run(opts) -> dict
 BENCHMARKS = {
     "ingest": "bench.ingest",
@@ -19,6 +19,7 @@ BENCHMARKS = {
     "state": "bench.state",
     "training": "bench.training",
     "evaluation": "bench.evaluation",
+    "chaos": "bench.chaos",
 }
 
 

@@ -109,3 +109,32 @@ async def end_offsets(settings: Settings, full_topic: str) -> int:
         return sum(ends[tp] - begins[tp] for tp in tps)
     finally:
         await consumer.stop()
+
+
+def table_contents(settings: Settings, table: str) -> dict[str, bytes]:
+    """A worker table as its changelog says: the last value per key, deletions applied."""
+
+    async def read() -> dict[str, bytes]:
+        topic = f"{settings.app_id}-{table}-changelog"
+        consumer = AIOKafkaConsumer(**settings.kafka_client_config(), group_id=None, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            if topic not in await consumer.topics():
+                return {}
+            tps = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            out: dict[str, bytes] = {}
+            while any([await consumer.position(tp) < ends[tp] for tp in tps]):
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    for r in records:
+                        if r.value is None:
+                            out.pop(r.key.decode(), None)
+                        else:
+                            out[r.key.decode()] = r.value
+            return out
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())

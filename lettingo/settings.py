@@ -96,6 +96,11 @@ class Settings(BaseSettings):
         None, description="Bearer token the profile endpoint requires (a secret); unset: the endpoint is open. "
         "/health, /ready and /metrics stay open.",
     )  # fmt: skip
+    web_host: str | None = Field(
+        None, description="Host name other workers use to reach this one's web server (Faust routes a profile "
+        "request to the worker that owns the user's partition); unset: the bind address, or this machine's host "
+        "name when bound to all addresses.",
+    )  # fmt: skip
     web_bind: str = Field(
         "127.0.0.1", description="Address the worker's web server binds: loopback on a laptop, 0.0.0.0 in containers."
     )

@@ -6,6 +6,8 @@ themselves when :mod:`streams.agents` and :mod:`streams.web` are imported at the
 
 from __future__ import annotations
 
+import socket
+
 import faust
 
 from lettingo.settings import get_settings
@@ -14,6 +16,11 @@ from streams.kafka.credentials import faust_broker_credentials
 settings = get_settings()
 DATADIR = settings.path("worker", f"{settings.app_id}-{settings.web_port}").resolve()
 DATADIR.parent.mkdir(parents=True, exist_ok=True)
+
+# The host other workers reach this one at (Faust redirects a table_route request to the partition's owner).
+WEB_HOST = settings.web_host or (
+    settings.web_bind if settings.web_bind not in ("0.0.0.0", "::") else socket.gethostname()
+)
 
 app = faust.App(
     settings.app_id,
@@ -30,7 +37,8 @@ app = faust.App(
     web_router_enabled=False,
     web_graph_enabled=False,
     web_metrics_enabled=False,
-    web_host=settings.web_bind if settings.web_bind not in ("0.0.0.0", "::") else "127.0.0.1",
+    web_host=settings.web_host
+    or (settings.web_bind if settings.web_bind not in ("0.0.0.0", "::") else socket.gethostname()),
     topic_partitions=settings.topic_partitions,
     topic_replication_factor=settings.topic_replication,
     topic_allow_declare=True,  # changelog topics; the contract's topics are created by create_topics first

@@ -25,7 +25,6 @@ from streams.edge import LIMITS, check_key
 from streams.quarantine import crash_counted
 
 log = logging.getLogger(__name__)
-USER_TABLES = (tables.user_state, tables.profiles, tables.scoreboard, tables.pending_join)
 
 
 def remember(erasure: Erasure) -> None:
@@ -47,7 +46,7 @@ async def forget(stream):
             continue
         remember(erasure)
         key = tables.key(erasure.user_id)
-        for table in USER_TABLES:
+        for table in (tables.user_state, tables.profiles, tables.scoreboard, tables.pending_join):
             table.pop(key, None)
         await (await faust_topics.profiles.send(key=key, value=None))
         metrics.ERASURES.inc()
