@@ -4,6 +4,7 @@
 # scrapes both workers, then take everything down. The EXIT trap always runs `down -v` and checks that no container,
 # volume or network of the project is left (and removes any that is), so a failure leaves nothing running.
 #   SMOKE_LIMIT (interactions replayed, default 2000), SMOKE_TIMEOUT (seconds per wait, default 600),
+#   SMOKE_MIN_PROFILES (profiles to wait for on the topic, default 10; each of their users is fetched over HTTP),
 #   DATASET_DIR (default ../shared/data/ml-latest-small from the repository root), IMAGE_TAG (default dev),
 #   SMOKE_ALLOW_RESTARTS=1 to pass although a container crashed and was restarted (by default that fails).
 set -euo pipefail
@@ -12,6 +13,7 @@ export CONTAINERS_CONF=${CONTAINERS_CONF:-$PWD/deploy/containers.conf}
 COMPOSE_BIN=${PODMAN_COMPOSE:-$( [[ -x .venv/bin/podman-compose ]] && echo .venv/bin/podman-compose || echo podman-compose)}
 PROJECT=${SMOKE_PROJECT:-lettingo-smoke-$$}
 LIMIT=${SMOKE_LIMIT:-2000}
+MIN_PROFILES=${SMOKE_MIN_PROFILES:-10}
 TIMEOUT=${SMOKE_TIMEOUT:-600}
 TAG=${IMAGE_TAG:-dev}
 export DATASET_DIR=${DATASET_DIR:-$(cd .. && pwd)/shared/data/ml-latest-small}
@@ -121,22 +123,27 @@ read_profiles() {
   podman run --rm --network "${PROJECT}_default" --no-healthcheck -e LETTINGO_KAFKA_BOOTSTRAP=broker:9092 \
     -v "$PWD/deploy/smoke/read_profiles.py:/tmp/read_profiles.py:ro" --entrypoint python "$LETTINGO_IMAGE" \
     /tmp/read_profiles.py 20 >"$profiles_file" 2>/dev/null || return 1
-  python3 -c 'import json, sys; sys.exit(0 if json.load(open(sys.argv[1]))["profiles"] > 0 else 1)' "$profiles_file"
+  python3 -c 'import json, sys; sys.exit(0 if json.load(open(sys.argv[1]))["profiles"] >= int(sys.argv[2]) else 1)' \
+    "$profiles_file" "$MIN_PROFILES"
 }
-wait_for "profiles on the profiles topic" read_profiles
+wait_for "at least $MIN_PROFILES profiles on the profiles topic" read_profiles
 say "profiles topic: $(cat "$profiles_file")"
 
 served=0
 checked=0
-for user in $(python3 -c 'import json, sys; print(" ".join(json.load(open(sys.argv[1]))["users"][:5]))' "$profiles_file"); do
+# Every listed user (up to 20, spread over the partitions) from both workers, as a load balancer would send it: the
+# worker that owns the user's partition serves it, the other forwards the request there (Faust's table routing).
+for user in $(python3 -c 'import json, sys; print(" ".join(json.load(open(sys.argv[1]))["users"]))' "$profiles_file"); do
   checked=$((checked + 1))
-  for port in "$WORKER1_PORT" "$WORKER2_PORT"; do  # the worker that owns the user's partition serves it
-    if curl -sf "http://127.0.0.1:$port/users/$user/profile" >/dev/null; then served=$((served + 1)); break; fi
+  codes=""
+  for port in "$WORKER1_PORT" "$WORKER2_PORT"; do
+    codes="$codes $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/users/$user/profile")"
   done
+  if [[ $codes == " 200 200" ]]; then served=$((served + 1)); else say "user $user: worker-1, worker-2 answered$codes"; fi
 done
 rm -f "$profiles_file"
-say "GET /users/{id}/profile: $served of $checked users served"
-[[ $served -gt 0 && $served -eq $checked ]] || { echo "profiles not served over HTTP" >&2; exit 1; }
+say "GET /users/{id}/profile: $served of $checked users served by both workers"
+[[ $served -gt 0 && $served -eq $checked ]] || { echo "profiles not served over HTTP by both workers" >&2; exit 1; }
 
 targets_up() {
   curl -sf "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/targets" | python3 -c 'import json, sys
@@ -145,6 +152,12 @@ up = sorted(t["labels"]["instance"] for t in targets if t["labels"]["job"] == "l
 print(up); sys.exit(0 if up == ["worker-1", "worker-2"] else 1)'
 }
 wait_for "Prometheus scrapes worker-1 and worker-2 (targets up)" targets_up
+trainer_up() {
+  curl -sf "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/targets" | python3 -c 'import json, sys
+targets = json.load(sys.stdin)["data"]["activeTargets"]
+sys.exit(0 if any(t["labels"]["job"] == "lettingo-trainer" and t["health"] == "up" for t in targets) else 1)'
+}
+wait_for "Prometheus scrapes the trainer (target up)" trainer_up
 rules=$(curl -sf "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/rules" | python3 -c 'import json, sys
 print(sum(len(g["rules"]) for g in json.load(sys.stdin)["data"]["groups"]))')
 profiles_metric() {
