@@ -5,10 +5,6 @@ process, platform and garbage-collector collectors."""
 from __future__ import annotations
 
 from prometheus_client import (
-    GC_COLLECTOR,
-    PLATFORM_COLLECTOR,
-    PROCESS_COLLECTOR,
-    CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
@@ -16,9 +12,9 @@ from prometheus_client import (
     generate_latest,
 )
 
-REGISTRY = CollectorRegistry()
-for _collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
-    REGISTRY.register(_collector)
+from lettingo.prometheus_registry import process_registry
+
+REGISTRY = process_registry()
 
 EVENTS = Counter(
     "lettingo_events_total", "Input events processed, by topic and kind.", ["topic", "kind"], registry=REGISTRY

@@ -180,3 +180,24 @@ def private_broker(home: Path) -> Iterator[Settings]:
         yield settings
     finally:
         broker.stop(settings, timeout_s=10)
+
+
+def catalogue_settings(bootstrap: str, home: Path, items: list) -> Settings:
+    """Settings of the test's own (topic prefix, app id), its topics created and ``items`` in the catalogue."""
+    from streams.kafka.topics import create_topics
+    from tests.conftest import unique_settings
+
+    settings = unique_settings(bootstrap, home)
+    asyncio.run(create_topics(settings))
+    asyncio.run(produce(settings, [("items", i.item_id, i.to_bytes()) for i in items]))
+    return settings
+
+
+@contextlib.contextmanager
+def running_worker(settings: Settings, reader: Path, **overrides: object) -> Iterator[WorkerProcess]:
+    worker = WorkerProcess(settings, settings.home / "worker.log", reader_path=reader, **overrides)
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()

@@ -20,9 +20,8 @@ import pytest
 
 from lettingo import records
 from lettingo.settings import Settings
-from streams.kafka.topics import create_topics
-from tests.conftest import REPO, delete_test_topics, unique_settings
-from tests.streams_harness import WorkerProcess, free_port, produce, wait_for
+from tests.conftest import REPO, delete_test_topics
+from tests.streams_harness import WorkerProcess, catalogue_settings, free_port, produce, running_worker, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -43,19 +42,15 @@ def tool(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    s = unique_settings(kafka_bootstrap, tmp_path_factory.mktemp("dashboard"))
-    asyncio.run(create_topics(s))
-    asyncio.run(produce(s, [("items", i.item_id, i.to_bytes()) for i in ITEMS]))
+    s = catalogue_settings(kafka_bootstrap, tmp_path_factory.mktemp("dashboard"), ITEMS)
     yield s
     delete_test_topics(s)
 
 
 @pytest.fixture(scope="module")
 def worker(settings: Settings, frozen_reader: Path) -> Iterator[WorkerProcess]:
-    w = WorkerProcess(settings, settings.home / "worker.log", reader_path=frozen_reader, **WORKER)
-    w.start()
-    yield w
-    w.stop()
+    with running_worker(settings, frozen_reader, **WORKER) as w:
+        yield w
 
 
 @pytest.fixture(scope="module")

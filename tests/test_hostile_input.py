@@ -28,7 +28,16 @@ from lettingo.settings import Settings
 from lettingo.user_state import UserState
 from streams.kafka.topics import create_topics
 from tests.conftest import delete_test_topics, unique_settings
-from tests.streams_harness import WorkerProcess, produce, read_all, table_contents, topic_records, wait_for
+from tests.streams_harness import (
+    WorkerProcess,
+    catalogue_settings,
+    produce,
+    read_all,
+    running_worker,
+    table_contents,
+    topic_records,
+    wait_for,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -219,19 +228,15 @@ def hostile_messages() -> list[Hostile]:
 
 @pytest.fixture(scope="module")
 def settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    s = unique_settings(kafka_bootstrap, tmp_path_factory.mktemp("hostile"))
-    asyncio.run(create_topics(s))
-    asyncio.run(produce(s, [("items", i.item_id, i.to_bytes()) for i in ITEMS]))
+    s = catalogue_settings(kafka_bootstrap, tmp_path_factory.mktemp("hostile"), ITEMS)
     yield s
     delete_test_topics(s)
 
 
 @pytest.fixture(scope="module")
 def worker(settings: Settings, frozen_reader: Path) -> Iterator[WorkerProcess]:
-    w = WorkerProcess(settings, settings.home / "worker.log", reader_path=frozen_reader, **WORKER)
-    w.start()
-    yield w
-    w.stop()
+    with running_worker(settings, frozen_reader, **WORKER) as w:
+        yield w
 
 
 def dead_letters(settings: Settings) -> list[records.DeadLetter]:

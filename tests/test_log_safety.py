@@ -17,14 +17,12 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from lettingo.logsafe import EscapingFormatter, RateLimitFilter, configure_safe_logging, escape_controls, json_formatter
-from lettingo.settings import Settings
+from tests.streams_harness import free_port, private_broker
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET = (REPO.parent / "shared" / "data" / "ml-latest-small").resolve()
@@ -229,33 +227,6 @@ MAX_LINES = 50  # warning/error lines a process may write in the outage; before 
 LEVEL_LINE = re.compile(r"\b(ERROR|WARNING|WARN|CRITICAL)\b")
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def _private_broker(home: Path) -> Iterator[Settings]:
-    """A broker of this test's own on free ports (the shared one is never stopped), with the shared jars."""
-    from streams.kafka import broker
-
-    settings = Settings(
-        home=home,
-        broker_port=_free_port(),
-        controller_port=_free_port(),
-        kafka_libs=(REPO / ".lettingo" / "kafka" / "libs").resolve(),
-        broker_heap="256m",
-    )
-    broker.start(settings)
-    try:
-        yield settings
-    finally:
-        broker.stop(settings, timeout_s=10)
-
-
 def _health(port: int) -> dict:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
@@ -269,8 +240,8 @@ def test_a_broker_outage_does_not_flood_the_logs(tmp_path: Path) -> None:
     """Before the limiter, 15 s of outage wrote 590 (replay), 790 (worker) and 1,181 (trainer) lines."""
     from streams.kafka import broker
 
-    with _private_broker(tmp_path / "broker") as settings:
-        web_port = _free_port()
+    with private_broker(tmp_path / "broker") as settings:
+        web_port = free_port()
         env = {
             **os.environ,
             "LETTINGO_KAFKA_BOOTSTRAP": settings.bootstrap,

@@ -15,7 +15,7 @@ from lettingo.registry import (
     RegistryError,
     VersionNotFoundError,
 )
-from lettingo.registry import store as registry_store
+from lettingo.registry import files as registry_files
 
 
 def make_artifact(folder: Path, marker: str) -> Path:
@@ -63,7 +63,7 @@ def test_a_crash_while_publishing_leaves_no_half_version_and_numbers_stay_monoto
     registry = ModelRegistry(tmp_path / "registry", cache_dir=tmp_path / "cache")
     registry.publish(make_artifact(tmp_path / "a", "a"), draft())
 
-    real_copy = registry_store._copy_file
+    real_copy = registry_files._copy_file
     copied: list[Path] = []
 
     def copy_then_crash(source: Path, target: Path) -> None:
@@ -72,11 +72,11 @@ def test_a_crash_while_publishing_leaves_no_half_version_and_numbers_stay_monoto
         real_copy(source, target)
         copied.append(target)
 
-    monkeypatch.setattr(registry_store, "_copy_file", copy_then_crash)
+    monkeypatch.setattr(registry_files, "_copy_file", copy_then_crash)
     with pytest.raises(OSError, match="simulated crash"):
         registry.publish(make_artifact(tmp_path / "b", "b"), draft(parent=1))
     assert copied, "the crash must happen after some files were written"
-    monkeypatch.setattr(registry_store, "_copy_file", real_copy)
+    monkeypatch.setattr(registry_files, "_copy_file", real_copy)
 
     assert registry.versions() == [1]
     assert not (Path(registry.model_dir) / "v000002").exists()

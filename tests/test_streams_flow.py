@@ -16,9 +16,8 @@ from lettingo.prompts.profile import PROFILE_CUE, SYSTEM_PROMPT
 from lettingo.registry import ManifestDraft, ModelRegistry
 from lettingo.settings import Settings
 from lettingo.user_state import UserState
-from streams.kafka.topics import create_topics
-from tests.conftest import delete_test_topics, unique_settings
-from tests.streams_harness import WorkerProcess, produce, table_contents, topic_records, wait_for
+from tests.conftest import delete_test_topics
+from tests.streams_harness import WorkerProcess, catalogue_settings, produce, table_contents, topic_records, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -47,10 +46,7 @@ def settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def stream_settings(bootstrap: str, home: Path) -> Settings:
     """Unique settings whose topics exist and whose items topic holds the test catalogue."""
-    s = unique_settings(bootstrap, home)
-    asyncio.run(create_topics(s))
-    asyncio.run(produce(s, [("items", i.item_id, i.to_bytes()) for i in ITEMS]))
-    return s
+    return catalogue_settings(bootstrap, home, ITEMS)
 
 
 @pytest.fixture(scope="module")

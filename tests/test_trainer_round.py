@@ -122,7 +122,9 @@ def test_rounds_publish_gate_and_continue_from_the_champion_adapter(tiny_base: P
     assert registry.champion() == 1
     manifest = registry.verify(1)
     assert CURVE_FILE in manifest.files and "adapter_model.safetensors" in manifest.files
-    assert manifest.parent is None and manifest.base_model == str(tiny_base)
+    # the base model is registered in the registry and named by its content id, not by a path
+    assert manifest.parent is None and manifest.base_model == registry.base_models.add(tiny_base).ref
+    assert registry.base_model_path(manifest) == Path(registry.root) / "base-models" / manifest.base_model[5:]
     assert manifest.data_lineage["train_pairs"] + manifest.data_lineage["held_out_pairs"] == 24
     assert manifest.training_config["beta"] == 0.1 and manifest.library_versions["trl"]
     assert manifest.gate["compared_with"] == "base"

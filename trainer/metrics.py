@@ -8,19 +8,15 @@ time of the last round that produced a champion, so an alert can fire when round
 from __future__ import annotations
 
 from prometheus_client import (
-    GC_COLLECTOR,
-    PLATFORM_COLLECTOR,
-    PROCESS_COLLECTOR,
-    CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     start_http_server,
 )
 
-REGISTRY = CollectorRegistry()
-for _collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
-    REGISTRY.register(_collector)
+from lettingo.prometheus_registry import process_registry
+
+REGISTRY = process_registry()
 
 ROUNDS = Counter("lettingo_trainer_rounds_total", "DPO rounds, by outcome.", ["outcome"], registry=REGISTRY)
 PAIRS_CONSUMED = Counter(
