@@ -27,7 +27,7 @@ CONTAINERFILES = [DEPLOY / name / "Containerfile" for name in ("image", "broker"
 RULE_FILES = [DEPLOY / "prometheus" / "rules" / "recording.yml", DEPLOY / "prometheus" / "rules" / "alerts.yml"]
 RULE_TESTS = sorted((DEPLOY / "prometheus" / "tests").glob("*_test.yml"))
 KUSTOMIZATIONS = [DEPLOY / "k8s", DEPLOY / "k8s" / "overlays" / "trainer-cronjob"]
-KUBERNETES_VERSION = "1.37.0"
+KUBERNETES_MINOR = "1.31"  # the oldest Kubernetes the manifests are checked against (and the newest schemas bundled)
 # CRDs that kubernetes-validate has no schema for, each checked against a JSON schema of ours instead.
 CRD_SCHEMAS = {("monitoring.coreos.com/v1", "ServiceMonitor"): DEPLOY / "k8s" / "schemas" / "servicemonitor.json"}
 
@@ -107,6 +107,16 @@ def metric_names(expr: str) -> set[str]:
             continue
         names.add(match.group(0))
     return names
+
+
+def kubernetes_versions() -> list[str]:
+    """The oldest supported and the newest schema version the installed kubernetes-validate bundles."""
+    import kubernetes_validate.utils as kv
+
+    newest = kv.latest_version()
+    oldest = next((v for v in kv.all_versions() if v.startswith(f"{KUBERNETES_MINOR}.")), None)
+    assert oldest is not None, f"kubernetes-validate {kv.__version__} bundles no {KUBERNETES_MINOR} schema"
+    return sorted({oldest, newest})
 
 
 def rendered(kustomization: Path) -> list[dict]:
@@ -228,7 +238,8 @@ def test_kustomize_output_validates(kustomization: Path) -> None:
         if key in CRD_SCHEMAS:
             jsonschema.validate(doc, json.loads(CRD_SCHEMAS[key].read_text()))
         else:
-            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+            for version in kubernetes_versions():
+                kubernetes_validate.validate(doc, version, strict=True)
     kinds = {doc["kind"] for doc in docs}
     assert {"StatefulSet", "Service", "ServiceMonitor", "PodDisruptionBudget", "Secret", "ConfigMap"} <= kinds
     assert kinds & {"Deployment", "CronJob"}, "no trainer"
@@ -240,7 +251,7 @@ def test_strict_validation_rejects_a_misspelt_field() -> None:
     (worker,) = [d for d in rendered(DEPLOY / "k8s") if d["kind"] == "StatefulSet"]
     worker["spec"]["replica"] = worker["spec"].pop("replicas")
     with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(worker, KUBERNETES_VERSION, strict=True)
+        kubernetes_validate.validate(worker, kubernetes_versions()[-1], strict=True)
 
 
 def _containers(doc: dict) -> list[dict]:
