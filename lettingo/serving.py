@@ -21,7 +21,7 @@ from lettingo.data import Item, Sentiment
 from lettingo.generators import Generator, make_generator
 from lettingo.prompts.profile import HistoryEntry, profile_prompt_from_entries
 from lettingo.records import ModelVersion
-from lettingo.registry import ModelRegistry, RegistryError
+from lettingo.registry import ModelRegistry, RegistryError, is_ref
 from lettingo.registry.manifest import version_folder_name
 
 log = logging.getLogger(__name__)
@@ -72,10 +72,21 @@ def verify_files(record: ModelVersion) -> Path:
         raise ModelRefusedError(label, reason, str(e)) from e
 
 
+def base_model_folder(record: ModelVersion) -> str:
+    """A local folder of the record's base model: a ``base:<id>`` is read from the version's own registry
+    (verified, downloaded into the cache when remote); an older record's path is used as it is."""
+    if not is_ref(record.base_model):
+        return record.base_model
+    try:
+        return str(registry_of(record).base_models.local_path(record.base_model.removeprefix("base:")))
+    except RegistryError as e:
+        raise ModelRefusedError(label_of(record), "base_model", str(e)) from e
+
+
 def generator_for(record: ModelVersion, folder: Path) -> Generator:
     """The ``hf`` backend on the version: a LoRA adapter on its base model, or a full model."""
     if record.kind == "lora":
-        return make_generator(f"hf:{record.base_model}", adapter=str(folder), version=label_of(record))
+        return make_generator(f"hf:{base_model_folder(record)}", adapter=str(folder), version=label_of(record))
     return make_generator(f"hf:{folder}", version=label_of(record))
 
 
@@ -102,6 +113,8 @@ def load_version(record: ModelVersion) -> LoadedPolicy:
     folder = verify_files(record)
     try:
         generator = generator_for(record, folder)
+    except ModelRefusedError:
+        raise
     except Exception as e:
         raise ModelRefusedError(label, "load_failed", repr(e)) from e
     smoke_test(label, generator)

@@ -327,3 +327,12 @@ def rollback(
     if publish:
         # With no champion left, the rolled-back record itself tells workers to drop the version.
         _publisher(get_settings())(registry.model_version_record(restored if restored is not None else previous))
+
+
+def _register_base_model_commands() -> None:
+    from trainer import base_cli
+
+    base_cli.register(models_app)  # models import, models bases
+
+
+_register_base_model_commands()

@@ -3,9 +3,9 @@
 Every check is a paired comparison with a confidence interval: both models are measured on the same units (a
 validation user, or the held-out pairs of one user), and the candidate is refused on a metric only when the
 95 % CI of the mean per-unit difference (candidate - champion, Student's t over units) lies wholly below
-``-tolerance``. A handful of units gives a wide interval, so noise alone does not refuse a round; a check with
-fewer than two units has no interval and is noted, not compared. When no check could be compared the candidate
-is refused (fail closed).
+``-tolerance``. A handful of units gives a wide interval, so noise alone does not refuse a round; a single unit
+has no interval at all (it cannot show the candidate worse), which the gate notes. When nothing could be
+measured the candidate is refused (fail closed).
 
 The checks, from callables so the real f_Rec and profile writers plug in without this module knowing them:
 
@@ -48,25 +48,28 @@ TASK_CONFIDENCE = 0.95
 
 @dataclass(frozen=True)
 class Interval:
-    """Mean per-unit difference (candidate - champion) with its two-sided CI over ``units``."""
+    """Mean per-unit difference (candidate - champion) with its two-sided CI over ``units`` (no bounds for a
+    single unit: one difference says nothing about its spread)."""
 
     delta: float
-    low: float
-    high: float
+    low: float | None
+    high: float | None
     units: int
-    se: float
+    se: float | None
 
     @property
-    def half_width(self) -> float:
-        return self.high - self.delta
+    def half_width(self) -> float | None:
+        return None if self.high is None else self.high - self.delta
 
 
 def paired_interval(differences: Sequence[float], confidence: float = TASK_CONFIDENCE) -> Interval | None:
-    """Student's t interval of the mean of ``differences`` (one per unit); None for fewer than two units."""
+    """Student's t interval of the mean of ``differences`` (one per unit); None without any unit."""
     n = len(differences)
-    if n < 2:
+    if n == 0:
         return None
     mean = sum(differences) / n
+    if n == 1:
+        return Interval(mean, None, None, 1, None)
     se = statistics.stdev(differences) / math.sqrt(n)
     half = float(student_t.ppf(0.5 + confidence / 2, n - 1)) * se
     return Interval(mean, mean - half, mean + half, n, se)
@@ -89,6 +92,8 @@ class MetricComparison:
 
     @property
     def passed(self) -> bool:
+        if self.interval is not None and self.interval.high is None:
+            return True  # a single unit cannot show the candidate worse
         bound = self.interval.high if self.interval else self.delta
         return bound >= -self.tolerance - _EPSILON
 
@@ -100,6 +105,11 @@ class MetricComparison:
                 f"tolerance {self.tolerance:.4g}{verdict})"
             )
         i = self.interval
+        if i.high is None:
+            return (
+                f"{self.name} {self.candidate:.4f} vs {self.champion:.4f} ({i.delta:+.4f} on 1 unit: no interval, "
+                f"cannot show it worse)"
+            )
         return (
             f"{self.name} {self.candidate:.4f} vs {self.champion:.4f} (paired over {i.units} units: "
             f"{i.delta:+.4f}, {TASK_CONFIDENCE:.0%} CI [{i.low:+.4f}, {i.high:+.4f}], tolerance {self.tolerance:.4g}"
@@ -143,7 +153,7 @@ def decide(
     intervals: Mapping[str, Interval | None] | None = None,
 ) -> GateResult:
     """Compare every metric that has a tolerance and was measured on both sides: by its paired interval when
-    ``intervals`` has one for it; a metric whose interval is ``None`` (too few units) is noted, not compared.
+    ``intervals`` has one for it, else by its point difference.
 
     Fails closed: when no metric could be compared, the candidate is refused.
     """
@@ -151,9 +161,10 @@ def decide(
     notes: list[str] = []
     intervals = intervals or {}
     for name, tolerance in tolerances.items():
-        if name in intervals and intervals[name] is None:
-            notes.append(f"{name}: fewer than 2 units, no interval, not compared")
-        elif name in candidate and name in champion:
+        interval = intervals.get(name)
+        if interval is not None and interval.units == 1:
+            notes.append(f"{name} on a single unit: no interval, it cannot show the candidate worse")
+        if name in candidate and name in champion:
             comparisons.append(
                 MetricComparison(name, float(candidate[name]), float(champion[name]), tolerance, intervals.get(name))
             )
@@ -179,22 +190,20 @@ def paired_task_comparison(
     candidate: Mapping[str, float], champion: Mapping[str, float], confidence: float = TASK_CONFIDENCE
 ) -> dict[str, float]:
     """Mean per-user difference candidate - champion over the users both were scored on, its standard error and
-    its two-sided ``confidence`` interval (Student's t over users); the half-width is infinite with one user."""
+    its two-sided ``confidence`` interval (Student's t over users); one user gives the difference alone."""
     users = sorted(set(candidate) & set(champion))
-    differences = [float(candidate[u]) - float(champion[u]) for u in users]
-    if not differences:
+    interval = paired_interval([float(candidate[u]) - float(champion[u]) for u in users], confidence)
+    if interval is None:
         return {}
-    interval = paired_interval(differences, confidence)
-    mean = sum(differences) / len(differences)
-    half = interval.half_width if interval else math.inf
-    return {
-        "task_accuracy_delta": mean,
-        "task_accuracy_delta_se": interval.se if interval else math.inf,
-        "task_accuracy_delta_ci_low": mean - half,
-        "task_accuracy_delta_ci_high": mean + half,
-        "task_accuracy_ci_half_width": half,
-        "task_accuracy_paired_users": float(len(differences)),
-    }
+    out = {"task_accuracy_delta": interval.delta, "task_accuracy_paired_users": float(interval.units)}
+    if interval.high is not None:
+        out.update(
+            task_accuracy_delta_se=interval.se,
+            task_accuracy_delta_ci_low=interval.low,
+            task_accuracy_delta_ci_high=interval.high,
+            task_accuracy_ci_half_width=interval.half_width,
+        )
+    return out
 
 
 def _unit(pair: Any, index: int) -> str:
@@ -281,7 +290,7 @@ def run_gate(
             candidate.update(paired)
             common = sorted(set(cand_users) & set(champ_users))
             intervals["task_accuracy"] = paired_interval([cand_users[u] - champ_users[u] for u in common])
-            if paired:
+            if "task_accuracy_delta_ci_low" in paired:
                 extra_notes.append(
                     f"task_accuracy paired over {paired['task_accuracy_paired_users']:.0f} users: difference "
                     f"{paired['task_accuracy_delta']:+.4f}, {TASK_CONFIDENCE:.0%} CI "

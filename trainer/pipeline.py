@@ -104,7 +104,7 @@ def run_round(
         metrics.update({f"gate_{k}": v for k, v in gate.candidate.items()})
         draft = ManifestDraft(
             kind=config.kind,
-            base_model=result.base_model,
+            base_model=policy.base_ref or result.base_model,
             adapter_config=result.adapter_config,
             training_config=config.to_dict(),
             data_lineage={

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from lettingo.registry import ModelRegistry
+from lettingo.registry import MANIFEST_NAME, Manifest, ModelRegistry, is_ref, resolve_base_model
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +25,14 @@ class PolicyError(ValueError):
 
 @dataclass(frozen=True)
 class PolicySource:
-    """The policy a round starts from: a base model, plus the champion's adapter when it is a LoRA version."""
+    """The policy a round starts from: a base model (a local folder, and the ``base:<id>`` it is registered as),
+    plus the champion's adapter when it is a LoRA version."""
 
     base_model: str
     adapter_path: Path | None = None
     version: int | None = None
     kind: Literal["base", "lora", "full"] = "base"
+    base_ref: str | None = None
 
     @property
     def model_path(self) -> str:
@@ -43,17 +45,24 @@ class PolicySource:
 
 
 def current_policy(registry: ModelRegistry, base_model: str | None) -> PolicySource:
-    """The champion of ``registry`` (verified, local), or ``base_model`` when there is no champion yet."""
+    """The champion of ``registry`` (verified, local), or ``base_model`` when there is no champion yet.
+
+    The base model is registered in ``registry`` (content-addressed: once) and served from there, so every
+    manifest names it as ``base:<id>``, never by a path that only exists on the training machine."""
     champion = registry.champion()
     if champion is None:
         if not base_model:
             raise PolicyError(f"model {registry.name!r} has no champion yet: name a base model to start from")
-        return PolicySource(base_model=base_model)
+        base = registry.base_models.add(base_model)
+        return PolicySource(str(registry.base_models.local_path(base.id)), base_ref=base.ref)
     manifest = registry.manifest(champion)
     path = registry.local_path(champion)
+    base = registry.base_models.add(
+        manifest.base_model if is_ref(manifest.base_model) else registry.base_model_path(manifest)
+    )
     if manifest.kind == "lora":
-        return PolicySource(base_model=manifest.base_model, adapter_path=path, version=champion, kind="lora")
-    return PolicySource(base_model=str(path), version=champion, kind="full")
+        return PolicySource(str(registry.base_models.local_path(base.id)), path, champion, "lora", base_ref=base.ref)
+    return PolicySource(base_model=str(path), version=champion, kind="full", base_ref=base.ref)
 
 
 def is_adapter(path: str | Path) -> bool:
@@ -61,6 +70,13 @@ def is_adapter(path: str | Path) -> bool:
 
 
 def adapter_base_model(path: str | Path) -> str:
+    """The base model folder of an adapter: the ``base:<id>`` of its registry manifest when the adapter is a
+    published version (resolved in the registries this process opened), else what PEFT wrote when training."""
+    manifest = Path(path) / MANIFEST_NAME
+    if manifest.is_file():
+        base = Manifest.from_json_bytes(manifest.read_bytes()).base_model
+        if is_ref(base):
+            return resolve_base_model(base, [Path(path).parents[1]])
     return json.loads((Path(path) / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
 
 

@@ -26,7 +26,11 @@ class ManifestDraft(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     kind: Literal["lora", "full"]
-    base_model: str = Field(description="The base model the weights (or the adapter) belong to: a path or hub id.")
+    base_model: str = Field(
+        description="The base model the weights (or the adapter) belong to: ``base:<content id>``, a base model of "
+        "the same registry (lettingo.registry.base_models), so the registry can be copied or read remotely; "
+        "manifests written before base models were registered hold a path."
+    )
     adapter_config: dict[str, Any] | None = Field(None, description="The PEFT adapter config for a LoRA version.")
     training_config: dict[str, Any] = Field(default_factory=dict)
     data_lineage: dict[str, Any] = Field(

@@ -165,7 +165,11 @@ def gate_lines(registry: Any) -> list[str]:
         lines.append("| check | candidate | champion | difference | 95 % CI | units | tolerance | verdict |")
         lines.append("|---|---:|---:|---:|---|---:|---:|---|")
         for c in gate.get("comparisons", []):
-            ci = f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]" if "ci_low" in c else "point comparison"
+            ci = (
+                f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]"
+                if c.get("ci_low") is not None
+                else ("point comparison" if "units" not in c else "none (1 unit)")
+            )
             lines.append(
                 f"| {c['name']} | {c['candidate']:.4f} | {c['champion']:.4f} | {c['delta']:+.4f} | {ci} | "
                 f"{c.get('units', '-')} | {c['tolerance']:g} | {'pass' if c['passed'] else 'WORSE'} |"
@@ -264,7 +268,7 @@ def write_report(demo: Demo, dataset: Dataset, split: DatasetSplit, reader, nano
     if trained is not None:
         manifest = registry.manifest(trained)
         adapter = registry.local_path(trained) if manifest.kind == "lora" else None
-        model = Path(manifest.base_model) if adapter else registry.local_path(trained)
+        model = registry.base_model_path(manifest) if adapter else registry.local_path(trained)
         dpo = f"DPO-aligned (v{trained})" if trained == champion else f"DPO round v{trained} (refused by the gate)"
         written[dpo] = generated_profiles(model, adapter, prompts, cfg.samples_per_user, cfg.seed)
         contrasts.append((dpo, "base generator"))
