@@ -48,7 +48,7 @@ WORKER = dict(explore_rate=0.0, worker_cold_start_after=5, regen_batch_seconds=0
 class Snapshot:
     counts: dict[str, int]
     events: dict[str, tuple[str, ...]]
-    profiles: dict[str, tuple[str, str]]
+    profiles: dict[str, tuple[str, str, str]]  # profile id, text, the history it describes
 
 
 @dataclass
@@ -141,7 +141,7 @@ def snapshot(settings: Settings) -> Snapshot:
     profiles = {}
     for user, value in table_contents(settings, "profiles").items():
         current = json.loads(value)["current"]  # streams.tables.ProfileHistory, read without the Faust app
-        profiles[user] = (current["profile_id"], current["text"])
+        profiles[user] = (current["profile_id"], current["text"], current.get("history_ref", ""))
     return Snapshot({u: s.count for u, s in states.items()},
                     {u: tuple(e.event_id for e in s.events) for u, s in states.items()}, profiles)  # fmt: skip
 
@@ -165,9 +165,17 @@ def compare(clean: Snapshot, chaos: Snapshot) -> dict[str, int]:
     lost = sum(max(0, n - chaos.counts.get(u, 0)) for u, n in clean.counts.items())
     doubled = sum(max(0, n - clean.counts.get(u, 0)) for u, n in chaos.counts.items())
     history = sum(clean.events[u] != chaos.events.get(u) for u in clean.events)
-    mismatched = sum(clean.profiles[u] != chaos.profiles.get(u) for u in clean.profiles)
-    mismatched += sum(u not in clean.profiles for u in chaos.profiles)
-    return {"lost": lost, "doubled": doubled, "mismatched_histories": history, "mismatched_profiles": mismatched}
+    differ = sorted(
+        u for u in clean.profiles.keys() | chaos.profiles.keys() if clean.profiles.get(u) != chaos.profiles.get(u)
+    )
+    examples = [{"user": u, "clean": describe(clean.profiles.get(u)), "chaos": describe(chaos.profiles.get(u))}
+                for u in differ[:5]]  # fmt: skip
+    return {"lost": lost, "doubled": doubled, "mismatched_histories": history, "mismatched_profiles": len(differ),
+            "mismatch_examples": examples}  # fmt: skip
+
+
+def describe(profile: tuple[str, str, str] | None) -> dict[str, str] | None:
+    return None if profile is None else {"profile_id": profile[0], "history_ref": profile[2], "text": profile[1][:160]}
 
 
 def run_chaos(events: int, kills: int, workers: int, rate: float, seed: int = 7, standby: int = 1) -> dict[str, Any]:
@@ -217,7 +225,7 @@ def run_chaos(events: int, kills: int, workers: int, rate: float, seed: int = 7,
 
 
 def run(opts: Options) -> dict[str, Any]:
-    started = time.time()
+    started = time.perf_counter()
     if opts.quick:
         main = run_chaos(events=3000, kills=8, workers=2, rate=60)
         without = run_chaos(events=1000, kills=3, workers=2, rate=60, standby=0)

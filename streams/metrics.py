@@ -99,10 +99,6 @@ PARTITION_STALLED = Gauge(
 )  # fmt: skip
 
 
-def tokens(text: str) -> int:
-    return len(text.split())
-
-
 def render() -> bytes:
     return generate_latest(REGISTRY)
 

@@ -154,3 +154,10 @@ def test_hf_samples_differ_and_are_reproducible(nano: HFGenerator, user_prompts)
     assert _texts(nano.generate(user_prompts[:3], n=4, temperature=1.0, max_new_tokens=32, seed=5)) == first
     assert all(len(set(samples)) >= 3 for samples in first)
     assert _texts(nano.generate(user_prompts[:3], n=4, temperature=1.0, max_new_tokens=32, seed=6)) != first
+
+
+def test_tokens_are_counted_by_the_generators_own_tokenizer(nano: HFGenerator) -> None:
+    """lettingo_generated_tokens_total counts model tokens: the hf backend's tokenizer, whitespace words otherwise."""
+    text = 'Likes "Heat (1995)" and dark dramas.'
+    assert nano.count_tokens(text) == len(nano.tokenizer(text, add_special_tokens=False)["input_ids"])
+    assert make_generator("writer:titles").count_tokens(text) == len(text.split())

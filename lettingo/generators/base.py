@@ -78,6 +78,11 @@ class Generator(ABC):
     ) -> list[list[Generation]]:
         """The backend's sampling; arguments are already checked."""
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` as this generator's tokenizer splits it; whitespace words for a backend without
+        one (the writers, a remote server)."""
+        return len(text.split())
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release models, engines or connections."""
 

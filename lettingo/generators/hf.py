@@ -207,6 +207,9 @@ class HFGenerator(Generator):
             )
         return out
 
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
     def close(self) -> None:
         self.model = None  # type: ignore[assignment]
         if torch.cuda.is_available():

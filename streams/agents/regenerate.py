@@ -149,7 +149,7 @@ async def _publish(job: Job, generated: Generated, policy: LoadedPolicy) -> None
     metrics.REGENERATIONS.labels(reason=request.reason.value).inc()
     if request.caused_at:
         metrics.PROFILE_LATENCY.observe(max(0.0, time.time() - request.caused_at))
-    metrics.GENERATED_TOKENS.labels(use="serve").inc(metrics.tokens(profile.text))
+    metrics.GENERATED_TOKENS.labels(use="serve").inc(policy.generator.count_tokens(generated.profile))
     if job.explore:
         # The served profile competes in its own round, so clicks on it score it too.
         texts = [(profile_id, generated.profile, policy.generator.name)] + [
@@ -163,12 +163,18 @@ async def _publish(job: Job, generated: Generated, policy: LoadedPolicy) -> None
                 prompt=job.prompt.text,
             )  # fmt: skip
             await (await faust_topics.profile_candidates.send(key=key, value=candidate.to_bytes()))
-            metrics.GENERATED_TOKENS.labels(use="explore").inc(metrics.tokens(text))
+            metrics.GENERATED_TOKENS.labels(use="explore").inc(count_tokens(generator, text))
         metrics.CANDIDATES.inc(len(texts))
     log.info("profile user_id=%s profile_id=%s version=%d model_version=%s reason=%s explored=%d",
              request.user_id, profile_id, version, policy.version, request.reason.value,
              len(generated.candidates),
              extra={"user_id": request.user_id, "profile_id": profile_id, "model_version": policy.version})  # fmt: skip
+
+
+def count_tokens(generator_name: str, text: str) -> int:
+    """A candidate's tokens by the tokenizer of the generator that wrote it (the served policy or the explorer)."""
+    policy = RUNTIME.policy.current.generator
+    return (policy if generator_name == policy.name else RUNTIME.explorer).count_tokens(text)
 
 
 async def _retry_later(job: Job, error: str) -> None:
