@@ -188,19 +188,23 @@ def run_chaos(events: int, kills: int, workers: int, rate: float, seed: int = 7,
                            "standby_replicas": standby, "rate_per_s": rate}  # fmt: skip
     fleets: list[Fleet] = []
     try:
+        # The catalogue goes in before the workers start: a rating of an item the worker does not know yet is
+        # applied without its attributes, and which items a worker knows would then depend on timing.
         asyncio.run(create_topics(clean_settings))
+        asyncio.run(send(clean_settings, items, [], rate=0))
         clean = Fleet(clean_settings, 1, overrides)
         fleets.append(clean)
         clean.start()
-        asyncio.run(send(clean_settings, items, interactions, rate=0))
+        asyncio.run(send(clean_settings, [], interactions, rate=0))
         clean_snap = drained(clean.workers, clean_settings, events)
         clean.stop()
 
         asyncio.run(create_topics(chaos_settings))
+        asyncio.run(send(chaos_settings, items, [], rate=0))
         fleet = Fleet(chaos_settings, workers, overrides)
         fleets.append(fleet)
         fleet.start()
-        sender = threading.Thread(target=lambda: asyncio.run(send(chaos_settings, items, interactions, rate)))
+        sender = threading.Thread(target=lambda: asyncio.run(send(chaos_settings, [], interactions, rate)))
         started = time.monotonic()
         sender.start()
         duration = events / rate

@@ -170,7 +170,7 @@ class AppliedOffsets:
             if last != (read, stored):
                 continue  # progress since the last check (or the first check)
             expected = await self._expected(tp)
-            highwater = consumer.highwater(tp)
+            highwater = _highwater(consumer, tp)
             # Faust's read offset is the committed position right after a seek: behind only if more is there.
             behind = highwater is not None and highwater > expected and (read is None or read >= expected)
             if behind:
@@ -187,7 +187,7 @@ class AppliedOffsets:
         consumer = self.app.consumer
         assigned = {tp for tp in consumer.assignment() if tp.topic == topic}
         for tp in assigned:
-            highwater = consumer.highwater(tp)
+            highwater = _highwater(consumer, tp)
             if highwater is None:
                 continue
             stored = self.stored(tp)
@@ -241,3 +241,12 @@ class AppliedOffsets:
         finally:
             self._busy -= 1
             self._activity += 1
+
+
+def _highwater(consumer, tp: TP) -> int | None:
+    """The partition's high watermark, None when unknown or when the partition left the assignment between
+    listing it and asking (a rebalance under way: the consumer asserts it is assigned)."""
+    try:
+        return consumer.highwater(tp)
+    except AssertionError:
+        return None

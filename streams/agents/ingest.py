@@ -75,8 +75,11 @@ async def ingest(stream):
 @app.timer(WATCH_EVERY_S)
 async def watch_applied() -> None:
     topic = faust_topics.interactions.get_topic_name()
-    await APPLIED.watch(topic)
-    await APPLIED.sample_lag(topic, RUNTIME.settings.stall_seconds)
+    try:
+        await APPLIED.watch(topic)
+        await APPLIED.sample_lag(topic, RUNTIME.settings.stall_seconds)
+    except Exception:  # a timer that raises stops the worker; a rebalance under way is retried in a few seconds
+        log.warning("watching the applied offsets of %s failed; trying again at the next tick", topic, exc_info=True)
 
 
 class BatchSender:
