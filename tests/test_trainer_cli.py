@@ -87,3 +87,12 @@ def test_bad_arguments_are_one_line_user_errors(
     assert isinstance(result.exception, UserError), result.output
     assert message in str(result.exception)
     assert "\n" not in str(result.exception)
+
+
+def test_watch_without_a_champion_or_a_base_model_stops_at_start(cli: CliRunner, tmp_path: Path) -> None:
+    """Before, `train --watch` started, then crashed on the first batch of pairs (and again on each restart)."""
+    registry = str(tmp_path / "registry")
+    result = cli.invoke(app(), ["train", "--watch", "--registry", registry])
+    assert isinstance(result.exception, UserError) and "no champion yet" in str(result.exception)
+    result = cli.invoke(app(), ["train", "--watch", "--registry", registry, "--base-model", str(tmp_path / "none")])
+    assert isinstance(result.exception, UserError) and "no such model" in str(result.exception)

@@ -21,6 +21,7 @@ from lettingo.cli.errors import UserError
 from lettingo.logsafe import configure_safe_logging
 from lettingo.records import ModelVersion
 from lettingo.registry import DEFAULT_MODEL_NAME, ModelRegistry, RegistryError
+from lettingo.registry.base_models import is_ref
 from lettingo.settings import Settings, get_settings
 from trainer.config import DPORoundConfig
 from trainer.gate import TaskEvaluation
@@ -80,7 +81,9 @@ def train(
     learning_rate: float = typer.Option(DPORoundConfig.learning_rate, "--lr", help="Learning rate."),
     epochs: int = typer.Option(DPORoundConfig.epochs, help="Epochs over the round's pairs."),
     batch_size: int = typer.Option(DPORoundConfig.batch_size, help="Pairs per step."),
-    max_length: int = typer.Option(DPORoundConfig.max_length, help="Longer pairs are rejected, never truncated."),
+    max_length: int = typer.Option(
+        None, help="Longer pairs are rejected, never truncated [the longest pair, up to the model's context]."
+    ),
     seed: int = typer.Option(DPORoundConfig.seed, help="Seed; a round is deterministic on CPU for a seed."),
     min_pairs: int = typer.Option(DPORoundConfig.min_pairs, help="Fewer valid training pairs: no round."),
     max_pairs: int = typer.Option(2000, help="Largest batch read from the topic."),
@@ -114,6 +117,11 @@ def train(
         raise UserError(str(e)) from e
     settings = get_settings()
     registry = _registry(registry_root, name)
+    if base_model is None and registry.champion() is None:
+        # Checked now, not when the first pairs arrive: `--watch` would otherwise crash on every batch.
+        raise UserError(f"model {registry.name!r} has no champion yet: name a base model to start from (--base-model)")
+    if base_model is not None and not is_ref(base_model) and "://" not in base_model and not Path(base_model).exists():
+        raise UserError(f"--base-model {base_model}: no such model folder or file")
     task = _load_task_evaluation(task_eval)
     from_topic = not pairs
     on_champion = _publisher(settings) if (publish if publish is not None else from_topic) else None
