@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 from lettingo.data import Item, LabelScheme, Rating
 from lettingo.generators.base import Generator
-from lettingo.prompts.profile import ProfilePrompt, profile_prompt
+from lettingo.prompts.profile import HistoryEntry, ProfilePrompt, history_entries, profile_prompt_from_entries
+
+# Builds a case's prompt from its history entries and user id (e.g. within a token budget: profile_prompt_within).
+PromptBuilder = Callable[[Sequence[HistoryEntry], str], ProfilePrompt]
 
 _SPACE = re.compile(r"\s+")
 _EDGE_PUNCT = re.compile(r"^[\s.,;:!]+|[\s.,;:!]+$")
@@ -161,9 +164,11 @@ def explore(
     seed: int = 0,
     batch_size: int = 16,
     max_rounds: int = 2,
+    build_prompt: PromptBuilder = profile_prompt_from_entries,
 ) -> Iterator[UserCandidates]:
     """Candidates for each case, in order, computed ``batch_size`` users at a time (lazily, so a caller can
-    persist and report progress as it goes). Deterministic for a seed and the generators' own determinism."""
+    persist and report progress as it goes). Deterministic for a seed and the generators' own determinism.
+    ``build_prompt`` turns a case's history entries into its prompt (all of H_u by default)."""
     if not sources:
         raise ValueError("explore needs at least one source")
     labels = labels or LabelScheme()
@@ -174,7 +179,7 @@ def explore(
                 getattr(c, "position", 0),
                 history_ref(c.long_history),
                 # The prompt carries the case's user even when its history is empty.
-                replace(profile_prompt(c.long_history, items, labels), user_id=c.user_id),
+                replace(build_prompt(history_entries(c.long_history, items, labels), c.user_id), user_id=c.user_id),
             )
             for c in chunk
         ]

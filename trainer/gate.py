@@ -161,9 +161,6 @@ def decide(
     notes: list[str] = []
     intervals = intervals or {}
     for name, tolerance in tolerances.items():
-        interval = intervals.get(name)
-        if interval is not None and interval.units == 1:
-            notes.append(f"{name} on a single unit: no interval, it cannot show the candidate worse")
         if name in candidate and name in champion:
             comparisons.append(
                 MetricComparison(name, float(candidate[name]), float(champion[name]), tolerance, intervals.get(name))

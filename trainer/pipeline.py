@@ -11,7 +11,7 @@ import platform
 import shutil
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 from lettingo.records import ModelStatus, ModelVersion, PreferencePair
 from lettingo.registry import Manifest, ManifestDraft, ModelRegistry
 from trainer.config import DPORoundConfig
-from trainer.data import PairReport, split_held_out, tokenizer_counter, validate_pairs
+from trainer.data import PairReport, longest_pair, render_pairs, split_held_out, tokenizer_counter, validate_pairs
 from trainer.gate import GateResult, PairLogps, TaskEvaluation, run_gate
 from trainer.plots import CURVE_FILE, plot_training_curve
 from trainer.policy import current_policy
@@ -74,11 +74,17 @@ def run_round(
     show_progress: bool = False,
 ) -> RoundOutcome:
     """Run a round on ``pairs`` (``report`` already counts what was rejected while reading them)."""
-    from transformers import AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     policy = current_policy(registry, base_model)
     tokenizer = AutoTokenizer.from_pretrained(policy.tokenizer_path)
-    valid = validate_pairs(pairs, tokenizer_counter(tokenizer), config.max_length, report)
+    pairs = render_pairs(pairs, tokenizer)
+    count = tokenizer_counter(tokenizer)
+    if config.max_length is None:  # the data's longest pair, within the model's context
+        context = AutoConfig.from_pretrained(policy.base_model).max_position_embeddings
+        config = replace(config, max_length=max(1, min(context, longest_pair(pairs, count))))
+        log.info("max_length %d: the longest pair, up to the model's context of %d", config.max_length, context)
+    valid = validate_pairs(pairs, count, config.max_length, report)
     train_pairs, held_out = split_held_out(valid, config.held_out_fraction, config.seed)
     log.info("%s; %d for training, %d held out", report.summary(), len(train_pairs), len(held_out))
     if len(train_pairs) < config.min_pairs:

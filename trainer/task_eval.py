@@ -63,7 +63,11 @@ def validation_task(settings: Settings, seed: int = 13) -> TaskEvaluation:
         else:
             generator = HFGenerator(str(path))
         try:
-            prompts = [profile_prompt(evaluator.cases(u)[0].long_history, dataset.items, labels) for u in users]
+            # as the worker writes them: the user's latest LETTINGO_WORKER_HISTORY_MAX ratings of H_u
+            history = settings.worker_history_max
+            prompts = [
+                profile_prompt(evaluator.cases(u)[0].long_history[-history:], dataset.items, labels) for u in users
+            ]
             generated = generator.generate(prompts, n=SAMPLES_PER_USER, temperature=1.0, seed=seed)
         finally:
             generator.close()

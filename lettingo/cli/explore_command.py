@@ -74,6 +74,14 @@ def explore(
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N cases (for smoke runs).")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     batch_size: Annotated[int, typer.Option(min=1, help="Users per generation call.")] = 16,
+    max_prompt_tokens: Annotated[
+        int | None,
+        typer.Option(
+            min=64,
+            help="Keep only the most recent history lines whose prompt fits this many tokens of the first model "
+            "generator (a pretrained model spends about 25 tokens a line: 70 lines are some 2,000).",
+        ),
+    ] = None,
 ) -> None:
     """Explore K candidate profiles per user from several generators; writes one JSON line per user."""
     from tqdm import tqdm
@@ -103,12 +111,31 @@ def explore(
     except (GeneratorError, GeneratorSpecError) as e:
         raise UserError(str(e)) from e
     labels = LabelScheme.for_scale(data.integer_scale)
+    build = _prompt_builder(sources, max_prompt_tokens)
     try:
         with out.open("a", encoding="utf-8") as f, tqdm(total=len(todo), desc="explore", unit="user") as bar:
-            for user in explore_cases(todo, data.items, sources, labels=labels, seed=seed, batch_size=batch_size):
+            cases_out = explore_cases(
+                todo, data.items, sources, labels=labels, seed=seed, batch_size=batch_size, build_prompt=build
+            )
+            for user in cases_out:
                 f.write(json.dumps(user.to_dict(), ensure_ascii=False) + "\n")
                 f.flush()
                 bar.update(1)
     finally:
         for source in sources:
             source.generator.close()
+
+
+def _prompt_builder(sources, max_prompt_tokens: int | None):
+    """All of H_u, or the most recent lines within ``max_prompt_tokens`` of the first model generator."""
+    from lettingo.prompts.profile import profile_prompt_from_entries, profile_prompt_within
+
+    if max_prompt_tokens is None:
+        return profile_prompt_from_entries
+    encoders = [s.generator for s in sources if hasattr(s.generator, "encode")]
+    if not encoders:
+        raise UserError("--max-prompt-tokens needs an hf or vllm generator to count tokens with")
+    generator = encoders[0]
+    return lambda entries, user: profile_prompt_within(
+        entries, lambda prompt: len(generator.encode(prompt)), max_prompt_tokens, user
+    )

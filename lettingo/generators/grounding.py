@@ -8,6 +8,7 @@ cite a disliked film as a favourite. A per-row rule, applied at every step from 
   over characters, so it works for any tokenizer: one token per title as in nano, or a title spelled over a
   dozen BPE pieces); a token may not open a quote that cannot become such a title. When the clause already
   states a sentiment ("Loved ...", "Did not enjoy ..."), only titles the user rated that way are allowed.
+* **Markup**: no ``<`` or ``>``: the prompt's own delimiters are not a profile's (SmolLM2 answered with XML).
 * **Figures**: after ``average rating``, ``likes``, ``dislikes``, ``from`` (a year range) and a decade's
   ``(`` ... ``on average)``, a number must be the true one, written as the summary writes it; words may follow
   instead ("likes Comedy"), numbers may not be other numbers.
@@ -161,6 +162,14 @@ class GroundingRule:
         return mask
 
     @cached_property
+    def markup(self) -> torch.Tensor:
+        mask = torch.zeros(self.vocab_size, dtype=torch.bool)
+        ids = [i for i, t in enumerate(self.texts) if "<" in t or ">" in t]
+        if ids:
+            mask[torch.tensor(ids, dtype=torch.long)] = True
+        return mask
+
+    @cached_property
     def quote_tokens(self) -> dict[int, tuple[str, str | None]]:
         """Tokens holding a quote: (text after the first quote, the quoted text when the token closes it too)."""
         out = {}
@@ -237,7 +246,7 @@ class GroundingRule:
             mask = torch.zeros(self.vocab_size, dtype=torch.bool)
             if wrong:
                 mask[torch.tensor(wrong, dtype=torch.long)] = True
-            facts.masks[sentiment] = mask
+            facts.masks[sentiment] = mask | self.markup
         return facts.masks[sentiment]
 
 

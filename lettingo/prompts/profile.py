@@ -15,7 +15,7 @@ to ``text`` character for character.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from lettingo.data import Item, LabelScheme, Rating, Sentiment
@@ -106,3 +106,18 @@ def profile_prompt(
     entries = history_entries(history, items, labels or LabelScheme())
     user_id = history[0].user_id if history else ""
     return profile_prompt_from_entries(entries, user_id)
+
+
+def profile_prompt_within(
+    entries: Sequence[HistoryEntry], count_tokens: Callable[[ProfilePrompt], int], max_tokens: int, user_id: str = ""
+) -> ProfilePrompt:
+    """The prompt over the most recent entries whose prompt fits ``max_tokens`` (counted by ``count_tokens``, e.g.
+    a generator's :meth:`encode`), for models whose context or compute cannot take 70 history lines."""
+    low, high = 0, len(entries)  # the longest suffix that fits, by bisection (a prompt grows with its entries)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if count_tokens(profile_prompt_from_entries(entries[len(entries) - mid :], user_id)) <= max_tokens:
+            low = mid
+        else:
+            high = mid - 1
+    return profile_prompt_from_entries(entries[len(entries) - low :], user_id)

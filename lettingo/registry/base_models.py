@@ -95,11 +95,11 @@ class BaseModelStore:
         manifest = self.manifest(base_id)
         return self.files.local_copy(base_id, manifest.files, f"base model {base_id}", verify=verify)
 
-    def find_source(self, sha256: str) -> BaseModelManifest | None:
-        """The base model imported from a source file with this sha256 (a GGUF converted before), if any."""
+    def find_source(self, sha256: str, converter: int) -> BaseModelManifest | None:
+        """The base model converted (by this ``converter``) from a source file with this sha256, if any."""
         for base_id in self.ids():
             manifest = self.manifest(base_id)
-            if manifest.source.get("sha256") == sha256:
+            if manifest.source.get("sha256") == sha256 and manifest.source.get("converter") == converter:
                 return manifest
         return None
 

@@ -21,6 +21,7 @@ from lettingo.registry.errors import RegistryError
 from lettingo.registry.manifest import sha256_of_file
 
 log = logging.getLogger(__name__)
+CONVERTER = 2  # bump when convert_gguf writes something else: a GGUF imported before is then converted again
 
 
 def packaged_gguf(package: str) -> Path:
@@ -54,6 +55,7 @@ def convert_gguf(path: Path, out: Path) -> Path:
         tokenizer.eos_token = tokenizer.convert_ids_to_tokens(eos)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.clean_up_tokenization_spaces = False  # for a byte-level BPE it only strips spaces before punctuation
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out)
@@ -69,11 +71,12 @@ def import_base_model(source: Path, store: BaseModelStore, name: str | None = No
         import transformers
 
         digest = sha256_of_file(source)
-        if (known := store.find_source(digest)) is not None:
+        if (known := store.find_source(digest, CONVERTER)) is not None:
             return store.verify(known.id)
         origin = {
             "gguf": source.name,
             "sha256": digest,
+            "converter": CONVERTER,
             "converted_by": f"transformers {transformers.__version__}, gguf {version('gguf')}",
         }
         with tempfile.TemporaryDirectory(prefix="lettingo-import-") as tmp:
