@@ -21,9 +21,10 @@ from dataclasses import asdict, dataclass
 from statistics import mean
 from typing import Any
 
-from lettingo.data import Sentiment
+from lettingo.data import Dataset, LabelScheme, Sentiment
 from lettingo.generators.decoding import repeated_ngram_rate
-from lettingo.prompts.profile import HistoryEntry, ProfilePrompt
+from lettingo.prompts.escape import quote
+from lettingo.prompts.profile import HistoryEntry, ProfilePrompt, profile_prompt_from_entries
 
 AVERAGE_TOLERANCE = 0.1  # rating points
 PERCENT_TOLERANCE = 1.0  # percentage points
@@ -263,3 +264,21 @@ def quality_report(samples: Sequence[tuple[ProfilePrompt, Sequence[str]]]) -> Qu
         titles_sentiment_true=_share(sum(c.titles_sentiment_true for c in checks), stated),
         factual_consistency=_share(sum(c.true for c in checks), sum(c.checks for c in checks)),
     )
+
+
+def prompt_from_text(text: str, user_id: str, dataset: Dataset) -> ProfilePrompt | None:
+    """The prompt a stored prompt text (an explore line's, a candidate record's) was rendered from: its history
+    lines read back (titles and order) with the user's ratings of those items; None unless it renders to
+    ``text`` again (an item or rating the dataset does not hold)."""
+    by_title = {quote(item.title): item for item in dataset.items.values()}
+    labels = LabelScheme.for_scale(dataset.integer_scale)
+    rating_of = {r.item_id: r.rating for r in dataset.ratings_by_user.get(user_id, [])}
+    entries = []
+    for line in text.split("<history>", 1)[-1].split("</history>", 1)[0].splitlines():
+        title = QUOTED.match(line.removeprefix("- "))
+        item = by_title.get(title.group()) if title else None
+        if item is not None and item.item_id in rating_of:
+            rating = rating_of[item.item_id]
+            entries.append(HistoryEntry(item, rating, labels.label(rating)))
+    prompt = profile_prompt_from_entries(entries, user_id)
+    return prompt if prompt.text == text else None

@@ -316,9 +316,40 @@ def build(
     typer.echo(f"reader {reader.version} at {folder}")
 
 
+# --- quality ----------------------------------------------------------------------------------------------------
+def quality(
+    candidates: Annotated[list[Path], typer.Argument(help="Explore output(s): one JSON line per user and position.")],
+    dataset_path: DatasetOption = None,
+    show: Annotated[int, typer.Option(min=0, help="Profiles printed per file (the first user's first ones).")] = 3,
+) -> None:
+    """Readability and truth of explored profiles against the history each was written from (figures, titles,
+    well-formedness, distinctness, repeated 4-grams): one line per file and generator."""
+    from lettingo.profile_quality import prompt_from_text, quality_report
+
+    dataset, _ = _load_data(dataset_path)
+    for path in candidates:
+        by_generator: dict[str, list] = {}
+        unread = 0
+        for line in read_jsonl(path):
+            prompt = prompt_from_text(line.get("prompt", ""), str(line.get("user_id")), dataset)
+            if prompt is None:
+                unread += 1
+                continue
+            for c in line.get("candidates", []):
+                by_generator.setdefault(c["generator"], []).append((prompt, [c["text"]]))
+        for generator, samples in by_generator.items():
+            report = quality_report(samples)
+            typer.echo(f"- {path.name} {generator} ({report.profiles} profiles): {report.line()}")
+            for _, (text,) in samples[:show]:
+                typer.echo(f"    > {text}")
+        if unread:
+            typer.echo(f"  ({unread} lines of {path.name} skipped: their prompt does not render from the dataset)")
+
+
 def register(app: typer.Typer) -> None:
     app.command("evaluate")(evaluate)
     app.command("pairs")(pairs)
+    app.command("quality")(quality)
     app.command("baselines")(baselines)
     from lettingo.cli.compare_command import compare
 

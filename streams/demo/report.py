@@ -19,8 +19,7 @@ from aiokafka import AIOKafkaConsumer
 
 from lettingo.data import Dataset, DatasetSplit, LabelScheme
 from lettingo.evaluation import EvaluationConfig
-from lettingo.profile_quality import QUOTED, quality_report
-from lettingo.prompts.escape import quote
+from lettingo.profile_quality import prompt_from_text, quality_report
 from lettingo.prompts.profile import ProfilePrompt, profile_prompt
 from lettingo.records import (
     InputLimits,
@@ -87,33 +86,17 @@ def generated_profiles(
 
 
 def served_profiles(profiles: list[Profile], candidates: list[ProfileCandidate], dataset: Dataset) -> Written:
-    """The latest profile the worker served for each user, with the exact prompt it was written from.
-
-    The served profile competes in its own explored round, so its candidate record (same profile id) carries the
-    prompt text; the entries are read back from it (titles and sentiments) with the user's ratings of those
-    items, and kept only when they render to that text again. (The worker's prompt can hold fewer items than
-    the user rated: an item not yet in its catalogue is left out.)"""
-    from lettingo.prompts.profile import HistoryEntry, profile_prompt_from_entries
-
-    labels = LabelScheme.for_scale(dataset.integer_scale)
-    by_title = {quote(item.title): item for item in dataset.items.values()}
+    """The latest profile the worker served for each user, with the exact prompt it was written from: the served
+    profile competes in its own explored round, so its candidate record (same profile id) carries the prompt.
+    (The worker's prompt can hold fewer items than the user rated: an item it did not know is left out.)"""
     prompt_of = {c.profile_id: c.prompt for c in candidates if c.prompt}
     latest = {p.user_id: p for p in sorted(profiles, key=lambda p: p.version)}
     texts: dict[str, list[str]] = {}
     prompts: dict[str, ProfilePrompt] = {}
     for user, profile in latest.items():
         text = prompt_of.get(profile.profile_id)
-        if text is None:
-            continue
-        rating_of = {r.item_id: r.rating for r in dataset.ratings_by_user.get(user, [])}
-        entries = []
-        for line in text.split("<history>", 1)[-1].split("</history>", 1)[0].splitlines():
-            title = QUOTED.match(line.removeprefix("- "))
-            item = by_title.get(title.group()) if title else None
-            if item is not None and item.item_id in rating_of:
-                entries.append(HistoryEntry(item, rating_of[item.item_id], labels.label(rating_of[item.item_id])))
-        prompt = profile_prompt_from_entries(entries, user)
-        if prompt.text == text:
+        prompt = prompt_from_text(text, user, dataset) if text else None
+        if prompt is not None:
             texts[user] = [profile.text]
             prompts[user] = prompt
     return Written(texts, prompts)
