@@ -1,9 +1,19 @@
-"""``openai`` backend: any OpenAI-compatible server, e.g. ``vllm serve BASE --enable-lora``.
+"""``openai`` backend: any OpenAI-compatible server, e.g. ``vllm serve BASE --enable-lora`` on a GPU, or
+``transformers serve MODEL`` on a CPU (tested: ``tests/test_openai_server.py``).
+
+Every sample is its own request (``n=1``, seed = the prompt's seed + the sample's index): servers differ on ``n``
+(``transformers serve`` refuses it), and one request per sample keeps a sample's text independent of the others.
+Requests go out concurrently from a thread pool. A request that cannot connect, times out (``timeout`` seconds)
+or gets an error status is retried by the client ``retries`` times; then the whole call fails with
+:class:`GeneratorError`, so the caller's own retry (the worker: backoff, re-queue, dead letter) takes over and no
+request is lost. Repetition control is the server's: ``stop`` strings and ``frequency_penalty`` (vLLM and OpenAI
+penalise output tokens by count; ``transformers serve`` maps it to ``repetition_penalty`` 1 + f), and
+:func:`~lettingo.generators.decoding.finish_text` cuts any loop that remains.
 
 LoRA adapters (model versions) are loaded and unloaded at runtime through vLLM's ``/v1/load_lora_adapter`` and
 ``/v1/unload_lora_adapter`` (the server needs ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``); the adapter's name
-is then the model requests ask for. Prompts go out concurrently from a thread pool. When a local tokenizer with
-title tokens is given, requests carry vLLM's ``allowed_token_ids`` so titles stay those of the prompt.
+is then the model requests ask for. When a local tokenizer with title tokens is given, requests carry vLLM's
+``allowed_token_ids`` so titles stay those of the prompt.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ class OpenAIGenerator(Generator):
         api_key: str = "EMPTY",
         model_version: str | None = None,
         timeout_s: float = 120.0,
+        retries: int = 2,
         concurrency: int = 8,
         use_chat: bool = True,
         tokenizer: str | None = None,
@@ -46,7 +57,7 @@ class OpenAIGenerator(Generator):
         self.use_chat = use_chat
         self._api_key = api_key
         self._timeout_s = timeout_s
-        self._client = openai.OpenAI(base_url=self.base_url, api_key=api_key, timeout=timeout_s, max_retries=2)
+        self._client = openai.OpenAI(base_url=self.base_url, api_key=api_key, timeout=timeout_s, max_retries=retries)
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="openai-gen")
         self._tokenizer: Any = None
         self._titles: set[int] = set()
@@ -90,46 +101,57 @@ class OpenAIGenerator(Generator):
         ids = self._tokenizer(text, add_special_tokens=False)["input_ids"]
         return {"allowed_token_ids": allowed_token_ids(ids, self._titles, len(self._tokenizer), self._banned)}
 
-    def _one(
-        self, prompt: ProfilePrompt, n: int, temperature: float, max_new_tokens: int, seed: int, decoding: Decoding
-    ) -> list[Generation]:
+    def _sample(
+        self, prompt: ProfilePrompt, index: int, temperature: float, max_new_tokens: int, seed: int, decoding: Decoding
+    ) -> Generation:
+        """One sample: one request."""
         started = time.perf_counter()
         common: dict[str, Any] = {
             "model": self.model,
-            "n": n,
             "temperature": temperature,
             "max_tokens": max_new_tokens,
-            "seed": sample_seed(seed, prompt),
+            "seed": sample_seed(seed, prompt) + index,
             "extra_body": self._extra_body(prompt),
-            "frequency_penalty": decoding.frequency_penalty,
-            "stop": list(decoding.stop)[:4] or None,
         }
+        if decoding.frequency_penalty:
+            common["frequency_penalty"] = decoding.frequency_penalty
+        if decoding.stop:
+            common["stop"] = list(decoding.stop)[:4]  # the OpenAI API takes four
         try:
             if self.use_chat:
                 resp = self._client.chat.completions.create(messages=list(prompt.messages), **common)  # type: ignore[arg-type]
-                texts = [(c.message.content or "", c.finish_reason) for c in resp.choices]
+                text, reason = resp.choices[0].message.content or "", resp.choices[0].finish_reason
             else:
                 resp = self._client.completions.create(prompt=prompt.text, **common)
-                texts = [(c.text, c.finish_reason) for c in resp.choices]
-        except openai.OpenAIError as e:
-            raise GeneratorError(f"openai: request to {self.base_url} for model {self.model!r} failed: {e}") from e
-        latency = time.perf_counter() - started
+                text, reason = resp.choices[0].text, resp.choices[0].finish_reason
+        except (openai.OpenAIError, httpx.HTTPError, IndexError) as e:
+            raise GeneratorError(f"openai: request to {self.base_url} for model {self.model!r} failed: {e!r}") from e
         usage = resp.usage
-        prompt_tokens = usage.prompt_tokens if usage else 0
-        per_choice = round(usage.completion_tokens / max(1, len(texts))) if usage else 0  # the server reports a total
-        return [
-            Generation(
-                t.strip(), prompt_tokens, per_choice, latency, self.name, self.model_version, seed, reason == "stop"
-            )
-            for t, reason in texts
-        ]
+        return Generation(
+            text.strip(),
+            usage.prompt_tokens if usage else 0,
+            usage.completion_tokens if usage else 0,
+            time.perf_counter() - started,
+            self.name,
+            self.model_version,
+            seed,
+            reason == "stop",
+        )
 
     def _generate(
         self, prompts: list[ProfilePrompt], n: int, temperature: float, max_new_tokens: int, seed: int,
         decoding: Decoding,
     ) -> list[list[Generation]]:  # fmt: skip
-        futures = [self._pool.submit(self._one, p, n, temperature, max_new_tokens, seed, decoding) for p in prompts]
-        return [f.result() for f in futures]
+        futures = [
+            [self._pool.submit(self._sample, p, j, temperature, max_new_tokens, seed, decoding) for j in range(n)]
+            for p in prompts
+        ]
+        try:
+            return [[f.result() for f in row] for row in futures]
+        finally:
+            for row in futures:
+                for f in row:
+                    f.cancel()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

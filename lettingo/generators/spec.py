@@ -3,7 +3,7 @@
     hf:/path/to/model[?adapter=/path/to/lora&version=v3&device=cpu&dtype=bfloat16&cache=static&decoder=generate]
     hf:/path/to/model?no_repeat_ngram=6&repetition_penalty=1.1     (any model backend; see generators.decoding)
     vllm:/path/to/model[?adapter=/path/to/lora&version=v3]
-    openai:http://host:8000/v1#served-model[?version=v3&tokenizer=/local/tokenizer]
+    openai:http://host:8000/v1#served-model[?version=v3&tokenizer=/local/tokenizer&timeout=60&retries=2]
     writer:titles          writer:mix          writer:genres,era
 
 Parsing is separate from loading, so a bad spec is rejected with a clear message before any model is touched.
@@ -24,7 +24,7 @@ _DECODING = {"no_repeat_ngram", "repetition_penalty", "frequency_penalty", "grou
 _OPTIONS = {
     "hf": {"adapter", "version", "device", "dtype", "cache", "chat", "decoder", *_DECODING},
     "vllm": {"adapter", "version", "chat", "gpu_memory_utilization", "max_model_len", "dtype", *_DECODING},
-    "openai": {"version", "tokenizer", "api", "api_key_env", "concurrency", *_DECODING},
+    "openai": {"version", "tokenizer", "api", "api_key_env", "concurrency", "timeout", "retries", *_DECODING},
     "writer": set(),
 }
 EXAMPLES = "hf:/path/to/model, vllm:/path/to/model, openai:http://host:8000/v1#model, writer:titles"
@@ -173,5 +173,7 @@ def make_generator(spec: str | GeneratorSpec, **overrides: str | None) -> Genera
         use_chat=opts.get("api", "chat") == "chat",
         tokenizer=opts.get("tokenizer"),
         concurrency=int(opts.get("concurrency", 8)),
+        timeout_s=float(opts.get("timeout", 120)),
+        retries=int(opts.get("retries", 2)),
         decoding=_decoding(parsed, opts, Decoding(frequency_penalty=0.1)),
     )
