@@ -23,13 +23,14 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.common import DATASET, Options, median, print_table, write_result
+from bench.common import DATASET, HOME, Options, median, print_table, write_result
 from bench.kafka_util import run_settings, table_contents
 from bench.worker import BenchWorker, remove_home
 from lettingo.data import load_dataset
@@ -39,6 +40,7 @@ from streams.kafka.producer import record_producer
 from streams.kafka.topics import create_topics, delete_run_topics
 from streams.replay import to_interaction, to_item_record
 
+KEPT_LOGS = HOME / "bench-logs" / "chaos"
 # Quick streams: small explore, cold start after 5, no model: profiles from a deterministic writer.
 WORKER = dict(explore_rate=0.0, worker_cold_start_after=5, regen_batch_seconds=0.2, kafka_session_timeout_seconds=6,
               kafka_heartbeat_seconds=1)  # fmt: skip
@@ -60,10 +62,24 @@ class Fleet:
     failovers: list[float] = field(default_factory=list)
     kills: int = 0
 
-    def start(self) -> None:
+    def start(self, timeout_s: float = 420) -> None:
+        """Start every worker at once (one after the other, each joining rebalances the group again)."""
         self.workers = [BenchWorker(self.settings, **self.overrides) for _ in range(self.size)]
-        for w in self.workers:
-            w.start()
+        errors: list[BaseException] = []
+
+        def start(worker: BenchWorker) -> None:
+            try:
+                worker.start(timeout_s=timeout_s)
+            except (RuntimeError, TimeoutError) as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=start, args=(w,)) for w in self.workers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
 
     def kill_one(self, rng: random.Random) -> None:
         """SIGKILL a random live worker, start a new one in its place, and time the failover in a thread."""
@@ -223,6 +239,10 @@ def run_chaos(events: int, kills: int, workers: int, rate: float, seed: int = 7,
     finally:
         for fleet in fleets:  # also after a failure: no worker outlives the run
             fleet.stop()
+        for s in (clean_settings, chaos_settings):  # the workers' logs outlive the run's folder
+            for log in s.home.glob("worker-*.log"):
+                KEPT_LOGS.mkdir(parents=True, exist_ok=True)
+                shutil.copy(log, KEPT_LOGS / f"{s.app_id}-{log.name}")
         for s in (clean_settings, chaos_settings):
             asyncio.run(delete_run_topics(s))
             remove_home(s)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from lettingo.bounds import Evictions, StateBounds
 from lettingo.data import LabelScheme
 from lettingo.drift import DriftConfig, decide
-from lettingo.records import Interaction, Item, ProfileRequest
+from lettingo.records import Interaction, Item, ProfileRequest, RatedItem
 from lettingo.user_state import HistoryEvent, UserState, apply_interaction
 
 
@@ -28,6 +28,7 @@ class IngestLimits:
     keep_events: int
     seen_max: int
     bounds: StateBounds
+    prompt_history: int = 70  # the latest events a profile prompt shows (H_u), carried by each request
 
 
 def ingest_event(
@@ -58,9 +59,11 @@ def ingest_event(
     decision = decide(state, drift)
     request = None
     if decision.reason is not None:
+        shown = state.events[-limits.prompt_history :]
         request = ProfileRequest(
             user_id=state.user_id, reason=decision.reason, drift_score=decision.score,
             ts=state.last_ts, history_ref=state.history_ref,
+            history=[RatedItem(item_id=e.item_id, rating=e.rating) for e in shown if e.rating is not None],
         )  # fmt: skip
         state.mark_profiled()
         state.last_request = request.model_dump_json()

@@ -95,6 +95,11 @@ class RequestReason(StrEnum):
     MODEL_UPDATE = "model_update"
 
 
+class RatedItem(Record):
+    item_id: Id
+    rating: float
+
+
 class ProfileRequest(Record):
     user_id: Id
     reason: RequestReason
@@ -103,6 +108,9 @@ class ProfileRequest(Record):
     attempt: int = 0
     history_ref: str = ""  # the history the profile must describe: "<count>@<last event id>" (deterministic replays)
     caused_at: float | None = None  # wall time (epoch s) the causing interaction reached Kafka: latency's origin
+    # H_u as of history_ref (the rated events the prompt shows), carried so that the profile does not depend on
+    # when the request is served: by then the user's kept window may have moved past these events.
+    history: list[RatedItem] = Field(default_factory=list, max_length=1024)
 
 
 class ProfileCandidate(Record):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
@@ -26,7 +26,7 @@ from lettingo.bounds import Evictions, StateBounds, StateTooLarge, cap_counts
 from lettingo.data import Item as CatalogItem
 from lettingo.data import LabelScheme
 from lettingo.prompts.profile import HistoryEntry
-from lettingo.records import Interaction, Item
+from lettingo.records import Interaction, Item, RatedItem
 
 DIGEST_BYTES = 8
 
@@ -274,8 +274,10 @@ def to_catalog_item(item: Item) -> CatalogItem:
     return CatalogItem(item.item_id, item.title, tuple(item.attributes), item.year)
 
 
-def history_entries(events: list[HistoryEvent], catalog: Mapping[str, Item], labels: LabelScheme) -> list[HistoryEntry]:
-    """Rated events with a known item, as the profile prompt's H_u entries."""
+def history_entries(
+    events: Sequence[HistoryEvent | RatedItem], catalog: Mapping[str, Item], labels: LabelScheme
+) -> list[HistoryEntry]:
+    """Rated events (or a request's rated items) with a known item, as the profile prompt's H_u entries."""
     entries = []
     for e in events:
         item = catalog.get(e.item_id)

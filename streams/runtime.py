@@ -81,7 +81,8 @@ class Runtime:
 
     @cached_property
     def ingest_limits(self) -> IngestLimits:
-        return IngestLimits(self.keep_events, self.settings.seen_events_max, self.bounds)
+        return IngestLimits(self.keep_events, self.settings.seen_events_max, self.bounds,
+                            self.settings.worker_history_max)  # fmt: skip
 
     def load_generators(self) -> None:
         """The configured serving policy (smoke-tested) and the explorer. Blocking: run it in an executor."""

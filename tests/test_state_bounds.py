@@ -110,3 +110,14 @@ def test_profile_output_escapes_delimiters_and_controls_but_keeps_quoted_titles_
     assert title in out and escape_output(out) == out
     assert "<" not in out and ">" not in out and "\x1b" not in out and "\u2028" not in out
     assert out.endswith("\nSecond line.")
+
+
+def test_a_request_carries_the_history_its_profile_describes() -> None:
+    """The profile of a request must not depend on when it is served: by then the kept window may have moved on
+    (a lagging generator described an empty history: 'Too little history' in a fast replay)."""
+    state, limits = UserState(user_id="u"), IngestLimits(20, 100, StateBounds(), prompt_history=2)
+    steps = [ingest_event(state, rated(n), None, LabelScheme(), DriftConfig(cold_start_after=3), limits, Evictions())
+             for n in range(3)]  # fmt: skip
+    request = steps[-1].request
+    assert [(h.item_id, h.rating) for h in request.history] == [("i1", 4.0), ("i1", 4.0)]
+    assert len(request.history) == 2 and request.history_ref == "3@e2"

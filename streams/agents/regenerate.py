@@ -22,7 +22,7 @@ from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 from lettingo.generators import Generator
 from lettingo.prompts.escape import escape_output
 from lettingo.prompts.profile import ProfilePrompt, profile_prompt_from_entries
-from lettingo.records import Profile, ProfileCandidate, ProfileRequest
+from lettingo.records import Profile, ProfileCandidate, ProfileRequest, RatedItem
 from lettingo.serving import LoadedPolicy
 from lettingo.settings import Settings
 from lettingo.user_state import UserState, history_entries
@@ -58,11 +58,13 @@ def digest(*parts: str) -> int:
     return int.from_bytes(hashlib.blake2b("|".join(parts).encode(), digest_size=8).digest(), "big")
 
 
-def prompt_for_ref(user_id: str, history_ref: str) -> ProfilePrompt:
-    """The real profile prompt (:mod:`lettingo.prompts.profile`) over the user's H_u as of ``history_ref``."""
-    state = tables.read(tables.user_state, user_id, UserState) or UserState(user_id=user_id)
-    events = state.events_up_to(history_ref)[-RUNTIME.settings.worker_history_max :]
-    return profile_prompt_from_entries(history_entries(events, RUNTIME.catalog, RUNTIME.labels), user_id)
+def prompt_for_ref(user_id: str, history_ref: str, history: list[RatedItem] | None = None) -> ProfilePrompt:
+    """The real profile prompt (:mod:`lettingo.prompts.profile`) over the user's H_u as of ``history_ref``: the
+    request's own copy of it, or (a request without one) what the user's kept window still holds of it."""
+    if not history:
+        state = tables.read(tables.user_state, user_id, UserState) or UserState(user_id=user_id)
+        history = state.events_up_to(history_ref)[-RUNTIME.settings.worker_history_max :]
+    return profile_prompt_from_entries(history_entries(history, RUNTIME.catalog, RUNTIME.labels), user_id)
 
 
 def generate_batch(policy: LoadedPolicy, explorer: Generator, jobs: list[Job], s: Settings) -> list[Generated]:
@@ -103,7 +105,7 @@ async def _job(event) -> Job | None:
         return None
     draw = digest(request.user_id, request.history_ref)
     explore = (draw % 10_000) / 10_000 < RUNTIME.settings.explore_rate and RUNTIME.settings.explore_k > 0
-    return Job(event, request, prompt_for_ref(request.user_id, request.history_ref), explore)
+    return Job(event, request, prompt_for_ref(request.user_id, request.history_ref, request.history), explore)
 
 
 async def _generate(policy: LoadedPolicy, jobs: list[Job]) -> list[Generated]:
