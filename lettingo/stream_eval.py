@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from lettingo.data import Dataset, DatasetSplit, LabelScheme, Rating, UserSplit
 from lettingo.evaluation import CaseOutcome, EvaluationConfig, TaskEvaluator
-from lettingo.recommenders import EmbeddingReader, NegativeSampler, Task
+from lettingo.recommenders import EmbeddingReader, LLMJudge, NegativeSampler, Task
 from lettingo.records import Item, Reward, RewardSource
 
 if TYPE_CHECKING:
@@ -166,7 +166,11 @@ class StreamTaskEvaluator:
     """Scores a user's open candidates on one new rated item; one batched reader call per event."""
 
     def __init__(
-        self, reader: EmbeddingReader, dataset: Dataset, split: DatasetSplit, config: StreamEvalConfig | None = None
+        self,
+        reader: EmbeddingReader | LLMJudge,
+        dataset: Dataset,
+        split: DatasetSplit,
+        config: StreamEvalConfig | None = None,
     ) -> None:
         self.reader = reader
         self.dataset = dataset
@@ -238,12 +242,17 @@ def load_stream_evaluator(
 ) -> StreamTaskEvaluator:
     """Load the dataset and the frozen reader (``reader_path``, checksum verified; or the cached reader for the
     dataset under ``models_dir``, built once if missing), and load the sentence encoder so the first event
-    does not pay for it. Slow (seconds to minutes): call it off the event loop."""
+    does not pay for it. ``llm:SPEC`` as ``reader_path`` is the paper's LLM judge instead (one generator call per
+    batch of queries). Slow (seconds to minutes): call it off the event loop."""
     from lettingo.data import load_dataset, split_dataset
-    from lettingo.recommenders import TextEncoder, build_or_load_reader
+    from lettingo.recommenders import TextEncoder, build_or_load_reader, is_judge_spec, load_judge
 
     dataset = load_dataset(dataset_path)
     split = split_dataset(dataset)
+    if reader_path is not None and is_judge_spec(reader_path):
+        judge = load_judge(reader_path, dataset)
+        log.info("task evaluation reader: the LLM judge %s", judge.version)
+        return StreamTaskEvaluator(judge, dataset, split, config)
     encoder = TextEncoder(cache_dir)
     if reader_path is not None:
         reader = EmbeddingReader.load(reader_path, dataset, encoder)

@@ -118,3 +118,11 @@ def test_ranking_answers_that_parse(answer: str, expected: int) -> None:
 @pytest.mark.parametrize("answer", [None, "", "0", "11", "3 or 4", "3, 4", "three", "Movie 3 and 5", "-2", "2.5"])
 def test_ranking_junk_ambiguous_and_out_of_range_answers_are_none(answer: str | None) -> None:
     assert parse_ranking(answer, 10) is None
+
+
+def test_a_ranking_answer_that_echoes_its_candidates_line_names_it() -> None:
+    lines = ['"Heat (1995) (Action, Crime)"', '"Casino (1995) (Crime, Drama)"']
+    assert parse_ranking('2. "Casino (1995) (Cri', 2, lines) == 1
+    assert parse_ranking('2. "Heat (1995)', 2, lines) is None  # the number and the line disagree
+    assert parse_ranking('1. "Heat (1995) (Action, Crime)" and 2.', 2, lines) is None
+    assert parse_ranking('2. "Casino', 2) is None  # without the lines: strict

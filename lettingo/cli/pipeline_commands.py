@@ -26,7 +26,12 @@ recommender_app = typer.Typer(help="The frozen embedding recommender (f_Rec).", 
 
 DatasetOption = Annotated[Path | None, typer.Option("--dataset", help="Dataset folder (default: LETTINGO_DATASET).")]
 ReaderOption = Annotated[
-    Path | None, typer.Option("--reader", help="A frozen reader folder (default: build or reuse the cached one).")
+    str | None,
+    typer.Option(
+        "--reader",
+        help="f_Rec: a frozen embedding reader folder (default: build or reuse the cached one), or the paper's "
+        "LLM judge as llm:GENERATOR_SPEC (llm:hf:/models/SmolLM2, llm:openai:http://host:8000/v1#model).",
+    ),
 ]
 GroupOption = Annotated[UserGroup, typer.Option(help="User group.")]
 
@@ -72,14 +77,27 @@ def _load_data(dataset_path: Path | None):
     return dataset, split_dataset(dataset)
 
 
-def _reader(dataset, split, reader_path: Path | None):
-    from lettingo.recommenders import EmbeddingReader, ReaderChecksumError, TextEncoder, build_or_load_reader
+def _reader(dataset, split, reader_path: str | Path | None):
+    from lettingo.generators import GeneratorError, GeneratorSpecError
+    from lettingo.recommenders import (
+        EmbeddingReader,
+        ReaderChecksumError,
+        TextEncoder,
+        build_or_load_reader,
+        is_judge_spec,
+        load_judge,
+    )
 
+    if reader_path is not None and is_judge_spec(reader_path):
+        try:
+            return load_judge(reader_path, dataset)
+        except (GeneratorError, GeneratorSpecError) as e:
+            raise UserError(f"--reader {reader_path}: {e}") from e
     settings = get_settings()
     encoder = TextEncoder(settings.cache_path)
     try:
         if reader_path is not None:
-            return EmbeddingReader.load(reader_path, dataset, encoder)
+            return EmbeddingReader.load(Path(reader_path), dataset, encoder)
         return build_or_load_reader(dataset, split, settings.path("models"), encoder)[0]
     except (ReaderChecksumError, FileNotFoundError, ValueError) as e:
         raise UserError(str(e)) from e

@@ -106,13 +106,25 @@ def parse_sentiment(answer: str | None) -> Sentiment | None:
     return Sentiment(m.group(1).lower()) if m else None
 
 
-def parse_ranking(answer: str | None, n_candidates: int) -> int | None:
-    """The chosen candidate's 0-based index from an answer like ``3``, ``3.`` or ``Movie 3``; else None."""
+_ECHO_ANSWER = re.compile(r"^(\d{1,3})\.\s+(.+)$")
+
+
+def parse_ranking(answer: str | None, n_candidates: int, lines: Sequence[str] = ()) -> int | None:
+    """The chosen candidate's 0-based index from an answer like ``3``, ``3.`` or ``Movie 3``; else None.
+
+    With the candidates' ``lines`` (as :func:`describe_item` wrote them), an answer that echoes one candidate's
+    line after its number (``3. "Heat (1995) (Action, ...`` as far as it goes) names that candidate too: small
+    models copy the list's line instead of answering the number alone."""
     line = _first_line(answer)
     m = _NUMBER_ANSWER.match(line) if line is not None else None
-    if not m:
+    if m:
+        number = int(m.group(1))
+    elif line is not None and lines and (echo := _ECHO_ANSWER.match(line)):
+        number, said = int(echo.group(1)), echo.group(2).strip().rstrip(".")
+        if not 1 <= number <= len(lines) or not lines[number - 1].startswith(said):
+            return None  # another line, or more than the line (an answer naming two candidates)
+    else:
         return None
-    number = int(m.group(1))
     return number - 1 if 1 <= number <= n_candidates else None
 
 

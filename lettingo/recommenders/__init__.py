@@ -9,6 +9,7 @@ from lettingo.recommenders.base import (
     Task,
     TextCompleter,
 )
+from lettingo.recommenders.completers import GeneratorCompleter, is_judge_spec, load_judge
 from lettingo.recommenders.encoder import TextEncoder
 from lettingo.recommenders.judge import LLMJudge
 from lettingo.recommenders.negatives import NegativeSampler, RankingCandidates
@@ -18,6 +19,7 @@ from lettingo.recommenders.training import ReaderTrainingConfig, build_or_load_r
 
 __all__ = [
     "EmbeddingReader",
+    "GeneratorCompleter",
     "LLMJudge",
     "NegativeSampler",
     "RankingCandidates",
@@ -32,5 +34,7 @@ __all__ = [
     "TextCompleter",
     "TextEncoder",
     "build_or_load_reader",
+    "is_judge_spec",
+    "load_judge",
     "train_reader",
 ]

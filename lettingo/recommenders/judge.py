@@ -1,12 +1,21 @@
-"""The paper's f_Rec: an LLM asked at temperature 0, its answers parsed strictly."""
+"""The paper's f_Rec: an LLM asked at temperature 0, its answers parsed strictly.
+
+Select it wherever a reader is taken: ``--reader llm:SPEC`` on the command line, ``LETTINGO_READER_PATH=llm:SPEC``
+in the worker (SPEC: a generator spec, lettingo.recommenders.completers.load_judge)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
 
-from lettingo.data import Dataset
-from lettingo.prompts.recommender import parse_ranking, parse_sentiment, ranking_prompt, sentiment_prompt
+from lettingo.data import Dataset, LabelScheme
+from lettingo.prompts.recommender import (
+    describe_item,
+    parse_ranking,
+    parse_sentiment,
+    ranking_prompt,
+    sentiment_prompt,
+)
 from lettingo.recommenders.base import (
     RankingPrediction,
     RankingQuery,
@@ -30,6 +39,14 @@ class LLMJudge:
         self.batch_size = batch_size
         self.n_answers = 0
         self.n_unparsable = 0
+        self.scheme = LabelScheme.for_scale(dataset.integer_scale)
+
+    # What callers of the embedding reader also call; a judge reads text as it comes.
+    def prepare(self, profiles: Sequence[str], item_ids: Sequence[str]) -> None:
+        """Nothing to precompute."""
+
+    def warm_items(self) -> None:
+        """Nothing to precompute."""
 
     def _complete(self, prompts: list[str]) -> list[str]:
         out: list[str] = []
@@ -59,6 +76,10 @@ class LLMJudge:
     def rank(self, queries: Sequence[RankingQuery]) -> list[RankingPrediction]:
         prompts = [ranking_prompt(q.profile, q.recent, q.candidate_ids, self.dataset.items) for q in queries]
         answers = self._complete(prompts)
-        chosen = [parse_ranking(a, len(q.candidate_ids)) for a, q in zip(answers, queries, strict=True)]
+        items = self.dataset.items
+        chosen = [
+            parse_ranking(a, len(q.candidate_ids), [describe_item(items.get(i), i) for i in q.candidate_ids])
+            for a, q in zip(answers, queries, strict=True)
+        ]
         self._count(chosen, answers)  # type: ignore[arg-type]
         return [RankingPrediction(None if c is None else (c,)) for c in chosen]
