@@ -206,7 +206,7 @@ class QualityReport:
     """Pooled over profiles: shares in [0, 1]; ``None`` where nothing of the kind was stated."""
 
     profiles: int
-    distinct: float  # distinct texts per prompt (1: every sample differs), averaged over prompts
+    distinct: float  # distinct texts among all profiles (1: no two alike, across users and samples)
     well_formed: float
     repeated_4gram_rate: float  # mean share of a profile's word 4-grams that repeat an earlier one
     figures_per_profile: float
@@ -239,12 +239,8 @@ def _share(numerator: int, denominator: int) -> float | None:
 def quality_report(samples: Sequence[tuple[ProfilePrompt, Sequence[str]]]) -> QualityReport:
     """``samples``: each prompt with the profiles written from it."""
     checks: list[ProfileChecks] = []
-    distinct: list[float] = []
     texts: list[str] = []
     for prompt, profiles in samples:
-        if not profiles:
-            continue
-        distinct.append(len(set(profiles)) / len(profiles))
         for text in profiles:
             texts.append(text)
             checks.append(check_profile(text, prompt.entries))
@@ -254,7 +250,7 @@ def quality_report(samples: Sequence[tuple[ProfilePrompt, Sequence[str]]]) -> Qu
     stated = sum(c.titles_with_sentiment for c in checks)
     return QualityReport(
         profiles=n,
-        distinct=round(mean(distinct), 4) if distinct else 0.0,
+        distinct=round(len(set(texts)) / n, 4) if n else 0.0,
         well_formed=round(sum(map(is_well_formed, texts)) / n, 4) if n else 0.0,
         repeated_4gram_rate=round(mean(map(repeated_ngram_rate, texts)), 4) if n else 0.0,
         figures_per_profile=round(figures / n, 2) if n else 0.0,

@@ -107,8 +107,9 @@ def quality_lines(systems: dict[str, Written], samples: int = 3) -> list[str]:
     lines = [
         "## Profile quality",
         "",
-        "Read from the text alone, against the history each profile was written from: distinct (share of a "
-        "user's samples that differ), well-formed (a finished sentence, balanced quotes, no prompt markup), titles "
+        "Read from the text alone, against the history each profile was written from: distinct (distinct texts "
+        "among all the system's profiles: 100 % when no two users or samples got the same text), well-formed (a "
+        "finished sentence, balanced quotes, no prompt markup), titles "
         'grounded (quoted titles that are in the history) and their stated sentiment true ("Loved X": the user '
         "liked X), figures true (stated averages, like / dislike shares and year ranges within 0.1 rating points "
         "or 1 percentage point of the truth), factual consistency (every check pooled) and repeated 4-grams (share "
