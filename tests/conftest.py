@@ -18,6 +18,11 @@ REPO = Path(__file__).resolve().parents[1]
 DATASET = (REPO.parent / "shared" / "data" / "ml-latest-small").resolve()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Registered here so that -m "not pretrained" can leave them out of a quick run; they run in `make test`.
+    config.addinivalue_line("markers", "pretrained: runs SmolLM2-135M-Instruct (minutes on 2 cores)")
+
+
 @pytest.fixture(scope="session")
 def dataset_path() -> Path:
     if not (DATASET / "ratings.csv").exists():

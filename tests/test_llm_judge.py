@@ -20,7 +20,7 @@ from lettingo.recommenders.history_text import fixed_format_profile
 from tests.conftest import DATASET, delete_test_topics
 from tests.streams_harness import catalogue_settings, produce, running_worker, topic_records, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.pretrained]
 
 
 def test_a_judge_spec_survives_a_settings_path() -> None:

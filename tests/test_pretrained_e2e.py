@@ -22,7 +22,7 @@ from lettingo.settings import get_settings
 from tests.conftest import DATASET, delete_test_topics
 from tests.streams_harness import catalogue_settings, produce, running_worker, topic_records, wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.kafka]
+pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.pretrained]
 PROMPT_TOKENS = 360  # about 9 history lines: what 2 cores can explore and train on in a test
 
 
