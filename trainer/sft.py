@@ -79,6 +79,8 @@ def sft_on_profiles(
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             steps += 1
+            if steps % 10 == 0:
+                log.info("SFT step %d, loss %.3f, %.0f s", steps, loss.item(), time.perf_counter() - started)
     model.eval()
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
