@@ -21,7 +21,7 @@ from lettingo.data import Item, Sentiment
 from lettingo.generators import Generator, make_generator
 from lettingo.prompts.profile import HistoryEntry, profile_prompt_from_entries
 from lettingo.records import ModelVersion
-from lettingo.registry import ModelRegistry, RegistryError, is_ref
+from lettingo.registry import ModelRegistry, RegistryError
 from lettingo.registry.manifest import version_folder_name
 
 log = logging.getLogger(__name__)
@@ -73,12 +73,10 @@ def verify_files(record: ModelVersion) -> Path:
 
 
 def base_model_folder(record: ModelVersion) -> str:
-    """A local folder of the record's base model: a ``base:<id>`` is read from the version's own registry
-    (verified, downloaded into the cache when remote); an older record's path is used as it is."""
-    if not is_ref(record.base_model):
-        return record.base_model
+    """A local folder of the record's base model, read from the version's own registry (verified, downloaded
+    into the cache when remote)."""
     try:
-        return str(registry_of(record).base_models.local_path(record.base_model.removeprefix("base:")))
+        return str(registry_of(record).base_model_path(record.base_model))
     except RegistryError as e:
         raise ModelRefusedError(label_of(record), "base_model", str(e)) from e
 

@@ -63,7 +63,7 @@ def test_a_registry_copied_elsewhere_loads_and_verifies_there(tmp_path: Path) ->
     shutil.rmtree(tmp_path / "machine-a")  # nothing of the first machine is left
     there = ModelRegistry(copied, cache_dir=tmp_path / "machine-b" / "cache")
     assert there.verify(1) == manifest
-    assert there.base_model_path(manifest).is_relative_to(copied)
+    assert there.base_model_path(manifest.base_model).is_relative_to(copied)
 
     record = there.model_version_record(1)
     loaded = PolicyHolder.from_spec("writer:combined").switch_to(record)  # checksums, base model, smoke test
@@ -72,7 +72,7 @@ def test_a_registry_copied_elsewhere_loads_and_verifies_there(tmp_path: Path) ->
     policy = current_policy(there, base_model=None)  # the next round starts there too
     assert policy.kind == "lora" and policy.base_ref == manifest.base_model
 
-    weights = there.base_model_path(manifest) / "model.safetensors"
+    weights = there.base_model_path(manifest.base_model) / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-4] + b"oops")
     with pytest.raises(ModelRefusedError) as refused:
         PolicyHolder.from_spec("writer:combined").switch_to(record)
@@ -91,7 +91,7 @@ def test_a_registry_on_an_fsspec_url_loads_through_the_verified_cache(tmp_path: 
         shutil.rmtree(tmp_path / "machine-a")
         loaded = PolicyHolder.from_spec("writer:combined").switch_to(record)
         assert loaded.version == "profile-generator:1"
-        base = remote.base_model_path(remote.manifest(1))
+        base = remote.base_model_path(remote.manifest(1).base_model)
         assert base.is_relative_to(tmp_path / "cache")  # downloaded once, verified
     finally:
         fs.rm("memory://lettingo-base-models-test", recursive=True)

@@ -90,7 +90,7 @@ def test_a_lora_round_trains_gates_and_publishes_with_a_portable_base(round_dir:
     registry = ModelRegistry(round_dir / "registry")
     manifest = registry.manifest(1)
     assert manifest.kind == "lora" and manifest.base_model.startswith("base:")
-    assert registry.base_model_path(manifest).name == smollm2.name  # the same content id
+    assert registry.base_model_path(manifest.base_model).name == smollm2.name  # the same content id
     lineage = manifest.data_lineage
     assert lineage["train_pairs"] >= 4 and "too_long" not in lineage["rejected"]
     assert manifest.training_config["max_length"] > PROMPT_TOKENS  # derived from the pairs, not a fixed 512

@@ -124,7 +124,8 @@ def test_rounds_publish_gate_and_continue_from_the_champion_adapter(tiny_base: P
     assert CURVE_FILE in manifest.files and "adapter_model.safetensors" in manifest.files
     # the base model is registered in the registry and named by its content id, not by a path
     assert manifest.parent is None and manifest.base_model == registry.base_models.add(tiny_base).ref
-    assert registry.base_model_path(manifest) == Path(registry.root) / "base-models" / manifest.base_model[5:]
+    base_folder = Path(registry.root) / "base-models" / manifest.base_model.removeprefix("base:")
+    assert registry.base_model_path(manifest.base_model) == base_folder
     assert manifest.data_lineage["train_pairs"] + manifest.data_lineage["held_out_pairs"] == 24
     assert manifest.training_config["beta"] == 0.1 and manifest.library_versions["trl"]
     assert manifest.gate["compared_with"] == "base"

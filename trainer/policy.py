@@ -57,9 +57,7 @@ def current_policy(registry: ModelRegistry, base_model: str | None) -> PolicySou
         return PolicySource(str(registry.base_models.local_path(base.id)), base_ref=base.ref)
     manifest = registry.manifest(champion)
     path = registry.local_path(champion)
-    base = registry.base_models.add(
-        manifest.base_model if is_ref(manifest.base_model) else registry.base_model_path(manifest)
-    )
+    base = registry.base_models.add(manifest.base_model)  # a path of an older manifest is registered now
     if manifest.kind == "lora":
         return PolicySource(str(registry.base_models.local_path(base.id)), path, champion, "lora", base_ref=base.ref)
     return PolicySource(base_model=str(path), version=champion, kind="full", base_ref=base.ref)

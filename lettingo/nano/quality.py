@@ -44,30 +44,21 @@ def sample_report(
     started = time.perf_counter()
     results = generator.generate(list(prompts), n=n, temperature=temperature, seed=seed, max_new_tokens=max_new_tokens)
     seconds = time.perf_counter() - started
-    cited = grounded = well = finished = tokens = 0
-    distinct = 0.0
-    for prompt, gens in zip(prompts, results, strict=True):
-        allowed = set(t.strip() for t in prompt.quoted_titles)
-        distinct += len({g.text for g in gens}) / len(gens)
-        for g in gens:
-            titles = cited_titles(g.text)
-            cited += len(titles)
-            grounded += sum(t in allowed for t in titles)
-            well += is_well_formed(g.text)
-            finished += g.finished
-            tokens += g.completion_tokens
-    total = sum(len(g) for g in results)
+    quality = quality_report([(p, [g.text for g in gens]) for p, gens in zip(prompts, results, strict=True)])
+    generations = [g for gens in results for g in gens]
+    total, tokens = len(generations), sum(g.completion_tokens for g in generations)
+    distinct = sum(len({g.text for g in gens}) / len(gens) for gens in results)
     report = SampleReport(
         prompts=len(prompts),
         samples=total,
         distinct_per_prompt=round(distinct / max(1, len(prompts)), 3),
-        grounded=round(grounded / cited, 3) if cited else 1.0,
-        titles_per_sample=round(cited / max(1, total), 2),
-        well_formed=round(well / max(1, total), 3),
-        finished=round(finished / max(1, total), 3),
+        grounded=1.0 if quality.titles_grounded is None else quality.titles_grounded,
+        titles_per_sample=quality.titles_per_profile,
+        well_formed=quality.well_formed,
+        finished=round(sum(g.finished for g in generations) / max(1, total), 3),
         completion_tokens=round(tokens / max(1, total), 1),
         seconds=round(seconds, 2),
         tokens_per_second=round(tokens / seconds, 1) if seconds else 0.0,
-        facts=quality_report([(p, [g.text for g in gens]) for p, gens in zip(prompts, results, strict=True)]).to_dict(),
+        facts=quality.to_dict(),
     )
     return report, [[g.text for g in gens] for gens in results]

@@ -86,12 +86,12 @@ class ModelRegistry:
     def uri(self, version: int) -> str:
         return self.files.uri(version_folder_name(version))
 
-    def base_model_path(self, manifest: Manifest) -> Path:
-        """A local folder of the base model ``manifest`` names: its ``base:<id>`` resolved in this registry
+    def base_model_path(self, reference: str) -> Path:
+        """A local folder of a manifest's (or a record's) ``base_model``: ``base:<id>`` resolved in this registry
         (verified, downloaded when remote); a path from an older manifest is returned as it is."""
-        if not is_ref(manifest.base_model):
-            return Path(manifest.base_model)
-        return self.base_models.local_path(manifest.base_model.removeprefix("base:"))
+        if not is_ref(reference):
+            return Path(reference)
+        return self.base_models.local_path(reference.removeprefix("base:"))
 
     def model_version_record(self, version: int) -> ModelVersion:
         """The ``model-versions`` topic record of a version, with its live status."""

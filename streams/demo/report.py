@@ -252,7 +252,7 @@ def write_report(demo: Demo, dataset: Dataset, split: DatasetSplit, reader, nano
     if trained is not None:
         manifest = registry.manifest(trained)
         adapter = registry.local_path(trained) if manifest.kind == "lora" else None
-        model = registry.base_model_path(manifest) if adapter else registry.local_path(trained)
+        model = registry.base_model_path(manifest.base_model) if adapter else registry.local_path(trained)
         dpo = f"DPO-aligned (v{trained})" if trained == champion else f"DPO round v{trained} (refused by the gate)"
         written[dpo] = generated_profiles(model, adapter, prompts, cfg.samples_per_user, cfg.seed)
         contrasts.append((dpo, "base generator"))
