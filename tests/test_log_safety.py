@@ -23,6 +23,7 @@ import pytest
 
 from lettingo.logsafe import EscapingFormatter, RateLimitFilter, configure_safe_logging, escape_controls, json_formatter
 from tests.streams_harness import free_port, private_broker
+from trainer.tiny_model import build_tiny_policy
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET = (REPO.parent / "shared" / "data" / "ml-latest-small").resolve()
@@ -255,7 +256,17 @@ def test_a_broker_outage_does_not_flood_the_logs(tmp_path: Path) -> None:
         commands = {
             "worker": [sys.executable, "-m", "streams.cli.worker", "-l", "warning"],
             "replay": [*cli, "replay", str(DATASET), "--no-items", "--rate", "5"],
-            "trainer": [*cli, "train", "--watch", "--wait", "60", "--registry", str(tmp_path / "registry")],
+            "trainer": [
+                *cli,
+                "train",
+                "--watch",
+                "--wait",
+                "60",
+                "--registry",
+                str(tmp_path / "registry"),
+                "--base-model",
+                str(build_tiny_policy(tmp_path / "base")),
+            ],
         }
         logs = {name: tmp_path / f"{name}.log" for name in commands}
         procs: dict[str, subprocess.Popen[bytes]] = {}
