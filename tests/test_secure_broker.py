@@ -36,7 +36,7 @@ from tests.conftest import DATASET, REPO
 from tests.streams_harness import WorkerProcess, free_port, wait_for
 from trainer.batches import BatchStore
 from trainer.kafka_io import consume_pair_batch, publish_model_version
-from trainer.tiny_model import synthetic_pairs
+from trainer.tiny_model import build_tiny_policy, synthetic_pairs
 
 pytestmark = pytest.mark.kafka
 
@@ -237,13 +237,15 @@ COMMANDS = {
 }
 
 
-def test_a_wrong_password_fails_fast_with_one_line_in_every_command(secured):
+def test_a_wrong_password_fails_fast_with_one_line_in_every_command(secured, tmp_path: Path):
     """Each command, with a wrong password, exits within seconds with one line naming the user and the settings,
     never the password. The five run at once (each is mostly Python start-up)."""
     wrong = "not-" + uuid.uuid4().hex
+    base = build_tiny_policy(tmp_path / "base")  # train checks it has a model to start from before it connects
     started = time.monotonic()
     procs = {}
     for name, (user, args) in COMMANDS.items():
+        args = [*args, "--base-model", str(base)] if name == "train" else args
         env = secured.client_env(user) | {"LETTINGO_KAFKA_SASL_PASSWORD": wrong}
         procs[name] = subprocess.Popen(
             ["nice", sys.executable, "-m", "lettingo.cli.main", *args],
