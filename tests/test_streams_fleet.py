@@ -100,11 +100,12 @@ def test_a_30_second_broker_outage_mid_stream_loses_nothing(tmp_path: Path, froz
         worker.start()
         env = {**worker.env}
         replay = subprocess.Popen(
-            [sys.executable, "-m", "lettingo.cli.main", "replay", str(DATASET), "--limit", "600", "--rate", "20"],
+            [sys.executable, "-m", "lettingo.cli.main", "replay", str(DATASET), "--limit", "600", "--rate", "20",
+             "--no-items"],
             cwd=REPO, env=env, stdout=(tmp_path / "replay.log").open("ab"), stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
-            wait_for("the stream under way", lambda: sum(counts(s).values()) >= 100, 90)
+            wait_for("the stream under way", lambda: sum(counts(s).values()) >= 100, 240)
             broker.stop(base, timeout_s=20)  # the same data folder and ports as `base`
             time.sleep(30)
             broker.start(base)

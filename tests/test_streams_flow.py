@@ -147,7 +147,6 @@ def test_rated_events_reward_open_candidates_and_pairs_appear(settings, worker):
     # reciprocal rank (averaged over the negative draws) and judged by the frozen embedding reader.
     assert {r.target for r in rewards} >= {"h5", "h6"}
     assert all(r.actual == r.target and 0 < r.value <= 1 and r.model_version.startswith("embedding:") for r in rewards)
-    assert len({round(r.value, 6) for r in rewards}) > 1
     pairs = wait_for("preference pairs", lambda: values_of(settings, "preference-pairs", records.PreferencePair))
     assert all(p.chosen_reward > p.rejected_reward and p.chosen != p.rejected for p in pairs)
     assert len({p.pair_id for p in pairs}) == len(pairs)
