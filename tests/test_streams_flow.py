@@ -27,6 +27,7 @@ ITEMS = [records.Item(item_id=f"{g}{n}", title=f"{GENRES[g][0]} Film {n} (199{n}
 WORKER_SETTINGS = dict(
     worker_cold_start_after=3, drift_min_new_events=3, drift_cooldown_seconds=0, drift_threshold=0.2,
     explore_rate=1.0, explore_k=5, feedback_window_seconds=3, pairs_min_rewards=2, regen_batch_seconds=0.2,
+    eval_negatives=29,  # a harder ranking than 1 in 10, so that candidates' rewards differ and pairs form
 )  # fmt: skip
 
 
