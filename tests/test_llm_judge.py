@@ -51,6 +51,7 @@ def test_the_command_line_takes_an_llm_reader(smollm2: Path) -> None:
     result = CliRunner().invoke(app, ["baselines", str(DATASET), *args])
     assert result.exit_code == 0, result.output
     assert "recent_only" in result.output and "fixed_format" in result.output
+    assert "LLM judge: 6 answers" in result.output and "s per query" in result.output
 
 
 @pytest.mark.kafka

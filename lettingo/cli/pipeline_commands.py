@@ -304,6 +304,13 @@ def baselines(
             diff = paired_difference(system, systems[0], first_metric, resamples)
             typer.echo(f"  {system.name} - {systems[0].name} ({first_metric}): {diff}")
             figures[f"{task.value}/{system.name}-minus-{systems[0].name}"] = {first_metric: diff.as_dict()}
+    if (completer := getattr(reader, "completer", None)) is not None and getattr(completer, "queries", 0):
+        figures["judge"] = {"answers": reader.n_answers, "unparsable": reader.n_unparsable,
+                            "seconds_per_query": completer.seconds_per_query}  # fmt: skip
+        typer.echo(
+            f"LLM judge: {reader.n_answers} answers, {reader.n_unparsable} unparsable, "
+            f"{completer.seconds_per_query:.2f} s per query"
+        )
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(
