@@ -42,8 +42,13 @@ from streams.replay import to_interaction, to_item_record
 
 KEPT_LOGS = HOME / "bench-logs" / "chaos"
 # Quick streams: small explore, cold start after 5, no model: profiles from a deterministic writer.
-WORKER = dict(explore_rate=0.0, worker_cold_start_after=5, regen_batch_seconds=0.2, kafka_session_timeout_seconds=6,
-              kafka_heartbeat_seconds=1)  # fmt: skip
+WORKER = dict(
+    explore_rate=0.0,
+    worker_cold_start_after=5,
+    regen_batch_seconds=0.2,
+    kafka_session_timeout_seconds=6,
+    kafka_heartbeat_seconds=1,
+)
 
 
 @dataclass
@@ -158,12 +163,16 @@ def snapshot(settings: Settings) -> Snapshot:
     for user, value in table_contents(settings, "profiles").items():
         current = json.loads(value)["current"]  # streams.tables.ProfileHistory, read without the Faust app
         profiles[user] = (current["profile_id"], current["text"], current.get("history_ref", ""))
-    return Snapshot({u: s.count for u, s in states.items()},
-                    {u: tuple(e.event_id for e in s.events) for u, s in states.items()}, profiles)  # fmt: skip
+    return Snapshot(
+        {u: s.count for u, s in states.items()},
+        {u: tuple(e.event_id for e in s.events) for u, s in states.items()},
+        profiles,
+    )
 
 
-def drained(fleet: list[BenchWorker], settings: Settings, expected: int, stable_s: float = 8.0,
-            timeout_s: float = 900) -> Snapshot:  # fmt: skip
+def drained(
+    fleet: list[BenchWorker], settings: Settings, expected: int, stable_s: float = 8.0, timeout_s: float = 900
+) -> Snapshot:
     """Wait until every event is applied and the state and profiles stop changing for ``stable_s``."""
     deadline, last, since = time.monotonic() + timeout_s, None, time.monotonic()
     while time.monotonic() < deadline:
@@ -184,10 +193,17 @@ def compare(clean: Snapshot, chaos: Snapshot) -> dict[str, int]:
     differ = sorted(
         u for u in clean.profiles.keys() | chaos.profiles.keys() if clean.profiles.get(u) != chaos.profiles.get(u)
     )
-    examples = [{"user": u, "clean": describe(clean.profiles.get(u)), "chaos": describe(chaos.profiles.get(u))}
-                for u in differ[:5]]  # fmt: skip
-    return {"lost": lost, "doubled": doubled, "mismatched_histories": history, "mismatched_profiles": len(differ),
-            "mismatch_examples": examples}  # fmt: skip
+    examples = [
+        {"user": u, "clean": describe(clean.profiles.get(u)), "chaos": describe(chaos.profiles.get(u))}
+        for u in differ[:5]
+    ]
+    return {
+        "lost": lost,
+        "doubled": doubled,
+        "mismatched_histories": history,
+        "mismatched_profiles": len(differ),
+        "mismatch_examples": examples,
+    }
 
 
 def describe(profile: tuple[str, str, str] | None) -> dict[str, str] | None:
@@ -200,8 +216,13 @@ def run_chaos(events: int, kills: int, workers: int, rate: float, seed: int = 7,
     rng = random.Random(seed)
     clean_settings, chaos_settings = run_settings("chaos-clean"), run_settings("chaos")
     overrides = {**WORKER, "table_standby_replicas": standby}
-    out: dict[str, Any] = {"events": events, "users": len({i.user_id for i in interactions}), "workers": workers,
-                           "standby_replicas": standby, "rate_per_s": rate}  # fmt: skip
+    out: dict[str, Any] = {
+        "events": events,
+        "users": len({i.user_id for i in interactions}),
+        "workers": workers,
+        "standby_replicas": standby,
+        "rate_per_s": rate,
+    }
     fleets: list[Fleet] = []
     try:
         # The catalogue goes in before the workers start: a rating of an item the worker does not know yet is
@@ -231,9 +252,14 @@ def run_chaos(events: int, kills: int, workers: int, rate: float, seed: int = 7,
         sender.join()
         fleet.settle()
         chaos_snap = drained(fleet.workers, chaos_settings, events)
-        out.update(compare(clean_snap, chaos_snap), kills=fleet.kills, chaos_seconds=time.monotonic() - started,
-                   failover_s=sorted(fleet.failovers), failover_median_s=median(fleet.failovers) if fleet.failovers
-                   else None, failover_max_s=max(fleet.failovers, default=None))  # fmt: skip
+        out.update(
+            compare(clean_snap, chaos_snap),
+            kills=fleet.kills,
+            chaos_seconds=time.monotonic() - started,
+            failover_s=sorted(fleet.failovers),
+            failover_median_s=median(fleet.failovers) if fleet.failovers else None,
+            failover_max_s=max(fleet.failovers, default=None),
+        )
         fleet.stop()
         return out
     finally:
@@ -256,13 +282,36 @@ def run(opts: Options) -> dict[str, Any]:
     else:
         main = run_chaos(events=20_000, kills=50, workers=3, rate=60)
         without = run_chaos(events=4000, kills=10, workers=2, rate=60, standby=0)
-    figures = {**main, "failover_without_standby": {k: without[k] for k in (
-        "kills", "failover_median_s", "failover_max_s", "lost", "doubled", "mismatched_profiles")}}  # fmt: skip
-    print_table("chaos", ["run", "events", "kills", "lost", "doubled", "mismatched profiles", "failover median s"], [
-        ["standby 1", main["events"], main["kills"], main["lost"], main["doubled"], main["mismatched_profiles"],
-         main["failover_median_s"]],
-        ["standby 0", without["events"], without["kills"], without["lost"], without["doubled"],
-         without["mismatched_profiles"], without["failover_median_s"]],
-    ])  # fmt: skip
+    figures = {
+        **main,
+        "failover_without_standby": {
+            k: without[k]
+            for k in ("kills", "failover_median_s", "failover_max_s", "lost", "doubled", "mismatched_profiles")
+        },
+    }
+    print_table(
+        "chaos",
+        ["run", "events", "kills", "lost", "doubled", "mismatched profiles", "failover median s"],
+        [
+            [
+                "standby 1",
+                main["events"],
+                main["kills"],
+                main["lost"],
+                main["doubled"],
+                main["mismatched_profiles"],
+                main["failover_median_s"],
+            ],
+            [
+                "standby 0",
+                without["events"],
+                without["kills"],
+                without["lost"],
+                without["doubled"],
+                without["mismatched_profiles"],
+                without["failover_median_s"],
+            ],
+        ],
+    )
     write_result("chaos", opts, figures, started)
     return figures

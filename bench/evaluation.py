@@ -33,8 +33,11 @@ def queries(n_users: int, targets: int, draws: int):
     out = []
     for user in split.test[:n_users]:
         for case in cases_for_user(data.ratings_by_user[user], split.cfg, range(targets)):
-            profile = write_profile("combined", history_entries(case.long_history, data.items, labels),
-                                    random.Random(f"{user}:{case.position}"))  # fmt: skip
+            profile = write_profile(
+                "combined",
+                history_entries(case.long_history, data.items, labels),
+                random.Random(f"{user}:{case.position}"),
+            )
             for d in range(draws):
                 cand = sampler.sample(user, case.target.item_id, d)
                 out.append(RankingQuery(profile, case.recent, cand.candidate_ids))

@@ -62,15 +62,23 @@ def run(opts: Options) -> dict:
         med = {mode: {k: median(v) for k, v in m.items()} for mode, m in per_mode.items()}
         ratio = med["batched"]["profiles_per_s"] / med["one_at_a_time"]["profiles_per_s"]
         results.append({"batch_size": b, "medians": med, "runs": per_mode, "batched_over_single": ratio})
-        rows.append([b, med["batched"]["profiles_per_s"], med["batched"]["tokens_per_s"],
-                     med["one_at_a_time"]["profiles_per_s"], med["one_at_a_time"]["tokens_per_s"],
-                     f"{ratio:.2f}"])  # fmt: skip
+        rows.append(
+            [
+                b,
+                med["batched"]["profiles_per_s"],
+                med["batched"]["tokens_per_s"],
+                med["one_at_a_time"]["profiles_per_s"],
+                med["one_at_a_time"]["tokens_per_s"],
+                f"{ratio:.2f}",
+            ]
+        )
     print_table(
         f"generation: {model.name} ({sum(p.numel() for p in generator.model.parameters()):,} params), CPU, "
         f"{torch.get_num_threads()} threads, temperature 1.0, max {max_new} new tokens (medians)",
         ["batch", "batched prof/s", "batched tok/s", "single prof/s", "single tok/s", "batched/single"],
-        rows, note=f"{opts.repeats} repeats",
-    )  # fmt: skip
+        rows,
+        note=f"{opts.repeats} repeats",
+    )
     figures = {
         "model": model.name,
         "nano_config": "quick" if opts.quick else "full",

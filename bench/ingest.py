@@ -189,9 +189,10 @@ def run(opts: Options) -> dict:
     ]
     print_table(
         f"ingest: {n:,} MovieLens interactions, {partitions} partitions (medians)",
-        ["reader", "events/s", "ratio", "worker CPU ms/event", "runs"], rows,
+        ["reader", "events/s", "ratio", "worker CPU ms/event", "runs"],
+        rows,
         note=f"goal: worker >= {GOAL} x raw consumer; {'met' if ratio >= GOAL else 'NOT met'}",
-    )  # fmt: skip
+    )
     figures = {
         "events": n,
         "partitions": partitions,

@@ -58,9 +58,12 @@ async def raw_consume(settings: Settings, topic: str, expected: int, max_records
     """Read ``expected`` records of ``topic`` from the beginning with getmany and decode each value's JSON,
     doing nothing else: the ceiling for one Python process reading this topic."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap, group_id=None, enable_auto_commit=False,
-        max_partition_fetch_bytes=4 * 2**20, fetch_max_bytes=50 * 2**20,
-    )  # fmt: skip
+        bootstrap_servers=settings.bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 2**20,
+        fetch_max_bytes=50 * 2**20,
+    )
     await consumer.start()
     try:
         parts = consumer.partitions_for_topic(settings.topic(topic))

@@ -33,8 +33,16 @@ def schedule(users: int, per_user: int, run: str) -> list:
     for i in range(per_user):
         for u in chosen:
             r = sorted(data.ratings_by_user[u], key=lambda r: (r.ts, r.item_id))[i]
-            out.append(Interaction(event_id=f"{run}:{u}:{i}", user_id=u, item_id=r.item_id,
-                                   kind=InteractionKind.RATING, rating=r.rating, ts=0.0))  # fmt: skip
+            out.append(
+                Interaction(
+                    event_id=f"{run}:{u}:{i}",
+                    user_id=u,
+                    item_id=r.item_id,
+                    kind=InteractionKind.RATING,
+                    rating=r.rating,
+                    ts=0.0,
+                )
+            )
     return out, data
 
 
@@ -62,8 +70,15 @@ async def drive(settings, events: list, rate: float, drain_s: float) -> tuple[li
                     now = time.time()
                     for r in records:
                         p = Profile.model_validate_json(r.value)
-                        seen.append({"user_id": p.user_id, "reason": p.reason.value, "event_ts": p.ts,
-                                     "record_ts": r.timestamp / 1000, "received": now})  # fmt: skip
+                        seen.append(
+                            {
+                                "user_id": p.user_id,
+                                "reason": p.reason.value,
+                                "event_ts": p.ts,
+                                "record_ts": r.timestamp / 1000,
+                                "received": now,
+                            }
+                        )
 
         reader = asyncio.create_task(read())
         started = time.perf_counter()
@@ -116,17 +131,25 @@ def run(opts: Options) -> dict:
         remove_home(settings)
     lat = [s["record_ts"] - s["event_ts"] for s in seen]
     recv = [s["received"] - s["event_ts"] for s in seen]
-    by_reason = {r: [s["record_ts"] - s["event_ts"] for s in seen if s["reason"] == r]
-                 for r in sorted({s["reason"] for s in seen})}  # fmt: skip
-    rows = [[name, len(v), percentile(v, 50), percentile(v, 95), percentile(v, 99), max(v) if v else float("nan")]
-            for name, v in [("all (record timestamp)", lat), ("all (received)", recv),
-                            *[(f"{r} (record timestamp)", v) for r, v in by_reason.items()]]]  # fmt: skip
+    by_reason = {
+        r: [s["record_ts"] - s["event_ts"] for s in seen if s["reason"] == r]
+        for r in sorted({s["reason"] for s in seen})
+    }
+    rows = [
+        [name, len(v), percentile(v, 50), percentile(v, 95), percentile(v, 99), max(v) if v else float("nan")]
+        for name, v in [
+            ("all (record timestamp)", lat),
+            ("all (received)", recv),
+            *[(f"{r} (record timestamp)", v) for r, v in by_reason.items()],
+        ]
+    ]
     print_table(
         f"end-to-end latency, seconds: {len(events)} interactions of {users} users at {achieved:.1f}/s, "
         f"policy {policy.split('?')[0].rsplit('/', 1)[-1]}",
-        ["profiles", "n", "p50 s", "p95 s", "p99 s", "max s"], rows,
+        ["profiles", "n", "p50 s", "p95 s", "p99 s", "max s"],
+        rows,
         note="regen batch window 0.5 s (LETTINGO_REGEN_BATCH_SECONDS); exploration off; drift cooldown 0",
-    )  # fmt: skip
+    )
     figures = {
         "interactions": len(events),
         "users": users,

@@ -62,8 +62,12 @@ def fold(raw_path: Path, top: int = 15) -> dict:
     def share(c: collections.Counter[str]) -> list[list]:
         return [[name, round(100 * k / total, 1)] for name, k in c.most_common(top)] if total else []
 
-    return {"samples": total, "top_self_pct": share(self_counts), "top_inclusive_pct": share(incl_counts),
-            "by_task_pct": share(task_counts)}  # fmt: skip
+    return {
+        "samples": total,
+        "top_self_pct": share(self_counts),
+        "top_inclusive_pct": share(incl_counts),
+        "by_task_pct": share(task_counts),
+    }
 
 
 def py_spy() -> str | None:
@@ -84,10 +88,26 @@ def profile_worker(worker: BenchWorker, feed: Callable[[], object], seconds: flo
         raw = worker.settings.home / "profile.folded"
         before = worker.counter("lettingo_events_total", topic="interactions")
         sampler = subprocess.Popen(
-            [spy, "record", "-p", str(worker.proc.pid), "-d", str(round(seconds)), "-r", "100", "-f", "raw",
-             "-o", str(raw), "--nonblocking", "--gil"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [
+                spy,
+                "record",
+                "-p",
+                str(worker.proc.pid),
+                "-d",
+                str(round(seconds)),
+                "-r",
+                "100",
+                "-f",
+                "raw",
+                "-o",
+                str(raw),
+                "--nonblocking",
+                "--gil",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         finished = feed()
         _, stderr = sampler.communicate()
         if callable(finished):

@@ -29,9 +29,14 @@ def synthetic(users: int, item_ids: list[str]):
 
     rng = random.Random(7)
     for u in range(users):
-        event = Interaction(event_id=f"synthetic:{u}", user_id=f"s{u}", item_id=rng.choice(item_ids),
-                            kind=InteractionKind.RATING, rating=rng.choice((1.0, 2.5, 3.0, 4.0, 5.0)),
-                            ts=1_600_000_000.0 + u)  # fmt: skip
+        event = Interaction(
+            event_id=f"synthetic:{u}",
+            user_id=f"s{u}",
+            item_id=rng.choice(item_ids),
+            kind=InteractionKind.RATING,
+            rating=rng.choice((1.0, 2.5, 3.0, 4.0, 5.0)),
+            ts=1_600_000_000.0 + u,
+        )
         yield event.user_id.encode(), event.to_bytes()
 
 
@@ -83,11 +88,16 @@ def run(opts: Options) -> dict:
             time.sleep(3)  # a commit and a RocksDB write-out after the last event
             data_dir = first.data_dir
             rocks = du(data_dir)
-            figures.update({
-                "ingested": int(done), "ingest_seconds": seconds, "ingest_per_second": done / seconds,
-                "rocksdb_bytes": rocks, "rocksdb_bytes_per_user": rocks / max(done, 1),
-                "peak_rss_mib": first.peak_rss / 2**20,
-            })  # fmt: skip
+            figures.update(
+                {
+                    "ingested": int(done),
+                    "ingest_seconds": seconds,
+                    "ingest_per_second": done / seconds,
+                    "rocksdb_bytes": rocks,
+                    "rocksdb_bytes_per_user": rocks / max(done, 1),
+                    "peak_rss_mib": first.peak_rss / 2**20,
+                }
+            )
         finally:
             first.stop()
         changelog = asyncio.run(kafka_util.end_offsets(settings, f"{settings.app_id}-user_state-changelog"))
@@ -103,14 +113,18 @@ def run(opts: Options) -> dict:
             t_start = log_time(second, "Restoring state from changelog topics")
             t_done = log_time(second, "Done reading from changelog topics") or log_time(second, "Recovery complete")
             restore_s = (t_done - t_start) if t_start and t_done else float("nan")
-            figures.update({
-                "changelog_records": changelog,
-                "restore_seconds": restore_s,
-                "restore_records_per_second": changelog / restore_s if restore_s == restore_s and restore_s else None,
-                "restart_to_recovered_seconds": (t_done - launched) if t_done else None,
-                "restored_rocksdb_bytes": du(second.data_dir),
-                "restart_peak_rss_mib": second.peak_rss / 2**20,
-            })  # fmt: skip
+            figures.update(
+                {
+                    "changelog_records": changelog,
+                    "restore_seconds": restore_s,
+                    "restore_records_per_second": changelog / restore_s
+                    if restore_s == restore_s and restore_s
+                    else None,
+                    "restart_to_recovered_seconds": (t_done - launched) if t_done else None,
+                    "restored_rocksdb_bytes": du(second.data_dir),
+                    "restart_peak_rss_mib": second.peak_rss / 2**20,
+                }
+            )
         finally:
             second.stop()
     finally:

@@ -72,8 +72,12 @@ class BenchWorker:
         self.started_at = time.time()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streams.cli.worker", "-l", loglevel],
-            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self._sampling = True
         self._sampler = threading.Thread(target=self._sample_rss, daemon=True)
         self._sampler.start()

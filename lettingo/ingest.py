@@ -46,25 +46,35 @@ def ingest_event(
     returned again: the state may have been stored while the rated event and the request it caused were never
     sent (task evaluation drops what it already rewarded; regenerate, a stale request)."""
     applied = apply_interaction(
-        state, interaction, item, labels,
-        keep_events=limits.keep_events, seen_max=limits.seen_max, bounds=limits.bounds, evicted=evicted,
-    )  # fmt: skip
+        state,
+        interaction,
+        item,
+        labels,
+        keep_events=limits.keep_events,
+        seen_max=limits.seen_max,
+        bounds=limits.bounds,
+        evicted=evicted,
+    )
     if not applied:
         rated = next((e for e in state.events if e.event_id == interaction.event_id), None)
         last = ProfileRequest.model_validate_json(state.last_request) if state.last_request else None
         caused = last is not None and last.history_ref.endswith(f"@{interaction.event_id}")
-        return IngestStep(False, rated if rated is not None and rated.rating is not None else None,
-                          last if caused else None)  # fmt: skip
+        return IngestStep(
+            False, rated if rated is not None and rated.rating is not None else None, last if caused else None
+        )
     newest = state.events[-1]
     decision = decide(state, drift)
     request = None
     if decision.reason is not None:
         shown = state.events[-limits.prompt_history :]
         request = ProfileRequest(
-            user_id=state.user_id, reason=decision.reason, drift_score=decision.score,
-            ts=state.last_ts, history_ref=state.history_ref,
+            user_id=state.user_id,
+            reason=decision.reason,
+            drift_score=decision.score,
+            ts=state.last_ts,
+            history_ref=state.history_ref,
             history=[RatedItem(item_id=e.item_id, rating=e.rating) for e in shown if e.rating is not None],
-        )  # fmt: skip
+        )
         state.mark_profiled()
         state.last_request = request.model_dump_json()
     return IngestStep(True, newest if newest.rating is not None else None, request, decision.score)

@@ -51,9 +51,10 @@ def registry_of(record: ModelVersion) -> ModelRegistry:
     root, name, folder = [*record.uri.rstrip("/").rsplit("/", 2), "", "", ""][:3]
     if name != record.name or folder != version_folder_name(record.version):
         raise ModelRefusedError(
-            label_of(record), "bad_uri", f"{record.uri} is not <registry root>/{record.name}/"
-            f"{version_folder_name(record.version)}",
-        )  # fmt: skip
+            label_of(record),
+            "bad_uri",
+            f"{record.uri} is not <registry root>/{record.name}/{version_folder_name(record.version)}",
+        )
     return ModelRegistry(root, record.name)
 
 

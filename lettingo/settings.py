@@ -57,13 +57,16 @@ class Settings(BaseSettings):
         None, description="Password of an encrypted client key (a secret: never printed)."
     )
     kafka_connect_timeout_seconds: float = Field(
-        15.0, gt=0, description="Longest wait for a broker to accept a client (TCP, TLS and SASL) before the "
+        15.0,
+        gt=0,
+        description="Longest wait for a broker to accept a client (TCP, TLS and SASL) before the "
         "command stops with one line that says what failed.",
-    )  # fmt: skip
+    )
     broker_secure: bool = Field(
-        False, description="`lettingo broker` runs the secured local broker (SASL_SSL with SCRAM-SHA-512, mutual "
+        False,
+        description="`lettingo broker` runs the secured local broker (SASL_SSL with SCRAM-SHA-512, mutual "
         "TLS from a local CA, ACLs) under <home>/kafka-secure instead of the plaintext one.",
-    )  # fmt: skip
+    )
     broker_port: int = Field(19092, ge=1, le=65535, description="Client port of the local broker.")
     controller_port: int = Field(19093, ge=1, le=65535, description="KRaft controller port of the local broker.")
     kafka_libs: Path | None = Field(
@@ -75,13 +78,18 @@ class Settings(BaseSettings):
     topic_prefix: str = Field("", description="Prefix for every topic name, to share a cluster.")
     max_message_bytes: int = Field(65_536, ge=1024, description="Larger input messages go to dead-letters.")
     input_ts_min: float = Field(
-        0.0, ge=0, allow_inf_nan=False, description="Earliest input timestamp (epoch seconds); earlier ones go to "
+        0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Earliest input timestamp (epoch seconds); earlier ones go to "
         "dead-letters (0: any non-negative time, so relative-time datasets replay).",
-    )  # fmt: skip
+    )
     input_ts_max_ahead_seconds: float = Field(
-        86_400.0, ge=0, allow_inf_nan=False,
+        86_400.0,
+        ge=0,
+        allow_inf_nan=False,
         description="How far past the worker's wall clock an input timestamp may be (producer clock skew).",
-    )  # fmt: skip
+    )
     rating_min: float = Field(
         0.0, allow_inf_nan=False, description="Lowest rating accepted on input (interactions, rating feedback)."
     )
@@ -93,14 +101,16 @@ class Settings(BaseSettings):
     app_id: str = Field("lettingo", description="Faust app id (consumer group and changelog prefix).")
     web_port: int = Field(6066, ge=1, le=65535, description="Worker web port: profiles, health, /metrics.")
     web_profile_token: SecretStr | None = Field(
-        None, description="Bearer token the profile endpoint requires (a secret); unset: the endpoint is open. "
+        None,
+        description="Bearer token the profile endpoint requires (a secret); unset: the endpoint is open. "
         "/health, /ready and /metrics stay open.",
-    )  # fmt: skip
+    )
     web_host: str | None = Field(
-        None, description="Host name other workers use to reach this one's web server (Faust routes a profile "
+        None,
+        description="Host name other workers use to reach this one's web server (Faust routes a profile "
         "request to the worker that owns the user's partition); unset: the bind address, or this machine's host "
         "name when bound to all addresses.",
-    )  # fmt: skip
+    )
     web_bind: str = Field(
         "127.0.0.1", description="Address the worker's web server binds: loopback on a laptop, 0.0.0.0 in containers."
     )
@@ -149,22 +159,29 @@ class Settings(BaseSettings):
 
     # --- a fleet of workers (one consumer group) ---
     table_standby_replicas: int = Field(
-        1, ge=0, description="Standby copies of each table partition kept warm on other workers, so a failover "
+        1,
+        ge=0,
+        description="Standby copies of each table partition kept warm on other workers, so a failover "
         "does not restore from the changelog (no effect with one worker).",
-    )  # fmt: skip
+    )
     kafka_session_timeout_seconds: float = Field(
-        10.0, ge=6, le=300, description="A worker silent this long leaves the group and its partitions move to the "
+        10.0,
+        ge=6,
+        le=300,
+        description="A worker silent this long leaves the group and its partitions move to the "
         "others (the broker's group.min.session.timeout.ms is 6 s by default).",
-    )  # fmt: skip
+    )
     kafka_heartbeat_seconds: float = Field(
         2.0, gt=0, description="Heartbeat interval; under a third of the session timeout."
     )
 
     # --- bounds on what a worker keeps (each value of each table; what is dropped is counted) ---
     max_state_bytes: int = Field(
-        512 * 1024, ge=128 * 1024, le=900_000,
+        512 * 1024,
+        ge=128 * 1024,
+        le=900_000,
         description="Largest table value a worker stores; a user's oldest history is dropped to fit under it.",
-    )  # fmt: skip
+    )
     max_attribute_keys: int = Field(
         256, ge=1, description="Distinct item attributes counted per user (rarest dropped)."
     )
@@ -182,9 +199,11 @@ class Settings(BaseSettings):
         3, ge=1, description="Tries of an event whose processing raises before it is dead-lettered and skipped."
     )
     stall_seconds: float = Field(
-        60.0, gt=0, description="A partition with waiting messages and no applied offset progress for this long "
+        60.0,
+        gt=0,
+        description="A partition with waiting messages and no applied offset progress for this long "
         "is stalled: /ready fails and lettingo_partition_stalled is 1.",
-    )  # fmt: skip
+    )
 
     # --- trainer ---
     trainer_metrics_port: int = Field(

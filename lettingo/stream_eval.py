@@ -70,9 +70,14 @@ class StreamEvalConfig:
 
     def evaluation_config(self) -> EvaluationConfig:
         return EvaluationConfig(
-            task=Task.RANKING, targets_per_user=1, draws=self.draws, n_negatives=self.n_negatives,
-            with_recent=False, reward="graded", seed=self.seed,
-        )  # fmt: skip
+            task=Task.RANKING,
+            targets_per_user=1,
+            draws=self.draws,
+            n_negatives=self.n_negatives,
+            with_recent=False,
+            reward="graded",
+            seed=self.seed,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,13 +124,18 @@ class EvalTrigger(BaseModel):
 
 def _history(state: UserState | None, seq: int) -> tuple[Rating, ...]:
     events = state.events if state else []
-    return tuple(Rating(state.user_id, e.item_id, e.rating, int(e.ts)) for e in events
-                 if e.seq < seq and e.rating is not None)  # fmt: skip
+    return tuple(
+        Rating(state.user_id, e.item_id, e.rating, int(e.ts)) for e in events if e.seq < seq and e.rating is not None
+    )
 
 
-def cases_for(trigger: EvalTrigger, state: UserState | None, board: Scoreboard | None,
-              skip: Callable[[str, str], bool] = lambda profile_id, event_id: False,
-              catch_up: int | None = None) -> list[StreamCase]:  # fmt: skip
+def cases_for(
+    trigger: EvalTrigger,
+    state: UserState | None,
+    board: Scoreboard | None,
+    skip: Callable[[str, str], bool] = lambda profile_id, event_id: False,
+    catch_up: int | None = None,
+) -> list[StreamCase]:
     """The task-evaluation cases a trigger asks for: each (candidate, rated event) pair that the scoreboard
     :meth:`~lettingo.scoreboard.Scoreboard.wants` (event after the candidate's history, not yet rewarded) and
     ``skip`` does not rule out (already sent by this worker).
@@ -142,24 +152,31 @@ def cases_for(trigger: EvalTrigger, state: UserState | None, board: Scoreboard |
             return []
         candidate = OpenCandidate(trigger.profile_id, found[1].text)
         cases = [
-            StreamCase(state.user_id, (candidate,), _history(state, e.seq),
-                       Rating(state.user_id, e.item_id, e.rating, int(e.ts)), e.ts, e.event_id)
+            StreamCase(
+                state.user_id,
+                (candidate,),
+                _history(state, e.seq),
+                Rating(state.user_id, e.item_id, e.rating, int(e.ts)),
+                e.ts,
+                e.event_id,
+            )
             for e in state.events
-            if e.rating is not None and board.wants(trigger.profile_id, e.seq, e.event_id)
+            if e.rating is not None
+            and board.wants(trigger.profile_id, e.seq, e.event_id)
             and not skip(trigger.profile_id, e.event_id)
-        ]  # fmt: skip
+        ]
         return cases if catch_up is None else cases[: max(0, catch_up - found[1].n)]
     if trigger.rating is None:
         return []
     candidates = tuple(
-        OpenCandidate(c.profile_id, c.text) for c in board.open_candidates()
+        OpenCandidate(c.profile_id, c.text)
+        for c in board.open_candidates()
         if board.wants(c.profile_id, trigger.seq, trigger.event_id) and not skip(c.profile_id, trigger.event_id)
-    )  # fmt: skip
+    )
     if not candidates:
         return []
     target = Rating(trigger.user_id, trigger.item_id, trigger.rating, int(trigger.ts))
-    return [StreamCase(trigger.user_id, candidates, _history(state, trigger.seq), target, trigger.ts,
-                       trigger.event_id)]  # fmt: skip
+    return [StreamCase(trigger.user_id, candidates, _history(state, trigger.seq), target, trigger.ts, trigger.event_id)]
 
 
 class StreamTaskEvaluator:
@@ -205,10 +222,12 @@ class StreamTaskEvaluator:
                 continue
             split = UserSplit(case.user_id, tuple(case.history), tuple(case.history[-10:]), case.target, 0)
             outcomes = self.evaluator.outcomes(case.user_id, [c.text for c in case.candidates], [split])
-            out.append([
-                reward_of(case.user_id, c.profile_id, row, self.version, case.ts)
-                for c, row in zip(case.candidates, outcomes, strict=True)
-            ])  # fmt: skip
+            out.append(
+                [
+                    reward_of(case.user_id, c.profile_id, row, self.version, case.ts)
+                    for c, row in zip(case.candidates, outcomes, strict=True)
+                ]
+            )
         return out
 
 

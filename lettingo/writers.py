@@ -24,9 +24,25 @@ SentenceWriter = Callable[[Sequence[HistoryEntry], random.Random], list[str]]
 
 # Used by the ``poor`` writer, and as a fallback vocabulary when a catalogue has no attributes.
 COMMON_GENRES = (
-    "Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
-    "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
-)  # fmt: skip
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
 EMPTY_PROFILE = "Too little history to describe this user yet."
 
 

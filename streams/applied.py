@@ -123,8 +123,13 @@ class AppliedOffsets:
             await self._seek(tp, expected)
             return False
         if time.monotonic() - seek.since > self.give_up_s:
-            log.error("offset %d of %s never came back after a seek (%d events dropped); going on from %d",
-                      expected, tp, seek.dropped, offset)  # fmt: skip
+            log.error(
+                "offset %d of %s never came back after a seek (%d events dropped); going on from %d",
+                expected,
+                tp,
+                seek.dropped,
+                offset,
+            )
             self._seeking.pop(tp, None)
             self._admitted[tp] = offset
             return True
@@ -174,8 +179,13 @@ class AppliedOffsets:
             # Faust's read offset is the committed position right after a seek: behind only if more is there.
             behind = highwater is not None and highwater > expected and (read is None or read >= expected)
             if behind:
-                log.warning("%s: read up to offset %s, applied only before %d (end %s); seeking back",
-                            tp, read, expected, highwater)  # fmt: skip
+                log.warning(
+                    "%s: read up to offset %s, applied only before %d (end %s); seeking back",
+                    tp,
+                    read,
+                    expected,
+                    highwater,
+                )
                 await self._seek(tp, expected)
 
     async def sample_lag(self, topic: str, stall_s: float) -> None:
@@ -197,8 +207,13 @@ class AppliedOffsets:
             stalled = lag > 0 and now - self._progress[tp][1] >= stall_s
             name = f"{tp.topic}:{tp.partition}"
             if stalled and name not in self.stalled:
-                log.error("%s: %d messages wait and the applied offset (%s) has not moved for %.0f s",
-                          name, lag, stored, now - self._progress[tp][1])  # fmt: skip
+                log.error(
+                    "%s: %d messages wait and the applied offset (%s) has not moved for %.0f s",
+                    name,
+                    lag,
+                    stored,
+                    now - self._progress[tp][1],
+                )
             (self.stalled.add if stalled else self.stalled.discard)(name)
             metrics.APPLIED_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
             metrics.PARTITION_STALLED.labels(topic=tp.topic, partition=str(tp.partition)).set(int(stalled))

@@ -24,16 +24,30 @@ def _text(raw: bytes | None, limit: int = 8192) -> str:
     return "" if raw is None else raw[:limit].decode("utf-8", errors="replace")
 
 
-async def dead_letter(topic: str, partition: int, offset: int, key: bytes | None, payload: bytes | None,
-                      reason: str, error: str) -> None:  # fmt: skip
+async def dead_letter(
+    topic: str, partition: int, offset: int, key: bytes | None, payload: bytes | None, reason: str, error: str
+) -> None:
     letter = DeadLetter(
-        topic=topic, partition=partition, offset=offset, error=error[:2000], reason=reason,
-        payload=_text(payload), key=None if key is None else _text(key, 256),
-    )  # fmt: skip
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        error=error[:2000],
+        reason=reason,
+        payload=_text(payload),
+        key=None if key is None else _text(key, 256),
+    )
     await (await faust_topics.dead_letters.send(key=key, value=letter.to_bytes()))
     metrics.DEAD_LETTERS.labels(topic=topic, reason=reason).inc()
-    log.warning("dead letter topic=%s partition=%s offset=%s key=%s reason=%s: %s",
-                topic, partition, offset, letter.key, reason, error, extra={"reason": reason})  # fmt: skip
+    log.warning(
+        "dead letter topic=%s partition=%s offset=%s key=%s reason=%s: %s",
+        topic,
+        partition,
+        offset,
+        letter.key,
+        reason,
+        error,
+        extra={"reason": reason},
+    )
 
 
 def check_key(record: Record, key: bytes | None) -> None:

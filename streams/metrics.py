@@ -26,9 +26,11 @@ DEAD_LETTERS = Counter(
     "lettingo_dead_letters_total", "Rejected messages, by topic and reason.", ["topic", "reason"], registry=REGISTRY
 )
 DRIFT_SCORE = Histogram(
-    "lettingo_drift_score", "Drift scores measured (Jensen-Shannon, base 2).",
-    buckets=(0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0), registry=REGISTRY,
-)  # fmt: skip
+    "lettingo_drift_score",
+    "Drift scores measured (Jensen-Shannon, base 2).",
+    buckets=(0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0),
+    registry=REGISTRY,
+)
 PROFILE_REQUESTS = Counter(
     "lettingo_profile_requests_total", "Profile requests emitted, by reason.", ["reason"], registry=REGISTRY
 )
@@ -38,18 +40,23 @@ REGENERATION_FAILURES = Counter(
 )
 # Buckets past the generation timeout (LETTINGO_REGEN_TIMEOUT_SECONDS, 60 s by default), so a slow batch shows.
 GENERATION_SECONDS = Histogram(
-    "lettingo_generation_seconds", "Wall time of one generation batch.",
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300), registry=REGISTRY,
-)  # fmt: skip
+    "lettingo_generation_seconds",
+    "Wall time of one generation batch.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300),
+    registry=REGISTRY,
+)
 PROFILE_LATENCY = Histogram(
     "lettingo_profile_latency_seconds",
     "From the interaction that caused a profile request (its Kafka timestamp) to the profile sent.",
-    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600), registry=REGISTRY,
-)  # fmt: skip
-GENERATED_TOKENS = Counter(
-    "lettingo_generated_tokens_total", "Tokens of generated profiles, by the generator's tokenizer.", ["use"],
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
     registry=REGISTRY,
-)  # fmt: skip
+)
+GENERATED_TOKENS = Counter(
+    "lettingo_generated_tokens_total",
+    "Tokens of generated profiles, by the generator's tokenizer.",
+    ["use"],
+    registry=REGISTRY,
+)
 CANDIDATES = Counter("lettingo_candidates_total", "Explored candidate profiles emitted.", registry=REGISTRY)
 REWARDS = Counter(
     "lettingo_rewards_total", "Rewards emitted, by source and correctness.", ["source", "correct"], registry=REGISTRY
@@ -64,39 +71,53 @@ TABLE_KEYS = Gauge(
     "lettingo_table_keys", "Keys in this worker's active table partitions.", ["table"], registry=REGISTRY
 )
 CONSUMER_LAG = Gauge(
-    "lettingo_consumer_lag_messages", "High watermark minus the consumer's position, per assigned partition.",
-    ["topic", "partition"], registry=REGISTRY,
-)  # fmt: skip
+    "lettingo_consumer_lag_messages",
+    "High watermark minus the consumer's position, per assigned partition.",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)
 
 # Hostile input and stalls: what a bound dropped, what was quarantined, agents that crashed, partitions stuck.
 STATE_EVICTIONS = Counter(
-    "lettingo_state_evictions_total", "Entries dropped by the bounds on kept state, by table and what.",
-    ["table", "what"], registry=REGISTRY,
-)  # fmt: skip
-QUARANTINED_STATES = Counter(
-    "lettingo_quarantined_states_total", "Stored table values that did not decode, dead-lettered and reset.",
-    ["table"], registry=REGISTRY,
-)  # fmt: skip
-POISON_EVENTS = Counter(
-    "lettingo_poison_events_total", "Events whose processing kept raising, dead-lettered and skipped.", ["agent"],
+    "lettingo_state_evictions_total",
+    "Entries dropped by the bounds on kept state, by table and what.",
+    ["table", "what"],
     registry=REGISTRY,
-)  # fmt: skip
+)
+QUARANTINED_STATES = Counter(
+    "lettingo_quarantined_states_total",
+    "Stored table values that did not decode, dead-lettered and reset.",
+    ["table"],
+    registry=REGISTRY,
+)
+POISON_EVENTS = Counter(
+    "lettingo_poison_events_total",
+    "Events whose processing kept raising, dead-lettered and skipped.",
+    ["agent"],
+    registry=REGISTRY,
+)
 ERASURES = Counter("lettingo_erasures_total", "Users forgotten by this worker.", registry=REGISTRY)
 FORGOTTEN_EVENTS = Counter(
-    "lettingo_forgotten_events_total", "Events of forgotten users dropped (not dead-lettered).", ["topic"],
+    "lettingo_forgotten_events_total",
+    "Events of forgotten users dropped (not dead-lettered).",
+    ["topic"],
     registry=REGISTRY,
-)  # fmt: skip
+)
 AGENT_CRASHES = Counter(
     "lettingo_agent_crashes_total", "Agent crashes (Faust restarts the agent).", ["agent"], registry=REGISTRY
 )
 APPLIED_LAG = Gauge(
-    "lettingo_applied_offset_lag_messages", "Messages of an input partition past the worker's own applied offset.",
-    ["topic", "partition"], registry=REGISTRY,
-)  # fmt: skip
+    "lettingo_applied_offset_lag_messages",
+    "Messages of an input partition past the worker's own applied offset.",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)
 PARTITION_STALLED = Gauge(
-    "lettingo_partition_stalled", "1 while messages wait on a partition whose applied offset has not moved for the "
-    "stall interval.", ["topic", "partition"], registry=REGISTRY,
-)  # fmt: skip
+    "lettingo_partition_stalled",
+    "1 while messages wait on a partition whose applied offset has not moved for the stall interval.",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)
 
 
 def render() -> bytes:

@@ -42,8 +42,9 @@ async def load_owned(table: faust.Table, user_id: str, model: type[M], event: fa
 
 async def quarantine_value(e: tables.CorruptValue, event: faust.EventT) -> None:
     message = event.message
-    await dead_letter(f"table:{e.table.name}", message.partition, -1, tables.key(e.user_id), e.payload,
-                      "corrupt_state", str(e))  # fmt: skip
+    await dead_letter(
+        f"table:{e.table.name}", message.partition, -1, tables.key(e.user_id), e.payload, "corrupt_state", str(e)
+    )
     with tables.event_context(event):
         e.table.pop(tables.key(e.user_id), None)
     metrics.QUARANTINED_STATES.labels(table=e.table.name).inc()
@@ -60,8 +61,16 @@ async def guarded(event: faust.EventT, step: Callable[[], Awaitable[T]], agent: 
         except Exception as e:
             error = e
             message = event.message
-            log.warning("agent %s: offset %s of %s raised (try %d of %d): %s: %s", agent, message.offset,
-                        message.topic, attempt + 1, retries, type(e).__name__, e)  # fmt: skip
+            log.warning(
+                "agent %s: offset %s of %s raised (try %d of %d): %s: %s",
+                agent,
+                message.offset,
+                message.topic,
+                attempt + 1,
+                retries,
+                type(e).__name__,
+                e,
+            )
             await asyncio.sleep(BACKOFF_S * 2**attempt)
     await dead_poison(event, agent, error)
     return None
@@ -69,8 +78,15 @@ async def guarded(event: faust.EventT, step: Callable[[], Awaitable[T]], agent: 
 
 async def dead_poison(event: faust.EventT, agent: str, error: Exception | None) -> None:
     message = event.message
-    await dead_letter(message.topic, message.partition, message.offset, message.key, message.value,
-                      "processing_failed", f"{agent}: {type(error).__name__}: {error}")  # fmt: skip
+    await dead_letter(
+        message.topic,
+        message.partition,
+        message.offset,
+        message.key,
+        message.value,
+        "processing_failed",
+        f"{agent}: {type(error).__name__}: {error}",
+    )
     metrics.POISON_EVENTS.labels(agent=agent).inc()
 
 

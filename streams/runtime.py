@@ -73,16 +73,21 @@ class Runtime:
     def bounds(self) -> StateBounds:
         s = self.settings
         return StateBounds(
-            max_state_bytes=s.max_state_bytes, max_attribute_keys=s.max_attribute_keys,
-            max_event_attributes=s.max_event_attributes, max_pending_impressions=s.max_pending_impressions,
-            max_impression_items=s.max_impression_items, max_early_clicks=s.max_early_clicks,
-            max_round_candidates=s.max_round_candidates, max_candidate_rewards=s.max_candidate_rewards,
-        )  # fmt: skip
+            max_state_bytes=s.max_state_bytes,
+            max_attribute_keys=s.max_attribute_keys,
+            max_event_attributes=s.max_event_attributes,
+            max_pending_impressions=s.max_pending_impressions,
+            max_impression_items=s.max_impression_items,
+            max_early_clicks=s.max_early_clicks,
+            max_round_candidates=s.max_round_candidates,
+            max_candidate_rewards=s.max_candidate_rewards,
+        )
 
     @cached_property
     def ingest_limits(self) -> IngestLimits:
-        return IngestLimits(self.keep_events, self.settings.seen_events_max, self.bounds,
-                            self.settings.worker_history_max)  # fmt: skip
+        return IngestLimits(
+            self.keep_events, self.settings.seen_events_max, self.bounds, self.settings.worker_history_max
+        )
 
     def load_generators(self) -> None:
         """The configured serving policy (smoke-tested) and the explorer. Blocking: run it in an executor."""
@@ -93,6 +98,9 @@ class Runtime:
         """The frozen reader and its dataset. Blocking (seconds; minutes if the reader must be built first)."""
         s = self.settings
         self.evaluator = load_stream_evaluator(
-            s.dataset, s.path("models"), s.cache_path, s.reader_path,
+            s.dataset,
+            s.path("models"),
+            s.cache_path,
+            s.reader_path,
             StreamEvalConfig(draws=s.eval_draws, n_negatives=s.eval_negatives),
-        )  # fmt: skip
+        )

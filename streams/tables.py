@@ -39,8 +39,13 @@ scoreboard = raw_table("scoreboard", "user id -> lettingo.scoreboard.Scoreboard:
 pending_join = raw_table("pending_join", "user id -> lettingo.feedback_join.PendingJoin")
 # "<topic>:<partition>" -> the last offset of that input partition ingest applied (streams.applied).
 applied_offsets = raw_table("applied_offsets", "input topic:partition -> last applied offset (streams.applied)")
-ALL_TABLES = {"user_state": user_state, "profiles": profiles, "scoreboard": scoreboard, "pending_join": pending_join,
-              "applied_offsets": applied_offsets}  # fmt: skip
+ALL_TABLES = {
+    "user_state": user_state,
+    "profiles": profiles,
+    "scoreboard": scoreboard,
+    "pending_join": pending_join,
+    "applied_offsets": applied_offsets,
+}
 
 MAX_PROFILE_VERSIONS = 20
 

@@ -36,8 +36,11 @@ class UserProfile(View):
     async def get(self, request: Request, user_id: str) -> Response:
         runtime = _runtime()
         if not authorized(request, runtime.settings.web_profile_token):
-            return self.json({"error": "a bearer token is required"}, status=401,
-                             headers={"WWW-Authenticate": 'Bearer realm="lettingo"'})  # fmt: skip
+            return self.json(
+                {"error": "a bearer token is required"},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="lettingo"'},
+            )
         history = tables.read(tables.profiles, user_id, ProfileHistory)
         if history is None:
             return self.json({"user_id": user_id, "error": "no profile"}, status=404)
@@ -53,22 +56,24 @@ class Health(View):
         runtime = _runtime()
         policy = runtime.policy
         evaluator = runtime.evaluator
-        return self.json({
-            "status": "ok",
-            "generators_ready": runtime.generators_ready.is_set(),
-            "evaluator_ready": runtime.evaluator_ready.is_set(),
-            "reader_version": evaluator.version if evaluator else None,
-            "model_version": policy.current.version if policy else None,
-            "generator": policy.current.generator.name if policy else None,
-            "previous_model_version": policy.previous.version if policy and policy.previous else None,
-            "refused_model_versions": policy.refused if policy else {},
-            "catalog_items": len(runtime.catalog),
-            "catalog_ready": runtime.catalog_ready.is_set(),
-            "assigned_partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment()),
-            "active_partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in app.assignor.assigned_actives()),
-            "standby_partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in app.assignor.assigned_standbys()),
-            "stalled_partitions": runtime.stalled_partitions,
-        })  # fmt: skip
+        return self.json(
+            {
+                "status": "ok",
+                "generators_ready": runtime.generators_ready.is_set(),
+                "evaluator_ready": runtime.evaluator_ready.is_set(),
+                "reader_version": evaluator.version if evaluator else None,
+                "model_version": policy.current.version if policy else None,
+                "generator": policy.current.generator.name if policy else None,
+                "previous_model_version": policy.previous.version if policy and policy.previous else None,
+                "refused_model_versions": policy.refused if policy else {},
+                "catalog_items": len(runtime.catalog),
+                "catalog_ready": runtime.catalog_ready.is_set(),
+                "assigned_partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment()),
+                "active_partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in app.assignor.assigned_actives()),
+                "standby_partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in app.assignor.assigned_standbys()),
+                "stalled_partitions": runtime.stalled_partitions,
+            }
+        )
 
 
 def readiness(runtime: Runtime) -> dict[str, object]:

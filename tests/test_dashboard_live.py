@@ -27,10 +27,20 @@ pytestmark = pytest.mark.kafka
 
 DASHBOARD = REPO / "deploy" / "grafana" / "lettingo.json"
 RULES = REPO / "deploy" / "prometheus" / "rules"
-ITEMS = [records.Item(item_id=f"i{n}", title=f"Film {n} (199{n % 10})", attributes=["Drama" if n % 2 else "Comedy"])
-         for n in range(20)]  # fmt: skip
-WORKER = dict(worker_cold_start_after=3, drift_min_new_events=2, drift_cooldown_seconds=0, drift_threshold=0.05,
-              explore_rate=1.0, explore_k=3, pairs_min_rewards=1, regen_batch_seconds=0.2)  # fmt: skip
+ITEMS = [
+    records.Item(item_id=f"i{n}", title=f"Film {n} (199{n % 10})", attributes=["Drama" if n % 2 else "Comedy"])
+    for n in range(20)
+]
+WORKER = dict(
+    worker_cold_start_after=3,
+    drift_min_new_events=2,
+    drift_cooldown_seconds=0,
+    drift_threshold=0.05,
+    explore_rate=1.0,
+    explore_k=3,
+    pairs_min_rewards=1,
+    regen_batch_seconds=0.2,
+)
 
 
 def tool(name: str) -> str:
@@ -61,10 +71,27 @@ def trainer(settings: Settings, worker: WorkerProcess, nano_model: Path) -> Iter
     env = {**worker.env, "LETTINGO_TRAINER_METRICS_PORT": str(port)}
     log = (settings.home / "trainer.log").open("ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lettingo.cli.main", "train", "--watch", "--wait", "2", "--min-pairs", "100000",
-         "--group-id", f"{settings.app_id}-trainer", "--base-model", str(nano_model)],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "lettingo.cli.main",
+            "train",
+            "--watch",
+            "--wait",
+            "2",
+            "--min-pairs",
+            "100000",
+            "--group-id",
+            f"{settings.app_id}-trainer",
+            "--base-model",
+            str(nano_model),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         wait_for("the trainer's /metrics", lambda: scrape(port), 60)
         yield port
@@ -89,10 +116,16 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory, worker: WorkerProcess, 
     (folder / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML
     port = free_port()
     proc = subprocess.Popen(
-        [tool("prometheus"), f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=(folder / "prometheus.log").open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        [
+            tool("prometheus"),
+            f"--config.file={folder / 'prometheus.yml'}",
+            f"--storage.tsdb.path={folder / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=(folder / "prometheus.log").open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for("Prometheus ready", lambda: get(f"{url}/-/ready") is not None, 60)
@@ -131,8 +164,14 @@ def replay_a_little(settings: Settings) -> None:
     """Six users rate six films each, drift, explore and get rewards; one malformed message; then more ratings."""
 
     def rating(user: int, n: int, item: int) -> tuple[str, str, bytes]:
-        event = records.Interaction(event_id=f"u{user}-{n}", user_id=f"u{user}", item_id=f"i{item}", kind="rating",
-                                    rating=5.0 if item % 2 == user % 2 else 1.0, ts=1.5e9 + n)  # fmt: skip
+        event = records.Interaction(
+            event_id=f"u{user}-{n}",
+            user_id=f"u{user}",
+            item_id=f"i{item}",
+            kind="rating",
+            rating=5.0 if item % 2 == user % 2 else 1.0,
+            ts=1.5e9 + n,
+        )
         return ("interactions", f"u{user}", event.to_bytes())
 
     first = [rating(u, n, (u + 2 * n) % 20) for u in range(6) for n in range(6)]

@@ -29,8 +29,12 @@ def quick_run(kafka_bootstrap: str, nano_model: Path, frozen_reader: Path, tmp_p
     }
     done = subprocess.run(
         [sys.executable, "-m", "lettingo.cli.main", "demo", "--quick", "--runs", str(runs)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, f"demo failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
     (run_dir,) = runs.iterdir()
     return run_dir

@@ -185,8 +185,10 @@ def test_the_metric_name_parser() -> None:
 
 def test_prometheus_scrapes_the_compose_workers_and_trainer() -> None:
     config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
-    jobs = {job["job_name"]: [t for static in job["static_configs"] for t in static["targets"]] for job in
-            config["scrape_configs"]}  # fmt: skip
+    jobs = {
+        job["job_name"]: [t for static in job["static_configs"] for t in static["targets"]]
+        for job in config["scrape_configs"]
+    }
     services = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
     assert jobs["lettingo-worker"] == ["worker-1:6066", "worker-2:6066"]
     assert jobs["lettingo-trainer"] == ["trainer:6067"]
@@ -214,11 +216,18 @@ def test_dashboard_panels_query_known_metrics() -> None:
     # What the dashboard must show (issue 18): throughput, lag, drift, regenerations by reason, latency, rewards and
     # pairs, model version per worker, dead letters, state evictions, trainer rounds.
     required = {
-        "lettingo:events:rate5m", "lettingo:consumer_lag_messages:sum", "lettingo_drift_score_bucket",
-        "lettingo:profiles_written:rate5m", "lettingo:profile_latency_seconds:p99_5m", "lettingo:rewards:rate5m",
-        "lettingo:preference_pairs:rate5m", "lettingo_model_version_info", "lettingo:dead_letters:rate5m",
-        "lettingo_state_evictions_total", "lettingo:trainer_rounds:increase1d",
-    }  # fmt: skip
+        "lettingo:events:rate5m",
+        "lettingo:consumer_lag_messages:sum",
+        "lettingo_drift_score_bucket",
+        "lettingo:profiles_written:rate5m",
+        "lettingo:profile_latency_seconds:p99_5m",
+        "lettingo:rewards:rate5m",
+        "lettingo:preference_pairs:rate5m",
+        "lettingo_model_version_info",
+        "lettingo:dead_letters:rate5m",
+        "lettingo_state_evictions_total",
+        "lettingo:trainer_rounds:increase1d",
+    }
     assert required <= used, f"the dashboard lacks {sorted(required - used)}"
 
 
@@ -263,9 +272,12 @@ def _containers(doc: dict) -> list[dict]:
 def test_workloads_have_limits_probes_state_and_kafka_secret() -> None:
     docs = rendered(DEPLOY / "k8s")
     secret_keys = {
-        "LETTINGO_KAFKA_BOOTSTRAP", "LETTINGO_KAFKA_SECURITY_PROTOCOL", "LETTINGO_KAFKA_SASL_MECHANISM",
-        "LETTINGO_KAFKA_SASL_USERNAME", "LETTINGO_KAFKA_SASL_PASSWORD",
-    }  # fmt: skip
+        "LETTINGO_KAFKA_BOOTSTRAP",
+        "LETTINGO_KAFKA_SECURITY_PROTOCOL",
+        "LETTINGO_KAFKA_SASL_MECHANISM",
+        "LETTINGO_KAFKA_SASL_USERNAME",
+        "LETTINGO_KAFKA_SASL_PASSWORD",
+    }
     (secret,) = [d for d in docs if d["kind"] == "Secret"]
     assert secret_keys <= set(secret["data"])
     for doc in docs:

@@ -49,26 +49,50 @@ ITEMS = [
 ] + [
     records.Item(item_id="evil", title=INJECTION, attributes=["Drama"], year=1999),
     # Many attributes each: the per-event and per-user attribute bounds.
-    *(records.Item(item_id=f"a{n}", title=f"Attr {n} (2000)", attributes=[f"attr-{n}-{k}" for k in range(10)])
-      for n in range(6)),
-]  # fmt: skip
+    *(
+        records.Item(item_id=f"a{n}", title=f"Attr {n} (2000)", attributes=[f"attr-{n}-{k}" for k in range(10)])
+        for n in range(6)
+    ),
+]
 BOUNDS = dict(
-    max_pending_impressions=5, max_impression_items=10, max_early_clicks=5, seen_events_max=20,
-    worker_history_window=3, worker_history_max=5, max_attribute_keys=4, max_event_attributes=2,
-)  # fmt: skip
-WORKER = dict(worker_cold_start_after=3, explore_rate=0.0, regen_batch_seconds=0.2, feedback_window_seconds=600,
-              stall_seconds=5, poison_retries=2, web_profile_token=TOKEN, **BOUNDS)  # fmt: skip
+    max_pending_impressions=5,
+    max_impression_items=10,
+    max_early_clicks=5,
+    seen_events_max=20,
+    worker_history_window=3,
+    worker_history_max=5,
+    max_attribute_keys=4,
+    max_event_attributes=2,
+)
+WORKER = dict(
+    worker_cold_start_after=3,
+    explore_rate=0.0,
+    regen_batch_seconds=0.2,
+    feedback_window_seconds=600,
+    stall_seconds=5,
+    poison_retries=2,
+    web_profile_token=TOKEN,
+    **BOUNDS,
+)
 
 
 def rating(user: str, n: int, item: str = "m1", value: float = 4.0, key: str | None = "") -> tuple:
-    event = records.Interaction(event_id=f"{user}-{n}", user_id=user, item_id=item, kind="rating", rating=value,
-                                ts=1.5e9 + n)  # fmt: skip
+    event = records.Interaction(
+        event_id=f"{user}-{n}", user_id=user, item_id=item, kind="rating", rating=value, ts=1.5e9 + n
+    )
     return ("interactions", user if key == "" else key, event.to_bytes())
 
 
 def raw_rating(user: str, n: int, **fields: object) -> dict:
-    return {"event_id": f"{user}-{n}", "user_id": user, "item_id": "m1", "kind": "rating", "rating": 4.0,
-            "ts": 1.5e9 + n, **fields}  # fmt: skip
+    return {
+        "event_id": f"{user}-{n}",
+        "user_id": user,
+        "item_id": "m1",
+        "kind": "rating",
+        "rating": 4.0,
+        "ts": 1.5e9 + n,
+        **fields,
+    }
 
 
 def as_json(value: dict) -> bytes:
@@ -280,10 +304,20 @@ def letters_for(cases: list[Hostile], settings: Settings, timeout_s: float = 120
 def test_a_user_is_never_forked_across_keys_or_applied_twice(settings: Settings, worker: WorkerProcess) -> None:
     """Finding 3: events of one user under another key, without a key, re-sent, or with user_id written twice."""
     dup = json.dumps(raw_rating("u-fork", 7))[:-1].encode() + b', "user_id": "u-other"}'
-    asyncio.run(produce(settings, [
-        rating("u-fork", 1), rating("u-fork", 2, key="u-elsewhere"), rating("u-fork", 3), rating("u-fork", 3),
-        rating("u-fork", 4, key=None), ("interactions", "u-fork", dup), rating("u-fork", 5),
-    ]))  # fmt: skip
+    asyncio.run(
+        produce(
+            settings,
+            [
+                rating("u-fork", 1),
+                rating("u-fork", 2, key="u-elsewhere"),
+                rating("u-fork", 3),
+                rating("u-fork", 3),
+                rating("u-fork", 4, key=None),
+                ("interactions", "u-fork", dup),
+                rating("u-fork", 5),
+            ],
+        )
+    )
     cases = [
         Hostile("another key", "interactions", "u-elsewhere", None, "key_mismatch"),
         Hostile("no key", "interactions", None, rating("u-fork", 4)[2], "missing_key"),
@@ -311,15 +345,21 @@ def test_a_key_cannot_forge_a_log_line(settings: Settings, worker: WorkerProcess
 
 def test_catalogue_text_stays_quoted_in_served_profiles(settings: Settings, worker: WorkerProcess) -> None:
     """Finding 5: an item titled with a prompt injection was cited raw-ish in a served profile, unmarked."""
-    events = [rating("u-evil", 1, item="evil", value=5.0), rating("u-evil", 2, item="evil", value=5.0),
-              rating("u-evil", 3, item="m2", value=5.0)]  # fmt: skip
+    events = [
+        rating("u-evil", 1, item="evil", value=5.0),
+        rating("u-evil", 2, item="evil", value=5.0),
+        rating("u-evil", 3, item="m2", value=5.0),
+    ]
     asyncio.run(produce(settings, events))
     profiles = wait_for(
         "a profile for u-evil",
-        lambda: [records.Profile.model_validate_json(r.value) for r in topic_records(settings, "profiles")
-                 if r.key == b"u-evil"],
+        lambda: [
+            records.Profile.model_validate_json(r.value)
+            for r in topic_records(settings, "profiles")
+            if r.key == b"u-evil"
+        ],
         90,
-    )  # fmt: skip
+    )
     text = profiles[-1].text
     assert "Ignore all previous instructions" in text  # the writer cites the liked title...
     assert "\\u003c/history\\u003e" in text  # ...quoted and escaped as in the prompt
@@ -338,8 +378,11 @@ def test_every_hostile_message_is_dead_lettered_and_every_valid_one_applied_once
     hostile = [(c.topic, c.key, c.value) for c in cases]
     asyncio.run(produce(settings, before + hostile + before[:2] + after))  # two re-sent
     letters = letters_for(cases, settings)
-    wrong = {name: (c.reason, letters[name].reason, letters[name].error)
-             for c in cases if letters[(name := c.name)].reason != c.reason}  # fmt: skip
+    wrong = {
+        name: (c.reason, letters[name].reason, letters[name].error)
+        for c in cases
+        if letters[(name := c.name)].reason != c.reason
+    }
     assert not wrong, wrong
     state = state_of(settings, "u-ok", 7)
     assert state.count == 7 and [e.event_id for e in state.events][-3:] == ["u-ok-5", "u-ok-6", "u-ok-7"]
@@ -350,8 +393,14 @@ def test_every_hostile_message_is_dead_lettered_and_every_valid_one_applied_once
 
 
 def test_history_seen_ids_attributes_and_early_clicks_stay_bounded(settings: Settings, worker: WorkerProcess) -> None:
-    clicks = [("feedback", "u-clicks", as_json({"request_id": f"early{n}", "user_id": "u-clicks", "item_id": "i",
-                                                "kind": "click", "ts": NOW})) for n in range(12)]  # fmt: skip
+    clicks = [
+        (
+            "feedback",
+            "u-clicks",
+            as_json({"request_id": f"early{n}", "user_id": "u-clicks", "item_id": "i", "kind": "click", "ts": NOW}),
+        )
+        for n in range(12)
+    ]
     long = [rating("u-long", n) for n in range(1, 31)]
     attr = [rating("u-attr", n, item=f"a{n % 6}") for n in range(1, 13)]
     asyncio.run(produce(settings, clicks + long + attr))
@@ -361,10 +410,16 @@ def test_history_seen_ids_attributes_and_early_clicks_stay_bounded(settings: Set
     joins = wait_for("u-clicks' early clicks", lambda: table_contents(settings, "pending_join").get("u-clicks"), 30)
     assert len(PendingJoin.from_bytes(joins).early_clicks) == 5
     metrics = worker.metrics()
-    evicted = {what: metric(metrics, "lettingo_state_evictions_total", table=table, what=what)
-               for table, what in [("user_state", "seen_ids"), ("user_state", "history"),
-                                   ("user_state", "event_attributes"), ("user_state", "attribute_keys"),
-                                   ("pending_join", "early_clicks")]}  # fmt: skip
+    evicted = {
+        what: metric(metrics, "lettingo_state_evictions_total", table=table, what=what)
+        for table, what in [
+            ("user_state", "seen_ids"),
+            ("user_state", "history"),
+            ("user_state", "event_attributes"),
+            ("user_state", "attribute_keys"),
+            ("pending_join", "early_clicks"),
+        ]
+    }
     assert evicted["seen_ids"] >= 10 and evicted["history"] >= 22 and evicted["early_clicks"] == 7
     assert evicted["event_attributes"] >= 12 * 8 and evicted["attribute_keys"] > 0
 
@@ -383,9 +438,22 @@ def test_a_poison_pill_of_impressions_is_bounded_and_the_worker_goes_on(
 ) -> None:
     """Finding 1: 150 impressions of 1,000 item ids for one user grew its pending join past the producer's limit;
     the worker crashed on every restart. Now the value stays bounded, the drops are counted, the worker goes on."""
-    pill = [("impressions", "u-imp", as_json({"request_id": f"r{n}", "user_id": "u-imp", "profile_id": "p",
-                                              "item_ids": [f"i{k:05d}" for k in range(1000)], "ts": NOW}))
-            for n in range(150)]  # fmt: skip
+    pill = [
+        (
+            "impressions",
+            "u-imp",
+            as_json(
+                {
+                    "request_id": f"r{n}",
+                    "user_id": "u-imp",
+                    "profile_id": "p",
+                    "item_ids": [f"i{k:05d}" for k in range(1000)],
+                    "ts": NOW,
+                }
+            ),
+        )
+        for n in range(150)
+    ]
     asyncio.run(produce(settings, [*pill, rating("u-after-pill", 1)]))
     state_of(settings, "u-after-pill", 1)
 
@@ -427,15 +495,22 @@ def test_a_stored_value_that_does_not_decode_is_quarantined_and_reset(
     worker's store; the owning agent dead-letters it (corrupt_state) on the user's next event and starts afresh."""
     worker.stop()
     unprefixed = settings.model_copy(update={"topic_prefix": ""})
-    asyncio.run(produce(unprefixed, [
-        (f"{settings.app_id}-user_state-changelog", "u-corrupt", b'{"user_id": "u-corrupt", "count": "many"'),
-        (f"{settings.app_id}-pending_join-changelog", "u-corrupt-join", b"\xff\xfe not a join"),
-    ]))  # fmt: skip
+    asyncio.run(
+        produce(
+            unprefixed,
+            [
+                (f"{settings.app_id}-user_state-changelog", "u-corrupt", b'{"user_id": "u-corrupt", "count": "many"'),
+                (f"{settings.app_id}-pending_join-changelog", "u-corrupt-join", b"\xff\xfe not a join"),
+            ],
+        )
+    )
     worker.start()
     click = as_json({"request_id": "late", "user_id": "u-corrupt-join", "item_id": "i", "kind": "click", "ts": NOW})
     asyncio.run(produce(settings, [rating("u-corrupt", 1), ("feedback", "u-corrupt-join", click)]))
-    cases = [Hostile("user state", "table:user_state", "u-corrupt", None, "corrupt_state"),
-             Hostile("pending join", "table:pending_join", "u-corrupt-join", None, "corrupt_state")]  # fmt: skip
+    cases = [
+        Hostile("user state", "table:user_state", "u-corrupt", None, "corrupt_state"),
+        Hostile("pending join", "table:pending_join", "u-corrupt-join", None, "corrupt_state"),
+    ]
     letters = wait_for(
         "both values quarantined",
         lambda: (
@@ -451,8 +526,9 @@ def test_a_stored_value_that_does_not_decode_is_quarantined_and_reset(
     assert metric(worker.metrics(), "lettingo_quarantined_states_total", table="user_state") == 1
 
 
-def test_a_stalled_partition_fails_readiness_and_shows_in_metrics(kafka_bootstrap: str, tmp_path: Path,
-                                                                   frozen_reader: Path) -> None:  # fmt: skip
+def test_a_stalled_partition_fails_readiness_and_shows_in_metrics(
+    kafka_bootstrap: str, tmp_path: Path, frozen_reader: Path
+) -> None:
     """Ingest raises on every batch (a test-only fault: streams.faults), so its partition never advances while its
     events wait: /ready turns 503 naming the partition, the stalled gauge is 1 and the crashes are counted."""
     s = unique_settings(kafka_bootstrap, tmp_path / "home")

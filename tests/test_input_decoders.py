@@ -34,20 +34,44 @@ from lettingo.settings import Settings
 
 NOW = 1_700_000_000.0  # 2023-11-14
 LIMITS = InputLimits(max_bytes=65_536, ts_min=0.0, ts_max_ahead_s=86_400.0, rating_min=0.0, rating_max=5.0)
-REASONS = {"empty", "oversized", "invalid_json", "duplicate_key", "invalid_record", "implausible_ts",
-           "rating_out_of_scale"}  # fmt: skip
+REASONS = {
+    "empty",
+    "oversized",
+    "invalid_json",
+    "duplicate_key",
+    "invalid_record",
+    "implausible_ts",
+    "rating_out_of_scale",
+}
 ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}")
 YEAR_50000 = (50_000 - 1970) * 365.2425 * 86_400
 
 VALID: dict[type[Record], dict[str, Any]] = {
-    Interaction: {"event_id": "ml-latest-small:1:31:964982703", "user_id": "1", "item_id": "31", "kind": "rating",
-                  "rating": 2.5, "ts": 964_982_703.0, "text": "loved it"},
-    Item: {"item_id": "31", "title": "Dangerous Minds (1995)", "attributes": ["Drama"], "year": 1995,
-           "description": "school, teacher"},
-    Impression: {"request_id": "r-1", "user_id": "u-1", "profile_id": "0f3a9c", "item_ids": ["31", "32"],
-                 "ts": NOW - 5},
+    Interaction: {
+        "event_id": "ml-latest-small:1:31:964982703",
+        "user_id": "1",
+        "item_id": "31",
+        "kind": "rating",
+        "rating": 2.5,
+        "ts": 964_982_703.0,
+        "text": "loved it",
+    },
+    Item: {
+        "item_id": "31",
+        "title": "Dangerous Minds (1995)",
+        "attributes": ["Drama"],
+        "year": 1995,
+        "description": "school, teacher",
+    },
+    Impression: {
+        "request_id": "r-1",
+        "user_id": "u-1",
+        "profile_id": "0f3a9c",
+        "item_ids": ["31", "32"],
+        "ts": NOW - 5,
+    },
     Feedback: {"request_id": "r-1", "user_id": "u-1", "item_id": "31", "kind": "rating", "value": 4.0, "ts": NOW},
-}  # fmt: skip
+}
 RECORD_TYPES = list(VALID)
 
 
@@ -111,8 +135,29 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5),
     max_leaves=25,
 )
-hostile_chars = st.sampled_from(["\n", "\r", "\t", "\x00", "\x1b", "\x7f", "\u2028", "\u2029", "\u0085", " ", "é",
-                                 "\ufeff", "\u202e", '"', "\\", "/", "..", "-", "_"])  # fmt: skip
+hostile_chars = st.sampled_from(
+    [
+        "\n",
+        "\r",
+        "\t",
+        "\x00",
+        "\x1b",
+        "\x7f",
+        "\u2028",
+        "\u2029",
+        "\u0085",
+        " ",
+        "é",
+        "\ufeff",
+        "\u202e",
+        '"',
+        "\\",
+        "/",
+        "..",
+        "-",
+        "_",
+    ]
+)
 hostile_strings = st.lists(st.one_of(hostile_chars, st.text(max_size=4)), max_size=12).map("".join) | st.text(
     min_size=120, max_size=140
 )

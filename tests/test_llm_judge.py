@@ -60,16 +60,33 @@ def test_a_worker_rewards_candidates_with_the_judge(smollm2: Path, kafka_bootstr
     user = "1"
     ratings = dataset.ratings_by_user[user][:6]
     items = {r.item_id for r in ratings} | set(list(dataset.items)[:40])  # negatives come from the catalogue
-    catalogue = [records.Item(item_id=i, title=dataset.items[i].title, attributes=list(dataset.items[i].attributes),
-                              year=dataset.items[i].year) for i in sorted(items)]  # fmt: skip
+    catalogue = [
+        records.Item(
+            item_id=i,
+            title=dataset.items[i].title,
+            attributes=list(dataset.items[i].attributes),
+            year=dataset.items[i].year,
+        )
+        for i in sorted(items)
+    ]
     settings = catalogue_settings(kafka_bootstrap, tmp_path, catalogue)
     try:
         with running_worker(
-            settings, f"llm:hf:{smollm2}", worker_cold_start_after=3, explore_rate=1.0, explore_k=1,
-            eval_draws=1, pairs_min_rewards=1, drift_min_new_events=50,
-        ):  # fmt: skip
-            events = [records.Interaction(event_id=f"e{n}", user_id=user, item_id=r.item_id, kind="rating",
-                                          rating=r.rating, ts=float(r.ts)) for n, r in enumerate(ratings)]  # fmt: skip
+            settings,
+            f"llm:hf:{smollm2}",
+            worker_cold_start_after=3,
+            explore_rate=1.0,
+            explore_k=1,
+            eval_draws=1,
+            pairs_min_rewards=1,
+            drift_min_new_events=50,
+        ):
+            events = [
+                records.Interaction(
+                    event_id=f"e{n}", user_id=user, item_id=r.item_id, kind="rating", rating=r.rating, ts=float(r.ts)
+                )
+                for n, r in enumerate(ratings)
+            ]
             asyncio.run(produce(settings, [("interactions", user, e.to_bytes()) for e in events]))
 
             def rewards() -> list[records.Reward]:

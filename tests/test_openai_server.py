@@ -47,8 +47,19 @@ class Server:
         return f"openai:{self.url}#{self.model}" + (f"?{query}" if query else "")
 
     def start(self, timeout_s: float = 120) -> Server:
-        command = [str(REPO / ".venv" / "bin" / "transformers"), "serve", str(self.model), "--host", "127.0.0.1",
-                   "--port", str(self.port), "--device", "cpu", "--dtype", "float32"]  # fmt: skip
+        command = [
+            str(REPO / ".venv" / "bin" / "transformers"),
+            "serve",
+            str(self.model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+        ]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -80,8 +91,21 @@ def test_exploration_goes_through_the_server(server: Server, tmp_path: Path) -> 
     _register_core()
     _register_plugins()
     out = tmp_path / "cands.jsonl"
-    result = CliRunner().invoke(app, ["explore", str(DATASET), "-g", f"2*{server.spec(timeout=60)}", "--group",
-                                      "validation", "--limit", "3", "--out", str(out)])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "explore",
+            str(DATASET),
+            "-g",
+            f"2*{server.spec(timeout=60)}",
+            "--group",
+            "validation",
+            "--limit",
+            "3",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(lines) == 3
@@ -121,14 +145,25 @@ def test_a_worker_retries_a_killed_servers_batch_then_dead_letters_it_and_loses_
     dataset = load_dataset(DATASET)
     users = {u: dataset.ratings_by_user[u][:4] for u in ("1", "2", "3")}
     item_ids = {r.item_id for rs in users.values() for r in rs}
-    items = [records.Item(item_id=i, title=dataset.items[i].title, attributes=list(dataset.items[i].attributes),
-                          year=dataset.items[i].year) for i in item_ids]  # fmt: skip
+    items = [
+        records.Item(
+            item_id=i,
+            title=dataset.items[i].title,
+            attributes=list(dataset.items[i].attributes),
+            year=dataset.items[i].year,
+        )
+        for i in item_ids
+    ]
     settings = catalogue_settings(kafka_bootstrap, tmp_path, items)
     server = Server(nano_model, tmp_path / "serve.log").start()
 
     def send(user: str) -> None:
-        events = [records.Interaction(event_id=f"{user}-{n}", user_id=user, item_id=r.item_id, kind="rating",
-                                      rating=r.rating, ts=float(r.ts)) for n, r in enumerate(users[user])]  # fmt: skip
+        events = [
+            records.Interaction(
+                event_id=f"{user}-{n}", user_id=user, item_id=r.item_id, kind="rating", rating=r.rating, ts=float(r.ts)
+            )
+            for n, r in enumerate(users[user])
+        ]
         asyncio.run(produce(settings, [("interactions", user, e.to_bytes()) for e in events]))
 
     def values(topic: str, record_type) -> list:
@@ -136,10 +171,17 @@ def test_a_worker_retries_a_killed_servers_batch_then_dead_letters_it_and_loses_
 
     try:
         with running_worker(
-            settings, frozen_reader, worker_policy=server.spec(timeout=5, retries=0), explore_rate=0.0,
-            worker_cold_start_after=4, regen_retries=2, regen_backoff_seconds=0.2, regen_max_attempts=2,
-            regen_timeout_seconds=30, regen_batch_seconds=0.2,
-        ) as worker:  # fmt: skip
+            settings,
+            frozen_reader,
+            worker_policy=server.spec(timeout=5, retries=0),
+            explore_rate=0.0,
+            worker_cold_start_after=4,
+            regen_retries=2,
+            regen_backoff_seconds=0.2,
+            regen_max_attempts=2,
+            regen_timeout_seconds=30,
+            regen_batch_seconds=0.2,
+        ) as worker:
             send("1")
             [profile] = wait_for("a profile through the server", lambda: values("profiles", records.Profile), 120)
             assert profile.generator == "openai" and profile.text.strip()

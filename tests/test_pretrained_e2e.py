@@ -44,21 +44,71 @@ def round_dir(cli: CliRunner, smollm2: Path, frozen_reader: Path, tmp_path_facto
     """explore -> evaluate -> pairs -> train (LoRA DPO, gated on 2 validation users), by the CLI."""
     out = tmp_path_factory.mktemp("pretrained")
     for key, value in {
-        "LETTINGO_DATASET": str(DATASET), "LETTINGO_GATE_USERS": "2", "LETTINGO_WORKER_HISTORY_MAX": "9",
-        "LETTINGO_READER_PATH": str(frozen_reader), "LETTINGO_HOME": str(out / "home"),
+        "LETTINGO_DATASET": str(DATASET),
+        "LETTINGO_GATE_USERS": "2",
+        "LETTINGO_WORKER_HISTORY_MAX": "9",
+        "LETTINGO_READER_PATH": str(frozen_reader),
+        "LETTINGO_HOME": str(out / "home"),
         "LETTINGO_CACHE_DIR": str(Path(__file__).resolve().parents[1] / ".lettingo" / "cache"),
-    }.items():  # fmt: skip
+    }.items():
         monkeypatch_module.setenv(key, value)
     get_settings.cache_clear()
     sources = ["-g", f"2*hf:{smollm2}", "-g", "2*writer:mix"]
-    run(cli, "explore", str(DATASET), *sources, "--group", "train", "--limit", "3", "--max-prompt-tokens",
-        str(PROMPT_TOKENS), "--batch-size", "3", "--out", str(out / "cands.jsonl"))  # fmt: skip
-    run(cli, "evaluate", str(out / "cands.jsonl"), "--dataset", str(DATASET), "--reader", str(frozen_reader),
-        "--targets-per-user", "5", "--draws", "3", "--out", str(out / "rewards.jsonl"))  # fmt: skip
+    run(
+        cli,
+        "explore",
+        str(DATASET),
+        *sources,
+        "--group",
+        "train",
+        "--limit",
+        "3",
+        "--max-prompt-tokens",
+        str(PROMPT_TOKENS),
+        "--batch-size",
+        "3",
+        "--out",
+        str(out / "cands.jsonl"),
+    )
+    run(
+        cli,
+        "evaluate",
+        str(out / "cands.jsonl"),
+        "--dataset",
+        str(DATASET),
+        "--reader",
+        str(frozen_reader),
+        "--targets-per-user",
+        "5",
+        "--draws",
+        "3",
+        "--out",
+        str(out / "rewards.jsonl"),
+    )
     run(cli, "pairs", str(out / "rewards.jsonl"), "--dataset", str(DATASET), "--out", str(out / "pairs.jsonl"))
-    output = run(cli, "train", "--pairs", str(out / "pairs.jsonl"), "--base-model", str(smollm2), "--registry",
-                 str(out / "registry"), "--kind", "lora", "--lr", "1e-4", "--epochs", "1", "--batch-size", "4",
-                 "--min-pairs", "4", "--task-eval", "trainer.task_eval:validation_task", "--no-publish")  # fmt: skip
+    output = run(
+        cli,
+        "train",
+        "--pairs",
+        str(out / "pairs.jsonl"),
+        "--base-model",
+        str(smollm2),
+        "--registry",
+        str(out / "registry"),
+        "--kind",
+        "lora",
+        "--lr",
+        "1e-4",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--min-pairs",
+        "4",
+        "--task-eval",
+        "trainer.task_eval:validation_task",
+        "--no-publish",
+    )
     (out / "train.log").write_text(output)
     get_settings.cache_clear()
     return out
@@ -108,24 +158,32 @@ def test_a_worker_serving_smollm2_hot_swaps_to_the_adapter(
     dataset = load_dataset(DATASET)
     user = "1"
     ratings = dataset.ratings_by_user[user][:6]
-    items = [records.Item(item_id=i.item_id, title=i.title, attributes=list(i.attributes), year=i.year)
-             for i in (dataset.items[r.item_id] for r in ratings)]  # fmt: skip
+    items = [
+        records.Item(item_id=i.item_id, title=i.title, attributes=list(i.attributes), year=i.year)
+        for i in (dataset.items[r.item_id] for r in ratings)
+    ]
     (round_dir / "worker-home").mkdir(exist_ok=True)
     settings = catalogue_settings(kafka_bootstrap, round_dir / "worker-home", items)
     try:
         with running_worker(
-            settings, frozen_reader, worker_policy=f"hf:{smollm2}", explore_rate=0.0, worker_cold_start_after=5,
-            worker_history_max=9, regen_timeout_seconds=240,
-        ) as worker:  # fmt: skip
+            settings,
+            frozen_reader,
+            worker_policy=f"hf:{smollm2}",
+            explore_rate=0.0,
+            worker_cold_start_after=5,
+            worker_history_max=9,
+            regen_timeout_seconds=240,
+        ) as worker:
             assert worker.health()["model_version"] == "default"
             record = registry.model_version_record(1)
             asyncio.run(produce(settings, [("model-versions", registry.name, record.to_bytes())]))
             wait_for("the adapter served", lambda: worker.health()["model_version"] == "profile-generator:1", 240)
             events = [
-                records.Interaction(event_id=f"e{n}", user_id=user, item_id=r.item_id, kind="rating", rating=r.rating,
-                                    ts=float(r.ts))
+                records.Interaction(
+                    event_id=f"e{n}", user_id=user, item_id=r.item_id, kind="rating", rating=r.rating, ts=float(r.ts)
+                )
                 for n, r in enumerate(ratings)
-            ]  # fmt: skip
+            ]
             asyncio.run(produce(settings, [("interactions", user, e.to_bytes()) for e in events]))
 
             def served():

@@ -34,8 +34,21 @@ def test_the_quality_command_reads_an_explore_file(dataset_path: Path, tmp_path:
     _register_plugins()
     cli = CliRunner()
     out = tmp_path / "cands.jsonl"
-    explored = cli.invoke(app, ["explore", str(dataset_path), "-g", "2*writer:strictness", "--group", "validation",
-                                "--limit", "5", "--out", str(out)])  # fmt: skip
+    explored = cli.invoke(
+        app,
+        [
+            "explore",
+            str(dataset_path),
+            "-g",
+            "2*writer:strictness",
+            "--group",
+            "validation",
+            "--limit",
+            "5",
+            "--out",
+            str(out),
+        ],
+    )
     assert explored.exit_code == 0, explored.output
     result = cli.invoke(app, ["quality", str(out), "--dataset", str(dataset_path), "--show", "1"])
     assert result.exit_code == 0, result.output

@@ -76,8 +76,18 @@ def test_a_modified_reader_is_refused(trained, tmp_path: Path, dataset_path: Pat
     with pytest.raises(ReaderChecksumError, match="refusing to load"):
         EmbeddingReader.load(tampered, ds, encoder)
     with pytest.raises(SystemExit) as exit_info:  # the CLI reports it as one line, exit status 1
-        main(["evaluate", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "r.jsonl"), "--reader", str(tampered),
-              "--dataset", str(dataset_path)])  # fmt: skip
+        main(
+            [
+                "evaluate",
+                str(tmp_path / "none.jsonl"),
+                "--out",
+                str(tmp_path / "r.jsonl"),
+                "--reader",
+                str(tampered),
+                "--dataset",
+                str(dataset_path),
+            ]
+        )
     assert exit_info.value.code == 1
 
 

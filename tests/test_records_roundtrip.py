@@ -31,22 +31,44 @@ SAMPLES: dict[str, records.Record] = {
     "impressions": records.Impression(request_id="r1", user_id="u1", profile_id="p1", item_ids=["i1", "i2"], ts=3.0),
     "feedback": records.Feedback(request_id="r1", user_id="u1", item_id="i2", kind="click", ts=4.0),
     "rewards": records.Reward(
-        user_id="u1", profile_id="p1", source="task_eval", target="i3", predicted="like", actual="like",
-        correct=True, value=1.0,
+        user_id="u1",
+        profile_id="p1",
+        source="task_eval",
+        target="i3",
+        predicted="like",
+        actual="like",
+        correct=True,
+        value=1.0,
     ),
     "preference-pairs": records.PreferencePair(
-        pair_id="pp1", user_id="u1", prompt="<history>...</history>", chosen="a", rejected="b", chosen_reward=1.0,
-        rejected_reward=0.0, chosen_profile_id="p1", rejected_profile_id="p2", policy_version="v1",
+        pair_id="pp1",
+        user_id="u1",
+        prompt="<history>...</history>",
+        chosen="a",
+        rejected="b",
+        chosen_reward=1.0,
+        rejected_reward=0.0,
+        chosen_profile_id="p1",
+        rejected_profile_id="p2",
+        policy_version="v1",
     ),
     "model-versions": records.ModelVersion(
-        name="profile-generator", version=3, kind="lora", uri="file:///tmp/registry/3", sha256={"a.bin": "00" * 32},
-        base_model="nano", parent=2, metrics={"hr@1": 0.18}, gate={"passed": True}, status="champion",
+        name="profile-generator",
+        version=3,
+        kind="lora",
+        uri="file:///tmp/registry/3",
+        sha256={"a.bin": "00" * 32},
+        base_model="nano",
+        parent=2,
+        metrics={"hr@1": 0.18},
+        gate={"passed": True},
+        status="champion",
     ),
     "erasures": records.Erasure(user_id="u1", request_id="er1", ts=5.0),
     "dead-letters": records.DeadLetter(
         topic="interactions", partition=0, offset=7, error="bad", reason="invalid_json", payload="{", key="u1"
     ),
-}  # fmt: skip
+}
 
 
 def test_every_topic_has_a_sample() -> None:

@@ -75,8 +75,12 @@ def _base_env() -> dict[str, str]:
 def lettingo(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["nice", sys.executable, "-m", "lettingo.cli.main", *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -93,10 +97,15 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
         "OMP_NUM_THREADS": "1",
     }
     settings = Settings(
-        home=home, kafka_libs=LIBS, broker_port=port, controller_port=controller, broker_secure=True,
-        kafka_bootstrap=f"127.0.0.1:{port}", topic_prefix=f"t{uuid.uuid4().hex[:10]}-",
+        home=home,
+        kafka_libs=LIBS,
+        broker_port=port,
+        controller_port=controller,
+        broker_secure=True,
+        kafka_bootstrap=f"127.0.0.1:{port}",
+        topic_prefix=f"t{uuid.uuid4().hex[:10]}-",
         app_id=f"test-{uuid.uuid4().hex[:10]}",
-    )  # fmt: skip
+    )
     try:
         started = lettingo(env, "broker", "start", "--secure", "--user", NO_READ, timeout=180)
         env["LETTINGO_BROKER_SECURE"] = "true"  # stop and status below, as a user's clients/<user>.env sets it
@@ -129,8 +138,14 @@ def test_the_secured_broker_keeps_its_secrets_private_and_grants_each_component_
     passwords = secure.read_passwords(root)
     assert set(passwords) == {*secure.DEFAULT_USERS, NO_READ}
     tls = root / "tls"
-    private = [root / "credentials.json", root / "server.properties", tls / "ca.key", tls / "client.key",
-               tls / "broker.p12", *(root / "clients").glob("*.env")]  # fmt: skip
+    private = [
+        root / "credentials.json",
+        root / "server.properties",
+        tls / "ca.key",
+        tls / "client.key",
+        tls / "broker.p12",
+        *(root / "clients").glob("*.env"),
+    ]
     for path in private:
         assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
     assert (root / "clients" / "lettingo-worker.env").read_text().count("LETTINGO_KAFKA_SASL_PASSWORD=") == 1
@@ -185,9 +200,11 @@ def test_the_worker_applies_replayed_interactions_over_sasl_ssl(secured, replaye
     assert users, "the replay test sends the interactions"
     env = secured.client_env("lettingo-worker")
     worker = WorkerProcess(
-        secured.settings, secured.home / "worker.log", reader_path=frozen_reader,
+        secured.settings,
+        secured.home / "worker.log",
+        reader_path=frozen_reader,
         **{k.removeprefix("LETTINGO_").lower(): v for k, v in env.items() if k.startswith("LETTINGO_KAFKA_")},
-    )  # fmt: skip
+    )
     try:
         worker.start(timeout_s=120)
         changelog = f"{secured.settings.app_id}-user_state-changelog"
@@ -212,9 +229,15 @@ def test_the_trainer_consumes_pairs_and_publishes_a_version(secured, topics_crea
     batch = asyncio.run(consume_pair_batch(trainer, store, acls.DEFAULT_TRAINER_GROUP, max_pairs=len(pairs), wait_s=30))
     assert batch is not None and sorted(p.pair_id for p in batch.pairs) == sorted(p.pair_id for p in pairs)
 
-    record = ModelVersion(name="profile-generator", version=1, kind="lora", uri="file:///registry/v000001",
-                          sha256={"adapter_model.safetensors": "0" * 64}, base_model="/models/nano",
-                          status=ModelStatus.CHAMPION)  # fmt: skip
+    record = ModelVersion(
+        name="profile-generator",
+        version=1,
+        kind="lora",
+        uri="file:///registry/v000001",
+        sha256={"adapter_model.safetensors": "0" * 64},
+        base_model="/models/nano",
+        status=ModelStatus.CHAMPION,
+    )
     asyncio.run(publish_model_version(trainer, record))
     published = _read(secured.admin(), secured.settings.topic("model-versions"), 1)
     assert [ModelVersion.from_bytes(r.value) for r in published] == [record]
@@ -249,8 +272,12 @@ def test_a_wrong_password_fails_fast_with_one_line_in_every_command(secured, tmp
         env = secured.client_env(user) | {"LETTINGO_KAFKA_SASL_PASSWORD": wrong}
         procs[name] = subprocess.Popen(
             ["nice", sys.executable, "-m", "lettingo.cli.main", *args],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
     for name, proc in procs.items():
         out, err = proc.communicate(timeout=120)
         lines = [line for line in err.splitlines() if line.strip()]
@@ -291,14 +318,19 @@ def test_a_principal_without_read_on_interactions_gets_an_authorization_error(
     silently) and says which topic it may not read."""
     settings = secured.settings.model_copy(update={"app_id": f"noread-{uuid.uuid4().hex[:8]}"})
     interactions = settings.topic("interactions")
-    no_read = [acl for acl in acls.component_acls("worker", settings, principal=acls.principal_of(NO_READ))
-               if not (acl.name == interactions and acl.operation == "READ")]  # fmt: skip
+    no_read = [
+        acl
+        for acl in acls.component_acls("worker", settings, principal=acls.principal_of(NO_READ))
+        if not (acl.name == interactions and acl.operation == "READ")
+    ]
     asyncio.run(acls.create_acls(secured.admin(), no_read))
     env = secured.client_env(NO_READ, settings)
     worker = WorkerProcess(
-        settings, secured.home / "noread.log", reader_path=frozen_reader,
+        settings,
+        secured.home / "noread.log",
+        reader_path=frozen_reader,
         **{k.removeprefix("LETTINGO_").lower(): v for k, v in env.items() if k.startswith("LETTINGO_KAFKA_")},
-    )  # fmt: skip
+    )
     try:
         with contextlib.suppress(RuntimeError):  # it may stop before or after it first reports ready
             worker.start(timeout_s=120)

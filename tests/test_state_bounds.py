@@ -15,8 +15,15 @@ from lettingo.records import Feedback, Impression, Interaction, Item, ProfileCan
 from lettingo.scoreboard import Scoreboard
 from lettingo.user_state import UserState, apply_interaction, fit_user_state
 
-BOUNDS = StateBounds(max_attribute_keys=3, max_event_attributes=2, max_pending_impressions=4, max_impression_items=5,
-                     max_early_clicks=3, max_round_candidates=3, max_candidate_rewards=2)  # fmt: skip
+BOUNDS = StateBounds(
+    max_attribute_keys=3,
+    max_event_attributes=2,
+    max_pending_impressions=4,
+    max_impression_items=5,
+    max_early_clicks=3,
+    max_round_candidates=3,
+    max_candidate_rewards=2,
+)
 
 
 def rated(n: int, item: str = "i1", user: str = "u") -> Interaction:
@@ -30,8 +37,16 @@ def test_history_seen_ids_and_attributes_are_capped_and_counted() -> None:
     }
     for n in range(20):
         item = items[f"i{n % 5}"]
-        apply_interaction(state, rated(n, item.item_id), item, LabelScheme(), keep_events=6, seen_max=10,
-                          bounds=BOUNDS, evicted=evicted)  # fmt: skip
+        apply_interaction(
+            state,
+            rated(n, item.item_id),
+            item,
+            LabelScheme(),
+            keep_events=6,
+            seen_max=10,
+            bounds=BOUNDS,
+            evicted=evicted,
+        )
     assert state.count == 20 and len(state.events) == 6 and len(state.seen) == 10
     assert len(state.attribute_counts) == 3 and all(len(e.attributes) == 2 for e in state.events)
     assert evicted["history"] == 14 and evicted["seen_ids"] == 10 and evicted["event_attributes"] == 40
@@ -42,8 +57,16 @@ def test_a_state_too_large_to_store_drops_its_oldest_history_first() -> None:
     state, evicted = UserState(user_id="u"), Evictions()
     item = Item(item_id="big", title="Big", attributes=["x" * 128] * 32)
     for n in range(100):
-        apply_interaction(state, rated(n, "big"), item, LabelScheme(), keep_events=100, seen_max=100,
-                          bounds=StateBounds(max_event_attributes=32), evicted=evicted)  # fmt: skip
+        apply_interaction(
+            state,
+            rated(n, "big"),
+            item,
+            LabelScheme(),
+            keep_events=100,
+            seen_max=100,
+            bounds=StateBounds(max_event_attributes=32),
+            evicted=evicted,
+        )
     assert len(state.to_bytes()) > 200_000
     payload = fit_user_state(state, 150_000, evicted)
     assert len(payload) <= 150_000 and UserState.from_bytes(payload).events[-1].event_id == "e99"
@@ -61,8 +84,9 @@ def test_fit_drops_remembered_ids_only_when_the_history_alone_cannot_make_room()
 def test_pending_impressions_their_items_and_early_clicks_are_capped() -> None:
     join, evicted = PendingJoin(), Evictions()
     for n in range(10):
-        impression = Impression(request_id=f"r{n}", user_id="u", profile_id="p", item_ids=[f"i{k}" for k in range(8)],
-                                ts=1e9)  # fmt: skip
+        impression = Impression(
+            request_id=f"r{n}", user_id="u", profile_id="p", item_ids=[f"i{k}" for k in range(8)], ts=1e9
+        )
         add_impression(join, impression, window_s=60, now=float(n), bounds=BOUNDS, evicted=evicted)
     assert sorted(join.impressions) == ["r6", "r7", "r8", "r9"]  # the newest deadlines stay
     assert all(len(p.item_ids) == 5 for p in join.impressions.values())
@@ -76,8 +100,9 @@ def test_pending_impressions_their_items_and_early_clicks_are_capped() -> None:
 def test_a_round_files_a_bounded_number_of_candidates_each_with_bounded_rewards() -> None:
     board, evicted = Scoreboard(), Evictions()
     for n in range(5):
-        candidate = ProfileCandidate(profile_id=f"p{n}", user_id="u", text="t", generator="g", model_version="v",
-                                     history_ref="3@e3")  # fmt: skip
+        candidate = ProfileCandidate(
+            profile_id=f"p{n}", user_id="u", text="t", generator="g", model_version="v", history_ref="3@e3"
+        )
         board.add_candidate(candidate, "prompt", BOUNDS, evicted)
     assert len(board.rounds[0].candidates) == 3 and evicted["candidates"] == 2
     for n in range(4):
@@ -116,8 +141,10 @@ def test_a_request_carries_the_history_its_profile_describes() -> None:
     """The profile of a request must not depend on when it is served: by then the kept window may have moved on
     (a lagging generator described an empty history: 'Too little history' in a fast replay)."""
     state, limits = UserState(user_id="u"), IngestLimits(20, 100, StateBounds(), prompt_history=2)
-    steps = [ingest_event(state, rated(n), None, LabelScheme(), DriftConfig(cold_start_after=3), limits, Evictions())
-             for n in range(3)]  # fmt: skip
+    steps = [
+        ingest_event(state, rated(n), None, LabelScheme(), DriftConfig(cold_start_after=3), limits, Evictions())
+        for n in range(3)
+    ]
     request = steps[-1].request
     assert [(h.item_id, h.rating) for h in request.history] == [("i1", 4.0), ("i1", 4.0)]
     assert len(request.history) == 2 and request.history_ref == "3@e2"

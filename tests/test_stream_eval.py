@@ -49,10 +49,17 @@ def test_a_new_users_negatives_avoid_the_items_it_rated_in_the_stream(setup):
     target = popular[150]
     history = tuple(Rating("stream-only", i, 4.0, n) for n, i in enumerate(popular[100:200]) if i != target)
     [[reward]] = evaluator.evaluate(
-        [StreamCase("stream-only", (OpenCandidate("p", "Likes action films."),), history,
-                    Rating("stream-only", target, 5.0, 999), 1.0)],
+        [
+            StreamCase(
+                "stream-only",
+                (OpenCandidate("p", "Likes action films."),),
+                history,
+                Rating("stream-only", target, 5.0, 999),
+                1.0,
+            )
+        ],
         {},
-    )  # fmt: skip
+    )
     assert 0.0 < reward.value <= 1.0
     rated = {r.item_id for r in history}
     for draw in range(evaluator.config.draws):

@@ -15,5 +15,9 @@ def test_random_sigkills_of_a_two_worker_fleet_lose_double_and_change_nothing(fr
     result = run_chaos(events=1200, kills=4, workers=2, rate=40, seed=11)
     assert result["kills"] == 4
     assert (result["lost"], result["doubled"], result["mismatched_histories"], result["mismatched_profiles"]) == (
-        0, 0, 0, 0), result  # fmt: skip
+        0,
+        0,
+        0,
+        0,
+    ), result
     assert result["failover_s"] and max(result["failover_s"]) < 60, result

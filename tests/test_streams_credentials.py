@@ -11,8 +11,12 @@ from streams.kafka.credentials import faust_broker_credentials
 
 
 def sasl(protocol: str) -> Settings:
-    return Settings(kafka_security_protocol=protocol, kafka_sasl_mechanism="SCRAM-SHA-512",
-                    kafka_sasl_username="svc", kafka_sasl_password="hunter2")  # fmt: skip
+    return Settings(
+        kafka_security_protocol=protocol,
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="svc",
+        kafka_sasl_password="hunter2",
+    )
 
 
 def test_plaintext_has_no_credentials():

@@ -35,18 +35,29 @@ def test_a_generator_that_times_out_keeps_the_profile_is_retried_then_dead_lette
         healthy.stop()
 
     # The same worker group, now serving the nano model with a timeout no generation can meet.
-    failing = WorkerProcess(settings, log, **base, worker_policy=f"hf:{nano_model}", regen_timeout_seconds=0.01,
-                            regen_retries=2, regen_backoff_seconds=0.2, regen_max_attempts=2)  # fmt: skip
+    failing = WorkerProcess(
+        settings,
+        log,
+        **base,
+        worker_policy=f"hf:{nano_model}",
+        regen_timeout_seconds=0.01,
+        regen_retries=2,
+        regen_backoff_seconds=0.2,
+        regen_max_attempts=2,
+    )
     failing.start()
     try:
         assert failing.health()["generator"] == "hf"
         asyncio.run(produce(settings, [interaction("u-fail", f"c{n}", 1, 10 + n) for n in range(4)]))
         letters = wait_for(
             "the drift request dead-lettered",
-            lambda: [d for d in values_of(settings, "dead-letters", records.DeadLetter)
-                     if d.reason == "generation_failed" and d.key == "u-fail"],
+            lambda: [
+                d
+                for d in values_of(settings, "dead-letters", records.DeadLetter)
+                if d.reason == "generation_failed" and d.key == "u-fail"
+            ],
             120,
-        )  # fmt: skip
+        )
         assert len(letters) == 1 and "TimeoutError" in letters[0].error
         assert letters[0].topic == settings.topic("profile-requests")
         requests = values_of(settings, "profile-requests", records.ProfileRequest, "u-fail")

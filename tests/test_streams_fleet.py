@@ -26,16 +26,22 @@ from tests.streams_harness import WorkerProcess, private_broker, produce, table_
 pytestmark = pytest.mark.kafka
 
 ITEMS = [records.Item(item_id=f"i{n}", title=f"Film {n} (2001)", attributes=["Drama"]) for n in range(10)]
-FLEET = dict(worker_cold_start_after=1000, explore_rate=0.0, kafka_session_timeout_seconds=6,
-             kafka_heartbeat_seconds=1, table_standby_replicas=1)  # fmt: skip
+FLEET = dict(
+    worker_cold_start_after=1000,
+    explore_rate=0.0,
+    kafka_session_timeout_seconds=6,
+    kafka_heartbeat_seconds=1,
+    table_standby_replicas=1,
+)
 
 
 def ratings(users: range, events: range) -> list[tuple[str, str, bytes]]:
     out = []
     for n in events:
         for u in users:
-            event = records.Interaction(event_id=f"u{u}-{n}", user_id=f"u{u}", item_id=f"i{n % 10}", kind="rating",
-                                        rating=4.0, ts=1.5e9 + n)  # fmt: skip
+            event = records.Interaction(
+                event_id=f"u{u}-{n}", user_id=f"u{u}", item_id=f"i{n % 10}", kind="rating", rating=4.0, ts=1.5e9 + n
+            )
             out.append(("interactions", f"u{u}", event.to_bytes()))
     return out
 
@@ -60,12 +66,21 @@ def test_two_workers_share_the_partitions_and_the_survivor_takes_over_a_killed_o
         b = WorkerProcess(s, tmp_path / "b.log", reader_path=frozen_reader, **FLEET).start()
         try:
             all_partitions = {f"{s.topic('interactions')}:{p}" for p in range(s.topic_partitions)}
-            wait_for("the partitions split between the two",
-                     lambda: interactions_of(a, s) and interactions_of(b, s)
-                     and interactions_of(a, s) | interactions_of(b, s) == all_partitions, 60)  # fmt: skip
+            wait_for(
+                "the partitions split between the two",
+                lambda: (
+                    interactions_of(a, s)
+                    and interactions_of(b, s)
+                    and interactions_of(a, s) | interactions_of(b, s) == all_partitions
+                ),
+                60,
+            )
             # Standby replicas: each worker keeps warm copies of table partitions the other serves.
-            wait_for("standby partitions on both", lambda: all((w.health() or {}).get("standby_partitions")
-                                                               for w in (a, b)), 60)  # fmt: skip
+            wait_for(
+                "standby partitions on both",
+                lambda: all((w.health() or {}).get("standby_partitions") for w in (a, b)),
+                60,
+            )
             users = range(40)
             asyncio.run(produce(s, ratings(users, range(5))))
             wait_for("the first half applied", lambda: Counter(counts(s).values()) == {5: 40}, 60)
@@ -75,8 +90,9 @@ def test_two_workers_share_the_partitions_and_the_survivor_takes_over_a_killed_o
             asyncio.run(produce(s, ratings(users, range(5, 10))))
             wait_for("the survivor serving every partition", lambda: interactions_of(a, s) == all_partitions, 60)
             failover_s = time.monotonic() - killed
-            final = wait_for("every event applied once", lambda: (c := counts(s)) and Counter(c.values()) == {10: 40}
-                             and c, 90)  # fmt: skip
+            final = wait_for(
+                "every event applied once", lambda: (c := counts(s)) and Counter(c.values()) == {10: 40} and c, 90
+            )
             assert len(final) == 40 and set(final.values()) == {10}  # none lost, none applied twice
             assert failover_s < 30, f"failover took {failover_s:.1f} s"
         finally:
@@ -91,19 +107,37 @@ def test_a_30_second_broker_outage_mid_stream_loses_nothing(tmp_path: Path, froz
     again: replay finishes, and the worker ends with every interaction applied exactly once."""
     with private_broker(tmp_path / "broker") as base:
         s = unique_settings(base.bootstrap, tmp_path / "home").model_copy(
-            update={"broker_port": base.broker_port, "controller_port": base.controller_port,
-                    "kafka_libs": base.kafka_libs, "broker_heap": base.broker_heap}
-        )  # fmt: skip
+            update={
+                "broker_port": base.broker_port,
+                "controller_port": base.controller_port,
+                "kafka_libs": base.kafka_libs,
+                "broker_heap": base.broker_heap,
+            }
+        )
         asyncio.run(create_topics(s))
-        worker = WorkerProcess(s, tmp_path / "worker.log", reader_path=frozen_reader, worker_cold_start_after=1000,
-                               explore_rate=0.0)  # fmt: skip
+        worker = WorkerProcess(
+            s, tmp_path / "worker.log", reader_path=frozen_reader, worker_cold_start_after=1000, explore_rate=0.0
+        )
         worker.start()
         env = {**worker.env}
         replay = subprocess.Popen(
-            [sys.executable, "-m", "lettingo.cli.main", "replay", str(DATASET), "--limit", "600", "--rate", "20",
-             "--no-items"],
-            cwd=REPO, env=env, stdout=(tmp_path / "replay.log").open("ab"), stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "lettingo.cli.main",
+                "replay",
+                str(DATASET),
+                "--limit",
+                "600",
+                "--rate",
+                "20",
+                "--no-items",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=(tmp_path / "replay.log").open("ab"),
+            stderr=subprocess.STDOUT,
+        )
         try:
             wait_for("the stream under way", lambda: sum(counts(s).values()) >= 100, 240)
             broker.stop(base, timeout_s=20)  # the same data folder and ports as `base`

@@ -22,13 +22,23 @@ from tests.streams_harness import WorkerProcess, catalogue_settings, produce, ta
 pytestmark = pytest.mark.kafka
 
 GENRES = {"h": ["Horror", "Thriller"], "c": ["Comedy"], "d": ["Drama", "Romance"]}
-ITEMS = [records.Item(item_id=f"{g}{n}", title=f"{GENRES[g][0]} Film {n} (199{n})", attributes=GENRES[g], year=1990 + n)
-         for g in GENRES for n in range(10)]  # fmt: skip
+ITEMS = [
+    records.Item(item_id=f"{g}{n}", title=f"{GENRES[g][0]} Film {n} (199{n})", attributes=GENRES[g], year=1990 + n)
+    for g in GENRES
+    for n in range(10)
+]
 WORKER_SETTINGS = dict(
-    worker_cold_start_after=3, drift_min_new_events=3, drift_cooldown_seconds=0, drift_threshold=0.2,
-    explore_rate=1.0, explore_k=5, feedback_window_seconds=3, pairs_min_rewards=2, regen_batch_seconds=0.2,
+    worker_cold_start_after=3,
+    drift_min_new_events=3,
+    drift_cooldown_seconds=0,
+    drift_threshold=0.2,
+    explore_rate=1.0,
+    explore_k=5,
+    feedback_window_seconds=3,
+    pairs_min_rewards=2,
+    regen_batch_seconds=0.2,
     eval_negatives=29,  # a harder ranking than 1 in 10, so that candidates' rewards differ and pairs form
-)  # fmt: skip
+)
 
 
 def interaction(user: str, item: str, rating: float, n: int) -> tuple[str, str, bytes]:
@@ -63,8 +73,11 @@ def profiles_of(settings: Settings, user: str) -> list[records.Profile]:
 
 
 def values_of(settings: Settings, topic: str, record_type, user: str | None = None) -> list:
-    return [record_type.from_bytes(r.value) for r in topic_records(settings, topic)
-            if r.value is not None and (user is None or r.key == user.encode())]  # fmt: skip
+    return [
+        record_type.from_bytes(r.value)
+        for r in topic_records(settings, topic)
+        if r.value is not None and (user is None or r.key == user.encode())
+    ]
 
 
 def test_malformed_inputs_go_to_dead_letters_and_valid_ones_around_them_are_processed(settings, worker):
@@ -79,8 +92,14 @@ def test_malformed_inputs_go_to_dead_letters_and_valid_ones_around_them_are_proc
         "empty": None,
         "blank": b"",
     }
-    expected_reason = {"bad_json": "invalid_json", "missing": "invalid_record", "wrong_type": "invalid_record",
-                       "oversized": "oversized", "empty": "empty", "blank": "invalid_json"}  # fmt: skip
+    expected_reason = {
+        "bad_json": "invalid_json",
+        "missing": "invalid_record",
+        "wrong_type": "invalid_record",
+        "oversized": "oversized",
+        "empty": "empty",
+        "blank": "invalid_json",
+    }
     messages = [interaction("u-dl", "h1", 5, 1)]
     for topic in ("interactions", "items", "impressions", "feedback"):
         messages += [(topic, f"{topic}-{name}", payload) for name, payload in bad.items()]
@@ -166,9 +185,16 @@ def test_impressions_with_and_without_clicks_yield_rewards(settings, worker):
         return records.Impression(request_id=rid, user_id="u-click", profile_id="p1", item_ids=["h1", "c1"], ts=now)
 
     click = records.Feedback(request_id="r-clicked", user_id="u-click", item_id="h1", kind="click", ts=now)
-    asyncio.run(produce(settings, [("impressions", "u-click", impression("r-clicked").to_bytes()),
-                                   ("impressions", "u-click", impression("r-ignored").to_bytes()),
-                                   ("feedback", "u-click", click.to_bytes())]))  # fmt: skip
+    asyncio.run(
+        produce(
+            settings,
+            [
+                ("impressions", "u-click", impression("r-clicked").to_bytes()),
+                ("impressions", "u-click", impression("r-ignored").to_bytes()),
+                ("feedback", "u-click", click.to_bytes()),
+            ],
+        )
+    )
     rewards = wait_for(
         "two click rewards",
         lambda: (r := values_of(settings, "rewards", records.Reward, "u-click")) and len(r) >= 2 and r,
@@ -228,19 +254,25 @@ def test_a_user_forgotten_while_the_worker_runs_stays_forgotten_after_new_events
     erasure = asyncio.run(forget_user(settings, "u-stable"))
 
     def forgotten() -> bool:
-        return all("u-stable" not in table_contents(settings, t) for t in ("user_state", "profiles", "scoreboard",
-                                                                            "pending_join"))  # fmt: skip
+        return all(
+            "u-stable" not in table_contents(settings, t)
+            for t in ("user_state", "profiles", "scoreboard", "pending_join")
+        )
 
     wait_for("u-stable gone from every table", forgotten, 30)
     assert [r for r in topic_records(settings, "profiles") if r.key == b"u-stable"][-1].value is None
     assert worker.get("/users/u-stable/profile")["error"] == "no profile"
     # An old event that reached Kafka before the erasure (a late producer, a replay), then a new one.
-    old = records.Interaction(event_id="u-stable-old", user_id="u-stable", item_id="h1", kind="rating", rating=5,
-                              ts=1e9 + 50)  # fmt: skip
+    old = records.Interaction(
+        event_id="u-stable-old", user_id="u-stable", item_id="h1", kind="rating", rating=5, ts=1e9 + 50
+    )
     asyncio.run(produce_at(settings, "interactions", "u-stable", old.to_bytes(), erasure.ts - 60))
     asyncio.run(produce(settings, [interaction("u-stable", "c1", 2, 100)]))
-    state = wait_for("the new event applied", lambda: (v := table_contents(settings, "user_state").get("u-stable"))
-                     and UserState.from_bytes(v), 30)  # fmt: skip
+    state = wait_for(
+        "the new event applied",
+        lambda: (v := table_contents(settings, "user_state").get("u-stable")) and UserState.from_bytes(v),
+        30,
+    )
     assert state.count == 1 and [e.event_id for e in state.events] == ["u-stable-100"]
     assert 'lettingo_forgotten_events_total{topic="interactions"} 1.0' in worker.metrics()
 

@@ -27,8 +27,14 @@ def stream() -> list[tuple[str, str, bytes]]:
         for u in range(USERS):
             genre = "hcd"[(n // 12 + u) % 3]
             rating = 5.0 if (n + u) % 4 else 2.0
-            event = records.Interaction(event_id=f"r-u{u}-{n}", user_id=f"r-u{u}", item_id=f"{genre}{(n + u) % 10}",
-                                        kind="rating", rating=rating, ts=1e9 + n * 60)  # fmt: skip
+            event = records.Interaction(
+                event_id=f"r-u{u}-{n}",
+                user_id=f"r-u{u}",
+                item_id=f"{genre}{(n + u) % 10}",
+                kind="rating",
+                rating=rating,
+                ts=1e9 + n * 60,
+            )
             out.append(("interactions", f"r-u{u}", event.to_bytes()))
     return out
 

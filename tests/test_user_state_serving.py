@@ -72,8 +72,12 @@ def test_feedback_join_rewards_a_click_once_and_an_unclicked_impression_negative
 def test_scoreboard_counts_each_reward_once_and_pairs_better_with_worse():
     board = Scoreboard()
     for pid in ("good", "bad"):
-        board.add_candidate(ProfileCandidate(profile_id=pid, user_id="u", text=pid, generator="g", model_version="v",
-                                             history_ref="3@e3"), prompt="P")  # fmt: skip
+        board.add_candidate(
+            ProfileCandidate(
+                profile_id=pid, user_id="u", text=pid, generator="g", model_version="v", history_ref="3@e3"
+            ),
+            prompt="P",
+        )
     for target in ("a", "b"):
         for pid, ok in (("good", True), ("bad", False)):
             r = Reward(user_id="u", profile_id=pid, source="task_eval", target=target, correct=ok, value=float(ok))
@@ -95,8 +99,12 @@ def _state_with_ratings(user: str, n: int) -> UserState:
 def _board_with(history_ref: str, *pids: str) -> Scoreboard:
     board = Scoreboard()
     for pid in pids:
-        board.add_candidate(ProfileCandidate(profile_id=pid, user_id="u", text=pid, generator="g", model_version="v",
-                                             history_ref=history_ref), prompt="P")  # fmt: skip
+        board.add_candidate(
+            ProfileCandidate(
+                profile_id=pid, user_id="u", text=pid, generator="g", model_version="v", history_ref=history_ref
+            ),
+            prompt="P",
+        )
     return board
 
 

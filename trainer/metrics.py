@@ -20,18 +20,23 @@ REGISTRY = process_registry()
 
 ROUNDS = Counter("lettingo_trainer_rounds_total", "DPO rounds, by outcome.", ["outcome"], registry=REGISTRY)
 PAIRS_CONSUMED = Counter(
-    "lettingo_trainer_pairs_consumed_total", "Preference pairs read from the topic, by fate.", ["fate"],
+    "lettingo_trainer_pairs_consumed_total",
+    "Preference pairs read from the topic, by fate.",
+    ["fate"],
     registry=REGISTRY,
-)  # fmt: skip
+)
 PAIRS_TRAINED = Counter("lettingo_trainer_pairs_trained_total", "Pairs a round trained on.", registry=REGISTRY)
 ROUND_SECONDS = Histogram(
-    "lettingo_trainer_round_seconds", "Wall time of one round (training, gate, publication).",
-    buckets=(10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200), registry=REGISTRY,
-)  # fmt: skip
-LAST_SUCCESS = Gauge(
-    "lettingo_trainer_last_success_timestamp_seconds", "When the last round produced a champion (epoch s).",
+    "lettingo_trainer_round_seconds",
+    "Wall time of one round (training, gate, publication).",
+    buckets=(10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200),
     registry=REGISTRY,
-)  # fmt: skip
+)
+LAST_SUCCESS = Gauge(
+    "lettingo_trainer_last_success_timestamp_seconds",
+    "When the last round produced a champion (epoch s).",
+    registry=REGISTRY,
+)
 CHAMPION_VERSION = Gauge("lettingo_trainer_champion_version", "The registry's champion version.", registry=REGISTRY)
 
 for _outcome in ("champion", "refused", "failed", "skipped"):

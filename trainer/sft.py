@@ -85,6 +85,12 @@ def sft_on_profiles(
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    log.info("SFT: %d profiles, %d steps, final loss %.3f, %.0f s -> %s",
-             len(examples), steps, loss.item(), time.perf_counter() - started, out)  # fmt: skip
+    log.info(
+        "SFT: %d profiles, %d steps, final loss %.3f, %.0f s -> %s",
+        len(examples),
+        steps,
+        loss.item(),
+        time.perf_counter() - started,
+        out,
+    )
     return out

@@ -73,9 +73,16 @@ def main(argv: list[str] | None = None) -> Path:
     )
     out = sft_on_profiles(args.base, examples, args.out, args.epochs, args.batch_size, args.lr, args.seed)
     (out / "lettingo_warmup.json").write_text(
-        json.dumps({**{k: str(v) for k, v in vars(args).items()}, "examples": len(examples),
-                    "seconds": round(time.perf_counter() - started, 1)}, indent=2) + "\n"
-    )  # fmt: skip
+        json.dumps(
+            {
+                **{k: str(v) for k, v in vars(args).items()},
+                "examples": len(examples),
+                "seconds": round(time.perf_counter() - started, 1),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(out)
     return out
 

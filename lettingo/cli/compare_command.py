@@ -62,8 +62,9 @@ def compare(
     if not users:
         raise UserError(f"no {group} user has profiles in every --candidates file")
     config = EvaluationConfig(targets_per_user=targets_per_user, draws=draws)
-    result = run_compare(dataset, split, _reader(dataset, split, reader_path), users, generated, config, contrasts,
-                         resamples)  # fmt: skip
+    result = run_compare(
+        dataset, split, _reader(dataset, split, reader_path), users, generated, config, contrasts, resamples
+    )
     typer.echo(markdown_table(result))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)

@@ -44,8 +44,11 @@ def build(
     manifest = read_manifest(path) or {}
     log.info(
         "nano %s: %s parameters, final SFT loss %s, built in %s s",
-        path.name, manifest.get("parameters"), manifest.get("sft", {}).get("final_loss"), manifest.get("build_seconds"),
-    )  # fmt: skip
+        path.name,
+        manifest.get("parameters"),
+        manifest.get("sft", {}).get("final_loss"),
+        manifest.get("build_seconds"),
+    )
     typer.echo(str(path))
 
 

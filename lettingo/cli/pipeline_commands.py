@@ -305,8 +305,11 @@ def baselines(
             typer.echo(f"  {system.name} - {systems[0].name} ({first_metric}): {diff}")
             figures[f"{task.value}/{system.name}-minus-{systems[0].name}"] = {first_metric: diff.as_dict()}
     if (completer := getattr(reader, "completer", None)) is not None and getattr(completer, "queries", 0):
-        figures["judge"] = {"answers": reader.n_answers, "unparsable": reader.n_unparsable,
-                            "seconds_per_query": completer.seconds_per_query}  # fmt: skip
+        figures["judge"] = {
+            "answers": reader.n_answers,
+            "unparsable": reader.n_unparsable,
+            "seconds_per_query": completer.seconds_per_query,
+        }
         typer.echo(
             f"LLM judge: {reader.n_answers} answers, {reader.n_unparsable} unparsable, "
             f"{completer.seconds_per_query:.2f} s per query"

@@ -90,8 +90,11 @@ class HFGenerator(Generator):
             raise GeneratorError(f"hf: the fast decoder does not support {type(self.model).__name__} on {self.device}")
         log.info(
             "hf generator loaded %s (version %s, device %s, %d title tokens)",
-            model_path, self.model_version, self.device, len(titles),
-        )  # fmt: skip
+            model_path,
+            self.model_version,
+            self.device,
+            len(titles),
+        )
 
     def encode(self, prompt: ProfilePrompt) -> list[int]:
         if self.use_chat_template:
@@ -128,9 +131,14 @@ class HFGenerator(Generator):
         return out
 
     def _generate(
-        self, prompts: list[ProfilePrompt], n: int, temperature: float, max_new_tokens: int, seed: int,
+        self,
+        prompts: list[ProfilePrompt],
+        n: int,
+        temperature: float,
+        max_new_tokens: int,
+        seed: int,
         decoding: Decoding,
-    ) -> list[list[Generation]]:  # fmt: skip
+    ) -> list[list[Generation]]:
         if not self.fast:
             return [self._generate_one(p, n, temperature, max_new_tokens, seed, decoding) for p in prompts]
         processors = completion_processors(decoding, self.title_constraint is not None)

@@ -197,9 +197,14 @@ def _attend(attn: torch.nn.Module, q: torch.Tensor, keys: torch.Tensor, values: 
 
 
 def _encode(
-    model: LlamaForCausalLM, weights: Weights, cache: Cache, cos: torch.Tensor, sin: torch.Tensor,
-    ids: Sequence[int], rows: slice,
-) -> torch.Tensor:  # fmt: skip
+    model: LlamaForCausalLM,
+    weights: Weights,
+    cache: Cache,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    ids: Sequence[int],
+    rows: slice,
+) -> torch.Tensor:
     """The prompt's forward: its keys and values into ``rows`` of the cache, and the final hidden state of its
     last token [1, hidden]. The last layer runs its attention and MLP for that token only."""
     core = model.model
@@ -216,9 +221,15 @@ def _encode(
 
 
 def _step(
-    model: LlamaForCausalLM, weights: Weights, cache: Cache, cos: torch.Tensor, sin: torch.Tensor,
-    rows: torch.Tensor, tokens: torch.Tensor, positions: torch.Tensor,
-) -> torch.Tensor:  # fmt: skip
+    model: LlamaForCausalLM,
+    weights: Weights,
+    cache: Cache,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    rows: torch.Tensor,
+    tokens: torch.Tensor,
+    positions: torch.Tensor,
+) -> torch.Tensor:
     """One decoding step for ``rows`` (their ``tokens`` at their ``positions``): their final hidden states."""
     core = model.model
     hidden = _padded(core.embed_tokens(tokens))  # [rows padded, hidden]

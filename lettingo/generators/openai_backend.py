@@ -139,9 +139,14 @@ class OpenAIGenerator(Generator):
         )
 
     def _generate(
-        self, prompts: list[ProfilePrompt], n: int, temperature: float, max_new_tokens: int, seed: int,
+        self,
+        prompts: list[ProfilePrompt],
+        n: int,
+        temperature: float,
+        max_new_tokens: int,
+        seed: int,
         decoding: Decoding,
-    ) -> list[list[Generation]]:  # fmt: skip
+    ) -> list[list[Generation]]:
         futures = [
             [self._pool.submit(self._sample, p, j, temperature, max_new_tokens, seed, decoding) for j in range(n)]
             for p in prompts

@@ -76,9 +76,14 @@ class VLLMGenerator(Generator):
         return self.tokenizer(prompt.text)["input_ids"]
 
     def _generate(
-        self, prompts: list[ProfilePrompt], n: int, temperature: float, max_new_tokens: int, seed: int,
+        self,
+        prompts: list[ProfilePrompt],
+        n: int,
+        temperature: float,
+        max_new_tokens: int,
+        seed: int,
         decoding: Decoding,
-    ) -> list[list[Generation]]:  # fmt: skip
+    ) -> list[list[Generation]]:
         """vLLM has no n-gram ban: its ``repetition_penalty`` (which also counts prompt tokens),
         ``frequency_penalty`` and ``stop`` apply, and :func:`~lettingo.generators.decoding.finish_text` cuts loops."""
         from vllm import SamplingParams

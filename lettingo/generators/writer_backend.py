@@ -28,9 +28,14 @@ class WriterGenerator(Generator):
         self.decoding = OFF  # writers neither loop nor run on
 
     def _generate(
-        self, prompts: list[ProfilePrompt], n: int, temperature: float, max_new_tokens: int, seed: int,
+        self,
+        prompts: list[ProfilePrompt],
+        n: int,
+        temperature: float,
+        max_new_tokens: int,
+        seed: int,
         decoding: Decoding,
-    ) -> list[list[Generation]]:  # fmt: skip
+    ) -> list[list[Generation]]:
         """Temperature, token limits and decoding controls do not apply to writers; ``seed`` makes the draws
         reproducible."""
         out = []

@@ -50,8 +50,9 @@ async def forget(stream):
             table.pop(key, None)
         await (await faust_topics.profiles.send(key=key, value=None))
         metrics.ERASURES.inc()
-        log.info("forgot user_id=%s request=%s", erasure.user_id, erasure.request_id,
-                 extra={"user_id": erasure.user_id})  # fmt: skip
+        log.info(
+            "forgot user_id=%s request=%s", erasure.user_id, erasure.request_id, extra={"user_id": erasure.user_id}
+        )
 
 
 async def _remember(key: bytes | None, value: bytes | None) -> None:

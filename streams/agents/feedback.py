@@ -72,9 +72,14 @@ async def join_event(event) -> None:
 async def send_reward(user_id: str, reward: Reward) -> None:
     await (await faust_topics.rewards.send(key=tables.key(user_id), value=reward.to_bytes()))
     metrics.REWARDS.labels(source=reward.source.value, correct=str(reward.correct).lower()).inc()
-    log.info("click reward user_id=%s profile_id=%s request=%s clicked=%s",
-             user_id, reward.profile_id, reward.target, reward.correct,
-             extra={"user_id": user_id, "profile_id": reward.profile_id})  # fmt: skip
+    log.info(
+        "click reward user_id=%s profile_id=%s request=%s clicked=%s",
+        user_id,
+        reward.profile_id,
+        reward.target,
+        reward.correct,
+        extra={"user_id": user_id, "profile_id": reward.profile_id},
+    )
 
 
 @app.timer(SWEEP_EVERY_S)

@@ -196,9 +196,14 @@ class Batch:
         for output in self.outputs:
             if isinstance(output, ProfileRequest) and output.user_id not in forgotten:
                 metrics.PROFILE_REQUESTS.labels(reason=output.reason.value).inc()
-                log.info("profile request user_id=%s reason=%s drift=%.3f history=%s",
-                         output.user_id, output.reason.value, output.drift_score, output.history_ref,
-                         extra={"user_id": output.user_id})  # fmt: skip
+                log.info(
+                    "profile request user_id=%s reason=%s drift=%.3f history=%s",
+                    output.user_id,
+                    output.reason.value,
+                    output.drift_score,
+                    output.history_ref,
+                    extra={"user_id": output.user_id},
+                )
         self.outputs.clear()
         self.output_users.clear()
 
@@ -240,8 +245,15 @@ async def step_guarded(
             result = step(work.state, interaction, batch.evicted)
         except Exception as e:
             error = e
-            log.warning("ingest: event %s of user %s raised (try %d of %d): %s: %s", interaction.event_id,
-                        interaction.user_id, attempt + 1, tries, type(e).__name__, e)  # fmt: skip
+            log.warning(
+                "ingest: event %s of user %s raised (try %d of %d): %s: %s",
+                interaction.event_id,
+                interaction.user_id,
+                attempt + 1,
+                tries,
+                type(e).__name__,
+                e,
+            )
             work.state = await load_state(interaction.user_id, event)
             for done in work.since_flush:  # what they caused is queued already: only the state is rebuilt
                 step(work.state, done, Evictions())
@@ -271,5 +283,6 @@ def record(batch: Batch, work: UserWork, result: IngestStep, arrived: float | No
 
 def rated_trigger(user_id: str, event: HistoryEvent) -> bytes:
     """An applied rated event, with its position in the user's sequence, as task evaluation's input."""
-    return EvalTrigger(user_id=user_id, event_id=event.event_id, seq=event.seq, item_id=event.item_id,
-                       rating=event.rating, ts=event.ts).to_bytes()  # fmt: skip
+    return EvalTrigger(
+        user_id=user_id, event_id=event.event_id, seq=event.seq, item_id=event.item_id, rating=event.rating, ts=event.ts
+    ).to_bytes()

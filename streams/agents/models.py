@@ -57,8 +57,13 @@ async def _on_version(key: bytes | None, value: bytes | None) -> None:
         return
     metrics.MODEL_SWITCHES.inc()
     _report_serving()
-    log.info("serving model_version=%s after %s record of %s:%d", loaded.version, record.status.value,
-             record.name, record.version)  # fmt: skip
+    log.info(
+        "serving model_version=%s after %s record of %s:%d",
+        loaded.version,
+        record.status.value,
+        record.name,
+        record.version,
+    )
 
 
 @app.task

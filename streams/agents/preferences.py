@@ -73,9 +73,15 @@ async def score_reward(event) -> None:
     for pair in pairs:
         await (await faust_topics.preference_pairs.send(key=tables.key(pair.user_id), value=pair.to_bytes()))
         metrics.PAIRS.inc()
-        log.info("preference pair user_id=%s chosen=%s (%.2f) rejected=%s (%.2f)", pair.user_id, pair.chosen_profile_id,
-                 pair.chosen_reward, pair.rejected_profile_id, pair.rejected_reward,
-                 extra={"user_id": pair.user_id, "model_version": pair.policy_version})  # fmt: skip
+        log.info(
+            "preference pair user_id=%s chosen=%s (%.2f) rejected=%s (%.2f)",
+            pair.user_id,
+            pair.chosen_profile_id,
+            pair.chosen_reward,
+            pair.rejected_profile_id,
+            pair.rejected_reward,
+            extra={"user_id": pair.user_id, "model_version": pair.policy_version},
+        )
 
 
 def _key(event, reward: Reward) -> str | None:

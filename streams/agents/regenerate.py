@@ -78,10 +78,16 @@ def generate_batch(policy: LoadedPolicy, explorer: Generator, jobs: list[Job], s
     )
     exploring = [j for j in jobs if j.explore]
     explored = (
-        explorer.generate([j.prompt for j in exploring], n=s.explore_k, temperature=s.explore_temperature,
-                          max_new_tokens=s.max_new_tokens, seed=SEED)
-        if exploring else []
-    )  # fmt: skip
+        explorer.generate(
+            [j.prompt for j in exploring],
+            n=s.explore_k,
+            temperature=s.explore_temperature,
+            max_new_tokens=s.max_new_tokens,
+            seed=SEED,
+        )
+        if exploring
+        else []
+    )
     by_job = {id(j): [(g.text, g.generator) for g in gens] for j, gens in zip(exploring, explored, strict=True)}
     return [Generated(gens[0].text, by_job.get(id(j), [])) for j, gens in zip(jobs, served, strict=True)]
 
@@ -133,13 +139,28 @@ async def _publish(job: Job, generated: Generated, policy: LoadedPolicy) -> None
     if history is not None and history.seq >= _seq(request):
         return  # the same request twice in one batch
     version = history.current.version + 1 if history else 1
-    profile = Profile(user_id=request.user_id, profile_id=profile_id, version=version,
-                      text=escape_output(generated.profile), model_version=policy.version, reason=request.reason,
-                      ts=request.ts, history_ref=request.history_ref, generator=policy.generator.name)  # fmt: skip
-    versions = [*(history.versions if history else []), ProfileVersion(
-        version=version, profile_id=profile_id, model_version=policy.version, reason=request.reason.value,
-        history_ref=request.history_ref, ts=request.ts,
-    )][-tables.MAX_PROFILE_VERSIONS :]  # fmt: skip
+    profile = Profile(
+        user_id=request.user_id,
+        profile_id=profile_id,
+        version=version,
+        text=escape_output(generated.profile),
+        model_version=policy.version,
+        reason=request.reason,
+        ts=request.ts,
+        history_ref=request.history_ref,
+        generator=policy.generator.name,
+    )
+    versions = [
+        *(history.versions if history else []),
+        ProfileVersion(
+            version=version,
+            profile_id=profile_id,
+            model_version=policy.version,
+            reason=request.reason.value,
+            history_ref=request.history_ref,
+            ts=request.ts,
+        ),
+    ][-tables.MAX_PROFILE_VERSIONS :]
     with event_context(job.event):
         tables.store(
             tables.profiles,
@@ -160,17 +181,29 @@ async def _publish(job: Job, generated: Generated, policy: LoadedPolicy) -> None
         ]
         for candidate_id, text, generator in texts:
             candidate = ProfileCandidate(
-                profile_id=candidate_id, user_id=request.user_id, text=escape_output(text), generator=generator,
-                model_version=policy.version, history_ref=request.history_ref, seed=SEED, ts=request.ts,
+                profile_id=candidate_id,
+                user_id=request.user_id,
+                text=escape_output(text),
+                generator=generator,
+                model_version=policy.version,
+                history_ref=request.history_ref,
+                seed=SEED,
+                ts=request.ts,
                 prompt=job.prompt.text,
-            )  # fmt: skip
+            )
             await (await faust_topics.profile_candidates.send(key=key, value=candidate.to_bytes()))
             metrics.GENERATED_TOKENS.labels(use="explore").inc(count_tokens(generator, text))
         metrics.CANDIDATES.inc(len(texts))
-    log.info("profile user_id=%s profile_id=%s version=%d model_version=%s reason=%s explored=%d",
-             request.user_id, profile_id, version, policy.version, request.reason.value,
-             len(generated.candidates),
-             extra={"user_id": request.user_id, "profile_id": profile_id, "model_version": policy.version})  # fmt: skip
+    log.info(
+        "profile user_id=%s profile_id=%s version=%d model_version=%s reason=%s explored=%d",
+        request.user_id,
+        profile_id,
+        version,
+        policy.version,
+        request.reason.value,
+        len(generated.candidates),
+        extra={"user_id": request.user_id, "profile_id": profile_id, "model_version": policy.version},
+    )
 
 
 def count_tokens(generator_name: str, text: str) -> int:

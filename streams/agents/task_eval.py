@@ -68,8 +68,13 @@ def _cases(trigger: EvalTrigger) -> list[StreamCase]:
     board = tables.read(tables.scoreboard, trigger.user_id, Scoreboard)
     state = tables.read(tables.user_state, trigger.user_id, UserState)
     enough = RUNTIME.settings.pairs_min_rewards
-    cases = cases_for(trigger, state, board, skip=lambda profile_id, event_id: SENT.skips(profile_id, event_id, enough),
-                      catch_up=enough)  # fmt: skip
+    cases = cases_for(
+        trigger,
+        state,
+        board,
+        skip=lambda profile_id, event_id: SENT.skips(profile_id, event_id, enough),
+        catch_up=enough,
+    )
     for case in cases:
         SENT.add(case)
     return cases
@@ -93,8 +98,9 @@ async def _score(loop, cases: list[StreamCase], events_of: dict[int, object]) ->
     try:
         return await loop.run_in_executor(RUNTIME.eval_executor, evaluate, cases, RUNTIME.catalog)
     except Exception as e:
-        log.warning("task evaluation of %d cases raised (%s: %s); scoring them one by one", len(cases),
-                    type(e).__name__, e)  # fmt: skip
+        log.warning(
+            "task evaluation of %d cases raised (%s: %s); scoring them one by one", len(cases), type(e).__name__, e
+        )
     out = []
     for case in cases:
 
@@ -131,9 +137,15 @@ async def task_eval(stream):
                 key = tables.key(reward.user_id)
                 sent.append(await faust_topics.rewards.send(key=key, value=reward.to_bytes(), headers=headers))
                 metrics.REWARDS.labels(source=reward.source.value, correct=str(reward.correct).lower()).inc()
-            log.info("task evaluation user_id=%s event=%s target=%s candidates=%d mean_reward=%.3f",
-                     case.user_id, case.event_id, case.target.item_id, len(rewards),
-                     sum(r.value for r in rewards) / max(len(rewards), 1), extra={"user_id": case.user_id})  # fmt: skip
+            log.info(
+                "task evaluation user_id=%s event=%s target=%s candidates=%d mean_reward=%.3f",
+                case.user_id,
+                case.event_id,
+                case.target.item_id,
+                len(rewards),
+                sum(r.value for r in rewards) / max(len(rewards), 1),
+                extra={"user_id": case.user_id},
+            )
         await asyncio.gather(*sent)
         for case in cases:
             SENT.acknowledged(case)

@@ -69,10 +69,19 @@ class DemoConfig:
         base = cls(dataset=dataset, quick=quick)
         if quick:
             base = replace(
-                base, users=60, max_ratings_per_user=120, rate=1000.0, min_pairs=16, gate_users=10,
-                samples_per_user=2, settle_timeout_s=300, explore_k=3, pairs_min_rewards=3,
-                cold_start_after=10, trainer_kind="lora",
-            )  # fmt: skip
+                base,
+                users=60,
+                max_ratings_per_user=120,
+                rate=1000.0,
+                min_pairs=16,
+                gate_users=10,
+                samples_per_user=2,
+                settle_timeout_s=300,
+                explore_k=3,
+                pairs_min_rewards=3,
+                cold_start_after=10,
+                trainer_kind="lora",
+            )
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 

@@ -30,10 +30,27 @@ ANY = 1
 WORKER_INTERNAL_TOPICS = ("feedback-sweeps", "rated-events")  # streams.faust_topics.INTERNAL_TOPICS
 DEFAULT_TRAINER_GROUP = "lettingo-trainer"  # `lettingo train --group-id`'s default
 # What each component reads and writes (topic names without LETTINGO_TOPIC_PREFIX).
-WORKER_READS = ("interactions", "items", "profile-requests", "profile-candidates", "impressions", "feedback",
-                "rewards", "model-versions", "erasures", *WORKER_INTERNAL_TOPICS)  # fmt: skip
-WORKER_WRITES = ("profile-requests", "profile-candidates", "profiles", "rewards", "preference-pairs", "dead-letters",
-                 *WORKER_INTERNAL_TOPICS)  # fmt: skip
+WORKER_READS = (
+    "interactions",
+    "items",
+    "profile-requests",
+    "profile-candidates",
+    "impressions",
+    "feedback",
+    "rewards",
+    "model-versions",
+    "erasures",
+    *WORKER_INTERNAL_TOPICS,
+)
+WORKER_WRITES = (
+    "profile-requests",
+    "profile-candidates",
+    "profiles",
+    "rewards",
+    "preference-pairs",
+    "dead-letters",
+    *WORKER_INTERNAL_TOPICS,
+)
 COMPONENTS = {
     "worker": "lettingo worker (Faust): the stream agents, their tables and topics",
     "replay": "lettingo replay: items and interactions in",
@@ -58,8 +75,15 @@ class Acl:
         return f"{self.principal:<24} ALLOW {self.operation:<9} {where}"
 
     def wire(self) -> tuple[int, str, int, str, str, int, int]:
-        return (RESOURCE_TYPES[self.resource], self.name, PATTERN_TYPES[self.pattern], self.principal, "*",
-                OPERATIONS[self.operation], ALLOW)  # fmt: skip
+        return (
+            RESOURCE_TYPES[self.resource],
+            self.name,
+            PATTERN_TYPES[self.pattern],
+            self.principal,
+            "*",
+            OPERATIONS[self.operation],
+            ALLOW,
+        )
 
 
 def principal_of(user: str) -> str:

@@ -87,8 +87,10 @@ def scram_argument(user: str, password: str, iterations: int = SCRAM_ITERATIONS)
     salt = secrets.token_bytes(24)
     salted = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
     b64 = base64.b64encode
-    return (f'{MECHANISM}=[name={user},iterations={iterations},salt="{b64(salt).decode()}",'
-            f'saltedpassword="{b64(salted).decode()}"]')  # fmt: skip
+    return (
+        f'{MECHANISM}=[name={user},iterations={iterations},salt="{b64(salt).decode()}",'
+        f'saltedpassword="{b64(salted).decode()}"]'
+    )
 
 
 def _jaas(module: str, user: str, password: str, *extra: str) -> str:
@@ -158,16 +160,18 @@ def user_settings(settings: Settings, root: Path, user: str) -> Settings:
     if user not in passwords:
         raise SecureSetupError(f"no user {user!r} on the secured broker under {root}")
     tls = TLSFiles(tls_folder(root))
-    return settings.model_copy(update={
-        "kafka_security_protocol": "SASL_SSL",
-        "kafka_sasl_mechanism": MECHANISM,
-        "kafka_sasl_username": user,
-        "kafka_sasl_password": SecretStr(passwords[user]),
-        "kafka_ssl_cafile": tls.ca_cert,
-        "kafka_ssl_certfile": tls.client_cert,
-        "kafka_ssl_keyfile": tls.client_key,
-        "kafka_ssl_key_password": SecretStr(tls.client_key_password),
-    })  # fmt: skip
+    return settings.model_copy(
+        update={
+            "kafka_security_protocol": "SASL_SSL",
+            "kafka_sasl_mechanism": MECHANISM,
+            "kafka_sasl_username": user,
+            "kafka_sasl_password": SecretStr(passwords[user]),
+            "kafka_ssl_cafile": tls.ca_cert,
+            "kafka_ssl_certfile": tls.client_cert,
+            "kafka_ssl_keyfile": tls.client_key,
+            "kafka_ssl_key_password": SecretStr(tls.client_key_password),
+        }
+    )
 
 
 def client_env(settings: Settings, root: Path, user: str) -> dict[str, str]:

@@ -98,11 +98,40 @@ def _leaf(folder: Path, name: str, subject: str, usage: str) -> None:
         "subjectKeyIdentifier=hash\n"
         "authorityKeyIdentifier=keyid,issuer\n"
     )
-    _openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.plain.key",
-             "-out", f"{name}.csr", "-subj", subject, cwd=folder)  # fmt: skip
+    _openssl(
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        f"{name}.plain.key",
+        "-out",
+        f"{name}.csr",
+        "-subj",
+        subject,
+        cwd=folder,
+    )
     os.chmod(folder / f"{name}.plain.key", 0o600)
-    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-             "-days", str(DAYS), "-sha256", "-extfile", ext.name, "-out", f"{name}.crt", cwd=folder)  # fmt: skip
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        f"{name}.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        str(DAYS),
+        "-sha256",
+        "-extfile",
+        ext.name,
+        "-out",
+        f"{name}.crt",
+        cwd=folder,
+    )
     for leftover in (ext, folder / f"{name}.csr"):
         leftover.unlink()
 
@@ -117,18 +146,63 @@ def ensure_tls(folder: Path) -> TLSFiles:
     folder.mkdir(parents=True, mode=0o700)
     _write_secret(files.keystore_password_file, secrets.token_hex(16))
     _write_secret(files.client_key_password_file, secrets.token_hex(16))
-    _openssl("req", "-x509", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-             "-days", str(DAYS), "-sha256", "-subj", CA_SUBJECT,
-             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-             "-addext", "subjectKeyIdentifier=hash", cwd=folder)  # fmt: skip
+    _openssl(
+        "req",
+        "-x509",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        str(DAYS),
+        "-sha256",
+        "-subj",
+        CA_SUBJECT,
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        "-addext",
+        "subjectKeyIdentifier=hash",
+        cwd=folder,
+    )
     os.chmod(files.ca_key, 0o600)
     _leaf(folder, "broker", BROKER_SUBJECT, "serverAuth,clientAuth")  # the broker is also its own client
-    _openssl("pkcs12", "-export", "-in", "broker.crt", "-inkey", "broker.plain.key", "-certfile", "ca.crt",
-             "-name", "broker", "-out", "broker.p12",
-             "-passout", f"file:{files.keystore_password_file.name}", cwd=folder)  # fmt: skip
+    _openssl(
+        "pkcs12",
+        "-export",
+        "-in",
+        "broker.crt",
+        "-inkey",
+        "broker.plain.key",
+        "-certfile",
+        "ca.crt",
+        "-name",
+        "broker",
+        "-out",
+        "broker.p12",
+        "-passout",
+        f"file:{files.keystore_password_file.name}",
+        cwd=folder,
+    )
     _leaf(folder, "client", CLIENT_SUBJECT, "clientAuth")
-    _openssl("pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", "client.plain.key", "-out", "client.key",
-             "-passout", f"file:{files.client_key_password_file.name}", cwd=folder)  # fmt: skip
+    _openssl(
+        "pkcs8",
+        "-topk8",
+        "-v2",
+        "aes-256-cbc",
+        "-in",
+        "client.plain.key",
+        "-out",
+        "client.key",
+        "-passout",
+        f"file:{files.client_key_password_file.name}",
+        cwd=folder,
+    )
     for plain in ("broker.plain.key", "client.plain.key", "broker.crt", "ca.srl"):
         (folder / plain).unlink(missing_ok=True)
     for secret in (files.broker_keystore, files.client_key):
