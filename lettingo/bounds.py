@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from lettingo.errors import InputError
+
 # What a bound dropped, by name ("history", "seen_ids", "impressions", ...); the worker exports it as a metric.
 Evictions = Counter
 
 
-class StateTooLarge(ValueError):
+class StateTooLarge(InputError):
     """A value that cannot be brought under its byte bound by dropping what the bounds allow."""
 
 

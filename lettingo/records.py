@@ -30,6 +30,8 @@ from typing import Annotated, Any, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from lettingo.errors import InputError
+
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]*$"
 Id = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN)]
 Text = Annotated[str, Field(max_length=16_384)]
@@ -228,7 +230,7 @@ class DeadLetter(Record):
     ts: Timestamp = Field(default_factory=now)
 
 
-class RecordError(ValueError):
+class RecordError(InputError):
     """A payload that is not a valid record; ``reason`` is a short label, ``str(self)`` the detail."""
 
     def __init__(self, reason: str, detail: str) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lettingo.data import Item, Sentiment
+from lettingo.errors import ModelError
 from lettingo.generators import Generator, make_generator
 from lettingo.prompts.profile import HistoryEntry, profile_prompt_from_entries
 from lettingo.records import ModelVersion
@@ -27,7 +28,7 @@ from lettingo.registry.manifest import version_folder_name
 log = logging.getLogger(__name__)
 
 
-class ModelRefusedError(Exception):
+class ModelRefusedError(ModelError):
     """A model version that must not serve: not in its registry, bad checksum, load or smoke-generation failure."""
 
     def __init__(self, version: str, reason: str, detail: str) -> None:

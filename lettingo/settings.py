@@ -14,10 +14,11 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lettingo.errors import ConfigError
 from lettingo.records import InputLimits
 
 
-class KafkaTLSSettingsError(ValueError):
+class KafkaTLSSettingsError(ConfigError):
     """A TLS setting names a file that cannot be read, or the client key's password is wrong."""
 
 

@@ -16,6 +16,7 @@ import faust
 from faust.streams import _current_event
 from pydantic import BaseModel, Field
 
+from lettingo.errors import InputError
 from lettingo.records import Profile
 from streams.app import app, settings
 
@@ -73,7 +74,7 @@ def key(user_id: str) -> bytes:
     return user_id.encode()
 
 
-class CorruptValue(ValueError):
+class CorruptValue(InputError):
     """A stored table value that no longer decodes (written by another version, or damaged)."""
 
     def __init__(self, table: faust.Table, user_id: str, payload: bytes, error: Exception) -> None:

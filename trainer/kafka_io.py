@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from lettingo.errors import ServiceError
 from lettingo.records import DeadLetter, Erasure, ModelVersion, PreferencePair, RecordError, decode_record
 from lettingo.settings import Settings
 from streams.kafka.access import KafkaAccessError, check_connection, explain_authorization
@@ -29,7 +30,7 @@ MODEL_VERSIONS_TOPIC = "model-versions"
 DEAD_LETTERS_TOPIC = "dead-letters"
 
 
-class KafkaUnavailableError(RuntimeError):
+class KafkaUnavailableError(ServiceError):
     """The broker could not be reached or refused a request."""
 
 

@@ -16,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from lettingo.errors import InputError
 from lettingo.records import ModelStatus, ModelVersion, PreferencePair
 from lettingo.registry import Manifest, ManifestDraft, ModelRegistry
 from trainer.config import DPORoundConfig
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 _LIBRARIES = ("lettingo", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "tokenizers")
 
 
-class NotEnoughPairsError(ValueError):
+class NotEnoughPairsError(InputError):
     """Too few valid training pairs for a round; nothing was trained."""
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from lettingo.errors import ModelError
 from lettingo.registry import MANIFEST_NAME, Manifest, ModelRegistry, is_ref, resolve_base_model
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 ADAPTER_CONFIG = "adapter_config.json"
 
 
-class PolicyError(ValueError):
+class PolicyError(ModelError, ValueError):
     """The current policy cannot serve as the reference of the requested round."""
 
 

@@ -12,6 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from lettingo.data.types import Dataset, Item, Rating
+from lettingo.errors import InputError
 
 _YEAR = re.compile(r"\((\d{4})\)\s*$")
 ML100K_GENRES = (
@@ -37,7 +38,7 @@ ML100K_GENRES = (
 )
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(InputError):
     """The path does not hold a dataset in a format we read, or a row is malformed."""
 
 

@@ -7,11 +7,12 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from lettingo.errors import ModelError
 from lettingo.generators.decoding import Decoding, finish_text
 from lettingo.prompts.profile import ProfilePrompt
 
 
-class GeneratorError(RuntimeError):
+class GeneratorError(ModelError):
     """A backend failed to load or to generate (bad model path, server down, adapter rejected)."""
 
 

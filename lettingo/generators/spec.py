@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
+from lettingo.errors import ConfigError
 from lettingo.generators.base import Generator
 from lettingo.generators.decoding import Decoding
 from lettingo.writers import WRITERS
@@ -30,7 +31,7 @@ _OPTIONS = {
 EXAMPLES = "hf:/path/to/model, vllm:/path/to/model, openai:http://host:8000/v1#model, writer:titles"
 
 
-class GeneratorSpecError(ValueError):
+class GeneratorSpecError(ConfigError):
     """A generator spec that cannot be parsed or names something that does not exist."""
 
 

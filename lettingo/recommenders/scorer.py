@@ -14,12 +14,14 @@ from pathlib import Path
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
+from lettingo.errors import ModelError
+
 ARRAYS_FILE = "reader.npz"
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
 
 
-class ReaderChecksumError(RuntimeError):
+class ReaderChecksumError(ModelError):
     """The reader's arrays do not match the checksum in its manifest: the file is corrupted or was edited."""
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from lettingo.errors import ModelError
 
-class RegistryError(Exception):
+
+class RegistryError(ModelError):
     """Base class of every registry failure."""
 
 

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.live import Live
 
 from lettingo.data import Dataset, DatasetSplit, load_dataset, split_dataset
+from lettingo.errors import LettingoError
 from lettingo.logsafe import configure_safe_logging
 from lettingo.registry import ModelRegistry
 from lettingo.serving import label_of
@@ -35,7 +36,7 @@ from streams.replay import replay
 log = logging.getLogger(__name__)
 
 
-class DemoError(RuntimeError):
+class DemoError(LettingoError, RuntimeError):
     """A part of the demo failed; the message names its log."""
 
 

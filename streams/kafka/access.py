@@ -29,7 +29,7 @@ from aiokafka.errors import (
     UnsupportedSaslMechanismError,
 )
 
-from lettingo.cli.errors import UserError
+from lettingo.errors import ServiceError
 from lettingo.settings import KafkaTLSSettingsError, Settings
 
 AUTHORIZATION_ERRORS = (
@@ -40,10 +40,10 @@ AUTHORIZATION_ERRORS = (
 )
 
 
-class KafkaAccessError(UserError, KafkaError):
+class KafkaAccessError(ServiceError, KafkaError):
     """Kafka refused this client (or never answered): one line that says why and which setting to look at.
 
-    A :class:`UserError`, so ``lettingo`` prints it as one line; a :class:`KafkaError`, so callers that already
+    A :class:`ServiceError`, so ``lettingo`` prints it as one line; a :class:`KafkaError`, so callers that already
     wrap Kafka errors keep doing so."""
 
     def __str__(self) -> str:

@@ -28,6 +28,7 @@ from string import Template
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from lettingo.errors import ServiceError
 from lettingo.settings import Settings
 from streams.kafka import acls, secure
 from streams.kafka.tls import TLSError
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "kafka"
 
 
-class BrokerError(RuntimeError):
+class BrokerError(ServiceError):
     """The local broker cannot be fetched, started, reached or stopped."""
 
 

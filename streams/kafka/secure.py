@@ -24,6 +24,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from lettingo.errors import ConfigError
 from lettingo.settings import Settings
 from streams.kafka.acls import COMPONENTS, user_of
 from streams.kafka.tls import TLSFiles, ensure_tls
@@ -37,7 +38,7 @@ AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 USER_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")  # nothing that --add-scram's [name=...,...] syntax would misread
 
 
-class SecureSetupError(RuntimeError):
+class SecureSetupError(ConfigError, RuntimeError):
     """The secured broker's folder is inconsistent (for instance users asked for that were never created)."""
 
 

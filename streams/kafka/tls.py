@@ -15,6 +15,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from lettingo.errors import ConfigError
+
 DAYS = 3650
 CA_SUBJECT = "/CN=lettingo local Kafka CA"
 BROKER_SUBJECT = "/CN=localhost"
@@ -22,7 +24,7 @@ CLIENT_SUBJECT = "/CN=lettingo client"
 SAN = "subjectAltName=DNS:localhost,IP:127.0.0.1"
 
 
-class TLSError(RuntimeError):
+class TLSError(ConfigError, RuntimeError):
     """The certificates could not be made (openssl missing or failing)."""
 
 
