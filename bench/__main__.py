@@ -10,7 +10,7 @@ import time
 
 from bench.common import Options
 
-KAFKA_BENCHMARKS = {"ingest", "latency", "state", "chaos"}
+KAFKA_BENCHMARKS = {"ingest", "latency", "state", "chaos", "soak"}
 # name -> module under bench/; each has run(opts) -> dict
 BENCHMARKS = {
     "ingest": "bench.ingest",
@@ -20,6 +20,7 @@ BENCHMARKS = {
     "training": "bench.training",
     "evaluation": "bench.evaluation",
     "chaos": "bench.chaos",
+    "soak": "bench.soak",
 }
 
 

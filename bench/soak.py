@@ -1,0 +1,189 @@
+"""Soak: steady load at 70 % of the measured capacity into two workers for ten minutes, sampling each worker's
+resident memory and lag (interactions on its partitions past its applied offset) every 10 s; both series and their
+slopes go to bench/results/soak.json.
+
+Capacity is measured first on the same fleet: a burst of interactions sent unpaced, timed from the first send to
+the last one applied (``lettingo_events_total{topic="interactions"}`` summed over the workers). The steady phase
+then cycles through the MovieLens ratings (each pass with new event ids, so every event is applied), with the
+same workers and settings as the chaos run (deterministic writer, no model). A series is *bounded* when its slope
+over the second half of the run, after warm-up, is under a threshold: a leak of one megabyte a minute, or a
+backlog growing by more than 1 % of the input rate a minute, fails it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import psutil
+
+from bench.chaos import WORKER, Fleet
+from bench.common import DATASET, Options, median, print_table, write_result
+from bench.kafka_util import run_settings
+from bench.worker import BenchWorker, remove_home
+from lettingo.data import load_dataset
+from lettingo.records import Interaction
+from lettingo.settings import Settings
+from streams.kafka.producer import record_producer
+from streams.kafka.topics import create_topics, delete_run_topics
+from streams.replay import to_interaction, to_item_record
+
+LOAD_SHARE = 0.7
+# Interactions on the worker's partitions not yet applied (past its own applied offset), not merely not fetched.
+LAG_METRIC = "lettingo_applied_offset_lag_messages"
+RSS_SLOPE_LIMIT_MB_PER_MIN = 1.0
+LAG_SLOPE_LIMIT_SHARE_PER_MIN = 0.01
+
+
+def interactions(passes: int) -> tuple[list, list[Interaction]]:
+    """The catalogue, and ``passes`` passes over every rating in time order, each pass with its own event ids."""
+    dataset = load_dataset(DATASET)
+    ratings = sorted((r for rs in dataset.ratings_by_user.values() for r in rs), key=lambda r: (r.ts, r.user_id))
+    base = [to_interaction(dataset.name, r) for r in ratings]
+    events = [
+        e if n == 0 else e.model_copy(update={"event_id": f"{e.event_id}:soak{n}"}) for n in range(passes) for e in base
+    ]
+    return [to_item_record(i) for i in dataset.items.values()], events
+
+
+async def send(settings: Settings, topic: str, events: list, rate: float, stop: threading.Event | None = None) -> int:
+    """Send ``events`` to ``topic`` at ``rate``/s (0: as fast as the broker takes them), each keyed by its id (a
+    user's for an interaction, an item's for an item); returns how many were sent."""
+    sent = 0
+    async with record_producer(settings) as producer:
+        started = time.monotonic()
+        for sent, event in enumerate(events):
+            if stop is not None and stop.is_set():
+                return sent
+            if rate and sent % 20 == 0:
+                await asyncio.sleep(max(0.0, started + sent / rate - time.monotonic()))
+            await producer.send(topic, event.user_id if topic == "interactions" else event.item_id, event)
+    return len(events)
+
+
+def applied(fleet: list[BenchWorker]) -> float:
+    return sum(w.counter("lettingo_events_total", topic="interactions") for w in fleet)
+
+
+def wait_applied(fleet: list[BenchWorker], target: float, timeout_s: float) -> float:
+    """Seconds until the fleet has applied ``target`` interactions in all (a TimeoutError past ``timeout_s``)."""
+    started = time.monotonic()
+    while applied(fleet) < target:
+        if time.monotonic() - started > timeout_s:
+            raise TimeoutError(f"{applied(fleet):.0f} of {target:.0f} interactions applied in {timeout_s} s")
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+def rss_mb(worker: BenchWorker) -> float:
+    try:
+        p = psutil.Process(worker.proc.pid)
+        return (p.memory_info().rss + sum(c.memory_info().rss for c in p.children(recursive=True))) / 2**20
+    except (psutil.Error, AttributeError):
+        return float("nan")
+
+
+def slope_per_min(series: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, value) points, per minute."""
+    if len(series) < 2:
+        return 0.0
+    xs, ys = [t / 60 for t, _ in series], [v for _, v in series]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    var = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0
+
+
+def second_half(series: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    return series[len(series) // 2 :]
+
+
+def run_soak(duration_s: float, sample_s: float, burst: int) -> dict[str, Any]:
+    settings = run_settings("soak")
+    fleet = Fleet(settings, 2, {**WORKER, "table_standby_replicas": 1})
+    try:
+        asyncio.run(create_topics(settings))
+        items, _ = interactions(0)
+        asyncio.run(send(settings, "items", items, rate=0))
+        fleet.start()
+        # Enough passes that the steady phase never runs out, at any capacity this machine can reach.
+        _, events = interactions(passes=1 + int(duration_s * 2000 // 100_000))
+        burst_events, steady_events = events[:burst], events[burst:]
+
+        before = applied(fleet.workers)
+        sent_at = time.monotonic()
+        asyncio.run(send(settings, "interactions", burst_events, rate=0))
+        wait_applied(fleet.workers, before + burst, timeout_s=600)
+        # Timed from the first send: the producer runs ahead of the workers, so this is the fleet's rate.
+        capacity = burst / (time.monotonic() - sent_at)
+        rate = LOAD_SHARE * capacity
+
+        stop = threading.Event()
+        sender = threading.Thread(
+            target=lambda: asyncio.run(send(settings, "interactions", steady_events, rate, stop)), daemon=True
+        )
+        rss: list[list[tuple[float, float]]] = [[] for _ in fleet.workers]
+        lag: list[list[tuple[float, float]]] = [[] for _ in fleet.workers]
+        started = time.monotonic()
+        applied_at_start = applied(fleet.workers)
+        sender.start()
+        while (elapsed := time.monotonic() - started) < duration_s:
+            for n, worker in enumerate(fleet.workers):
+                rss[n].append((elapsed, rss_mb(worker)))
+                lag[n].append((elapsed, worker.counter(LAG_METRIC, topic=settings.topic("interactions"))))
+            time.sleep(max(0.0, started + (len(rss[0])) * sample_s - time.monotonic()))
+        stop.set()
+        sender.join(30)
+        steady_rate = (applied(fleet.workers) - applied_at_start) / (time.monotonic() - started)
+
+        rss_slopes = [slope_per_min(second_half(s)) for s in rss]
+        lag_slopes = [slope_per_min(second_half(s)) for s in lag]
+        return {
+            "workers": 2,
+            "duration_s": duration_s,
+            "sample_s": sample_s,
+            "capacity_per_s": capacity,
+            "load_share": LOAD_SHARE,
+            "input_rate_per_s": rate,
+            "applied_rate_per_s": steady_rate,
+            "rss_mb": [[[round(t, 1), round(v, 1)] for t, v in s] for s in rss],
+            "consumer_lag": [[[round(t, 1), v] for t, v in s] for s in lag],
+            "rss_slope_mb_per_min": rss_slopes,
+            "rss_slope_whole_run_mb_per_min": [slope_per_min(s) for s in rss],
+            "lag_slope_per_min": lag_slopes,
+            "lag_median": [median([v for _, v in s]) for s in lag],
+            "rss_bounded": all(s < RSS_SLOPE_LIMIT_MB_PER_MIN for s in rss_slopes),
+            "lag_bounded": all(s < LAG_SLOPE_LIMIT_SHARE_PER_MIN * rate for s in lag_slopes),
+        }
+    finally:
+        fleet.stop()
+        asyncio.run(delete_run_topics(settings))
+        remove_home(settings)
+
+
+def run(opts: Options) -> dict[str, Any]:
+    started = time.perf_counter()
+    figures = run_soak(duration_s=60, sample_s=5, burst=3000) if opts.quick else run_soak(600, 10, burst=10_000)
+    rows = [
+        [
+            f"worker {n}",
+            f"{figures['rss_mb'][n][0][1]:.0f} -> {figures['rss_mb'][n][-1][1]:.0f}",
+            f"{figures['rss_slope_mb_per_min'][n]:+.2f}",
+            f"{figures['lag_median'][n]:.0f}",
+            f"{figures['lag_slope_per_min'][n]:+.1f}",
+        ]
+        for n in range(figures["workers"])
+    ]
+    print_table(
+        "soak",
+        ["worker", "RSS MB first -> last", "RSS slope MB/min (2nd half)", "lag median", "lag slope /min (2nd half)"],
+        rows,
+        note=(
+            f"capacity {figures['capacity_per_s']:.0f}/s, input {figures['input_rate_per_s']:.0f}/s, applied "
+            f"{figures['applied_rate_per_s']:.0f}/s; "
+            f"bounded: rss {figures['rss_bounded']}, lag {figures['lag_bounded']}"
+        ),
+    )
+    write_result("soak", opts, figures, started)
+    return figures
