@@ -14,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.common import WORK
 from lettingo.settings import Settings, get_settings
+from streams.faust_adapter import refresh_metadata
 from streams.kafka.topics import create_topics
 
 
@@ -68,7 +69,7 @@ async def raw_consume(settings: Settings, topic: str, expected: int, max_records
     try:
         parts = consumer.partitions_for_topic(settings.topic(topic))
         if not parts:
-            await consumer._client.force_metadata_update()
+            await refresh_metadata(consumer)
             parts = consumer.partitions_for_topic(settings.topic(topic)) or set()
         tps = [TopicPartition(settings.topic(topic), p) for p in sorted(parts)]
         consumer.assign(tps)
@@ -102,7 +103,7 @@ async def end_offsets(settings: Settings, full_topic: str) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()
+        await refresh_metadata(consumer)
         parts = consumer.partitions_for_topic(full_topic) or set()
         tps = [TopicPartition(full_topic, p) for p in parts]
         if not tps:

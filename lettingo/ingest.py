@@ -39,12 +39,17 @@ def ingest_event(
     drift: DriftConfig,
     limits: IngestLimits,
     evicted: Evictions,
+    position: tuple[str, int] | None = None,
 ) -> IngestStep:
     """Apply ``interaction`` to ``state`` in place and decide whether it drifted (or cold-started) the user.
 
-    For a duplicate (a replay after a crash) nothing changes, but what the event caused the first time is
-    returned again: the state may have been stored while the rated event and the request it caused were never
-    sent (task evaluation drops what it already rewarded; regenerate, a stale request)."""
+    ``position`` is where the event sits in its input (source, position): the state records the last one applied
+    per source, in the same value, so an event at or below it is a duplicate even when the bounded ``seen`` ids
+    no longer hold its id. For a duplicate (a replay after a crash) nothing changes, but what the event caused the
+    first time is returned again: the state may have been stored while the rated event and the request it caused
+    were never sent (task evaluation drops what it already rewarded; regenerate, a stale request)."""
+    if position is not None and state.has_applied_position(*position):
+        return _replayed(state, interaction)
     applied = apply_interaction(
         state,
         interaction,
@@ -55,13 +60,10 @@ def ingest_event(
         bounds=limits.bounds,
         evicted=evicted,
     )
+    if position is not None:
+        state.positions[position[0]] = position[1]
     if not applied:
-        rated = next((e for e in state.events if e.event_id == interaction.event_id), None)
-        last = ProfileRequest.model_validate_json(state.last_request) if state.last_request else None
-        caused = last is not None and last.history_ref.endswith(f"@{interaction.event_id}")
-        return IngestStep(
-            False, rated if rated is not None and rated.rating is not None else None, last if caused else None
-        )
+        return _replayed(state, interaction)
     newest = state.events[-1]
     decision = decide(state, drift)
     request = None
@@ -78,3 +80,14 @@ def ingest_event(
         state.mark_profiled()
         state.last_request = request.model_dump_json()
     return IngestStep(True, newest if newest.rating is not None else None, request, decision.score)
+
+
+def _replayed(state: UserState, interaction: Interaction) -> IngestStep:
+    """A duplicate: the state unchanged, what the event caused the first time returned again (while the kept
+    window and the last request still hold it)."""
+    rated = next((e for e in state.events if e.event_id == interaction.event_id), None)
+    last = ProfileRequest.model_validate_json(state.last_request) if state.last_request else None
+    caused = last is not None and last.history_ref.endswith(f"@{interaction.event_id}")
+    return IngestStep(
+        False, rated if rated is not None and rated.rating is not None else None, last if caused else None
+    )

@@ -158,6 +158,11 @@ class UserState(BaseModel):
     reference_sentiments: dict[str, float] = Field(default_factory=dict)
     requests: int = 0
     last_request: str = ""  # the last ProfileRequest as JSON, re-sent if its triggering event is replayed
+    # Source (an input partition, "topic:partition") -> the position of the last of its events applied to this
+    # state. Stored in the same value as the state it describes, so the state and the record of what it has
+    # applied are written at once: a replayed event at or below its source's position is a duplicate, whatever
+    # the bounded ``seen`` ids still remember (see :func:`lettingo.ingest.ingest_event`).
+    positions: dict[str, int] = Field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json(exclude_defaults=True).encode()
@@ -172,6 +177,11 @@ class UserState(BaseModel):
 
     def has_applied(self, event_id: str) -> bool:
         return event_digest(event_id) in self.seen
+
+    def has_applied_position(self, source: str, position: int) -> bool:
+        """Whether the event at ``position`` of ``source`` was applied to this state (an input's positions only
+        grow, and its events are applied in their order)."""
+        return position <= self.positions.get(source, -1)
 
     def events_before(self, event_id: str) -> list[HistoryEvent]:
         """The kept events applied before ``event_id`` (all of them when it is not applied yet)."""

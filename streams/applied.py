@@ -1,6 +1,13 @@
 """The last applied offset of each input partition, kept in a table so that "no event lost" does not depend on
 Faust's consumer commits.
 
+Whether one event was applied is decided per key, not here: each table value an agent writes holds the position
+of the last event applied to it per input partition (:func:`source_position`), in the same write as the event's
+effect, so the effect and the record that it happened reach the changelog together. The per-partition offset
+below is written only once the batch's table writes are on the broker (:func:`streams.faust_adapter.flush`): it
+never runs ahead of the stored values (an event it passes over is in them), and a kill before it is written only
+replays events that the values then skip.
+
 Faust 0.15 acks an event it skips without running the agent (flow control off during a rebalance or a stop, a
 message of an older consumer generation), so its committed offset can pass events the agent never applied
 (faust-streaming #216, #221, #223, #312). The agent stores, per input partition, the offset it has applied in
@@ -53,6 +60,7 @@ import faust
 from faust.types import TP
 
 from streams import metrics
+from streams.faust_adapter import read_offset
 from streams.tables import event_context
 
 log = logging.getLogger(__name__)
@@ -169,7 +177,7 @@ class AppliedOffsets:
                     log.warning("%s: offset %d has not come since a seek back to it; seeking again", tp, seek.offset)
                     await self._seek(tp, seek.offset)
                 continue
-            read = consumer._read_offset.get(tp)  # the last offset Faust handed to the streams, None: none yet
+            read = read_offset(consumer, tp)  # the last offset Faust handed to the streams, None: none yet
             stored = self.stored(tp)
             last, self._last_check[tp] = self._last_check.get(tp), (read, stored)
             if last != (read, stored):
@@ -256,6 +264,16 @@ class AppliedOffsets:
         finally:
             self._busy -= 1
             self._activity += 1
+
+
+def source_position(event: faust.EventT) -> tuple[str, int]:
+    """Where ``event`` sits in its input: ("topic:partition", offset). A table value stores the position of the
+    last event applied to it per source, in the same write as the event's effect (``UserState.positions``,
+    ``ProfileHistory.positions``), so a replayed event is known to be applied whatever this module's per-partition
+    offset says: that offset is only written once the batch's table writes are on the broker, so it never runs
+    ahead of them, and it may lag behind them (a kill in between), which only replays events the values skip."""
+    message = event.message
+    return f"{message.topic}:{message.partition}", message.offset
 
 
 def _highwater(consumer, tp: TP) -> int | None:

@@ -7,18 +7,16 @@ Faust's codecs, so a table's changelog is readable with a plain consumer.
 from __future__ import annotations
 
 import logging
-import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import TypeVar
 
 import faust
-from faust.streams import _current_event
 from pydantic import BaseModel, Field
 
 from lettingo.errors import InputError
 from lettingo.records import Profile
 from streams.app import app, settings
+from streams.faust_adapter import current_event
 
 M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger(__name__)
@@ -64,6 +62,12 @@ class ProfileHistory(BaseModel):
     current: Profile
     history_ref: str
     versions: list[ProfileVersion] = Field(default_factory=list)  # newest last, bounded
+    # Source ("topic:partition" of profile-requests) -> the offset of the last request whose profile this value
+    # holds: kept in the same value, so the profile and the record that its request was applied are one write.
+    positions: dict[str, int] = Field(default_factory=dict)
+
+    def has_applied(self, source: str, offset: int) -> bool:
+        return offset <= self.positions.get(source, -1)
 
     @property
     def seq(self) -> int:
@@ -108,15 +112,7 @@ def store(table: faust.Table, user_id: str, value: BaseModel) -> None:
     table[key(user_id)] = value.model_dump_json().encode()
 
 
-@contextmanager
-def event_context(event: faust.EventT) -> Iterator[None]:
-    """Make ``event`` the current one while writing a table from a batch.
-
-    Faust's RocksDB store files a write under the *current* event's partition; in a batch taken with
-    ``take_events`` that is the last event's, which may be another partition than this key's.
-    """
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
+def event_context(event: faust.EventT) -> AbstractContextManager[None]:
+    """Make ``event`` the current one while writing a table from a batch, so that the write is filed under the
+    event's partition (:func:`streams.faust_adapter.current_event`)."""
+    return current_event(event)

@@ -23,13 +23,12 @@ applied since the last flush; after ``poison_retries`` tries it is dead-lettered
 A stored state that does not decode is quarantined and the user starts afresh. Each stored state is cut to
 ``max_state_bytes`` (the oldest history dropped first), so no table write can exceed what the producer sends.
 
-The outputs go out as one record batch per topic partition (:class:`BatchSender`), not one ``Topic.send`` each:
-that costs about 0.1 ms of Faust and aiokafka bookkeeping a message, and a produce request every few messages.
+The outputs go out as one record batch per topic partition (:class:`streams.faust_adapter.BatchSender`), not one
+``Topic.send`` each.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -44,8 +43,9 @@ from lettingo.user_state import HistoryEvent, UserState, fit_user_state
 from streams import faults, faust_topics, metrics, tables
 from streams.agents import RUNTIME
 from streams.app import app
-from streams.applied import AppliedOffsets
+from streams.applied import AppliedOffsets, source_position
 from streams.edge import decode_event
+from streams.faust_adapter import BatchSender, flush
 from streams.quarantine import count_evictions, crash_counted, dead_poison, quarantine_value
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,9 @@ async def ingest(stream):
             admitted = [event for event in events if await APPLIED.admit(event)]
             await apply_batch(admitted)
             faults.crash_point("ingest", admitted)  # test-only: off unless STREAMS_TEST_CRASH_AT names ingest
+            # The batch's state writes are on the broker before the offset that says they are applied: the
+            # applied offset never runs ahead of the stored states (each holds its own position, see step()).
+            await flush(app)
             APPLIED.applied_batch(admitted)  # after every effect of the batch, so a crash before it replays it
 
 
@@ -82,44 +85,6 @@ async def watch_applied() -> None:
         log.warning("watching the applied offsets of %s failed; trying again at the next tick", topic, exc_info=True)
 
 
-class BatchSender:
-    """Messages appended into one aiokafka record batch per topic partition, partitioned by key as ``Topic.send``
-    partitions them (the producer's partitioner), then submitted together."""
-
-    def __init__(self) -> None:
-        self._producer = app.producer._ensure_producer()  # Faust's aiokafka producer (started with the app)
-        self._batches: dict[tuple[str, int], object] = {}
-        self._sent: list[asyncio.Future] = []
-        self._partitions: dict[tuple[str, bytes], int] = {}  # the partitioner hashes in Python: once a key
-
-    async def add(self, topic: str, key: bytes, value: bytes) -> None:
-        partition = self._partitions.get((topic, key))
-        if partition is None:
-            # The producer's own partitioner over the topic's partitions (waits for its metadata if the client
-            # has none yet: right after start-up, or after a refresh that dropped the topic).
-            partitions = sorted(await self._producer.partitions_for(topic))
-            partition = self._partitions[(topic, key)] = self._producer._partitioner(key, partitions, partitions)
-        batch = self._batches.get((topic, partition))
-        if batch is None:
-            batch = self._batches[(topic, partition)] = self._producer.create_batch()
-        if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start the next one
-            await self._submit(topic, partition)
-            batch = self._batches[(topic, partition)] = self._producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=None) is None:
-                raise ValueError(f"a {len(value)}-byte message does not fit in a record batch of {topic}")
-
-    async def _submit(self, topic: str, partition: int) -> None:
-        batch = self._batches.pop((topic, partition))
-        self._sent.append(await self._producer.send_batch(batch, topic, partition=partition))
-
-    async def sent(self) -> None:
-        """Submit what is left and wait until the broker has every batch."""
-        for topic, partition in list(self._batches):
-            await self._submit(topic, partition)
-        sent, self._sent = self._sent, []
-        await asyncio.gather(*sent)
-
-
 @dataclass
 class UserWork:
     """One user's state while a batch applies its events, and what is not stored or sent yet."""
@@ -129,7 +94,8 @@ class UserWork:
     changed: bool = False
     unsent_rated: int = 0  # newly applied rated events not sent yet
     barrier: bool = False  # an unsent request or re-sent output: the user's next new event waits for a flush
-    since_flush: list[Interaction] = field(default_factory=list)  # applied since the state was loaded or stored
+    # Applied since the state was loaded or stored, with their positions.
+    since_flush: list[tuple[Interaction, tuple[str, int]]] = field(default_factory=list)
 
 
 async def load_state(user_id: str, event: faust.EventT) -> UserState:
@@ -182,7 +148,7 @@ class Batch:
             work.changed, work.unsent_rated, work.barrier = False, 0, False
             work.since_flush.clear()
         count_evictions("user_state", self.evicted)
-        sender = BatchSender()
+        sender = BatchSender(app)
         requests, rated = faust_topics.profile_requests.get_topic_name(), faust_topics.rated_events.get_topic_name()
         for user_id, output in zip(self.output_users, self.outputs, strict=True):
             if user_id in forgotten:
@@ -228,9 +194,13 @@ async def apply_batch(events: list) -> None:
         metrics.EVENTS.labels(topic="interactions", kind=kind).inc(n)
 
 
-def step(state: UserState, interaction: Interaction, evicted: Evictions) -> IngestStep:
+def step(state: UserState, interaction: Interaction, evicted: Evictions, position: tuple[str, int]) -> IngestStep:
+    """Apply one event; the state stores ``position`` (its input partition and offset) with itself, so that the
+    state and the record that the event was applied are one changelog record: a replay of it is a duplicate."""
     item = RUNTIME.catalog.get(interaction.item_id)
-    return ingest_event(state, interaction, item, RUNTIME.labels, RUNTIME.drift, RUNTIME.ingest_limits, evicted)
+    return ingest_event(
+        state, interaction, item, RUNTIME.labels, RUNTIME.drift, RUNTIME.ingest_limits, evicted, position
+    )
 
 
 async def step_guarded(
@@ -240,9 +210,10 @@ async def step_guarded(
     applied since (a failed step may have changed the state half-way); then the event is dead-lettered."""
     tries = RUNTIME.settings.poison_retries
     error: Exception | None = None
+    position = source_position(event)
     for attempt in range(tries):
         try:
-            result = step(work.state, interaction, batch.evicted)
+            result = step(work.state, interaction, batch.evicted, position)
         except Exception as e:
             error = e
             log.warning(
@@ -255,10 +226,10 @@ async def step_guarded(
                 e,
             )
             work.state = await load_state(interaction.user_id, event)
-            for done in work.since_flush:  # what they caused is queued already: only the state is rebuilt
-                step(work.state, done, Evictions())
+            for done, at in work.since_flush:  # what they caused is queued already: only the state is rebuilt
+                step(work.state, done, Evictions(), at)
             continue
-        work.since_flush.append(interaction)
+        work.since_flush.append((interaction, position))
         work.changed = True  # stored even for a duplicate, so the changelog catches up with the local store
         return result
     await dead_poison(event, "ingest", error)

@@ -6,7 +6,11 @@ Generation runs in the model executor with a timeout, through the generators' in
 keeps every previous profile; it is retried ``regen_retries`` times with exponential backoff, then its requests
 are re-enqueued with ``attempt + 1``, and dead-lettered after ``regen_max_attempts``. Regenerating is
 idempotent: the profile id is a digest of (user, history, policy), and a request whose history is not newer than
-the serving profile's is stale and skipped.
+the serving profile's, or whose offset the stored profile already records (``ProfileHistory.positions``, written
+with the profile), is stale and skipped.
+
+A profile and its candidates are sent, and the broker has them, before the profile is stored: a kill in between
+regenerates the request on restart and sends them again (same ids), so none is lost from the output topics.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ from lettingo.user_state import UserState, history_entries
 from streams import faults, faust_topics, metrics, tables
 from streams.agents import RUNTIME
 from streams.app import app
-from streams.applied import AppliedOffsets
+from streams.applied import AppliedOffsets, source_position
 from streams.edge import dead_letter, decode_event
+from streams.faust_adapter import BatchSender, flush
 from streams.quarantine import crash_counted, guarded, load_owned
 from streams.tables import ProfileHistory, ProfileVersion, event_context
 
@@ -101,7 +106,7 @@ async def _job(event) -> Job | None:
     if request is None:
         return None
     current = await load_owned(tables.profiles, request.user_id, ProfileHistory, event)
-    if current is not None and current.seq >= _seq(request):
+    if current is not None and (current.has_applied(*source_position(event)) or current.seq >= _seq(request)):
         log.info(
             "stale request user_id=%s history=%s (serving %s)",
             request.user_id,
@@ -150,6 +155,9 @@ async def _publish(job: Job, generated: Generated, policy: LoadedPolicy) -> None
         history_ref=request.history_ref,
         generator=policy.generator.name,
     )
+    positions = dict(history.positions) if history else {}
+    source, offset = source_position(job.event)
+    positions[source] = offset
     versions = [
         *(history.versions if history else []),
         ProfileVersion(
@@ -161,14 +169,9 @@ async def _publish(job: Job, generated: Generated, policy: LoadedPolicy) -> None
             ts=request.ts,
         ),
     ][-tables.MAX_PROFILE_VERSIONS :]
-    with event_context(job.event):
-        tables.store(
-            tables.profiles,
-            request.user_id,
-            ProfileHistory(current=profile, history_ref=request.history_ref, versions=versions),
-        )
     key = tables.key(request.user_id)
-    await (await faust_topics.profiles.send(key=key, value=profile.to_bytes()))
+    sender = BatchSender(app)
+    await sender.add(faust_topics.profiles.get_topic_name(), key, profile.to_bytes())
     metrics.REGENERATIONS.labels(reason=request.reason.value).inc()
     if request.caused_at:
         metrics.PROFILE_LATENCY.observe(max(0.0, time.time() - request.caused_at))
@@ -191,9 +194,16 @@ async def _publish(job: Job, generated: Generated, policy: LoadedPolicy) -> None
                 ts=request.ts,
                 prompt=job.prompt.text,
             )
-            await (await faust_topics.profile_candidates.send(key=key, value=candidate.to_bytes()))
+            await sender.add(faust_topics.profile_candidates.get_topic_name(), key, candidate.to_bytes())
             metrics.GENERATED_TOKENS.labels(use="explore").inc(count_tokens(generator, text))
         metrics.CANDIDATES.inc(len(texts))
+    await sender.sent()  # before the store: a kill in between regenerates and sends them again
+    with event_context(job.event):
+        tables.store(
+            tables.profiles,
+            request.user_id,
+            ProfileHistory(current=profile, history_ref=request.history_ref, versions=versions, positions=positions),
+        )
     log.info(
         "profile user_id=%s profile_id=%s version=%d model_version=%s reason=%s explored=%d",
         request.user_id,
@@ -235,7 +245,8 @@ async def regenerate(stream):
             admitted = [event for event in events if await APPLIED.admit(event)]
             await regenerate_batch(admitted)
             faults.crash_point("regenerate", admitted)  # test-only: off unless STREAMS_TEST_CRASH_AT names it
-            APPLIED.applied_batch(admitted)  # after every profile of the batch is stored and sent
+            await flush(app)  # the profiles' table writes are on the broker before the applied offset
+            APPLIED.applied_batch(admitted)  # after every profile of the batch is sent and stored
 
 
 @app.timer(WATCH_EVERY_S)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from lettingo.settings import Settings
+from streams.faust_adapter import refresh_metadata
 
 
 class TopicCounter:
@@ -24,7 +25,7 @@ class TopicCounter:
     async def _partitions(self, topic: str) -> list[TopicPartition]:
         parts = self._consumer.partitions_for_topic(topic)
         if not parts:
-            await self._consumer._client.force_metadata_update()  # the topic may be new since the last look
+            await refresh_metadata(self._consumer)  # the topic may be new since the last look
             parts = self._consumer.partitions_for_topic(topic) or set()
         return [TopicPartition(topic, p) for p in sorted(parts)]
 

@@ -1,0 +1,237 @@
+"""streams.faust_adapter holds every private Faust / aiokafka access of the project; these tests pin the versions it
+was written against and exercise each access on them, so that an upgrade that changes one fails here, loudly.
+
+The accesses that need a running consumer or producer run in a small Faust worker on the real broker (a
+subprocess: Faust's worker owns its event loop), which writes what it saw to a JSON file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+import weakref
+from importlib.metadata import version
+from pathlib import Path
+
+import faust
+import faust.streams
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from streams import faust_adapter
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_pinned_versions_are_the_installed_ones() -> None:
+    """The adapter's private accesses hold for these versions only: upgrading either library means rerunning
+    this file and updating the pins in streams/faust_adapter.py."""
+    assert version("faust-streaming") == faust_adapter.FAUST_VERSION
+    assert version("aiokafka") == faust_adapter.AIOKAFKA_VERSION
+
+
+def test_current_event_is_what_faust_files_a_table_write_under_and_is_restored_after(tmp_path: Path) -> None:
+    app = faust.App("adapter-test", broker="kafka://127.0.0.1:1", store="rocksdb://", datadir=str(tmp_path))
+    table = app.Table("t", key_type=bytes, value_type=bytes, partitions=4)
+    event, outer = (
+        faust.Event(app, key, b"v", {}, message(partition, key))
+        for partition, key in ((3, b"k"), (1, b"o"))  # the batch's last event is the outer one, on partition 1
+    )
+    token = faust.streams._current_event.set(weakref.ref(outer))
+    try:
+        with faust_adapter.current_event(event):
+            assert faust.streams.current_event() is event
+            table.data[b"k"] = b"v"  # Faust's RocksDB store reads the current event's partition
+        assert faust.streams.current_event() is outer
+        table.data[b"o"] = b"v"  # after the block: the outer event's partition again
+    finally:
+        faust.streams._current_event.reset(token)
+    assert table.data._db_for_partition(3).get(b"k") == b"v"
+    assert all(table.data._db_for_partition(p).get(b"k") is None for p in (0, 1, 2))
+    assert table.data._db_for_partition(1).get(b"o") == b"v"
+
+
+def message(partition: int, key: bytes) -> faust.types.Message:
+    return faust.types.Message(
+        topic="in",
+        partition=partition,
+        offset=7,
+        timestamp=0.0,
+        timestamp_type=0,
+        headers=[],
+        key=key,
+        value=b"v",
+        checksum=None,
+    )
+
+
+WORKER = r"""
+import asyncio, json, os, sys
+import faust
+from streams import faust_adapter
+
+bootstrap, topic_in, topic_out, out, datadir = sys.argv[1:6]
+app = faust.App(
+    "adapter-" + topic_in, broker="kafka://" + bootstrap, store="memory://", datadir=datadir, web_enabled=False,
+    consumer_auto_offset_reset="earliest", autodiscover=False, topic_allow_declare=False,
+)
+source = app.topic(topic_in, key_type=bytes, value_type=bytes)
+seen = []
+
+
+@app.agent(source)
+async def agent(stream):
+    async for event in stream.events():
+        tp = event.message.tp
+        seen.append(event.message.offset)
+        if len(seen) == 3:
+            await asyncio.sleep(1)  # Faust sets the read offset once the message is in the stream's buffer
+            handed = faust_adapter.read_offset(app.consumer, tp)
+            await app.consumer.seek(tp, 1)
+            after_seek = faust_adapter.read_offset(app.consumer, tp)
+        if len(seen) < 5:
+            continue
+        producer = faust_adapter.aiokafka_producer(app)
+        partitions = sorted(await producer.partitions_for(topic_out))
+        keys = [f"user-{n}".encode() for n in range(40)]
+        ours = {k.decode(): faust_adapter.partition_for(producer, k, partitions) for k in keys}
+        fausts = {k.decode(): app.producer.key_partition(topic_out, k).partition for k in keys}
+        sender = faust_adapter.BatchSender(app)
+        for k in keys:
+            await sender.add(topic_out, k, b"x")
+        await sender.sent()
+        for k in keys:  # queued only: flush() must wait for them
+            await app.topic(topic_out).send(key=k, value=b"y")
+        await faust_adapter.flush(app)
+        with open(out + ".tmp", "w") as f:
+            json.dump({"seen": seen, "handed": handed, "after_seek": after_seek, "ours": ours, "fausts": fausts}, f)
+        os.replace(out + ".tmp", out)
+        await asyncio.sleep(3600)
+
+
+faust.Worker(app, loglevel="WARNING").execute_from_commandline()
+"""
+
+
+async def _create(bootstrap: str, topics: dict[str, int]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, n, 1) for name, n in topics.items()])
+    finally:
+        await admin.close()
+
+
+async def _delete(bootstrap: str, topics: list[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics(topics)
+    finally:
+        await admin.close()
+
+
+async def _produce(bootstrap: str, topic: str, n: int) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for i in range(n):
+            await producer.send_and_wait(topic, key=b"k", value=str(i).encode(), partition=0)
+    finally:
+        await producer.stop()
+
+
+async def _end_offsets(bootstrap: str, topic: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await faust_adapter.refresh_metadata(consumer)
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return sum((await consumer.end_offsets(tps)).values())
+    finally:
+        await consumer.stop()
+
+
+def test_read_offset_partitioner_flush_on_a_running_worker(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """Faust's read offset is the last offset it handed to the streams and a seek sets it (records from there on
+    are handed out again); the producer's partitioner puts a
+    key where Faust's ``key_partition`` (and so ``Topic.send`` and the tables) puts it; a batch sent with
+    :class:`BatchSender` and records queued with ``send`` are all on the broker once :func:`flush` returns."""
+    run = uuid.uuid4().hex[:10]
+    topic_in, topic_out = f"adapter-in-{run}", f"adapter-out-{run}"
+    asyncio.run(_create(kafka_bootstrap, {topic_in: 1, topic_out: 4}))
+    try:
+        asyncio.run(_produce(kafka_bootstrap, topic_in, 3))
+        out = tmp_path / "seen.json"
+        script = tmp_path / "worker.py"
+        script.write_text(WORKER)
+        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+        args = [sys.executable, str(script), kafka_bootstrap, topic_in, topic_out, str(out), str(tmp_path / "data")]
+        log = (tmp_path / "worker.log").open("w")
+        worker = subprocess.Popen([*args, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 120
+            while not out.exists() and worker.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert out.exists(), (tmp_path / "worker.log").read_text()[-3000:]
+            result = json.loads(out.read_text())
+            # The flushed records are on the broker before the worker is killed.
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(30)
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait(30)
+        assert result["handed"] == 2 and result["after_seek"] == 1
+        assert result["seen"] == [0, 1, 2, 1, 2]  # from the sought offset on, handed out again
+        assert result["ours"] == result["fausts"] and len(set(result["ours"].values())) > 1
+        assert asyncio.run(_end_offsets(kafka_bootstrap, topic_out)) == 80
+    finally:
+        asyncio.run(_delete(kafka_bootstrap, [topic_in, topic_out]))
+
+
+def test_refresh_metadata_makes_a_topic_created_after_start_known(kafka_bootstrap: str) -> None:
+    topic = f"adapter-new-{uuid.uuid4().hex[:10]}"
+
+    async def scenario() -> tuple[object, set[int] | None]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            before = consumer.partitions_for_topic(topic)
+            await _create(kafka_bootstrap, {topic: 3})
+            await faust_adapter.refresh_metadata(consumer)
+            return before, consumer.partitions_for_topic(topic)
+        finally:
+            await consumer.stop()
+
+    try:
+        before, after = asyncio.run(scenario())
+    finally:
+        asyncio.run(_delete(kafka_bootstrap, [topic]))
+    assert before is None
+    assert after == {0, 1, 2}
+
+
+@pytest.mark.parametrize("name", ["_read_offset", "_ensure_producer", "_partitioner", "force_metadata_update"])
+def test_each_private_name_the_adapter_uses_exists_on_the_pinned_classes(name: str) -> None:
+    """A renamed attribute fails here by name, before the behaviour tests above start a worker."""
+    import faust.transport.drivers.aiokafka as faust_aiokafka
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.client import AIOKafkaClient
+    from faust.transport.consumer import Consumer
+
+    owners = {
+        "_read_offset": Consumer.__annotations__,
+        "_ensure_producer": vars(faust_aiokafka.Producer),
+        "_partitioner": AIOKafkaProducer.__init__.__code__.co_names,  # set in __init__
+        "force_metadata_update": vars(AIOKafkaClient),
+    }
+    assert name in owners[name]
