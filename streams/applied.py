@@ -2,8 +2,9 @@
 Faust's consumer commits.
 
 Whether one event was applied is decided per key, not here: each table value an agent writes holds the position
-of the last event applied to it per input partition (:func:`source_position`), in the same write as the event's
-effect, so the effect and the record that it happened reach the changelog together. The per-partition offset
+of the last event applied to it per input partition (:func:`source_position`; a profile, the history reference of
+its request), in the same write as the event's effect, so the effect and the record that it happened reach the
+changelog together. The per-partition offset
 below is written only once the batch's table writes are on the broker (:func:`streams.faust_adapter.flush`): it
 never runs ahead of the stored values (an event it passes over is in them), and a kill before it is written only
 replays events that the values then skip.
@@ -60,6 +61,7 @@ import faust
 from faust.types import TP
 
 from streams import metrics
+from streams.edge import bare_topic
 from streams.faust_adapter import read_offset
 from streams.tables import event_context
 
@@ -267,13 +269,13 @@ class AppliedOffsets:
 
 
 def source_position(event: faust.EventT) -> tuple[str, int]:
-    """Where ``event`` sits in its input: ("topic:partition", offset). A table value stores the position of the
-    last event applied to it per source, in the same write as the event's effect (``UserState.positions``,
-    ``ProfileHistory.positions``), so a replayed event is known to be applied whatever this module's per-partition
+    """Where ``event`` sits in its input: ("topic:partition" by the contract's topic name, offset). A table value
+    stores the position of the last event applied to it per source, in the same write as the event's effect
+    (``UserState.positions``), so a replayed event is known to be applied whatever this module's per-partition
     offset says: that offset is only written once the batch's table writes are on the broker, so it never runs
     ahead of them, and it may lag behind them (a kill in between), which only replays events the values skip."""
     message = event.message
-    return f"{message.topic}:{message.partition}", message.offset
+    return f"{bare_topic(message.topic)}:{message.partition}", message.offset
 
 
 def _highwater(consumer, tp: TP) -> int | None:

@@ -62,12 +62,6 @@ class ProfileHistory(BaseModel):
     current: Profile
     history_ref: str
     versions: list[ProfileVersion] = Field(default_factory=list)  # newest last, bounded
-    # Source ("topic:partition" of profile-requests) -> the offset of the last request whose profile this value
-    # holds: kept in the same value, so the profile and the record that its request was applied are one write.
-    positions: dict[str, int] = Field(default_factory=dict)
-
-    def has_applied(self, source: str, offset: int) -> bool:
-        return offset <= self.positions.get(source, -1)
 
     @property
     def seq(self) -> int:

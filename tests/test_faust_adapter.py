@@ -207,8 +207,12 @@ def test_refresh_metadata_makes_a_topic_created_after_start_known(kafka_bootstra
         try:
             before = consumer.partitions_for_topic(topic)
             await _create(kafka_bootstrap, {topic: 3})
-            await faust_adapter.refresh_metadata(consumer)
-            return before, consumer.partitions_for_topic(topic)
+            for _ in range(20):  # the new topic's metadata may reach the broker's cache a moment after it is made
+                await faust_adapter.refresh_metadata(consumer)
+                if consumer.partitions_for_topic(topic):
+                    break
+                await asyncio.sleep(0.5)
+            return before, consumer.partitions_for_topic(topic)  # else only after metadata_max_age_ms (5 min)
         finally:
             await consumer.stop()
 

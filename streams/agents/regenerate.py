@@ -6,8 +6,8 @@ Generation runs in the model executor with a timeout, through the generators' in
 keeps every previous profile; it is retried ``regen_retries`` times with exponential backoff, then its requests
 are re-enqueued with ``attempt + 1``, and dead-lettered after ``regen_max_attempts``. Regenerating is
 idempotent: the profile id is a digest of (user, history, policy), and a request whose history is not newer than
-the serving profile's, or whose offset the stored profile already records (``ProfileHistory.positions``, written
-with the profile), is stale and skipped.
+the serving profile's is stale and skipped; the serving profile's ``history_ref`` is stored in the same table
+value as the profile, so a profile and the record of which request it answered are written at once.
 
 A profile and its candidates are sent, and the broker has them, before the profile is stored: a kill in between
 regenerates the request on restart and sends them again (same ids), so none is lost from the output topics.
@@ -33,7 +33,7 @@ from lettingo.user_state import UserState, history_entries
 from streams import faults, faust_topics, metrics, tables
 from streams.agents import RUNTIME
 from streams.app import app
-from streams.applied import AppliedOffsets, source_position
+from streams.applied import AppliedOffsets
 from streams.edge import dead_letter, decode_event
 from streams.faust_adapter import BatchSender, flush
 from streams.quarantine import crash_counted, guarded, load_owned
@@ -106,7 +106,7 @@ async def _job(event) -> Job | None:
     if request is None:
         return None
     current = await load_owned(tables.profiles, request.user_id, ProfileHistory, event)
-    if current is not None and (current.has_applied(*source_position(event)) or current.seq >= _seq(request)):
+    if current is not None and current.seq >= _seq(request):
         log.info(
             "stale request user_id=%s history=%s (serving %s)",
             request.user_id,
@@ -155,9 +155,6 @@ async def _publish(job: Job, generated: Generated, policy: LoadedPolicy) -> None
         history_ref=request.history_ref,
         generator=policy.generator.name,
     )
-    positions = dict(history.positions) if history else {}
-    source, offset = source_position(job.event)
-    positions[source] = offset
     versions = [
         *(history.versions if history else []),
         ProfileVersion(
@@ -202,7 +199,7 @@ async def _publish(job: Job, generated: Generated, policy: LoadedPolicy) -> None
         tables.store(
             tables.profiles,
             request.user_id,
-            ProfileHistory(current=profile, history_ref=request.history_ref, versions=versions, positions=positions),
+            ProfileHistory(current=profile, history_ref=request.history_ref, versions=versions),
         )
     log.info(
         "profile user_id=%s profile_id=%s version=%d model_version=%s reason=%s explored=%d",
