@@ -9,7 +9,6 @@ import typer
 from typer.testing import CliRunner
 
 from lettingo.cli.errors import UserError
-from lettingo.settings import get_settings
 from trainer.cli import models_app, train
 from trainer.tiny_model import build_tiny_policy, synthetic_pairs
 
@@ -19,9 +18,7 @@ QUICK = ["--epochs", "1", "--batch-size", "8", "--max-length", "64", "--min-pair
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     monkeypatch.setenv("LETTINGO_HOME", str(tmp_path / "home"))
-    get_settings.cache_clear()
     yield CliRunner()
-    get_settings.cache_clear()
 
 
 def app() -> typer.Typer:
@@ -68,9 +65,6 @@ def test_train_from_a_file_then_list_show_rollback_promote(cli: CliRunner, tmp_p
     [
         (["train", "--pairs", "missing.jsonl"], "no such file"),
         (["train", "--pairs", "{pairs}", "--watch"], "cannot be combined"),
-        (["train", "--pairs", "{pairs}", "--kind", "qlora"], "kind must be"),
-        (["train", "--pairs", "{pairs}", "--lr", "0"], "learning_rate must be positive"),
-        (["train", "--pairs", "{pairs}", "--loss-type", "sigmoid,sftt"], "expected one or more of sigmoid"),
         (["train", "--pairs", "{pairs}", "--registry", "{registry}"], "name a base model"),
         (["models", "show", "--registry", "{registry}"], "no champion"),
         (["models", "promote", "3", "--no-publish", "--registry", "{registry}"], "no version 3"),
@@ -87,6 +81,23 @@ def test_bad_arguments_are_one_line_user_errors(
     assert isinstance(result.exception, UserError), result.output
     assert message in str(result.exception)
     assert "\n" not in str(result.exception)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--kind", "qlora"], "'qlora' is not one of"),
+        (["--lr", "0"], "learning_rate must be positive"),
+        (["--loss-type", "sigmoid,sftt"], "expected one or more of sigmoid"),
+    ],
+)
+def test_bad_round_options_are_usage_errors(cli: CliRunner, tmp_path: Path, arguments: list[str], message: str) -> None:
+    """The round's options come from DPORoundConfig: a value it rejects is a usage error naming what is wrong."""
+    pairs_file = tmp_path / "pairs.jsonl"
+    pairs_file.write_text("\n".join(p.model_dump_json() for p in synthetic_pairs(10)) + "\n")
+    result = cli.invoke(app(), ["train", "--pairs", str(pairs_file), *arguments])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
 
 
 def test_watch_without_a_champion_or_a_base_model_stops_at_start(cli: CliRunner, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 
 from lettingo.cli.errors import UserError
-from lettingo.registry import BaseModelStore, RegistryError
+from lettingo.registry import BaseModelStore
 from lettingo.settings import get_settings
 
 RegistryOption = typer.Option(
@@ -41,14 +41,11 @@ def import_model(
         raise UserError("name a model folder or .gguf file, or --package NAME (one of them)")
     store = _store(registry_root)
     started = time.perf_counter()
-    try:
-        path = packaged_gguf(package) if package else source
-        if not path.exists():
-            raise UserError(f"{path}: no such file or folder")
-        manifest = import_base_model(path, store, label)
-        folder = store.local_path(manifest.id)
-    except RegistryError as e:
-        raise UserError(str(e)) from e
+    path = packaged_gguf(package) if package else source
+    if not path.exists():
+        raise UserError(f"{path}: no such file or folder")
+    manifest = import_base_model(path, store, label)
+    folder = store.local_path(manifest.id)
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     typer.echo(
         f"{manifest.ref} ({manifest.name}, {len(manifest.files)} files, {size / 2**20:.0f} MiB) in "
@@ -69,10 +66,7 @@ def list_bases(
         typer.echo(f"no base models under {store.root}")
         return
     for base_id in ids:
-        try:
-            manifest = store.verify(base_id) if verify else store.manifest(base_id)
-        except RegistryError as e:
-            raise UserError(str(e)) from e
+        manifest = store.verify(base_id) if verify else store.manifest(base_id)
         source = manifest.source.get("gguf") or manifest.source.get("folder") or "-"
         typer.echo(f"{manifest.ref}  {manifest.name:<28} {len(manifest.files):>3} files  from {source}")
 

@@ -17,10 +17,11 @@ from typing import Any
 
 import typer
 
+from lettingo.cli.dataclass_options import options_from_dataclass
 from lettingo.cli.errors import UserError
 from lettingo.logsafe import configure_safe_logging
 from lettingo.records import ModelVersion
-from lettingo.registry import DEFAULT_MODEL_NAME, ModelRegistry, RegistryError
+from lettingo.registry import DEFAULT_MODEL_NAME, ModelRegistry
 from lettingo.registry.base_models import is_ref
 from lettingo.settings import Settings, get_settings
 from trainer.config import DPORoundConfig
@@ -67,25 +68,13 @@ def _load_task_evaluation(spec: str | None) -> TaskEvaluation | None:
     return task
 
 
+@options_from_dataclass(DPORoundConfig)
 def train(
     pairs: list[Path] = typer.Option(None, "--pairs", help="JSONL file(s) of PreferencePair; default: the topic."),
     watch: bool = typer.Option(False, "--watch", help="Keep consuming the topic and train a round per batch."),
     registry_root: str = RegistryOption,
     name: str = NameOption,
     base_model: str = typer.Option(None, "--base-model", help="Model to start from while there is no champion."),
-    kind: str = typer.Option("lora", "--kind", help="lora (an adapter) or full (every weight)."),
-    beta: float = typer.Option(DPORoundConfig.beta, help="DPO beta."),
-    loss_type: str = typer.Option(
-        DPORoundConfig.loss_type, help="TRL loss type(s), comma-separated; sigmoid,sft adds the chosen's NLL (RPO)."
-    ),
-    learning_rate: float = typer.Option(DPORoundConfig.learning_rate, "--lr", help="Learning rate."),
-    epochs: int = typer.Option(DPORoundConfig.epochs, help="Epochs over the round's pairs."),
-    batch_size: int = typer.Option(DPORoundConfig.batch_size, help="Pairs per step."),
-    max_length: int = typer.Option(
-        None, help="Longer pairs are rejected, never truncated [the longest pair, up to the model's context]."
-    ),
-    seed: int = typer.Option(DPORoundConfig.seed, help="Seed; a round is deterministic on CPU for a seed."),
-    min_pairs: int = typer.Option(DPORoundConfig.min_pairs, help="Fewer valid training pairs: no round."),
     max_pairs: int = typer.Option(2000, help="Largest batch read from the topic."),
     wait: float = typer.Option(30.0, help="Seconds to wait for pairs on the topic."),
     group_id: str = typer.Option("lettingo-trainer", help="Consumer group on preference-pairs."),
@@ -93,6 +82,8 @@ def train(
     publish: bool = typer.Option(
         None, "--publish/--no-publish", help="Send a new champion to model-versions [default: when reading the topic]."
     ),
+    *,
+    config: DPORoundConfig,  # built from its fields' options (kind, beta, loss type, --lr, ...)
 ) -> None:
     """Train a DPO round on preference pairs, gate it against the champion, publish it to the registry."""
     configure_safe_logging()  # --watch keeps consumers open: a broker outage would log every reconnect (issue 14)
@@ -101,20 +92,6 @@ def train(
     for path in pairs or []:
         if not path.is_file():
             raise UserError(f"--pairs {path}: no such file")
-    try:
-        config = DPORoundConfig(
-            kind=kind,
-            beta=beta,
-            loss_type=loss_type,
-            learning_rate=learning_rate,
-            epochs=epochs,  # type: ignore[arg-type]
-            batch_size=batch_size,
-            max_length=max_length,
-            seed=seed,
-            min_pairs=min_pairs,
-        )
-    except ValueError as e:
-        raise UserError(str(e)) from e
     settings = get_settings()
     registry = _registry(registry_root, name)
     if base_model is None and registry.champion() is None:
@@ -151,7 +128,6 @@ def train(
 def _run(pairs: list[Any], report: Any, lineage: dict[str, Any], settings: Settings, **round_args: Any) -> bool:
     from trainer import metrics
     from trainer.pipeline import NotEnoughPairsError, run_round
-    from trainer.policy import PolicyError
 
     typer.echo(report.summary())
     started = time.monotonic()
@@ -163,10 +139,7 @@ def _run(pairs: list[Any], report: Any, lineage: dict[str, Any], settings: Setti
         metrics.ROUNDS.labels(outcome="skipped").inc()
         typer.echo(f"no round: {e}")
         return False
-    except (PolicyError, RegistryError) as e:
-        metrics.ROUNDS.labels(outcome="failed").inc()
-        raise UserError(str(e)) from e
-    except Exception:
+    except Exception:  # a LettingoError reaches the user as one line (lettingo.cli.main), anything else as a bug
         metrics.ROUNDS.labels(outcome="failed").inc()
         raise
     manifest = outcome.manifest
@@ -278,13 +251,10 @@ def show_version(
 ) -> None:
     """The manifest of a version (the champion by default), with its live status."""
     registry = _registry(registry_root, name)
-    try:
-        version = version if version is not None else registry.champion()
-        if version is None:
-            raise UserError(f"model {name!r} has no champion; name a version")
-        manifest = registry.manifest(version)
-    except RegistryError as e:
-        raise UserError(str(e)) from e
+    version = version if version is not None else registry.champion()
+    if version is None:
+        raise UserError(f"model {name!r} has no champion; name a version")
+    manifest = registry.manifest(version)
     shown = {**manifest.model_dump(mode="json"), "live_status": registry.status(version), "uri": registry.uri(version)}
     typer.echo(json.dumps(shown, indent=2))
 
@@ -292,10 +262,7 @@ def show_version(
 @models_app.command("verify")
 def verify_version(version: int, registry_root: str = RegistryOption, name: str = NameOption) -> None:
     """Re-hash every file of a version against its manifest."""
-    try:
-        manifest = _registry(registry_root, name).verify(version)
-    except RegistryError as e:
-        raise UserError(str(e)) from e
+    manifest = _registry(registry_root, name).verify(version)
     typer.echo(f"{name} v{version}: {len(manifest.files)} files verified")
 
 
@@ -309,10 +276,7 @@ def promote(
 ) -> None:
     """Make a version the champion (after verifying its files)."""
     registry = _registry(registry_root, name)
-    try:
-        registry.promote(version, force=force)
-    except RegistryError as e:
-        raise UserError(str(e)) from e
+    registry.promote(version, force=force)
     typer.echo(f"{name} v{version} is the champion")
     if publish:
         _publisher(get_settings())(registry.model_version_record(version))
@@ -326,11 +290,8 @@ def rollback(
 ) -> None:
     """Take the champion back: it is marked rolled_back and the previous champion returns."""
     registry = _registry(registry_root, name)
-    try:
-        previous = registry.champion()
-        restored = registry.rollback()
-    except RegistryError as e:
-        raise UserError(str(e)) from e
+    previous = registry.champion()
+    restored = registry.rollback()
     typer.echo(f"{name} v{previous} rolled back; champion: {'none' if restored is None else f'v{restored}'}")
     if publish:
         # With no champion left, the rolled-back record itself tells workers to drop the version.

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from tqdm import tqdm
@@ -109,20 +109,22 @@ def evaluate(
     out: Annotated[Path, typer.Option("--out", help="Rewards JSONL (appended to; users already there are skipped).")],
     dataset_path: DatasetOption = None,
     reader_path: ReaderOption = None,
-    task: Annotated[str, typer.Option(help="ranking (profile as the history channel) or sentiment.")] = "ranking",
+    task: Annotated[
+        Literal["ranking", "sentiment"], typer.Option(help="ranking (profile as history) or sentiment.")
+    ] = "ranking",
     targets_per_user: Annotated[int, typer.Option(min=1, help="Held-out targets per user (the last ones).")] = 10,
     offset: Annotated[int, typer.Option(min=0, help="Skip this many final ratings (1: validation time).")] = 0,
     draws: Annotated[int, typer.Option(min=1, help="Negative draws per ranking target.")] = 5,
     with_recent: Annotated[bool, typer.Option(help="Ranking: give f_Rec the recent history h_u as well.")] = False,
-    reward: Annotated[str, typer.Option(help="graded (p(true label) / reciprocal rank) or hit (0/1).")] = "graded",
+    reward: Annotated[
+        Literal["graded", "hit"], typer.Option(help="graded (p(true label) / reciprocal rank) or hit (0/1).")
+    ] = "graded",
     seed: Annotated[int, typer.Option(help="Seed of the negative sampler.")] = 13,
 ) -> None:
     """Score every candidate profile through f_Rec on the user's held-out targets; write one rewards line per user."""
     from lettingo.evaluation import EvaluationConfig, TaskEvaluator
     from lettingo.recommenders import Task
 
-    if reward not in ("graded", "hit"):
-        raise UserError(f"--reward must be graded or hit, not {reward!r}")
     dataset, split = _load_data(dataset_path)
     config = EvaluationConfig(
         Task(task), targets_per_user, offset, draws, with_recent=with_recent, reward=reward, seed=seed
