@@ -13,11 +13,12 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Protocol
+from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from lettingo.data import Item, LabelScheme, Rating
 from lettingo.generators.base import Generator
+from lettingo.offline_files import ExploredCandidate, ExploredCase
 from lettingo.prompts.profile import HistoryEntry, ProfilePrompt, history_entries, profile_prompt_from_entries
 
 # Builds a case's prompt from its history entries and user id (e.g. within a token budget: profile_prompt_within).
@@ -45,41 +46,28 @@ class ExploreSource:
     max_new_tokens: int = 96
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    profile_id: str
-    text: str
-    generator: str
-    model_version: str
-    seed: int
-    temperature: float
-    prompt_tokens: int
-    completion_tokens: int
-    latency_s: float
-    finished: bool
-
-
 @dataclass(slots=True)
 class UserCandidates:
     user_id: str
     position: int  # which target the history precedes (0 = the user's last rating)
     history_ref: str  # "<count>@<last item id>:<last ts>": which ratings the prompt saw
     prompt: ProfilePrompt
-    candidates: list[Candidate] = field(default_factory=list)
+    candidates: list[ExploredCandidate] = field(default_factory=list)
     duplicates: int = 0  # samples dropped as repeats of an earlier candidate
     empty: int = 0  # samples dropped as blank
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "user_id": self.user_id,
-            "position": self.position,
-            "history_ref": self.history_ref,
-            "prompt": self.prompt.text,
-            "messages": list(self.prompt.messages),
-            "candidates": [asdict(c) for c in self.candidates],
-            "duplicates": self.duplicates,
-            "empty": self.empty,
-        }
+    def to_record(self) -> ExploredCase:
+        """The line of the explore output (:data:`lettingo.offline_files.EXPLORE`)."""
+        return ExploredCase(
+            user_id=self.user_id,
+            position=self.position,
+            history_ref=self.history_ref,
+            prompt=self.prompt.text,
+            messages=list(self.prompt.messages),
+            candidates=self.candidates,
+            duplicates=self.duplicates,
+            empty=self.empty,
+        )
 
 
 def normalize_profile(text: str) -> str:
@@ -139,17 +127,17 @@ def _collect(
             seen[i].add(key)
             still[i] -= 1
             user.candidates.append(
-                Candidate(
-                    _profile_id(user.user_id, user.history_ref, key),
-                    g.text,
-                    g.generator,
-                    g.model_version,
-                    g.seed,
-                    source.temperature,
-                    g.prompt_tokens,
-                    g.completion_tokens,
-                    round(g.latency_s, 4),
-                    g.finished,
+                ExploredCandidate(
+                    profile_id=_profile_id(user.user_id, user.history_ref, key),
+                    text=g.text,
+                    generator=g.generator,
+                    model_version=g.model_version,
+                    seed=g.seed,
+                    temperature=source.temperature,
+                    prompt_tokens=g.prompt_tokens,
+                    completion_tokens=g.completion_tokens,
+                    latency_s=round(g.latency_s, 4),
+                    finished=g.finished,
                 )
             )
     return still

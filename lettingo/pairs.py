@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lettingo.records import PreferencePair
+from lettingo.offline_files import PairRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +54,9 @@ def build_pairs(
     policy_version: str | None = None,
     config: PairConfig | None = None,
     reader_version: str = "",
-) -> list[dict[str, object]]:
-    """Pairs of one user as dicts that validate as :class:`PreferencePair` (plus provenance fields TRL ignores)."""
+) -> list[PairRow]:
+    """Pairs of one user: :class:`~lettingo.records.PreferencePair` records with their provenance (generators,
+    reader), which the pairs topic and the trainer ignore."""
     config = config or PairConfig()
     unique = _merge_duplicates(profiles)
     if policy_version is None:
@@ -70,7 +71,7 @@ def build_pairs(
     candidates.sort(key=lambda cr: (-(cr[0].reward - cr[1].reward), cr[0].profile_id, cr[1].profile_id))
     out = []
     for chosen, rejected in candidates[: config.max_pairs_per_user]:
-        record = PreferencePair(
+        record = PairRow(
             pair_id=pair_id(user_id, chosen.profile_id, rejected.profile_id, policy_version),
             user_id=user_id,
             prompt=prompt,
@@ -81,13 +82,9 @@ def build_pairs(
             chosen_profile_id=chosen.profile_id,
             rejected_profile_id=rejected.profile_id,
             policy_version=policy_version,
+            chosen_generator=chosen.generator,
+            rejected_generator=rejected.generator,
+            reader_version=reader_version,
         )
-        out.append(
-            record.model_dump()
-            | {
-                "chosen_generator": chosen.generator,
-                "rejected_generator": rejected.generator,
-                "reader_version": reader_version,
-            }
-        )
+        out.append(record)
     return out

@@ -115,14 +115,20 @@ class ProfileRequest(Record):
     history: list[RatedItem] = Field(default_factory=list, max_length=1024)
 
 
-class ProfileCandidate(Record):
+class CandidateText(Record):
+    """A candidate profile and where it came from: what every candidate record shares, the topic's
+    (:class:`ProfileCandidate`) and the offline files' (:mod:`lettingo.offline_files`)."""
+
     profile_id: Id
-    user_id: Id
     text: Text
     generator: str
     model_version: str
-    history_ref: str  # which interactions the prompt saw: "<count>@<last event id>"
     seed: int | None = None
+
+
+class ProfileCandidate(CandidateText):
+    user_id: Id
+    history_ref: str  # which interactions the prompt saw: "<count>@<last event id>"
     prompt: Text = ""  # the generation prompt over H_u: a preference pair's prompt is this text
     ts: Timestamp = Field(default_factory=now)
 

@@ -151,7 +151,7 @@ class Scoreboard(BaseModel):
             round_.closed = True
             profiles = [ScoredProfile(s.profile_id, s.text, s.mean, s.generator, round_.policy_version) for s in scores]
             for pair in build_pairs(user_id, round_.prompt, profiles, round_.policy_version, config):
-                record = PreferencePair.model_validate(pair)
+                record = PreferencePair.model_validate(pair.model_dump())  # the topic's record: no provenance
                 if record.pair_id not in round_.emitted_pairs:
                     round_.emitted_pairs.append(record.pair_id)
                     pairs.append(record)

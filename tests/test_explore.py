@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from lettingo.data import Item, Rating, UserSplit
 from lettingo.explore import ExploreSource, explore, normalize_profile
 from lettingo.generators import make_generator
+from lettingo.offline_files import ExploredCase
 
 
 def _case(user: str, n_items: int = 20) -> UserSplit:
@@ -43,8 +44,9 @@ def test_dedupes_across_sources_and_records_provenance() -> None:
         assert {c.generator for c in user.candidates} == {"writer:titles", "writer:strictness"}
         assert all(c.model_version == "writers-1" and c.temperature == 1.0 for c in user.candidates)
         assert user.history_ref == "20@19:19"
-        row = user.to_dict()
-        assert row["prompt"] == user.prompt.text and json.dumps(row)
+        row = user.to_record()
+        assert row.prompt == user.prompt.text and row.case == (user.user_id, 0)
+        assert ExploredCase.model_validate_json(row.model_dump_json()) == row  # the line `lettingo explore` writes
     again = list(explore(cases, ITEMS, sources, seed=11, batch_size=3))
     assert [[(c.text, c.seed) for c in u.candidates] for u in again] == [
         [(c.text, c.seed) for c in u.candidates] for u in out

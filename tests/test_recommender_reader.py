@@ -75,6 +75,7 @@ def test_a_modified_reader_is_refused(trained, tmp_path: Path, dataset_path: Pat
     (tampered / "reader.npz").write_bytes(bytes(data))
     with pytest.raises(ReaderChecksumError, match="refusing to load"):
         EmbeddingReader.load(tampered, ds, encoder)
+    (tmp_path / "none.jsonl").touch()  # an explore output without cases: evaluate goes on to load the reader
     with pytest.raises(SystemExit) as exit_info:  # the CLI reports it as one line, exit status 1
         main(
             [

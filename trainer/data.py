@@ -15,16 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lettingo.records import InputLimits, PreferencePair, RecordError, decode_record
+from lettingo.offline_files import PAIRS, OfflineFileError
+from lettingo.records import PreferencePair
 
 log = logging.getLogger(__name__)
 
 TokenCounter = Callable[[str], int]
-MAX_LINE_BYTES = 1 << 20
-# Pair files are offline inputs: any size up to MAX_LINE_BYTES a line, any (finite, non-negative) timestamp.
-LIMITS = InputLimits(
-    MAX_LINE_BYTES, ts_min=0.0, ts_max_ahead_s=float("inf"), rating_min=float("-inf"), rating_max=float("inf")
-)
 
 
 @dataclass
@@ -67,22 +63,23 @@ class PairReport:
 
 
 def read_pairs_jsonl(path: Path, report: PairReport) -> list[PreferencePair]:
-    """Decode every line of ``path``; undecodable lines are rejected (counted), never skipped silently."""
+    """Decode every line of ``path`` (:data:`lettingo.offline_files.PAIRS`); undecodable lines are rejected
+    (counted), never skipped silently. A line of another kind of file (explore output, rewards) raises
+    :class:`~lettingo.offline_files.OfflineFileError`: the whole file is the wrong one."""
     pairs: list[PreferencePair] = []
-    digest = hashlib.sha256()
     lines = 0
+    for number, raw in PAIRS.lines(path):
+        lines += 1
+        report.received += 1
+        try:
+            pairs.append(PAIRS.decode(path, number, raw))
+        except OfflineFileError as e:
+            if e.reason == "wrong_kind":
+                raise
+            report.reject(e.reason, f"{path.name}:{number}: {e.detail}")
     with path.open("rb") as stream:
-        for number, raw in enumerate(stream, start=1):
-            digest.update(raw)
-            if not raw.strip():
-                continue
-            lines += 1
-            report.received += 1
-            try:
-                pairs.append(decode_record(PreferencePair, raw, LIMITS))
-            except RecordError as e:
-                report.reject(e.reason, f"{path.name}:{number}: {e}")
-    report.sources.append({"file": str(path), "sha256": digest.hexdigest(), "records": lines})
+        digest = hashlib.file_digest(stream, "sha256").hexdigest()
+    report.sources.append({"file": str(path), "sha256": digest, "records": lines})
     return pairs
 
 

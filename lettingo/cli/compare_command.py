@@ -16,9 +16,9 @@ from lettingo.cli.pipeline_commands import (
     ReaderOption,
     _load_data,
     _reader,
-    read_jsonl,
 )
 from lettingo.data.split import UserGroup
+from lettingo.offline_files import EXPLORE
 
 
 def _named(option: str, value: str) -> tuple[str, str]:
@@ -53,9 +53,7 @@ def compare(
         name, path = _named("--candidates", value)
         if not Path(path).exists():
             raise UserError(f"--candidates {value}: no such file")
-        generated[name] = {
-            str(line["user_id"]): [c["text"] for c in line["candidates"]] for line in read_jsonl(Path(path))
-        }
+        generated[name] = {case.user_id: [c.text for c in case.candidates] for case in EXPLORE.read(Path(path))}
     contrasts = [_named("--contrast", value) for value in contrast or []]
     dataset, split = _load_data(dataset_path)
     users = [u for u in getattr(split, group) if all(u in by_user for by_user in generated.values())]

@@ -1,12 +1,11 @@
 """``lettingo explore``: candidate profiles per user to a JSONL file, resumable.
 
 One JSON line per (user, target position), flushed as it is written; on restart, cases already in the file
-are skipped and a torn last line (a crash mid-write) is cut off first.
+are skipped and a torn last line (a crash mid-write) is cut off first (:data:`lettingo.offline_files.EXPLORE`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from pathlib import Path
@@ -17,6 +16,7 @@ import typer
 from lettingo.cli.errors import UserError
 from lettingo.cli.pipeline_commands import GroupOption
 from lettingo.data.split import UserGroup
+from lettingo.offline_files import EXPLORE
 from lettingo.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -29,25 +29,6 @@ def parse_source(value: str, default_n: int) -> tuple[str, int]:
     return (m.group(2), int(m.group(1))) if m else (value.strip(), default_n)
 
 
-def finished_cases(out: Path) -> set[tuple[str, int]]:
-    """(user, position) pairs already written; truncates a partial last line left by a crash."""
-    if not out.exists():
-        return set()
-    data = out.read_bytes()
-    complete = data[: data.rfind(b"\n") + 1]
-    if len(complete) != len(data):
-        log.warning(
-            "%s: dropping a partial last line (%d bytes) from an interrupted run", out, len(data) - len(complete)
-        )
-        out.write_bytes(complete)
-    done = set()
-    for line in complete.decode("utf-8").splitlines():
-        if line.strip():
-            row = json.loads(line)
-            done.add((row["user_id"], row["position"]))
-    return done
-
-
 def explore(
     generator: Annotated[
         list[str],
@@ -57,7 +38,7 @@ def explore(
             help="Generator spec, or 'N*SPEC' for N samples (e.g. 8*hf:.lettingo/models/nano-..., 2*writer:mix).",
         ),
     ],
-    out: Annotated[Path, typer.Option(help="Output JSONL (appended to; finished users are skipped).")],
+    out: Annotated[Path, typer.Option(help="Output JSONL (appended to; finished cases are skipped).")],
     dataset: Annotated[
         Path | None, typer.Argument(help="Dataset folder or .jsonl [default: LETTINGO_DATASET].")
     ] = None,
@@ -83,7 +64,7 @@ def explore(
         ),
     ] = None,
 ) -> None:
-    """Explore K candidate profiles per user from several generators; writes one JSON line per user."""
+    """Explore K candidate profiles per user from several generators; writes one JSON line per user and position."""
     from tqdm import tqdm
 
     from lettingo.data import DatasetFormatError, LabelScheme, load_dataset, split_dataset
@@ -100,8 +81,7 @@ def explore(
         raise UserError(str(e)) from e
     cases = split_dataset(data).cases(data, group, targets_per_user=targets_per_user, offset=offset)
     cases = cases[:limit] if limit else cases
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done = finished_cases(out)
+    done = EXPLORE.finished(out)
     todo = [c for c in cases if (c.user_id, c.position) not in done]
     log.info("explore: %d cases, %d already in %s, %d to go", len(cases), len(cases) - len(todo), out, len(todo))
     if not todo:
@@ -113,13 +93,12 @@ def explore(
     labels = LabelScheme.for_scale(data.integer_scale)
     build = _prompt_builder(sources, max_prompt_tokens)
     try:
-        with out.open("a", encoding="utf-8") as f, tqdm(total=len(todo), desc="explore", unit="user") as bar:
+        with EXPLORE.append(out) as sink, tqdm(total=len(todo), desc="explore", unit="case") as bar:
             cases_out = explore_cases(
                 todo, data.items, sources, labels=labels, seed=seed, batch_size=batch_size, build_prompt=build
             )
             for user in cases_out:
-                f.write(json.dumps(user.to_dict(), ensure_ascii=False) + "\n")
-                f.flush()
+                sink.write(user.to_record())
                 bar.update(1)
     finally:
         for source in sources:

@@ -1,7 +1,8 @@
 """The offline pipeline's task stages: ``evaluate``, ``pairs``, ``baselines`` and ``recommender build``.
 
-Every stage reads the previous stage's JSONL (one line per user), writes one flushed line per user, and on a
-restart skips the users already in its output, so a crash loses at most the user in progress.
+Every stage reads the previous stage's JSONL (one line per user and history position) and writes one flushed
+line per case; on a restart it skips the cases already in its output, so a crash loses at most the case in
+progress. The files, their rows and their resume are in :mod:`lettingo.offline_files`.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -18,6 +18,17 @@ from tqdm import tqdm
 
 from lettingo.cli.errors import UserError
 from lettingo.data.split import UserGroup
+from lettingo.offline_files import (
+    EXPLORE,
+    PROGRESS,
+    REWARDS,
+    CaseKey,
+    ScoredCandidate,
+    ScoredCase,
+    progress_path,
+)
+from lettingo.offline_files import PAIRS as PAIRS_FILE
+from lettingo.records import CandidateText
 from lettingo.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -34,36 +45,6 @@ ReaderOption = Annotated[
     ),
 ]
 GroupOption = Annotated[UserGroup, typer.Option(help="User group.")]
-
-
-# --- JSONL with resume ----------------------------------------------------------------------------------------
-def read_jsonl(path: Path) -> Iterator[dict]:
-    if not path.exists():
-        raise UserError(f"{path} does not exist")
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path} line {n}: not JSON ({e.msg})") from e
-
-
-def users_already_done(out: Path) -> set[str]:
-    """User ids in ``out``; a torn last line (a crash mid-write) is cut off so that the file stays valid JSONL."""
-    if not out.exists():
-        return set()
-    data = out.read_bytes()
-    keep = data[: data.rfind(b"\n") + 1]
-    if len(keep) != len(data):
-        log.warning("%s: dropping a torn last line (%d bytes) left by an interrupted run", out, len(data) - len(keep))
-        out.write_bytes(keep)
-    done = set()
-    for line in keep.decode("utf-8").splitlines():
-        if line.strip():
-            done.add(str(json.loads(line)["user_id"]))
-    return done
 
 
 def _load_data(dataset_path: Path | None):
@@ -105,8 +86,8 @@ def _reader(dataset, split, reader_path: str | Path | None):
 
 # --- evaluate -------------------------------------------------------------------------------------------------
 def evaluate(
-    candidates: Annotated[Path, typer.Argument(help="Explore output: one JSON line per user with its 'candidates'.")],
-    out: Annotated[Path, typer.Option("--out", help="Rewards JSONL (appended to; users already there are skipped).")],
+    candidates: Annotated[Path, typer.Argument(help="Explore output: one JSON line per user and position.")],
+    out: Annotated[Path, typer.Option("--out", help="Rewards JSONL (appended to; cases already there are skipped).")],
     dataset_path: DatasetOption = None,
     reader_path: ReaderOption = None,
     task: Annotated[
@@ -121,10 +102,14 @@ def evaluate(
     ] = "graded",
     seed: Annotated[int, typer.Option(help="Seed of the negative sampler.")] = 13,
 ) -> None:
-    """Score every candidate profile through f_Rec on the user's held-out targets; write one rewards line per user."""
+    """Score every candidate profile through f_Rec on the user's held-out targets; write one rewards line per
+    user and position."""
     from lettingo.evaluation import EvaluationConfig, TaskEvaluator
     from lettingo.recommenders import Task
 
+    # Both files are read before the dataset and f_Rec load: a wrong file fails in a second, not after minutes.
+    done = REWARDS.finished(out)
+    cases = [case for case in EXPLORE.read(candidates) if case.case not in done]
     dataset, split = _load_data(dataset_path)
     config = EvaluationConfig(
         Task(task), targets_per_user, offset, draws, with_recent=with_recent, reward=reward, seed=seed
@@ -132,47 +117,43 @@ def evaluate(
     reader = _reader(dataset, split, reader_path)
     evaluator = TaskEvaluator(reader, dataset, split, config)
     reader.warm_items()
-    done = users_already_done(out)
-    lines = [line for line in read_jsonl(candidates) if str(line.get("user_id")) not in done]
-    if any("user_id" not in line for line in lines):
-        raise UserError(f"{candidates}: every line needs a 'user_id' and 'candidates' (the explore output format)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    started, n_profiles, n_users = time.perf_counter(), 0, 0
-    with out.open("a", encoding="utf-8") as sink:
-        for line in tqdm(lines, desc="evaluate", unit="user"):
-            user_id = str(line["user_id"])
-            cands = [c for c in line.get("candidates", []) if isinstance(c, dict) and isinstance(c.get("text"), str)]
-            if user_id not in dataset.ratings_by_user or not cands or not evaluator.cases(user_id):
+    started, n_profiles, n_cases = time.perf_counter(), 0, 0
+    with REWARDS.append(out) as sink:
+        for case in tqdm(cases, desc="evaluate", unit="case"):
+            user_id = case.user_id
+            if user_id not in dataset.ratings_by_user or not case.candidates or not evaluator.cases(user_id):
                 log.warning("user %s: no candidates or no evaluable targets; skipped", user_id)
                 continue
-            scores = evaluator.score_profiles(user_id, [c["text"] for c in cands])
-            record = {k: v for k, v in line.items() if k != "candidates"}
-            record |= {
-                "user_id": user_id,
-                "task": config.task.value,
-                "reader_version": reader.version,
-                "evaluation": config.as_dict(),
-                "candidates": [
-                    {
-                        **{k: c.get(k) for k in ("profile_id", "generator", "model_version", "seed")},
-                        "text": c["text"],
-                        "reward": s.reward,
-                        "correct_rate": s.correct_rate,
-                        "n_cases": s.n_cases,
-                        "n_unparsable": s.n_unparsable,
-                    }
-                    for c, s in zip(cands, scores, strict=True)
-                ],
-            }
-            sink.write(json.dumps(record, ensure_ascii=False) + "\n")
-            sink.flush()
-            n_users, n_profiles = n_users + 1, n_profiles + len(cands)
+            scores = evaluator.score_profiles(user_id, [c.text for c in case.candidates])
+            scored = [
+                ScoredCandidate(
+                    **c.model_dump(include=_CANDIDATE_FIELDS),
+                    reward=s.reward,
+                    correct_rate=s.correct_rate,
+                    n_cases=s.n_cases,
+                    n_unparsable=s.n_unparsable,
+                )
+                for c, s in zip(case.candidates, scores, strict=True)
+            ]
+            sink.write(
+                ScoredCase(
+                    **case.model_dump(exclude={"candidates"}),
+                    task=config.task.value,
+                    reader_version=reader.version,
+                    evaluation=config.as_dict(),
+                    candidates=scored,
+                )
+            )
+            n_cases, n_profiles = n_cases + 1, n_profiles + len(scored)
     reader.encoder.save()
     elapsed = time.perf_counter() - started
     typer.echo(
-        f"evaluated {n_profiles} profiles of {n_users} users in {elapsed:.1f}s "
-        f"({n_profiles / max(elapsed, 1e-9):.1f} profiles/s); {len(done)} users were already done -> {out}"
+        f"evaluated {n_profiles} profiles of {n_cases} cases in {elapsed:.1f}s "
+        f"({n_profiles / max(elapsed, 1e-9):.1f} profiles/s); {len(done)} cases were already done -> {out}"
     )
+
+
+_CANDIDATE_FIELDS = set(CandidateText.model_fields)
 
 
 # --- pairs ----------------------------------------------------------------------------------------------------
@@ -188,47 +169,28 @@ def pairs(
     from lettingo.pairs import PairConfig, ScoredProfile, build_pairs
 
     config = PairConfig(max_pairs_per_user, min_gap)
-    # Users with no pair leave no line in ``out``, so progress is kept beside it, one user id per line.
-    progress = out.with_name(out.name + ".users")
-    done = set(progress.read_text().split()) if progress.exists() else set()
-    users_already_done(out)  # cuts a torn last line
-    written = {str(p["pair_id"]) for p in read_jsonl(out)} if out.exists() else set()
-    lines = [line for line in read_jsonl(rewards) if str(line.get("user_id")) not in done]
+    # A case with no pair leaves no line in ``out``, so the finished cases are kept beside it.
+    progress = progress_path(out)
+    done = PROGRESS.finished(progress)
+    written = PAIRS_FILE.finished(out)
+    cases = [case for case in REWARDS.read(rewards) if case.case not in done]
     prompt_builder = None
     n_pairs = 0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("a", encoding="utf-8") as sink, progress.open("a") as progress_sink:
-        for line in tqdm(lines, desc="pairs", unit="user"):
-            prompt = _carried_prompt(line)
-            if prompt is None:
+    with PAIRS_FILE.append(out) as sink, PROGRESS.append(progress) as progress_sink:
+        for case in tqdm(cases, desc="pairs", unit="case"):
+            prompt = case.prompt
+            if not prompt:
                 prompt_builder = prompt_builder or _PromptBuilder(dataset_path)
-                prompt = prompt_builder(line)
+                prompt = prompt_builder(case)
             profiles = [
-                ScoredProfile(
-                    str(c["profile_id"]),
-                    c["text"],
-                    float(c["reward"]),
-                    c.get("generator") or "",
-                    c.get("model_version") or "",
-                )
-                for c in line["candidates"]
+                ScoredProfile(c.profile_id, c.text, c.reward, c.generator, c.model_version) for c in case.candidates
             ]
-            user_id = str(line["user_id"])
-            for pair in build_pairs(user_id, prompt, profiles, policy_version, config, line.get("reader_version", "")):
-                if pair["pair_id"] not in written:  # a crash between the two files repeats a user: no duplicates
-                    sink.write(json.dumps(pair, ensure_ascii=False) + "\n")
+            for pair in build_pairs(case.user_id, prompt, profiles, policy_version, config, case.reader_version):
+                if pair.pair_id not in written:  # a crash between the two files repeats a case: no duplicates
+                    sink.write(pair)
                     n_pairs += 1
-            sink.flush()
-            progress_sink.write(user_id + "\n")
-            progress_sink.flush()
-    typer.echo(f"{n_pairs} pairs from {len(lines)} users ({len(done)} already done) -> {out}")
-
-
-def _carried_prompt(line: dict) -> str | None:
-    prompt = line.get("prompt")
-    if isinstance(prompt, dict):
-        prompt = prompt.get("text")
-    return prompt if isinstance(prompt, str) and prompt else None
+            progress_sink.write(CaseKey(user_id=case.user_id, position=case.position))
+    typer.echo(f"{n_pairs} pairs from {len(cases)} cases ({len(done)} already done) -> {out}")
 
 
 class _PromptBuilder:
@@ -240,16 +202,14 @@ class _PromptBuilder:
         self.dataset, self.split = _load_data(dataset_path)
         self.scheme = LabelScheme.for_scale(self.dataset.integer_scale)
 
-    def __call__(self, line: dict) -> str:
+    def __call__(self, case: ScoredCase) -> str:
         from lettingo.data.split import cases_for_user
         from lettingo.prompts.profile import profile_prompt
 
-        offset = int(line.get("evaluation", {}).get("offset", 0))
-        cases = cases_for_user(
-            self.dataset.ratings_by_user[str(line["user_id"])], self.split.cfg, range(offset, offset + 1)
-        )
+        ratings = self.dataset.ratings_by_user.get(case.user_id, [])
+        cases = cases_for_user(ratings, self.split.cfg, range(case.offset, case.offset + 1))
         if not cases:
-            raise UserError(f"user {line['user_id']}: too few ratings to rebuild the generation prompt")
+            raise UserError(f"user {case.user_id}: too few ratings to rebuild the generation prompt")
         return profile_prompt(cases[0].long_history, self.dataset.items, self.scheme).text
 
 
@@ -276,9 +236,7 @@ def baselines(
     users = list(getattr(split, group))[:max_users]
     by_user = None
     if candidates is not None:
-        by_user = {
-            str(line["user_id"]): [c["text"] for c in line.get("candidates", [])] for line in read_jsonl(candidates)
-        }
+        by_user = {case.user_id: [c.text for c in case.candidates] for case in EXPLORE.read(candidates)}
     reader = _reader(dataset, split, reader_path)
     config = EvaluationConfig(targets_per_user=targets_per_user, draws=draws, with_recent=with_recent)
     figures: dict[str, dict] = {}
@@ -360,13 +318,13 @@ def quality(
     for path in candidates:
         by_generator: dict[str, list] = {}
         unread = 0
-        for line in read_jsonl(path):
-            prompt = prompt_from_text(line.get("prompt", ""), str(line.get("user_id")), dataset)
+        for case in EXPLORE.read(path):
+            prompt = prompt_from_text(case.prompt, case.user_id, dataset)
             if prompt is None:
                 unread += 1
                 continue
-            for c in line.get("candidates", []):
-                by_generator.setdefault(c["generator"], []).append((prompt, [c["text"]]))
+            for c in case.candidates:
+                by_generator.setdefault(c.generator, []).append((prompt, [c.text]))
         for generator, samples in by_generator.items():
             report = quality_report(samples)
             typer.echo(f"- {path.name} {generator} ({report.profiles} profiles): {report.line()}")
