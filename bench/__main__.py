@@ -43,10 +43,12 @@ def parse_args(argv: list[str]) -> tuple[Options, list[str]]:
 def main(argv: list[str] | None = None) -> int:
     opts, names = parse_args(sys.argv[1:] if argv is None else argv)
     if KAFKA_BENCHMARKS & set(names):
-        from lettingo.settings import get_settings
         from streams.kafka import broker
+        from streams.settings import StreamSettings
 
-        print(broker.start(get_settings()), flush=True)  # the local broker, unless LETTINGO_KAFKA_BOOTSTRAP names one
+        print(
+            broker.start(StreamSettings.load()), flush=True
+        )  # the local broker, unless LETTINGO_KAFKA_BOOTSTRAP names one
     failed = []
     for name in names:
         print(f"\n=== {name} ({'quick' if opts.quick else 'full'}, {opts.repeats} repeats) ===", flush=True)

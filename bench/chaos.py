@@ -34,11 +34,11 @@ from bench.common import DATASET, HOME, Options, median, print_table, write_resu
 from bench.kafka_util import run_settings, table_contents
 from bench.worker import BenchWorker, remove_home
 from lettingo.data import load_dataset
-from lettingo.settings import Settings
 from lettingo.user_state import UserState
 from streams.kafka.producer import record_producer
 from streams.kafka.topics import create_topics, delete_run_topics
 from streams.replay import to_interaction, to_item_record
+from streams.settings import StreamSettings
 
 KEPT_LOGS = HOME / "bench-logs" / "chaos"
 # Quick streams: small explore, cold start after 5, no model: profiles from a deterministic writer.
@@ -60,7 +60,7 @@ class Snapshot:
 
 @dataclass
 class Fleet:
-    settings: Settings
+    settings: StreamSettings
     size: int
     overrides: dict[str, Any]
     workers: list[BenchWorker] = field(default_factory=list)
@@ -133,7 +133,7 @@ class Fleet:
             w.stop()
 
 
-def active(worker: BenchWorker, settings: Settings) -> set[str]:
+def active(worker: BenchWorker, settings: StreamSettings) -> set[str]:
     health = worker.get("/health") or {}
     prefix = settings.topic("interactions") + ":"
     return {p for p in health.get("active_partitions", []) if p.startswith(prefix)}
@@ -146,7 +146,7 @@ def events_of(limit: int) -> tuple[list, list]:
     return [to_item_record(i) for i in dataset.items.values()], interactions
 
 
-async def send(settings: Settings, items: list, interactions: list, rate: float) -> None:
+async def send(settings: StreamSettings, items: list, interactions: list, rate: float) -> None:
     async with record_producer(settings) as producer:
         for item in items:
             await producer.send("items", item.item_id, item)
@@ -157,7 +157,7 @@ async def send(settings: Settings, items: list, interactions: list, rate: float)
             await producer.send("interactions", interaction.user_id, interaction)
 
 
-def snapshot(settings: Settings) -> Snapshot:
+def snapshot(settings: StreamSettings) -> Snapshot:
     states = {k: UserState.from_bytes(v) for k, v in table_contents(settings, "user_state").items()}
     profiles = {}
     for user, value in table_contents(settings, "profiles").items():
@@ -171,7 +171,7 @@ def snapshot(settings: Settings) -> Snapshot:
 
 
 def drained(
-    fleet: list[BenchWorker], settings: Settings, expected: int, stable_s: float = 8.0, timeout_s: float = 900
+    fleet: list[BenchWorker], settings: StreamSettings, expected: int, stable_s: float = 8.0, timeout_s: float = 900
 ) -> Snapshot:
     """Wait until every event is applied and the state and profiles stop changing for ``stable_s``."""
     deadline, last, since = time.monotonic() + timeout_s, None, time.monotonic()
@@ -268,7 +268,7 @@ def run_chaos(events: int, kills: int, workers: int, rate: float, seed: int = 7,
         for s in (clean_settings, chaos_settings):  # the workers' logs outlive the run's folder
             for log in s.home.glob("worker-*.log"):
                 KEPT_LOGS.mkdir(parents=True, exist_ok=True)
-                shutil.copy(log, KEPT_LOGS / f"{s.app_id}-{log.name}")
+                shutil.copy(log, KEPT_LOGS / f"{s.app.id}-{log.name}")
         for s in (clean_settings, chaos_settings):
             asyncio.run(delete_run_topics(s))
             remove_home(s)

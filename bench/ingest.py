@@ -134,7 +134,7 @@ def run_worker(settings, messages: Messages, timeout_s: float) -> dict:
         finished = samples[-1]
         sent = written()
         time.sleep(1.5)  # one commit interval, so the committed offsets include the last events
-        committed = asyncio.run(kafka_util.committed_total(settings, settings.app_id, "interactions"))
+        committed = asyncio.run(kafka_util.committed_total(settings, settings.app.id, "interactions"))
         return {
             "events": int(finished[1]),
             "written": sent,
@@ -163,7 +163,7 @@ def run(opts: Options) -> dict:
     partitions = 0
     for _ in range(opts.repeats):
         settings = kafka_util.run_settings("ingest")  # topics, app id and home of this repeat only
-        partitions = settings.topic_partitions
+        partitions = settings.topics.partitions
         try:
             worker_runs.append(run_worker(settings, messages, timeout_s=600))
             raw_runs.append(asyncio.run(kafka_util.raw_consume(settings, "interactions", n)))

@@ -13,29 +13,28 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.common import WORK
-from lettingo.settings import Settings, get_settings
 from streams.faust_adapter import refresh_metadata
 from streams.kafka.topics import create_topics
+from streams.settings import StreamSettings
 
 
-def run_settings(name: str) -> Settings:
-    """Settings on the running broker with a topic prefix, app id and home of this run only."""
-    base = get_settings()
+def run_settings(name: str) -> StreamSettings:
+    """StreamSettings on the running broker with a topic prefix, app id and home of this run only."""
+    base = StreamSettings.load()
     run = f"bench-{name}-{uuid.uuid4().hex[:8]}"
-    return Settings(
+    return StreamSettings(
         home=WORK / run,
-        kafka_bootstrap=base.bootstrap,
-        topic_prefix=f"{run}-",
-        app_id=run,
-        topic_partitions=base.topic_partitions,
+        kafka={"bootstrap": base.bootstrap},
+        topics={"prefix": f"{run}-", "partitions": base.topics.partitions},
+        app={"id": run},
     )
 
 
-async def ensure_topics(settings: Settings) -> None:
+async def ensure_topics(settings: StreamSettings) -> None:
     await create_topics(settings)
 
 
-async def produce_raw(settings: Settings, topic: str, messages: Iterable[tuple[bytes, bytes]]) -> int:
+async def produce_raw(settings: StreamSettings, topic: str, messages: Iterable[tuple[bytes, bytes]]) -> int:
     """Send (key, value) pairs to ``topic`` (unprefixed) as fast as the broker takes them; returns the count."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks=1, linger_ms=20, max_batch_size=512 * 1024)
     await producer.start()
@@ -55,7 +54,7 @@ async def produce_raw(settings: Settings, topic: str, messages: Iterable[tuple[b
     return n
 
 
-async def raw_consume(settings: Settings, topic: str, expected: int, max_records: int = 2000) -> dict[str, float]:
+async def raw_consume(settings: StreamSettings, topic: str, expected: int, max_records: int = 2000) -> dict[str, float]:
     """Read ``expected`` records of ``topic`` from the beginning with getmany and decode each value's JSON,
     doing nothing else: the ceiling for one Python process reading this topic."""
     consumer = AIOKafkaConsumer(
@@ -88,7 +87,7 @@ async def raw_consume(settings: Settings, topic: str, expected: int, max_records
         await consumer.stop()
 
 
-async def committed_total(settings: Settings, group: str, topic: str) -> int:
+async def committed_total(settings: StreamSettings, group: str, topic: str) -> int:
     """Sum of the consumer group's committed offsets over ``topic``'s partitions."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
     await admin.start()
@@ -99,7 +98,7 @@ async def committed_total(settings: Settings, group: str, topic: str) -> int:
         await admin.close()
 
 
-async def end_offsets(settings: Settings, full_topic: str) -> int:
+async def end_offsets(settings: StreamSettings, full_topic: str) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -115,17 +114,17 @@ async def end_offsets(settings: Settings, full_topic: str) -> int:
         await consumer.stop()
 
 
-def table_contents(settings: Settings, table: str) -> dict[str, bytes]:
+def table_contents(settings: StreamSettings, table: str) -> dict[str, bytes]:
     """A worker table as its changelog says: the last value per key, deletions applied."""
 
     async def read() -> dict[str, bytes]:
-        topic = f"{settings.app_id}-{table}-changelog"
+        topic = f"{settings.app.id}-{table}-changelog"
         consumer = AIOKafkaConsumer(**settings.kafka_client_config(), group_id=None, enable_auto_commit=False)
         await consumer.start()
         try:
             if topic not in await consumer.topics():
                 return {}
-            tps = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+            tps = [TopicPartition(topic, p) for p in range(settings.topics.partitions)]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             ends = await consumer.end_offsets(tps)

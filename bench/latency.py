@@ -57,7 +57,7 @@ async def drive(settings, events: list, rate: float, drain_s: float) -> tuple[li
     seen: list[dict] = []
     try:
         topic = settings.topic("profiles")
-        tps = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        tps = [TopicPartition(topic, p) for p in range(settings.topics.partitions)]
         consumer.assign(tps)
         await consumer.seek_to_end(*tps)
         for tp in tps:

@@ -25,10 +25,10 @@ from bench.kafka_util import run_settings
 from bench.worker import BenchWorker, remove_home
 from lettingo.data import load_dataset
 from lettingo.records import Interaction
-from lettingo.settings import Settings
 from streams.kafka.producer import record_producer
 from streams.kafka.topics import create_topics, delete_run_topics
 from streams.replay import to_interaction, to_item_record
+from streams.settings import StreamSettings
 
 LOAD_SHARE = 0.7
 # Interactions on the worker's partitions not yet applied (past its own applied offset), not merely not fetched.
@@ -48,7 +48,9 @@ def interactions(passes: int) -> tuple[list, list[Interaction]]:
     return [to_item_record(i) for i in dataset.items.values()], events
 
 
-async def send(settings: Settings, topic: str, events: list, rate: float, stop: threading.Event | None = None) -> int:
+async def send(
+    settings: StreamSettings, topic: str, events: list, rate: float, stop: threading.Event | None = None
+) -> int:
     """Send ``events`` to ``topic`` at ``rate``/s (0: as fast as the broker takes them), each keyed by its id (a
     user's for an interaction, an item's for an item); returns how many were sent."""
     sent = 0

@@ -100,7 +100,7 @@ def run(opts: Options) -> dict:
             )
         finally:
             first.stop()
-        changelog = asyncio.run(kafka_util.end_offsets(settings, f"{settings.app_id}-user_state-changelog"))
+        changelog = asyncio.run(kafka_util.end_offsets(settings, f"{settings.app.id}-user_state-changelog"))
         shutil.rmtree(data_dir, ignore_errors=True)  # wipe the data folder: the restart must restore it all
         second = BenchWorker(settings, **OVERRIDES)
         try:

@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 
 from bench.common import DATASET, HOME, REPO
-from lettingo.settings import Settings
+from streams.settings import StreamSettings
 
 
 def free_port() -> int:
@@ -34,7 +34,7 @@ def frozen_reader() -> Path | None:
 
 
 class BenchWorker:
-    def __init__(self, settings: Settings, **overrides: object) -> None:
+    def __init__(self, settings: StreamSettings, **overrides: object) -> None:
         self.settings = settings
         self.port = free_port()
         settings.home.mkdir(parents=True, exist_ok=True)
@@ -43,11 +43,11 @@ class BenchWorker:
         self.env = {
             **os.environ,
             "LETTINGO_KAFKA_BOOTSTRAP": settings.bootstrap,
-            "LETTINGO_TOPIC_PREFIX": settings.topic_prefix,
-            "LETTINGO_APP_ID": settings.app_id,
+            "LETTINGO_TOPIC_PREFIX": settings.topics.prefix,
+            "LETTINGO_APP_ID": settings.app.id,
             "LETTINGO_HOME": str(settings.home),
             "LETTINGO_WEB_PORT": str(self.port),
-            "LETTINGO_TOPIC_PARTITIONS": str(settings.topic_partitions),
+            "LETTINGO_TOPIC_PARTITIONS": str(settings.topics.partitions),
             "LETTINGO_DATASET": str(DATASET),
             **({"LETTINGO_READER_PATH": str(reader)} if reader else {}),
             **{f"LETTINGO_{k.upper()}": str(v) for k, v in overrides.items()},
@@ -60,7 +60,7 @@ class BenchWorker:
 
     @property
     def data_dir(self) -> Path:
-        return (self.settings.home / "worker" / f"{self.settings.app_id}-{self.port}").resolve()
+        return (self.settings.home / "worker" / f"{self.settings.app.id}-{self.port}").resolve()
 
     def start(self, loglevel: str = "info", timeout_s: float = 240) -> BenchWorker:
         """Start; return once the catalogue, generators and evaluator are loaded and partitions assigned.
@@ -154,5 +154,5 @@ def du(path: Path) -> int:
     return total
 
 
-def remove_home(settings: Settings) -> None:
+def remove_home(settings: StreamSettings) -> None:
     shutil.rmtree(settings.home, ignore_errors=True)

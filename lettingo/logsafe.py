@@ -185,9 +185,9 @@ def configure_safe_logging(
     any set-up that replaces them (the stream worker does, from Faust's ``on_setup_root_logger``). With
     ``json_lines`` (default: the ``LETTINGO_LOG_FORMAT`` setting is ``json``) every handler writes JSON lines."""
     if json_lines is None:
-        from lettingo.settings import get_settings
+        from lettingo.settings import Settings
 
-        json_lines = get_settings().log_format == "json"
+        json_lines = Settings().log_format == "json"
     root = logging.getLogger()
     if not root.handlers:
         handler = logging.StreamHandler(sys.stderr)

@@ -13,7 +13,7 @@ import faust
 
 from lettingo.records import DeadLetter, Item, Record, RecordError, decode_record
 from streams import faust_topics, metrics
-from streams.app import settings
+from streams.app import runtime, settings
 
 log = logging.getLogger(__name__)
 R = TypeVar("R", bound=Record)
@@ -84,12 +84,10 @@ async def decode_event(event: faust.EventT, record_type: type[R]) -> R | None:
 
 async def _forgotten(user_id: str, arrived: float | None) -> bool:
     """Whether the event predates its user's erasure (streams.agents.erasures): dropped, not dead-lettered."""
-    from streams.agents import RUNTIME  # the agents package imports this module
-
-    if not RUNTIME.erasures_ready.is_set():
-        await RUNTIME.erasures_ready.wait()  # once, at start-up: until every erasure is read, none is known
-    return RUNTIME.forgotten(user_id, arrived)
+    if not runtime.erasures_ready.is_set():
+        await runtime.erasures_ready.wait()  # once, at start-up: until every erasure is read, none is known
+    return runtime.forgotten(user_id, arrived)
 
 
 def bare_topic(full_name: str) -> str:
-    return full_name.removeprefix(settings.topic_prefix)
+    return full_name.removeprefix(settings.topics.prefix)

@@ -19,7 +19,7 @@ def raw_topic(name: str, *extra: str, internal: bool = False) -> faust.TopicT:
         value_type=bytes,
         key_serializer="raw",
         value_serializer="raw",
-        partitions=1 if name == "model-versions" else settings.topic_partitions,
+        partitions=1 if name == "model-versions" else settings.topics.partitions,
         internal=internal,
     )
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from lettingo import records
 from lettingo.data import Dataset, Rating
-from lettingo.settings import Settings
 from streams.kafka.producer import record_producer
+from streams.settings import StreamSettings
 
 
 def event_id(dataset: str, rating: Rating) -> str:
@@ -54,7 +54,7 @@ class ReplayReport:
 
 
 async def replay(
-    settings: Settings,
+    settings: StreamSettings,
     dataset: Dataset,
     *,
     speedup: float = 0.0,

@@ -15,17 +15,19 @@ from functools import cached_property
 from lettingo.bounds import StateBounds
 from lettingo.data import LabelScheme
 from lettingo.drift import DriftConfig
+from lettingo.errors import ConfigError
 from lettingo.generators import Generator, make_generator
 from lettingo.ingest import IngestLimits
+from lettingo.prompts.profile import HistoryEntry, ProfilePrompt, profile_prompt_from_entries, profile_prompt_within
 from lettingo.records import Item
 from lettingo.serving import PolicyHolder
-from lettingo.settings import Settings
 from lettingo.stream_eval import StreamEvalConfig, StreamTaskEvaluator, load_stream_evaluator
+from streams.settings import StreamSettings
 
 
 @dataclass
 class Runtime:
-    settings: Settings
+    settings: StreamSettings
     catalog: dict[str, Item] = field(default_factory=dict)
     labels: LabelScheme = field(default_factory=LabelScheme)
     policy: PolicyHolder | None = None
@@ -48,7 +50,7 @@ class Runtime:
     def drift(self) -> DriftConfig:
         s = self.settings
         return DriftConfig(
-            s.drift_threshold, s.drift_min_new_events, s.drift_cooldown_seconds, s.worker_cold_start_after
+            s.drift.threshold, s.drift.min_new_events, s.drift.cooldown_seconds, s.worker.cold_start_after
         )
 
     def guard(self, applied):
@@ -67,32 +69,49 @@ class Runtime:
 
     @property
     def keep_events(self) -> int:
-        return self.settings.worker_history_window + self.settings.worker_history_max
+        return self.settings.worker.keep_events
 
     @cached_property
     def bounds(self) -> StateBounds:
         s = self.settings
         return StateBounds(
-            max_state_bytes=s.max_state_bytes,
-            max_attribute_keys=s.max_attribute_keys,
-            max_event_attributes=s.max_event_attributes,
-            max_pending_impressions=s.max_pending_impressions,
-            max_impression_items=s.max_impression_items,
-            max_early_clicks=s.max_early_clicks,
-            max_round_candidates=s.max_round_candidates,
-            max_candidate_rewards=s.max_candidate_rewards,
+            max_state_bytes=s.bounds.max_state_bytes,
+            max_attribute_keys=s.bounds.max_attribute_keys,
+            max_event_attributes=s.bounds.max_event_attributes,
+            max_pending_impressions=s.bounds.max_pending_impressions,
+            max_impression_items=s.bounds.max_impression_items,
+            max_early_clicks=s.bounds.max_early_clicks,
+            max_round_candidates=s.bounds.max_round_candidates,
+            max_candidate_rewards=s.bounds.max_candidate_rewards,
         )
 
     @cached_property
     def ingest_limits(self) -> IngestLimits:
         return IngestLimits(
-            self.keep_events, self.settings.seen_events_max, self.bounds, self.settings.worker_history_max
+            self.keep_events, self.settings.worker.seen_events_max, self.bounds, self.settings.worker.history_max
         )
 
     def load_generators(self) -> None:
         """The configured serving policy (smoke-tested) and the explorer. Blocking: run it in an executor."""
-        self.policy = PolicyHolder.from_spec(self.settings.worker_policy)
-        self.explorer = make_generator(self.settings.explore_policy)
+        policy = PolicyHolder.from_spec(self.settings.worker.policy)
+        if self.settings.worker.prompt_max_tokens is not None and not hasattr(policy.current.generator, "encode"):
+            raise ConfigError(
+                f"LETTINGO_PROMPT_MAX_TOKENS needs a model policy (hf:, vllm:) to count tokens with, not "
+                f"LETTINGO_WORKER_POLICY={self.settings.worker.policy}"
+            )
+        self.policy = policy
+        self.explorer = make_generator(self.settings.explore.policy)
+
+    def profile_prompt(self, entries: list[HistoryEntry], user_id: str) -> ProfilePrompt:
+        """The profile prompt over a user's history: all of it, or with ``LETTINGO_PROMPT_MAX_TOKENS`` the most
+        recent lines that fit the budget counted by the serving policy's tokenizer (as ``lettingo explore
+        --max-prompt-tokens``; the explored candidates share the prompt). A policy without a tokenizer (a hot
+        swap to a writer) gets the whole history."""
+        budget = self.settings.worker.prompt_max_tokens
+        encode = getattr(self.policy.current.generator, "encode", None) if self.policy else None
+        if budget is None or encode is None:
+            return profile_prompt_from_entries(entries, user_id)
+        return profile_prompt_within(entries, lambda prompt: len(encode(prompt)), budget, user_id)
 
     def load_evaluator(self) -> None:
         """The frozen reader and its dataset. Blocking (seconds; minutes if the reader must be built first)."""
@@ -102,5 +121,5 @@ class Runtime:
             s.path("models"),
             s.cache_path,
             s.reader_path,
-            StreamEvalConfig(draws=s.eval_draws, n_negatives=s.eval_negatives),
+            StreamEvalConfig(draws=s.eval.draws, n_negatives=s.eval.negatives),
         )

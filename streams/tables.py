@@ -27,7 +27,7 @@ def raw_table(name: str, help_: str) -> faust.Table:
         name,
         key_type=bytes,
         value_type=bytes,
-        partitions=settings.topic_partitions,
+        partitions=settings.topics.partitions,
         help=help_,
     )
 

@@ -9,15 +9,9 @@ from faust.web import Request, Response, View
 from pydantic import SecretStr
 
 from streams import metrics, tables
-from streams.app import app
+from streams.app import app, runtime
 from streams.runtime import Runtime
 from streams.tables import ProfileHistory
-
-
-def _runtime() -> Runtime:
-    from streams.agents import RUNTIME
-
-    return RUNTIME
 
 
 def authorized(request: Request, token: SecretStr | None) -> bool:
@@ -34,8 +28,7 @@ class UserProfile(View):
 
     @app.table_route(table=tables.profiles, match_info="user_id")
     async def get(self, request: Request, user_id: str) -> Response:
-        runtime = _runtime()
-        if not authorized(request, runtime.settings.web_profile_token):
+        if not authorized(request, runtime.settings.web.profile_token):
             return self.json(
                 {"error": "a bearer token is required"},
                 status=401,
@@ -53,7 +46,6 @@ class Health(View):
     traffic)."""
 
     async def get(self, request: Request) -> Response:
-        runtime = _runtime()
         policy = runtime.policy
         evaluator = runtime.evaluator
         return self.json(
@@ -95,7 +87,7 @@ class Ready(View):
     applied: see streams.applied)."""
 
     async def get(self, request: Request) -> Response:
-        body = readiness(_runtime())
+        body = readiness(runtime)
         return self.json(body, status=200 if body["ready"] else 503)
 
 

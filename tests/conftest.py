@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from aiokafka.errors import KafkaError
 
-from lettingo.settings import Settings
+from streams.settings import StreamSettings
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET = (REPO.parent / "shared" / "data" / "ml-latest-small").resolve()
@@ -35,7 +35,7 @@ def kafka_bootstrap() -> Iterator[str]:
     """host:port of a real, running broker."""
     from streams.kafka import broker
 
-    settings = Settings(home=REPO / ".lettingo")
+    settings = StreamSettings(home=REPO / ".lettingo")
     was_running = (not settings.uses_local_broker) or broker.running_pid(broker.BrokerPaths.of(settings)) is not None
     broker.start(settings)
     yield settings.bootstrap
@@ -44,8 +44,8 @@ def kafka_bootstrap() -> Iterator[str]:
 
 
 @pytest.fixture
-def kafka_settings(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Settings]:
-    """Settings on the real broker with topic names unique to this test, so tests never see each other's data.
+def kafka_settings(kafka_bootstrap: str, tmp_path: Path) -> Iterator[StreamSettings]:
+    """StreamSettings on the real broker with topic names unique to this test, so tests never see each other's data.
     The test's topics (and its worker's changelogs) are deleted afterwards: a local broker that keeps every
     test's topics answers metadata requests more slowly with each session."""
     settings = unique_settings(kafka_bootstrap, tmp_path / "home")
@@ -53,24 +53,24 @@ def kafka_settings(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Settings]:
     delete_test_topics(settings)
 
 
-def unique_settings(bootstrap: str, home: Path) -> Settings:
-    """Settings whose topic prefix and app id no other test uses."""
-    return Settings(
+def unique_settings(bootstrap: str, home: Path) -> StreamSettings:
+    """StreamSettings whose topic prefix and app id no other test uses."""
+    return StreamSettings(
         home=home,
-        kafka_bootstrap=bootstrap,
-        topic_prefix=f"t{uuid.uuid4().hex[:10]}-",
-        app_id=f"test-{uuid.uuid4().hex[:10]}",
+        kafka={"bootstrap": bootstrap},
+        topics={"prefix": f"t{uuid.uuid4().hex[:10]}-"},
+        app={"id": f"test-{uuid.uuid4().hex[:10]}"},
     )
 
 
-def delete_test_topics(settings: Settings) -> None:
+def delete_test_topics(settings: StreamSettings) -> None:
     """Best effort: a test's outcome stands whether or not its topics could be deleted."""
     from streams.kafka.topics import delete_run_topics
 
     try:
         asyncio.run(asyncio.wait_for(delete_run_topics(settings), 30))
     except (KafkaError, TimeoutError) as e:
-        warnings.warn(f"could not delete the test's topics ({settings.topic_prefix}*): {e!r}", stacklevel=1)
+        warnings.warn(f"could not delete the test's topics ({settings.topics.prefix}*): {e!r}", stacklevel=1)
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from lettingo.settings import Settings
+from streams.settings import StreamSettings
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET = (REPO.parent / "shared" / "data" / "ml-latest-small").resolve()
@@ -32,18 +32,18 @@ def free_port() -> int:
 
 
 class WorkerProcess:
-    def __init__(self, settings: Settings, log_path: Path, **overrides: object) -> None:
+    def __init__(self, settings: StreamSettings, log_path: Path, **overrides: object) -> None:
         self.settings = settings
         self.port = free_port()
         self.log_path = log_path
         self.env = {
             **os.environ,
             "LETTINGO_KAFKA_BOOTSTRAP": settings.bootstrap,
-            "LETTINGO_TOPIC_PREFIX": settings.topic_prefix,
-            "LETTINGO_APP_ID": settings.app_id,
+            "LETTINGO_TOPIC_PREFIX": settings.topics.prefix,
+            "LETTINGO_APP_ID": settings.app.id,
             "LETTINGO_HOME": str(settings.home),
             "LETTINGO_WEB_PORT": str(self.port),
-            "LETTINGO_TOPIC_PARTITIONS": str(settings.topic_partitions),
+            "LETTINGO_TOPIC_PARTITIONS": str(settings.topics.partitions),
             "LETTINGO_DATASET": str(DATASET),
             # The persistent embedding cache, not one under each test's home: no worker re-embeds the catalogue.
             "LETTINGO_CACHE_DIR": str(REPO / ".lettingo" / "cache"),
@@ -112,7 +112,7 @@ class WorkerProcess:
                 self.kill()
 
 
-async def produce(settings: Settings, messages: list[tuple[str, str | None, bytes | None]]) -> None:
+async def produce(settings: StreamSettings, messages: list[tuple[str, str | None, bytes | None]]) -> None:
     """Send (topic, key, value) messages in order; topic names without the prefix."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", max_request_size=2_000_000)
     await producer.start()
@@ -123,7 +123,7 @@ async def produce(settings: Settings, messages: list[tuple[str, str | None, byte
         await producer.stop()
 
 
-async def read_all(full_topic: str, settings: Settings, partitions: int) -> list:
+async def read_all(full_topic: str, settings: StreamSettings, partitions: int) -> list:
     """Every message now in ``full_topic`` (all partitions), in partition then offset order."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=None, enable_auto_commit=False)
     await consumer.start()
@@ -141,14 +141,14 @@ async def read_all(full_topic: str, settings: Settings, partitions: int) -> list
         await consumer.stop()
 
 
-def topic_records(settings: Settings, topic: str, partitions: int | None = None) -> list:
-    return asyncio.run(read_all(settings.topic(topic), settings, partitions or settings.topic_partitions))
+def topic_records(settings: StreamSettings, topic: str, partitions: int | None = None) -> list:
+    return asyncio.run(read_all(settings.topic(topic), settings, partitions or settings.topics.partitions))
 
 
-def table_contents(settings: Settings, table: str) -> dict[str, bytes]:
+def table_contents(settings: StreamSettings, table: str) -> dict[str, bytes]:
     """The table as its changelog says: the last value per key, deletions applied."""
     out: dict[str, bytes] = {}
-    for r in asyncio.run(read_all(f"{settings.app_id}-{table}-changelog", settings, settings.topic_partitions)):
+    for r in asyncio.run(read_all(f"{settings.app.id}-{table}-changelog", settings, settings.topics.partitions)):
         if r.value is None:
             out.pop(r.key.decode(), None)
         else:
@@ -167,17 +167,15 @@ def wait_for(what: str, check: Callable[[], object], timeout_s: float = 60, ever
 
 
 @contextlib.contextmanager
-def private_broker(home: Path) -> Iterator[Settings]:
+def private_broker(home: Path) -> Iterator[StreamSettings]:
     """A broker of the test's own on free ports, with the shared jars: one a test may stop and start (the shared
     broker is never stopped)."""
     from streams.kafka import broker
 
-    settings = Settings(
+    settings = StreamSettings(
         home=home,
-        broker_port=free_port(),
-        controller_port=free_port(),
-        kafka_libs=(REPO / ".lettingo" / "kafka" / "libs").resolve(),
-        broker_heap="256m",
+        broker={"port": free_port(), "controller_port": free_port(), "heap": "256m"},
+        kafka={"libs": (REPO / ".lettingo" / "kafka" / "libs").resolve()},
     )
     broker.start(settings)
     try:
@@ -186,8 +184,8 @@ def private_broker(home: Path) -> Iterator[Settings]:
         broker.stop(settings, timeout_s=10)
 
 
-def catalogue_settings(bootstrap: str, home: Path, items: list) -> Settings:
-    """Settings of the test's own (topic prefix, app id), its topics created and ``items`` in the catalogue."""
+def catalogue_settings(bootstrap: str, home: Path, items: list) -> StreamSettings:
+    """StreamSettings of the test's own (topic prefix, app id), its topics created and ``items`` in the catalogue."""
     from streams.kafka.topics import create_topics
     from tests.conftest import unique_settings
 
@@ -198,7 +196,7 @@ def catalogue_settings(bootstrap: str, home: Path, items: list) -> Settings:
 
 
 @contextlib.contextmanager
-def running_worker(settings: Settings, reader: Path, **overrides: object) -> Iterator[WorkerProcess]:
+def running_worker(settings: StreamSettings, reader: Path, **overrides: object) -> Iterator[WorkerProcess]:
     worker = WorkerProcess(settings, settings.home / "worker.log", reader_path=reader, **overrides)
     worker.start()
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from lettingo import records
-from lettingo.settings import Settings
+from streams.settings import StreamSettings
 from tests.conftest import REPO, delete_test_topics
 from tests.streams_harness import WorkerProcess, catalogue_settings, free_port, produce, running_worker, wait_for
 
@@ -51,20 +51,20 @@ def tool(name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+def settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamSettings]:
     s = catalogue_settings(kafka_bootstrap, tmp_path_factory.mktemp("dashboard"), ITEMS)
     yield s
     delete_test_topics(s)
 
 
 @pytest.fixture(scope="module")
-def worker(settings: Settings, frozen_reader: Path) -> Iterator[WorkerProcess]:
+def worker(settings: StreamSettings, frozen_reader: Path) -> Iterator[WorkerProcess]:
     with running_worker(settings, frozen_reader, **WORKER) as w:
         yield w
 
 
 @pytest.fixture(scope="module")
-def trainer(settings: Settings, worker: WorkerProcess, nano_model: Path) -> Iterator[int]:
+def trainer(settings: StreamSettings, worker: WorkerProcess, nano_model: Path) -> Iterator[int]:
     """`lettingo train --watch` with its /metrics; it never trains here (min pairs out of reach): its rounds are
     counted as skipped."""
     port = free_port()
@@ -82,7 +82,7 @@ def trainer(settings: Settings, worker: WorkerProcess, nano_model: Path) -> Iter
             "--min-pairs",
             "100000",
             "--group-id",
-            f"{settings.app_id}-trainer",
+            f"{settings.app.id}-trainer",
             "--base-model",
             str(nano_model),
         ],
@@ -160,7 +160,7 @@ def panel_queries() -> list[tuple[str, str]]:
     return [(p["title"], t["expr"]) for p in panels for t in p.get("targets", []) if t.get("expr")]
 
 
-def replay_a_little(settings: Settings) -> None:
+def replay_a_little(settings: StreamSettings) -> None:
     """Six users rate six films each, drift, explore and get rewards; one malformed message; then more ratings."""
 
     def rating(user: int, n: int, item: int) -> tuple[str, str, bytes]:
@@ -188,7 +188,7 @@ def test_promtool_accepts_the_worker_and_trainer_metrics(worker: WorkerProcess, 
 
 
 def test_every_dashboard_panel_returns_data_from_a_live_worker_and_trainer(
-    settings: Settings, worker: WorkerProcess, prometheus: str
+    settings: StreamSettings, worker: WorkerProcess, prometheus: str
 ) -> None:
     replay_a_little(settings)
     queries = panel_queries()

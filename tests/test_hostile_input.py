@@ -24,9 +24,9 @@ import pytest
 
 from lettingo import records
 from lettingo.feedback_join import PendingJoin
-from lettingo.settings import Settings
 from lettingo.user_state import UserState
 from streams.kafka.topics import create_topics
+from streams.settings import StreamSettings
 from tests.conftest import delete_test_topics, unique_settings
 from tests.streams_harness import (
     WorkerProcess,
@@ -251,27 +251,27 @@ def hostile_messages() -> list[Hostile]:
 
 
 @pytest.fixture(scope="module")
-def settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+def settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamSettings]:
     s = catalogue_settings(kafka_bootstrap, tmp_path_factory.mktemp("hostile"), ITEMS)
     yield s
     delete_test_topics(s)
 
 
 @pytest.fixture(scope="module")
-def worker(settings: Settings, frozen_reader: Path) -> Iterator[WorkerProcess]:
+def worker(settings: StreamSettings, frozen_reader: Path) -> Iterator[WorkerProcess]:
     with running_worker(settings, frozen_reader, **WORKER) as w:
         yield w
 
 
-def dead_letters(settings: Settings) -> list[records.DeadLetter]:
+def dead_letters(settings: StreamSettings) -> list[records.DeadLetter]:
     return [records.DeadLetter.model_validate_json(r.value) for r in topic_records(settings, "dead-letters")]
 
 
-def user_states(settings: Settings) -> dict[str, UserState]:
+def user_states(settings: StreamSettings) -> dict[str, UserState]:
     return {k: UserState.from_bytes(v) for k, v in table_contents(settings, "user_state").items()}
 
 
-def state_of(settings: Settings, user: str, count: int, timeout_s: float = 90) -> UserState:
+def state_of(settings: StreamSettings, user: str, count: int, timeout_s: float = 90) -> UserState:
     """The user's stored state once ``count`` events are applied."""
     return wait_for(
         f"{count} events of {user} applied",
@@ -280,7 +280,7 @@ def state_of(settings: Settings, user: str, count: int, timeout_s: float = 90) -
     )
 
 
-def letter_for(case: Hostile, letters: list[records.DeadLetter], settings: Settings) -> records.DeadLetter | None:
+def letter_for(case: Hostile, letters: list[records.DeadLetter], settings: StreamSettings) -> records.DeadLetter | None:
     topic = settings.topic(case.topic)
     for letter in letters:
         if letter.topic != topic:
@@ -292,7 +292,9 @@ def letter_for(case: Hostile, letters: list[records.DeadLetter], settings: Setti
     return None
 
 
-def letters_for(cases: list[Hostile], settings: Settings, timeout_s: float = 120) -> dict[str, records.DeadLetter]:
+def letters_for(
+    cases: list[Hostile], settings: StreamSettings, timeout_s: float = 120
+) -> dict[str, records.DeadLetter]:
     def found() -> dict[str, records.DeadLetter] | None:
         letters = dead_letters(settings)
         out = {c.name: letter for c in cases if (letter := letter_for(c, letters, settings)) is not None}
@@ -301,7 +303,7 @@ def letters_for(cases: list[Hostile], settings: Settings, timeout_s: float = 120
     return wait_for(f"{len(cases)} dead letters", found, timeout_s)
 
 
-def test_a_user_is_never_forked_across_keys_or_applied_twice(settings: Settings, worker: WorkerProcess) -> None:
+def test_a_user_is_never_forked_across_keys_or_applied_twice(settings: StreamSettings, worker: WorkerProcess) -> None:
     """Finding 3: events of one user under another key, without a key, re-sent, or with user_id written twice."""
     dup = json.dumps(raw_rating("u-fork", 7))[:-1].encode() + b', "user_id": "u-other"}'
     asyncio.run(
@@ -327,12 +329,12 @@ def test_a_user_is_never_forked_across_keys_or_applied_twice(settings: Settings,
     assert {name: letter.reason for name, letter in letters.items()} == {c.name: c.reason for c in cases}
     state = state_of(settings, "u-fork", 3)
     assert [e.event_id for e in state.events] == ["u-fork-1", "u-fork-3", "u-fork-5"] and state.count == 3
-    changelog = asyncio.run(read_all(f"{settings.app_id}-user_state-changelog", settings, settings.topic_partitions))
+    changelog = asyncio.run(read_all(f"{settings.app.id}-user_state-changelog", settings, settings.topics.partitions))
     assert len({r.partition for r in changelog if r.key == b"u-fork"}) == 1
     assert not [r for r in changelog if r.key in (b"u-elsewhere", b"u-other")]
 
 
-def test_a_key_cannot_forge_a_log_line(settings: Settings, worker: WorkerProcess) -> None:
+def test_a_key_cannot_forge_a_log_line(settings: StreamSettings, worker: WorkerProcess) -> None:
     """Finding 4: the dead-letter warning printed the raw key, so a newline in a key wrote a forged log line."""
     case = Hostile(
         "forging key", "interactions", "h-forge-log\nFORGED-LOG-LINE reason=none", b"not json", "invalid_json"
@@ -343,7 +345,7 @@ def test_a_key_cannot_forge_a_log_line(settings: Settings, worker: WorkerProcess
     assert not re.search(r"^FORGED-LOG-LINE", log, re.MULTILINE)  # escaped, inside its own line
 
 
-def test_catalogue_text_stays_quoted_in_served_profiles(settings: Settings, worker: WorkerProcess) -> None:
+def test_catalogue_text_stays_quoted_in_served_profiles(settings: StreamSettings, worker: WorkerProcess) -> None:
     """Finding 5: an item titled with a prompt injection was cited raw-ish in a served profile, unmarked."""
     events = [
         rating("u-evil", 1, item="evil", value=5.0),
@@ -368,7 +370,7 @@ def test_catalogue_text_stays_quoted_in_served_profiles(settings: Settings, work
 
 
 def test_every_hostile_message_is_dead_lettered_and_every_valid_one_applied_once(
-    settings: Settings, worker: WorkerProcess
+    settings: StreamSettings, worker: WorkerProcess
 ) -> None:
     """At least 30 kinds of invalid message between valid events: each is dead-lettered with its reason, the valid
     ones are applied exactly once, the events after them too, no agent crashes and the worker stays ready."""
@@ -392,7 +394,9 @@ def test_every_hostile_message_is_dead_lettered_and_every_valid_one_applied_once
     assert all(metric(worker.metrics(), "lettingo_agent_crashes_total", agent=a) == 0 for a in ("ingest", "forget"))
 
 
-def test_history_seen_ids_attributes_and_early_clicks_stay_bounded(settings: Settings, worker: WorkerProcess) -> None:
+def test_history_seen_ids_attributes_and_early_clicks_stay_bounded(
+    settings: StreamSettings, worker: WorkerProcess
+) -> None:
     clicks = [
         (
             "feedback",
@@ -424,7 +428,7 @@ def test_history_seen_ids_attributes_and_early_clicks_stay_bounded(settings: Set
     assert evicted["event_attributes"] >= 12 * 8 and evicted["attribute_keys"] > 0
 
 
-def test_a_non_finite_timestamp_does_not_stall_its_user(settings: Settings, worker: WorkerProcess) -> None:
+def test_a_non_finite_timestamp_does_not_stall_its_user(settings: StreamSettings, worker: WorkerProcess) -> None:
     """Finding 2: ts 1e400 was applied as last_ts null; the user's next event then crashed ingest forever."""
     infinite = ("interactions", "u-ts", as_json(raw_rating("u-ts", 1)).replace(b"1500000001.0", b"1e400"))
     asyncio.run(produce(settings, [infinite, rating("u-ts", 2), rating("u-ts", 3)]))
@@ -434,7 +438,7 @@ def test_a_non_finite_timestamp_does_not_stall_its_user(settings: Settings, work
 
 
 def test_a_poison_pill_of_impressions_is_bounded_and_the_worker_goes_on(
-    settings: Settings, worker: WorkerProcess
+    settings: StreamSettings, worker: WorkerProcess
 ) -> None:
     """Finding 1: 150 impressions of 1,000 item ids for one user grew its pending join past the producer's limit;
     the worker crashed on every restart. Now the value stays bounded, the drops are counted, the worker goes on."""
@@ -489,18 +493,18 @@ def test_profiles_need_the_bearer_token_and_faust_raw_table_views_are_off(worker
 
 
 def test_a_stored_value_that_does_not_decode_is_quarantined_and_reset(
-    settings: Settings, worker: WorkerProcess
+    settings: StreamSettings, worker: WorkerProcess
 ) -> None:
     """A changelog value that no longer decodes (another version wrote it, or it was damaged) is restored into the
     worker's store; the owning agent dead-letters it (corrupt_state) on the user's next event and starts afresh."""
     worker.stop()
-    unprefixed = settings.model_copy(update={"topic_prefix": ""})
+    unprefixed = settings.replace(topics={"prefix": ""})
     asyncio.run(
         produce(
             unprefixed,
             [
-                (f"{settings.app_id}-user_state-changelog", "u-corrupt", b'{"user_id": "u-corrupt", "count": "many"'),
-                (f"{settings.app_id}-pending_join-changelog", "u-corrupt-join", b"\xff\xfe not a join"),
+                (f"{settings.app.id}-user_state-changelog", "u-corrupt", b'{"user_id": "u-corrupt", "count": "many"'),
+                (f"{settings.app.id}-pending_join-changelog", "u-corrupt-join", b"\xff\xfe not a join"),
             ],
         )
     )

@@ -18,7 +18,6 @@ from lettingo.cli.main import _register_core, _register_plugins, app
 from lettingo.data import load_dataset
 from lettingo.generators.decoding import loop_start
 from lettingo.registry import ModelRegistry
-from lettingo.settings import get_settings
 from tests.conftest import DATASET, delete_test_topics
 from tests.streams_harness import catalogue_settings, produce, running_worker, topic_records, wait_for
 
@@ -52,7 +51,6 @@ def round_dir(cli: CliRunner, smollm2: Path, frozen_reader: Path, tmp_path_facto
         "LETTINGO_CACHE_DIR": str(Path(__file__).resolve().parents[1] / ".lettingo" / "cache"),
     }.items():
         monkeypatch_module.setenv(key, value)
-    get_settings.cache_clear()
     sources = ["-g", f"2*hf:{smollm2}", "-g", "2*writer:mix"]
     run(
         cli,
@@ -110,7 +108,6 @@ def round_dir(cli: CliRunner, smollm2: Path, frozen_reader: Path, tmp_path_facto
         "--no-publish",
     )
     (out / "train.log").write_text(output)
-    get_settings.cache_clear()
     return out
 
 
@@ -119,7 +116,6 @@ def monkeypatch_module():
     patch = pytest.MonkeyPatch()
     yield patch
     patch.undo()
-    get_settings.cache_clear()
 
 
 def test_explore_uses_the_chat_template_within_the_token_budget(round_dir: Path, smollm2: Path) -> None:

@@ -25,7 +25,6 @@ from lettingo.recommenders import (
     train_reader,
 )
 from lettingo.recommenders.history_text import genre_profile, titles_profile
-from lettingo.settings import get_settings
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +150,6 @@ def test_evaluate_then_pairs_resume_after_a_crash(
     home.mkdir()
     (home / "cache").symlink_to(cache_dir, target_is_directory=True)
     monkeypatch.setenv("LETTINGO_HOME", str(home))
-    get_settings.cache_clear()
     users = list(split.test[:4])
     candidates, rewards, pairs = tmp_path / "cand.jsonl", tmp_path / "rewards.jsonl", tmp_path / "pairs.jsonl"
     _candidates_file(candidates, ds, split, users)
@@ -180,7 +178,6 @@ def test_evaluate_then_pairs_resume_after_a_crash(
     for p in written:
         assert p["chosen_reward"] > p["rejected_reward"] and p["prompt"].rstrip().endswith("Profile:")
         assert p["reader_version"] == line["reader_version"]
-    get_settings.cache_clear()
 
 
 def test_score_batch_matches_score_one_on_the_frozen_reader(

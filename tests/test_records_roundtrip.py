@@ -8,9 +8,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from lettingo import records
-from lettingo.settings import Settings
 from streams.kafka.producer import record_producer
 from streams.kafka.topics import TOPICS, create_topics
+from streams.settings import StreamSettings
 
 SAMPLES: dict[str, records.Record] = {
     "interactions": records.Interaction(
@@ -76,7 +76,7 @@ def test_every_topic_has_a_sample() -> None:
 
 
 @pytest.mark.kafka
-def test_every_record_type_round_trips_through_the_broker(kafka_settings: Settings) -> None:
+def test_every_record_type_round_trips_through_the_broker(kafka_settings: StreamSettings) -> None:
     async def run() -> dict[str, records.Record]:
         await create_topics(kafka_settings)
         async with record_producer(kafka_settings) as producer:

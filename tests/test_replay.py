@@ -10,13 +10,13 @@ from aiokafka import AIOKafkaConsumer
 
 from lettingo.data import load_dataset
 from lettingo.records import Interaction
-from lettingo.settings import Settings
 from streams.kafka.offsets import topic_counts
 from streams.kafka.topics import create_topics
 from streams.replay import replay
+from streams.settings import StreamSettings
 
 
-async def _per_user_order_is_time_order(settings: Settings, topic: str, expect: int) -> bool:
+async def _per_user_order_is_time_order(settings: StreamSettings, topic: str, expect: int) -> bool:
     consumer = AIOKafkaConsumer(
         topic, **settings.kafka_client_config(), auto_offset_reset="earliest", enable_auto_commit=False
     )
@@ -39,7 +39,7 @@ async def _per_user_order_is_time_order(settings: Settings, topic: str, expect: 
 
 
 @pytest.mark.kafka
-def test_replay_of_ml_latest_small_sends_every_interaction(kafka_settings: Settings, dataset_path: Path) -> None:
+def test_replay_of_ml_latest_small_sends_every_interaction(kafka_settings: StreamSettings, dataset_path: Path) -> None:
     dataset = load_dataset(dataset_path)
 
     async def run() -> tuple[int, int, int, bool]:

@@ -29,9 +29,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import SecretStr
 
 from lettingo.records import ModelStatus, ModelVersion
-from lettingo.settings import Settings
 from streams.kafka import acls, broker, secure
 from streams.kafka.access import KafkaAccessError, check_connection
+from streams.settings import StreamSettings
 from tests.conftest import DATASET, REPO
 from tests.streams_harness import WorkerProcess, free_port, wait_for
 from trainer.batches import BatchStore
@@ -48,22 +48,22 @@ LIBS = REPO / ".lettingo" / "kafka" / "libs"
 class SecureBroker:
     home: Path
     env: dict[str, str]  # the broker's own settings (home, ports, LETTINGO_BROKER_SECURE), no client settings
-    settings: Settings  # this module's topic prefix and app id, no credentials
+    settings: StreamSettings  # this module's topic prefix and app id, no credentials
 
-    def as_user(self, user: str, **changes: object) -> Settings:
-        return broker.user_settings(self.settings, user).model_copy(update=changes)
+    def as_user(self, user: str, **changes: object) -> StreamSettings:
+        return broker.user_settings(self.settings, user).replace(kafka=changes)
 
-    def admin(self) -> Settings:
+    def admin(self) -> StreamSettings:
         return broker.admin_settings(self.settings)
 
-    def client_env(self, user: str, settings: Settings | None = None) -> dict[str, str]:
+    def client_env(self, user: str, settings: StreamSettings | None = None) -> dict[str, str]:
         """The environment of a ``lettingo`` command run as ``user`` (the broker's clients/<user>.env)."""
         s = settings or self.settings
         return {
             **self.env,
             **secure.client_env(s, broker.BrokerPaths.of(s).root, user),
-            "LETTINGO_TOPIC_PREFIX": s.topic_prefix,
-            "LETTINGO_APP_ID": s.app_id,
+            "LETTINGO_TOPIC_PREFIX": s.topics.prefix,
+            "LETTINGO_APP_ID": s.app.id,
         }
 
 
@@ -96,15 +96,12 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
         "LETTINGO_CONTROLLER_PORT": str(controller),
         "OMP_NUM_THREADS": "1",
     }
-    settings = Settings(
+    settings = StreamSettings(
         home=home,
-        kafka_libs=LIBS,
-        broker_port=port,
-        controller_port=controller,
-        broker_secure=True,
-        kafka_bootstrap=f"127.0.0.1:{port}",
-        topic_prefix=f"t{uuid.uuid4().hex[:10]}-",
-        app_id=f"test-{uuid.uuid4().hex[:10]}",
+        kafka={"libs": LIBS, "bootstrap": f"127.0.0.1:{port}"},
+        broker={"port": port, "controller_port": controller, "secure": True},
+        topics={"prefix": f"t{uuid.uuid4().hex[:10]}-"},
+        app={"id": f"test-{uuid.uuid4().hex[:10]}"},
     )
     try:
         started = lettingo(env, "broker", "start", "--secure", "--user", NO_READ, timeout=180)
@@ -207,7 +204,7 @@ def test_the_worker_applies_replayed_interactions_over_sasl_ssl(secured, replaye
     )
     try:
         worker.start(timeout_s=120)
-        changelog = f"{secured.settings.app_id}-user_state-changelog"
+        changelog = f"{secured.settings.app.id}-user_state-changelog"
 
         def applied() -> bool:
             return users <= {r.key.decode() for r in _read(secured.admin(), changelog, 4)}
@@ -299,10 +296,10 @@ def test_a_plaintext_client_on_the_tls_port_fails_clearly(secured):
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"kafka_ssl_cafile": None}, "set LETTINGO_KAFKA_SSL_CAFILE"),  # the system CAs do not know the local CA
-        ({"kafka_ssl_certfile": None, "kafka_ssl_keyfile": None}, "requires a client certificate"),
-        ({"kafka_ssl_key_password": SecretStr("wrong")}, "LETTINGO_KAFKA_SSL_KEY_PASSWORD"),
-        ({"kafka_sasl_mechanism": "SCRAM-SHA-256"}, "does not take the SASL mechanism 'SCRAM-SHA-256'"),
+        ({"ssl_cafile": None}, "set LETTINGO_KAFKA_SSL_CAFILE"),  # the system CAs do not know the local CA
+        ({"ssl_certfile": None, "ssl_keyfile": None}, "requires a client certificate"),
+        ({"ssl_key_password": SecretStr("wrong")}, "LETTINGO_KAFKA_SSL_KEY_PASSWORD"),
+        ({"sasl_mechanism": "SCRAM-SHA-256"}, "does not take the SASL mechanism 'SCRAM-SHA-256'"),
     ],
 )
 def test_tls_and_sasl_misconfigurations_are_named(secured, change, expected):
@@ -316,7 +313,7 @@ def test_a_principal_without_read_on_interactions_gets_an_authorization_error(
 ):
     """The worker as a user that has every worker ACL but READ on interactions stops (it does not run on
     silently) and says which topic it may not read."""
-    settings = secured.settings.model_copy(update={"app_id": f"noread-{uuid.uuid4().hex[:8]}"})
+    settings = secured.settings.replace(app={"id": f"noread-{uuid.uuid4().hex[:8]}"})
     interactions = settings.topic("interactions")
     no_read = [
         acl
@@ -348,7 +345,7 @@ def test_a_principal_without_read_on_interactions_gets_an_authorization_error(
 # --- helpers ------------------------------------------------------------------------------------------------
 
 
-async def _produce(settings: Settings, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+async def _produce(settings: StreamSettings, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
     producer = AIOKafkaProducer(acks="all", **settings.kafka_client_config())
     await producer.start()
     try:
@@ -358,7 +355,7 @@ async def _produce(settings: Settings, topic: str, messages: list[tuple[bytes, b
         await producer.stop()
 
 
-def _read(settings: Settings, full_topic: str, partitions: int) -> list:
+def _read(settings: StreamSettings, full_topic: str, partitions: int) -> list:
     async def read() -> list:
         consumer = AIOKafkaConsumer(**settings.kafka_client_config(), group_id=None, enable_auto_commit=False)
         await consumer.start()

@@ -6,21 +6,24 @@ import faust
 import pytest
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-from lettingo.settings import Settings
+from lettingo.errors import ConfigError
 from streams.kafka.credentials import faust_broker_credentials
+from streams.settings import StreamSettings
 
 
-def sasl(protocol: str) -> Settings:
-    return Settings(
-        kafka_security_protocol=protocol,
-        kafka_sasl_mechanism="SCRAM-SHA-512",
-        kafka_sasl_username="svc",
-        kafka_sasl_password="hunter2",
+def sasl(protocol: str) -> StreamSettings:
+    return StreamSettings(
+        kafka={
+            "security_protocol": protocol,
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_username": "svc",
+            "sasl_password": "hunter2",
+        }
     )
 
 
 def test_plaintext_has_no_credentials():
-    assert faust_broker_credentials(Settings()) is None
+    assert faust_broker_credentials(StreamSettings()) is None
 
 
 @pytest.mark.parametrize("protocol", ["SASL_PLAINTEXT", "SASL_SSL"])
@@ -35,10 +38,16 @@ def test_sasl_settings_become_faust_credentials_as_aiokafka_sees_them(protocol):
 
 
 def test_ssl_gives_a_tls_context():
-    auth = credentials_to_aiokafka_auth(faust_broker_credentials(Settings(kafka_security_protocol="SSL")))
+    auth = credentials_to_aiokafka_auth(faust_broker_credentials(StreamSettings(kafka={"security_protocol": "SSL"})))
     assert auth["security_protocol"] == "SSL" and auth["ssl_context"] is not None
 
 
-def test_sasl_without_a_user_is_refused():
+def test_sasl_without_a_user_is_refused_when_the_settings_are_built():
+    with pytest.raises(ConfigError, match="SASL_SSL needs LETTINGO_KAFKA_SASL_MECHANISM"):
+        StreamSettings.load(kafka={"security_protocol": "SASL_SSL"})
+
+
+def test_sasl_settings_changed_after_validation_are_still_refused():
+    unchecked = StreamSettings().replace(kafka={"security_protocol": "SASL_SSL"})  # model_copy does not validate
     with pytest.raises(ValueError, match="SASL"):
-        faust_broker_credentials(Settings(kafka_security_protocol="SASL_SSL"))
+        faust_broker_credentials(unchecked)

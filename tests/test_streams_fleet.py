@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from lettingo import records
-from lettingo.settings import Settings
 from lettingo.user_state import UserState
 from streams.kafka import broker
 from streams.kafka.topics import create_topics
+from streams.settings import StreamSettings
 from tests.conftest import DATASET, REPO, delete_test_topics, unique_settings
 from tests.streams_harness import WorkerProcess, private_broker, produce, table_contents, wait_for
 
@@ -46,11 +46,11 @@ def ratings(users: range, events: range) -> list[tuple[str, str, bytes]]:
     return out
 
 
-def counts(settings: Settings) -> dict[str, int]:
+def counts(settings: StreamSettings) -> dict[str, int]:
     return {k: UserState.from_bytes(v).count for k, v in table_contents(settings, "user_state").items()}
 
 
-def interactions_of(worker: WorkerProcess, settings: Settings) -> set[str]:
+def interactions_of(worker: WorkerProcess, settings: StreamSettings) -> set[str]:
     health = worker.health() or {}
     return {p for p in health.get("active_partitions", []) if p.startswith(settings.topic("interactions") + ":")}
 
@@ -65,7 +65,7 @@ def test_two_workers_share_the_partitions_and_the_survivor_takes_over_a_killed_o
         a = WorkerProcess(s, tmp_path / "a.log", reader_path=frozen_reader, **FLEET).start()
         b = WorkerProcess(s, tmp_path / "b.log", reader_path=frozen_reader, **FLEET).start()
         try:
-            all_partitions = {f"{s.topic('interactions')}:{p}" for p in range(s.topic_partitions)}
+            all_partitions = {f"{s.topic('interactions')}:{p}" for p in range(s.topics.partitions)}
             wait_for(
                 "the partitions split between the two",
                 lambda: (
@@ -106,13 +106,9 @@ def test_a_30_second_broker_outage_mid_stream_loses_nothing(tmp_path: Path, froz
     """`lettingo replay` sends 600 interactions at 20/s; the broker is stopped for 30 s in the middle and started
     again: replay finishes, and the worker ends with every interaction applied exactly once."""
     with private_broker(tmp_path / "broker") as base:
-        s = unique_settings(base.bootstrap, tmp_path / "home").model_copy(
-            update={
-                "broker_port": base.broker_port,
-                "controller_port": base.controller_port,
-                "kafka_libs": base.kafka_libs,
-                "broker_heap": base.broker_heap,
-            }
+        s = unique_settings(base.bootstrap, tmp_path / "home").replace(
+            broker={"port": base.broker.port, "controller_port": base.broker.controller_port, "heap": base.broker.heap},
+            kafka={"libs": base.kafka.libs},
         )
         asyncio.run(create_topics(s))
         worker = WorkerProcess(

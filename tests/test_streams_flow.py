@@ -14,8 +14,8 @@ import pytest
 from lettingo import records
 from lettingo.prompts.profile import PROFILE_CUE, SYSTEM_PROMPT
 from lettingo.registry import ManifestDraft, ModelRegistry
-from lettingo.settings import Settings
 from lettingo.user_state import UserState
+from streams.settings import StreamSettings
 from tests.conftest import delete_test_topics
 from tests.streams_harness import WorkerProcess, catalogue_settings, produce, table_contents, topic_records, wait_for
 
@@ -49,30 +49,30 @@ def interaction(user: str, item: str, rating: float, n: int) -> tuple[str, str, 
 
 
 @pytest.fixture(scope="module")
-def settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+def settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamSettings]:
     s = stream_settings(kafka_bootstrap, tmp_path_factory.mktemp("flow"))
     yield s
     delete_test_topics(s)
 
 
-def stream_settings(bootstrap: str, home: Path) -> Settings:
+def stream_settings(bootstrap: str, home: Path) -> StreamSettings:
     """Unique settings whose topics exist and whose items topic holds the test catalogue."""
     return catalogue_settings(bootstrap, home, ITEMS)
 
 
 @pytest.fixture(scope="module")
-def worker(settings: Settings, frozen_reader: Path) -> Iterator[WorkerProcess]:
+def worker(settings: StreamSettings, frozen_reader: Path) -> Iterator[WorkerProcess]:
     w = WorkerProcess(settings, settings.home / "worker.log", reader_path=frozen_reader, **WORKER_SETTINGS)
     w.start()
     yield w
     w.stop()
 
 
-def profiles_of(settings: Settings, user: str) -> list[records.Profile]:
+def profiles_of(settings: StreamSettings, user: str) -> list[records.Profile]:
     return [records.Profile.from_bytes(r.value) for r in topic_records(settings, "profiles") if r.key == user.encode()]
 
 
-def values_of(settings: Settings, topic: str, record_type, user: str | None = None) -> list:
+def values_of(settings: StreamSettings, topic: str, record_type, user: str | None = None) -> list:
     return [
         record_type.from_bytes(r.value)
         for r in topic_records(settings, topic)
@@ -284,7 +284,7 @@ def test_a_user_forgotten_while_the_worker_runs_stays_forgotten_after_new_events
     assert [r for r in topic_records(settings, "profiles") if r.key == b"u-stable"][-1].value is None
 
 
-async def produce_at(settings: Settings, topic: str, key: str, value: bytes, at: float) -> None:
+async def produce_at(settings: StreamSettings, topic: str, key: str, value: bytes, at: float) -> None:
     """One message whose Kafka timestamp is ``at`` (epoch s), as a producer that sent it then would have."""
     from aiokafka import AIOKafkaProducer
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lettingo import records
-from lettingo.settings import Settings
+from streams.settings import StreamSettings
 from tests.conftest import delete_test_topics
 from tests.streams_harness import WorkerProcess, produce, table_contents, wait_for
 from tests.test_streams_flow import WORKER_SETTINGS, stream_settings
@@ -39,7 +39,7 @@ def stream() -> list[tuple[str, str, bytes]]:
     return out
 
 
-def settled(settings: Settings) -> tuple[dict, dict] | None:
+def settled(settings: StreamSettings) -> tuple[dict, dict] | None:
     """(user_state, profiles) once every event is applied and every requested profile written."""
     states = {k: json.loads(v) for k, v in table_contents(settings, "user_state").items()}
     if len(states) < USERS or any(s["count"] != EVENTS_PER_USER for s in states.values()):
@@ -52,7 +52,9 @@ def settled(settings: Settings) -> tuple[dict, dict] | None:
     return states, profiles
 
 
-def run(settings: Settings, log: Path, reader: Path, kill_midway: bool = False, crash: str = "") -> tuple[dict, dict]:
+def run(
+    settings: StreamSettings, log: Path, reader: Path, kill_midway: bool = False, crash: str = ""
+) -> tuple[dict, dict]:
     """The stream through one worker: left alone, killed with SIGKILL halfway and restarted (``kill_midway``), or
     with agents that raise inside the running worker while the stream is produced (``crash``, as
     ``STREAMS_TEST_CRASH_AT``: see streams.faults), so that Faust's supervisor restarts them in-process."""

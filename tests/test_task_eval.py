@@ -23,7 +23,7 @@ def task(dataset_path: Path, frozen_reader: Path, tmp_path_factory: pytest.TempP
         cache_dir=REPO / ".lettingo" / "cache",
         dataset=dataset_path,
         reader_path=frozen_reader,
-        gate_users=10,
+        trainer={"gate_users": 10},
     )
     return validation_task(settings)
 

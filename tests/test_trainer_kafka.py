@@ -9,8 +9,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from lettingo.records import DeadLetter, ModelStatus, ModelVersion
-from lettingo.settings import Settings
 from streams.kafka.topics import create_topics
+from streams.settings import StreamSettings
 from trainer.batches import BatchStore
 from trainer.kafka_io import consume_pair_batch, publish_model_version
 from trainer.tiny_model import synthetic_pairs
@@ -18,7 +18,7 @@ from trainer.tiny_model import synthetic_pairs
 pytestmark = pytest.mark.kafka
 
 
-async def _produce(settings: Settings, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+async def _produce(settings: StreamSettings, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
     producer = AIOKafkaProducer(acks="all", **settings.kafka_client_config())
     await producer.start()
     try:
@@ -28,7 +28,7 @@ async def _produce(settings: Settings, topic: str, messages: list[tuple[bytes, b
         await producer.stop()
 
 
-async def _read_all(settings: Settings, topic: str, expected: int) -> list[tuple[bytes | None, bytes]]:
+async def _read_all(settings: StreamSettings, topic: str, expected: int) -> list[tuple[bytes | None, bytes]]:
     consumer = AIOKafkaConsumer(
         settings.topic(topic), auto_offset_reset="earliest", enable_auto_commit=False, **settings.kafka_client_config()
     )
@@ -45,7 +45,7 @@ async def _read_all(settings: Settings, topic: str, expected: int) -> list[tuple
     return received
 
 
-def test_a_batch_is_stored_before_its_offsets_are_committed(kafka_settings: Settings, tmp_path: Path) -> None:
+def test_a_batch_is_stored_before_its_offsets_are_committed(kafka_settings: StreamSettings, tmp_path: Path) -> None:
     async def scenario() -> None:
         await create_topics(kafka_settings)
         pairs = synthetic_pairs(6)
@@ -73,7 +73,7 @@ def test_a_batch_is_stored_before_its_offsets_are_committed(kafka_settings: Sett
     asyncio.run(scenario())
 
 
-def test_a_model_version_is_published_keyed_by_model_name(kafka_settings: Settings) -> None:
+def test_a_model_version_is_published_keyed_by_model_name(kafka_settings: StreamSettings) -> None:
     async def scenario() -> None:
         await create_topics(kafka_settings)
         record = ModelVersion(
@@ -95,7 +95,7 @@ def test_a_model_version_is_published_keyed_by_model_name(kafka_settings: Settin
 
 
 def test_pairs_of_a_user_forgotten_after_they_were_made_never_enter_a_batch(
-    kafka_settings: Settings, tmp_path: Path
+    kafka_settings: StreamSettings, tmp_path: Path
 ) -> None:
     from lettingo.records import Erasure
 

@@ -16,7 +16,7 @@ import typer
 
 from lettingo.cli.errors import UserError
 from lettingo.registry import BaseModelStore
-from lettingo.settings import get_settings
+from lettingo.settings import Settings
 
 RegistryOption = typer.Option(
     None, "--registry", help="Registry root: a folder or fsspec URL [LETTINGO_HOME/registry]."
@@ -24,7 +24,7 @@ RegistryOption = typer.Option(
 
 
 def _store(root: str | None) -> BaseModelStore:
-    settings = get_settings()
+    settings = Settings.load()
     return BaseModelStore(root or settings.path("registry"), cache_dir=settings.path("model-cache"))
 
 

@@ -23,7 +23,7 @@ from lettingo.logsafe import configure_safe_logging
 from lettingo.records import ModelVersion
 from lettingo.registry import DEFAULT_MODEL_NAME, ModelRegistry
 from lettingo.registry.base_models import is_ref
-from lettingo.settings import Settings, get_settings
+from streams.settings import StreamSettings
 from trainer.config import DPORoundConfig
 from trainer.gate import TaskEvaluation
 from trainer.plots import CURVE_FILE
@@ -37,11 +37,11 @@ NameOption = typer.Option(DEFAULT_MODEL_NAME, "--name", help="Model name in the 
 
 
 def _registry(root: str | None, name: str) -> ModelRegistry:
-    settings = get_settings()
+    settings = StreamSettings.load()
     return ModelRegistry(root or settings.path("registry"), name, cache_dir=settings.path("model-cache"))
 
 
-def _publisher(settings: Settings) -> Any:
+def _publisher(settings: StreamSettings) -> Any:
     from trainer.kafka_io import KafkaUnavailableError, publish_model_version_sync
 
     def publish(record: ModelVersion) -> None:
@@ -62,7 +62,7 @@ def _load_task_evaluation(spec: str | None) -> TaskEvaluation | None:
         factory = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError, ValueError) as e:
         raise UserError(f"--task-eval {spec!r}: cannot load it ({e}); expected MODULE:FACTORY") from e
-    task = factory(get_settings())
+    task = factory(StreamSettings.load())
     if not isinstance(task, TaskEvaluation):
         raise UserError(f"--task-eval {spec!r} returned {type(task).__name__}, not trainer.gate.TaskEvaluation")
     return task
@@ -92,7 +92,7 @@ def train(
     for path in pairs or []:
         if not path.is_file():
             raise UserError(f"--pairs {path}: no such file")
-    settings = get_settings()
+    settings = StreamSettings.load()
     registry = _registry(registry_root, name)
     if base_model is None and registry.champion() is None:
         # Checked now, not when the first pairs arrive: `--watch` would otherwise crash on every batch.
@@ -116,7 +116,7 @@ def train(
     if watch:
         from trainer import metrics
 
-        metrics.serve(settings.trainer_metrics_port, settings.web_bind)
+        metrics.serve(settings.trainer.metrics_port, settings.web.bind)
     while True:
         trained = _train_from_topic(max_pairs=max_pairs, wait=wait, group_id=group_id, **round_args)
         if not watch:
@@ -125,7 +125,7 @@ def train(
             return
 
 
-def _run(pairs: list[Any], report: Any, lineage: dict[str, Any], settings: Settings, **round_args: Any) -> bool:
+def _run(pairs: list[Any], report: Any, lineage: dict[str, Any], settings: StreamSettings, **round_args: Any) -> bool:
     from trainer import metrics
     from trainer.pipeline import NotEnoughPairsError, run_round
 
@@ -180,10 +180,10 @@ def _train_from_topic(max_pairs: int, wait: float, group_id: str, **round_args: 
     from trainer.data import PairReport, read_pairs_jsonl
     from trainer.kafka_io import KafkaUnavailableError, consume_pair_batch_sync, read_erasures_sync
 
-    settings: Settings = round_args["settings"]
+    settings: StreamSettings = round_args["settings"]
     # Pending batches belong to this group's offsets on this topic: another prefix or group never picks them up.
     store = BatchStore(
-        settings.path("trainer-batches", f"{settings.topic_prefix}{group_id}", round_args["registry"].name)
+        settings.path("trainer-batches", f"{settings.topics.prefix}{group_id}", round_args["registry"].name)
     )
     try:
         consumed = consume_pair_batch_sync(settings, store, group_id, max_pairs, wait)
@@ -279,7 +279,7 @@ def promote(
     registry.promote(version, force=force)
     typer.echo(f"{name} v{version} is the champion")
     if publish:
-        _publisher(get_settings())(registry.model_version_record(version))
+        _publisher(StreamSettings.load())(registry.model_version_record(version))
 
 
 @models_app.command("rollback")
@@ -295,7 +295,7 @@ def rollback(
     typer.echo(f"{name} v{previous} rolled back; champion: {'none' if restored is None else f'v{restored}'}")
     if publish:
         # With no champion left, the rolled-back record itself tells workers to drop the version.
-        _publisher(get_settings())(registry.model_version_record(restored if restored is not None else previous))
+        _publisher(StreamSettings.load())(registry.model_version_record(restored if restored is not None else previous))
 
 
 def _register_base_model_commands() -> None:

@@ -17,8 +17,8 @@ from aiokafka.errors import KafkaError
 
 from lettingo.errors import ServiceError
 from lettingo.records import DeadLetter, Erasure, ModelVersion, PreferencePair, RecordError, decode_record
-from lettingo.settings import Settings
 from streams.kafka.access import KafkaAccessError, check_connection, explain_authorization
+from streams.settings import StreamSettings
 from trainer.batches import BatchStore, StoredBatch
 from trainer.data import PairReport
 
@@ -43,7 +43,7 @@ class ConsumedBatch:
 
 
 async def consume_pair_batch(
-    settings: Settings, store: BatchStore, group_id: str, max_pairs: int, wait_s: float
+    settings: StreamSettings, store: BatchStore, group_id: str, max_pairs: int, wait_s: float
 ) -> ConsumedBatch | None:
     """Read up to ``max_pairs`` messages (waiting at most ``wait_s``), store them, then commit; None if none came."""
     await _check_access(settings)
@@ -74,7 +74,7 @@ async def consume_pair_batch(
 
 
 async def _consume(
-    settings: Settings,
+    settings: StreamSettings,
     consumer: AIOKafkaConsumer,
     producer: AIOKafkaProducer,
     store: BatchStore,
@@ -119,7 +119,7 @@ async def _consume(
     return ConsumedBatch(pairs, report, stored, offsets)
 
 
-async def read_erasures(settings: Settings) -> dict[str, float]:
+async def read_erasures(settings: StreamSettings) -> dict[str, float]:
     """Forgotten users -> when they were forgotten, from the whole compacted ``erasures`` topic: a pair of such a
     user made before the erasure never enters a round (streams.agents.erasures)."""
     topic = settings.topic(ERASURES_TOPIC)
@@ -128,7 +128,7 @@ async def read_erasures(settings: Settings) -> dict[str, float]:
     try:
         if topic not in await consumer.topics():
             return {}
-        tps = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]  # user-keyed: the shared count
+        tps = [TopicPartition(topic, p) for p in range(settings.topics.partitions)]  # user-keyed: the shared count
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
@@ -160,7 +160,7 @@ def _dead_letter(topic: str, partition: int, offset: int, message: object, error
     )
 
 
-async def publish_model_version(settings: Settings, record: ModelVersion) -> None:
+async def publish_model_version(settings: StreamSettings, record: ModelVersion) -> None:
     """Send ``record`` to the compacted ``model-versions`` topic, keyed by model name, acknowledged by all."""
     await _check_access(settings)
     producer = AIOKafkaProducer(acks="all", **settings.kafka_client_config())
@@ -179,21 +179,21 @@ async def publish_model_version(settings: Settings, record: ModelVersion) -> Non
     log.info("published %s v%d (%s) to %s", record.name, record.version, record.status, MODEL_VERSIONS_TOPIC)
 
 
-def publish_model_version_sync(settings: Settings, record: ModelVersion) -> None:
+def publish_model_version_sync(settings: StreamSettings, record: ModelVersion) -> None:
     asyncio.run(publish_model_version(settings, record))
 
 
-def read_erasures_sync(settings: Settings) -> dict[str, float]:
+def read_erasures_sync(settings: StreamSettings) -> dict[str, float]:
     return asyncio.run(read_erasures(settings))
 
 
 def consume_pair_batch_sync(
-    settings: Settings, store: BatchStore, group_id: str, max_pairs: int, wait_s: float
+    settings: StreamSettings, store: BatchStore, group_id: str, max_pairs: int, wait_s: float
 ) -> ConsumedBatch | None:
     return asyncio.run(consume_pair_batch(settings, store, group_id, max_pairs, wait_s))
 
 
-async def _check_access(settings: Settings) -> None:
+async def _check_access(settings: StreamSettings) -> None:
     """Fail at once, in one line, when Kafka does not accept this client (wrong password, TLS, protocol)."""
     try:
         await check_connection(settings)

@@ -54,7 +54,7 @@ def validation_task(settings: Settings, seed: int = 13) -> TaskEvaluation:
     )
     evaluator = TaskEvaluator(frozen, dataset, split, config)
     labels = LabelScheme.for_scale(dataset.integer_scale)
-    users = [u for u in split.validation if evaluator.cases(u)][: settings.gate_users]
+    users = [u for u in split.validation if evaluator.cases(u)][: settings.trainer.gate_users]
 
     def profile_writer(model_path: str, users: Sequence[str]) -> dict[str, list[str]]:
         path = Path(model_path)
@@ -64,7 +64,7 @@ def validation_task(settings: Settings, seed: int = 13) -> TaskEvaluation:
             generator = HFGenerator(str(path))
         try:
             # as the worker writes them: the user's latest LETTINGO_WORKER_HISTORY_MAX ratings of H_u
-            history = settings.worker_history_max
+            history = settings.worker.history_max
             prompts = [
                 profile_prompt(evaluator.cases(u)[0].long_history[-history:], dataset.items, labels) for u in users
             ]

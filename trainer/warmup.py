@@ -51,7 +51,7 @@ def writer_examples(
 def main(argv: list[str] | None = None) -> Path:
     from transformers import AutoTokenizer
 
-    from lettingo.settings import get_settings
+    from lettingo.settings import Settings
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("base", type=Path)
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> Path:
     started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(args.base)
     examples = writer_examples(
-        args.dataset or get_settings().dataset, tokenizer, args.users, args.profiles, args.prompt_tokens, args.seed
+        args.dataset or Settings.load().dataset, tokenizer, args.users, args.profiles, args.prompt_tokens, args.seed
     )
     out = sft_on_profiles(args.base, examples, args.out, args.epochs, args.batch_size, args.lr, args.seed)
     (out / "lettingo_warmup.json").write_text(

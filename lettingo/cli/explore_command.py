@@ -17,7 +17,7 @@ from lettingo.cli.errors import UserError
 from lettingo.cli.pipeline_commands import GroupOption
 from lettingo.data.split import UserGroup
 from lettingo.offline_files import EXPLORE
-from lettingo.settings import get_settings
+from lettingo.settings import Settings
 
 log = logging.getLogger(__name__)
 _COUNT_PREFIX = re.compile(r"^(\d+)\*(.+)$")
@@ -76,7 +76,7 @@ def explore(
     try:
         for spec, _ in specs:
             parse_spec(spec)  # reject every bad spec before loading any model
-        data = load_dataset(dataset or get_settings().dataset)
+        data = load_dataset(dataset or Settings.load().dataset)
     except (GeneratorSpecError, DatasetFormatError) as e:
         raise UserError(str(e)) from e
     cases = split_dataset(data).cases(data, group, targets_per_user=targets_per_user, offset=offset)

@@ -20,7 +20,7 @@ import typer
 
 from lettingo.errors import LettingoError
 from lettingo.logsafe import configure_safe_logging
-from lettingo.settings import get_settings
+from lettingo.settings import env_items, installed_settings, settings_table
 
 app = typer.Typer(
     name="lettingo",
@@ -52,10 +52,16 @@ def _root(
 
 
 @app.command("settings")
-def show_settings() -> None:
+def show_settings(
+    markdown: bool = typer.Option(False, "--markdown", help="Print the README's settings table instead."),
+) -> None:
     """Print the settings in force (from LETTINGO_* variables and .env), secrets masked."""
-    for name, value in get_settings().model_dump().items():
-        typer.echo(f"LETTINGO_{name.upper()}={'' if value is None else value}")
+    cls = installed_settings()  # the core's, or the stream layer's when it is installed (its commands are loaded)
+    if markdown:
+        typer.echo(settings_table(cls), nl=False)
+        return
+    for name, value in env_items(cls.load()):
+        typer.echo(f"{name}={'' if value is None else value}")
 
 
 def _register_plugins() -> None:

@@ -10,14 +10,14 @@ from typing import Annotated
 import typer
 
 from lettingo.cli.errors import UserError
-from lettingo.settings import get_settings
+from lettingo.settings import Settings
 
 app = typer.Typer(help="The nano model: a ~2M-parameter Llama trained on the profile writers.", no_args_is_help=True)
 log = logging.getLogger(__name__)
 
 
 def _dataset(dataset: Path | None) -> Path:
-    path = dataset or get_settings().dataset
+    path = dataset or Settings.load().dataset
     if not path.exists():
         raise UserError(f"dataset {path} does not exist (pass --dataset or set LETTINGO_DATASET)")
     return path
@@ -38,7 +38,7 @@ def build(
 
     config = (NanoConfig.quick() if quick else NanoConfig()).with_overrides(seed=seed, steps=steps)
     try:
-        path = build_nano(_dataset(dataset), out or get_settings().path("models"), config, threads=threads)
+        path = build_nano(_dataset(dataset), out or Settings.load().path("models"), config, threads=threads)
     except DatasetFormatError as e:
         raise UserError(str(e)) from e
     manifest = read_manifest(path) or {}

@@ -29,7 +29,7 @@ from lettingo.offline_files import (
 )
 from lettingo.offline_files import PAIRS as PAIRS_FILE
 from lettingo.records import CandidateText
-from lettingo.settings import get_settings
+from lettingo.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ GroupOption = Annotated[UserGroup, typer.Option(help="User group.")]
 def _load_data(dataset_path: Path | None):
     from lettingo.data import DatasetFormatError, load_dataset, split_dataset
 
-    path = dataset_path or get_settings().dataset
+    path = dataset_path or Settings.load().dataset
     try:
         dataset = load_dataset(path)
     except (FileNotFoundError, DatasetFormatError) as e:
@@ -74,7 +74,7 @@ def _reader(dataset, split, reader_path: str | Path | None):
             return load_judge(reader_path, dataset)
         except (GeneratorError, GeneratorSpecError) as e:
             raise UserError(f"--reader {reader_path}: {e}") from e
-    settings = get_settings()
+    settings = Settings.load()
     encoder = TextEncoder(settings.cache_path)
     try:
         if reader_path is not None:
@@ -293,7 +293,7 @@ def build(
     from lettingo.recommenders import ReaderTrainingConfig, TextEncoder, build_or_load_reader
 
     dataset, split = _load_data(dataset_path)
-    settings = get_settings()
+    settings = Settings.load()
     encoder = TextEncoder(settings.cache_path)
     config = ReaderTrainingConfig(targets_per_user=targets_per_user, draws=draws, max_users=max_users)
     reader, folder = build_or_load_reader(dataset, split, settings.path("models"), encoder, config)

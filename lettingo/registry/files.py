@@ -19,7 +19,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from lettingo.registry.errors import CorruptArtifactError, RegistryError
 from lettingo.registry.manifest import MANIFEST_NAME, hash_folder, sha256_of_stream
-from lettingo.settings import get_settings
+from lettingo.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class FolderStore:
         self.is_local = isinstance(self.fs, LocalFileSystem)
         self.group = group
         self.dir = f"{root_path.rstrip('/')}/{group}"
-        self.cache_dir = cache_dir or get_settings().path("model-cache")
+        self.cache_dir = cache_dir or Settings().path("model-cache")
 
     def key_dir(self, key: str) -> str:
         return f"{self.dir}/{key}"

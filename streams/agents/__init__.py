@@ -1,9 +1,9 @@
-"""The worker's agents, one module each; importing this package registers them on :data:`streams.app.app`."""
+"""The worker's agents, one module each; :func:`streams.app.configure` imports this package to declare them on the
+worker's app, with the worker's :class:`~streams.runtime.Runtime` (``RUNTIME``) that they share."""
 
-from streams.app import settings
-from streams.runtime import Runtime
+import streams.app
 
-RUNTIME = Runtime(settings)
+RUNTIME = streams.app.current().runtime  # the configured worker's, set before its agents are declared
 
 from streams.agents import (  # noqa: E402, F401
     erasures,
@@ -17,3 +17,5 @@ from streams.agents import (  # noqa: E402, F401
     regenerate,
     task_eval,
 )
+
+__all__ = ["RUNTIME"]

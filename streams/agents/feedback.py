@@ -26,14 +26,14 @@ SWEEP_EVERY_S = 1.0
 @app.agent(faust_topics.join_inputs)
 @crash_counted
 async def feedback_join(stream):
-    tries = RUNTIME.settings.poison_retries
+    tries = RUNTIME.settings.app.poison_retries
     async for event in stream.events():
         await guarded(event, lambda event=event: join_event(event), "feedback_join", tries)
 
 
 async def join_event(event) -> None:
     """One impression, click or sweep: the user's pending join updated and stored, then its rewards sent."""
-    window = RUNTIME.settings.feedback_window_seconds
+    window = RUNTIME.settings.worker.feedback_window_seconds
     bounds, evicted = RUNTIME.bounds, Evictions()
     topic = bare_topic(event.message.topic)
     now = time.time()

@@ -12,14 +12,14 @@ from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from lettingo.settings import Settings
 from streams.kafka.topics import BY_NAME, partitions_of
+from streams.settings import StreamSettings
 
 log = logging.getLogger(__name__)
 
 
 async def follow(
-    settings: Settings,
+    settings: StreamSettings,
     topic: str,
     on_message: Callable[[bytes | None, bytes | None], Awaitable[None]],
     caught_up: asyncio.Event | None = None,

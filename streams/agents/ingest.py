@@ -80,7 +80,7 @@ async def watch_applied() -> None:
     topic = faust_topics.interactions.get_topic_name()
     try:
         await APPLIED.watch(topic)
-        await APPLIED.sample_lag(topic, RUNTIME.settings.stall_seconds)
+        await APPLIED.sample_lag(topic, RUNTIME.settings.app.stall_seconds)
     except Exception:  # a timer that raises stops the worker; a rebalance under way is retried in a few seconds
         log.warning("watching the applied offsets of %s failed; trying again at the next tick", topic, exc_info=True)
 
@@ -137,7 +137,7 @@ class Batch:
 
     async def flush(self) -> None:
         """Store every changed state, then send the outputs and wait until the broker has them all."""
-        max_bytes = RUNTIME.settings.max_state_bytes
+        max_bytes = RUNTIME.settings.bounds.max_state_bytes
         # Users forgotten while this batch ran (streams.agents.erasures): nothing of theirs is stored or sent.
         forgotten = {u for u, w in self.users.items() if RUNTIME.forgotten(u, w.event.message.timestamp)}
         for work in self.users.values():
@@ -208,7 +208,7 @@ async def step_guarded(
 ) -> IngestStep | None:
     """:func:`step`, tried ``poison_retries`` times, each on the user's state rebuilt from the table and the events
     applied since (a failed step may have changed the state half-way); then the event is dead-lettered."""
-    tries = RUNTIME.settings.poison_retries
+    tries = RUNTIME.settings.app.poison_retries
     error: Exception | None = None
     position = source_position(event)
     for attempt in range(tries):

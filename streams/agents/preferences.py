@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 @app.agent(faust_topics.candidates_and_rewards)
 @crash_counted
 async def preferences(stream):
-    tries = RUNTIME.settings.poison_retries
+    tries = RUNTIME.settings.app.poison_retries
     async for event in stream.events():
         if bare_topic(event.message.topic) == "profile-candidates":
             await guarded(event, lambda event=event: file_candidate(event), "preferences", tries)
@@ -68,7 +68,7 @@ async def score_reward(event) -> None:
     if not recorded:
         return
     s = RUNTIME.settings
-    pairs = board.new_pairs(reward.user_id, s.pairs_min_rewards, PairConfig(s.pairs_max_per_round, s.pairs_min_gap))
+    pairs = board.new_pairs(reward.user_id, s.pairs.min_rewards, PairConfig(s.pairs.max_per_round, s.pairs.min_gap))
     store_board(reward.user_id, board, evicted)
     for pair in pairs:
         await (await faust_topics.preference_pairs.send(key=tables.key(pair.user_id), value=pair.to_bytes()))

@@ -25,10 +25,9 @@ from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
 from lettingo.generators import Generator
 from lettingo.prompts.escape import escape_output
-from lettingo.prompts.profile import ProfilePrompt, profile_prompt_from_entries
+from lettingo.prompts.profile import ProfilePrompt
 from lettingo.records import Profile, ProfileCandidate, ProfileRequest, RatedItem
 from lettingo.serving import LoadedPolicy
-from lettingo.settings import Settings
 from lettingo.user_state import UserState, history_entries
 from streams import faults, faust_topics, metrics, tables
 from streams.agents import RUNTIME
@@ -37,6 +36,7 @@ from streams.applied import AppliedOffsets
 from streams.edge import dead_letter, decode_event
 from streams.faust_adapter import BatchSender, flush
 from streams.quarantine import crash_counted, guarded, load_owned
+from streams.settings import StreamSettings
 from streams.tables import ProfileHistory, ProfileVersion, event_context
 
 log = logging.getLogger(__name__)
@@ -68,26 +68,30 @@ def prompt_for_ref(user_id: str, history_ref: str, history: list[RatedItem] | No
     request's own copy of it, or (a request without one) what the user's kept window still holds of it."""
     if not history:
         state = tables.read(tables.user_state, user_id, UserState) or UserState(user_id=user_id)
-        history = state.events_up_to(history_ref)[-RUNTIME.settings.worker_history_max :]
-    return profile_prompt_from_entries(history_entries(history, RUNTIME.catalog, RUNTIME.labels), user_id)
+        history = state.events_up_to(history_ref)[-RUNTIME.settings.worker.history_max :]
+    return RUNTIME.profile_prompt(history_entries(history, RUNTIME.catalog, RUNTIME.labels), user_id)
 
 
-def generate_batch(policy: LoadedPolicy, explorer: Generator, jobs: list[Job], s: Settings) -> list[Generated]:
+def generate_batch(policy: LoadedPolicy, explorer: Generator, jobs: list[Job], s: StreamSettings) -> list[Generated]:
     """One policy call for every job's serving profile, one explorer call for every job's K candidates.
 
     Samples are seeded per prompt by the generators (from the call's seed and the prompt text), so a profile
     does not depend on which requests share its batch, and a retried or replayed request writes the same text.
     """
     served = policy.generator.generate(
-        [j.prompt for j in jobs], n=1, temperature=s.serve_temperature, max_new_tokens=s.max_new_tokens, seed=SEED
+        [j.prompt for j in jobs],
+        n=1,
+        temperature=s.worker.serve_temperature,
+        max_new_tokens=s.worker.max_new_tokens,
+        seed=SEED,
     )
     exploring = [j for j in jobs if j.explore]
     explored = (
         explorer.generate(
             [j.prompt for j in exploring],
-            n=s.explore_k,
-            temperature=s.explore_temperature,
-            max_new_tokens=s.max_new_tokens,
+            n=s.explore.k,
+            temperature=s.explore.temperature,
+            max_new_tokens=s.worker.max_new_tokens,
             seed=SEED,
         )
         if exploring
@@ -115,7 +119,7 @@ async def _job(event) -> Job | None:
         )
         return None
     draw = digest(request.user_id, request.history_ref)
-    explore = (draw % 10_000) / 10_000 < RUNTIME.settings.explore_rate and RUNTIME.settings.explore_k > 0
+    explore = (draw % 10_000) / 10_000 < RUNTIME.settings.explore.rate and RUNTIME.settings.explore.k > 0
     return Job(event, request, prompt_for_ref(request.user_id, request.history_ref, request.history), explore)
 
 
@@ -123,15 +127,15 @@ async def _generate(policy: LoadedPolicy, jobs: list[Job]) -> list[Generated]:
     loop = asyncio.get_running_loop()
     s = RUNTIME.settings
     retrying = AsyncRetrying(
-        stop=stop_after_attempt(s.regen_retries), wait=wait_exponential(s.regen_backoff_seconds, max=30), reraise=True
+        stop=stop_after_attempt(s.regen.retries), wait=wait_exponential(s.regen.backoff_seconds, max=30), reraise=True
     )
     async for attempt in retrying:
         with attempt:
             call = loop.run_in_executor(RUNTIME.executor, generate_batch, policy, RUNTIME.explorer, jobs, s)
             try:
-                return await asyncio.wait_for(call, s.regen_timeout_seconds)
+                return await asyncio.wait_for(call, s.regen.timeout_seconds)
             except TimeoutError as e:
-                raise TimeoutError(f"generation batch took over {s.regen_timeout_seconds}s") from e
+                raise TimeoutError(f"generation batch took over {s.regen.timeout_seconds}s") from e
     raise AssertionError("unreachable")
 
 
@@ -221,7 +225,7 @@ def count_tokens(generator_name: str, text: str) -> int:
 
 async def _retry_later(job: Job, error: str) -> None:
     request = job.request
-    if request.attempt + 1 >= RUNTIME.settings.regen_max_attempts:
+    if request.attempt + 1 >= RUNTIME.settings.regen.max_attempts:
         m = job.event.message
         await dead_letter(m.topic, m.partition, m.offset, m.key, m.value, "generation_failed", error)
         return
@@ -236,7 +240,7 @@ async def regenerate(stream):
         await RUNTIME.catalog_ready.wait()
         await RUNTIME.generators_ready.wait()
     s = RUNTIME.settings
-    async for events in stream.take_events(s.regen_batch_size, within=s.regen_batch_seconds):
+    async for events in stream.take_events(s.regen.batch_size, within=s.regen.batch_seconds):
         with APPLIED.working():
             # A request Faust acked without running the agent is sought back and regenerated: see streams.applied.
             admitted = [event for event in events if await APPLIED.admit(event)]
@@ -251,13 +255,13 @@ async def watch_applied() -> None:
     topic = faust_topics.profile_requests.get_topic_name()
     try:
         await APPLIED.watch(topic)
-        await APPLIED.sample_lag(topic, RUNTIME.settings.stall_seconds)
+        await APPLIED.sample_lag(topic, RUNTIME.settings.app.stall_seconds)
     except Exception:  # a timer that raises stops the worker; a rebalance under way is retried in a few seconds
         log.warning("watching the applied offsets of %s failed; trying again at the next tick", topic, exc_info=True)
 
 
 async def regenerate_batch(events: list) -> None:
-    tries = RUNTIME.settings.poison_retries
+    tries = RUNTIME.settings.app.poison_retries
     jobs: list[Job] = []
     for event in events:
         job = await guarded(event, lambda event=event: _job(event), "regenerate", tries)

@@ -67,7 +67,7 @@ SENT = SentPairs()
 def _cases(trigger: EvalTrigger) -> list[StreamCase]:
     board = tables.read(tables.scoreboard, trigger.user_id, Scoreboard)
     state = tables.read(tables.user_state, trigger.user_id, UserState)
-    enough = RUNTIME.settings.pairs_min_rewards
+    enough = RUNTIME.settings.pairs.min_rewards
     cases = cases_for(
         trigger,
         state,
@@ -107,7 +107,7 @@ async def _score(loop, cases: list[StreamCase], events_of: dict[int, object]) ->
         async def one(case=case):
             return (await loop.run_in_executor(RUNTIME.eval_executor, evaluate, [case], RUNTIME.catalog))[0]
 
-        out.append(await guarded(events_of[id(case)], one, "task_eval", RUNTIME.settings.poison_retries))
+        out.append(await guarded(events_of[id(case)], one, "task_eval", RUNTIME.settings.app.poison_retries))
     return out
 
 
@@ -117,11 +117,11 @@ async def task_eval(stream):
     await RUNTIME.evaluator_ready.wait()
     loop = asyncio.get_running_loop()
     s = RUNTIME.settings
-    async for events in stream.take_events(s.eval_batch_size, within=s.regen_batch_seconds):
+    async for events in stream.take_events(s.eval.batch_size, within=s.regen.batch_seconds):
         cases: list[StreamCase] = []
         events_of: dict[int, object] = {}  # id(case) -> its event, to dead-letter a case that cannot be scored
         for event in events:
-            found = await guarded(event, lambda event=event: _event_cases(event), "task_eval", s.poison_retries)
+            found = await guarded(event, lambda event=event: _event_cases(event), "task_eval", s.app.poison_retries)
             for case in found or []:
                 cases.append(case)
                 events_of[id(case)] = event

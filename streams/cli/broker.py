@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 
 from lettingo.cli.errors import UserError
-from lettingo.settings import Settings, get_settings
 from streams.kafka import broker
+from streams.settings import StreamSettings
 
 app = typer.Typer(
     help="Run the local single-node Kafka broker (KRaft) from the Maven Central jars.", no_args_is_help=True
@@ -20,9 +20,9 @@ SecureOption = typer.Option(
 )
 
 
-def _settings(secure: bool) -> Settings:
-    settings = get_settings()
-    return settings.model_copy(update={"broker_secure": True}) if secure else settings
+def _settings(secure: bool) -> StreamSettings:
+    settings = StreamSettings.load()
+    return settings.replace(broker={"secure": True}) if secure else settings
 
 
 @app.command()
@@ -37,7 +37,7 @@ def start(
     ),
 ) -> None:
     """Start the broker in the background (fetching jars and formatting storage on first use)."""
-    if user and not secure and not get_settings().broker_secure:
+    if user and not secure and not StreamSettings.load().broker.secure:
         raise UserError("--user makes SCRAM users of the secured broker: add --secure")
     try:
         typer.echo(broker.start(_settings(secure), timeout_s=timeout, users=tuple(user or ())))
@@ -71,7 +71,7 @@ def acls(
     cluster that checks ACLs. The secured local broker grants them to its users when it starts."""
     from streams.kafka.acls import COMPONENTS, component_acls
 
-    settings = get_settings()
+    settings = StreamSettings.load()
     for name in component or list(COMPONENTS):
         if name not in COMPONENTS:
             raise UserError(f"--component {name!r}: one of {', '.join(COMPONENTS)}")

@@ -8,7 +8,7 @@ import typer
 
 from lettingo.cli.errors import UserError
 from lettingo.data import DatasetFormatError
-from lettingo.settings import get_settings
+from streams.settings import StreamSettings
 
 
 def demo(
@@ -25,7 +25,7 @@ def demo(
     """Broker, nano policy, frozen f_Rec, a worker and the trainer, a replay with live progress, then the report."""
     from streams.demo.run import Demo, DemoConfig, DemoError
 
-    settings = get_settings()
+    settings = StreamSettings.load()
     path = dataset or settings.dataset
     if not path.exists():
         raise UserError(f"--dataset {path}: no such file or folder")

@@ -13,8 +13,8 @@ from tqdm import tqdm
 from lettingo.cli.errors import UserError
 from lettingo.data import DatasetFormatError, load_dataset
 from lettingo.logsafe import configure_safe_logging
-from lettingo.settings import get_settings
 from streams.replay import replay as run_replay
+from streams.settings import StreamSettings
 
 
 def replay(
@@ -32,7 +32,7 @@ def replay(
 ) -> None:
     """Send a dataset into `items` and `interactions` in time order."""
     configure_safe_logging()  # a broker outage would otherwise log every reconnect attempt (issue 14)
-    settings = get_settings()
+    settings = StreamSettings.load()
     try:
         data = load_dataset(dataset)
     except DatasetFormatError as e:

@@ -8,9 +8,9 @@ import typer
 from aiokafka.errors import KafkaError
 
 from lettingo.cli.errors import UserError
-from lettingo.settings import get_settings
 from streams.kafka.access import KafkaAccessError
 from streams.kafka.topics import TOPICS, create_topics, partitions_of
+from streams.settings import StreamSettings
 
 app = typer.Typer(help="The project's Kafka topics.", no_args_is_help=True)
 
@@ -18,7 +18,7 @@ app = typer.Typer(help="The project's Kafka topics.", no_args_is_help=True)
 @app.command()
 def create() -> None:
     """Create every topic of the contract with its partition count and compaction (idempotent)."""
-    settings = get_settings()
+    settings = StreamSettings.load()
     try:
         report = asyncio.run(create_topics(settings))
     except KafkaAccessError:
@@ -34,7 +34,7 @@ def create() -> None:
 @app.command("list")
 def list_topics() -> None:
     """Print the topic contract: name, key, record, partitions, compaction."""
-    settings = get_settings()
+    settings = StreamSettings.load()
     for spec in TOPICS:
         kind = "compacted" if spec.compacted else "delete"
         typer.echo(

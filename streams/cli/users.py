@@ -15,13 +15,13 @@ import asyncio
 import typer
 
 from lettingo.records import Erasure
-from lettingo.settings import Settings, get_settings
 from streams.kafka.producer import record_producer
+from streams.settings import StreamSettings
 
 app = typer.Typer(help="Users: forget one (GDPR erasure).", no_args_is_help=True)
 
 
-async def forget_user(settings: Settings, user_id: str) -> Erasure:
+async def forget_user(settings: StreamSettings, user_id: str) -> Erasure:
     erasure = Erasure(user_id=user_id)
     async with record_producer(settings) as producer:
         await producer.send("erasures", user_id, erasure)
@@ -31,5 +31,6 @@ async def forget_user(settings: Settings, user_id: str) -> Erasure:
 @app.command("forget")
 def forget(user_id: str = typer.Argument(..., help="The user id to erase.")) -> None:
     """Publish an erasure of USER_ID: running workers delete the user's state and profile at once."""
-    erasure = asyncio.run(forget_user(get_settings(), user_id))
-    typer.echo(f"erasure {erasure.request_id} of {user_id} published to {get_settings().topic('erasures')}")
+    settings = StreamSettings.load()
+    erasure = asyncio.run(forget_user(settings, user_id))
+    typer.echo(f"erasure {erasure.request_id} of {user_id} published to {settings.topic('erasures')}")

@@ -11,14 +11,14 @@ import typer
 
 from lettingo.cli.errors import UserError
 from lettingo.logsafe import configure_safe_logging
-from lettingo.settings import Settings, get_settings
 from streams.kafka.access import check_reads
 from streams.kafka.topics import create_topics
+from streams.settings import StreamSettings
 
 INTERNAL_TOPICS = ("feedback-sweeps", "rated-events")  # as streams.faust_topics.INTERNAL_TOPICS (no app import here)
 
 
-async def ensure_topics(settings: Settings) -> None:
+async def ensure_topics(settings: StreamSettings) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
@@ -32,7 +32,7 @@ async def ensure_topics(settings: Settings) -> None:
                 continue
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
-                    [NewTopic(settings.topic(name), settings.topic_partitions, settings.topic_replication)]
+                    [NewTopic(settings.topic(name), settings.topics.partitions, settings.topics.replication)]
                 )
     finally:
         await admin.close()
@@ -41,13 +41,15 @@ async def ensure_topics(settings: Settings) -> None:
 def worker(loglevel: str = typer.Option("info", "--loglevel", "-l", help="Faust log level.")) -> None:
     """Run a stream worker (agents, tables, web views and /metrics on LETTINGO_WEB_PORT)."""
     configure_safe_logging()  # escaped, rate-limited lines from the start (topic creation talks to Kafka too)
-    settings = get_settings()
+    settings = StreamSettings.load()
     asyncio.run(ensure_topics(settings))
     # A principal without READ on an input stops here with one line, not later among Faust's crash tracebacks.
     asyncio.run(check_reads(settings, [settings.topic(t) for t in ("interactions", "profile-requests", "items")]))
     from faust.worker import Worker
 
-    from streams.app import app
+    from streams.app import configure
+
+    app = configure(settings).app
 
     class SafeLoggingWorker(Worker):
         def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:

@@ -32,7 +32,7 @@ from lettingo.records import (
     decode_record,
 )
 from lettingo.report import compare, markdown_table
-from lettingo.settings import Settings
+from streams.settings import StreamSettings
 from trainer.sft import sft_on_chosen
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ def gate_lines(registry: Any) -> list[str]:
     return [*lines, ""]
 
 
-async def _read_topic(settings: Settings, name: str, record_type: type) -> list[tuple[int, Any]]:
+async def _read_topic(settings: StreamSettings, name: str, record_type: type) -> list[tuple[int, Any]]:
     """Every record of a topic of the run, with its Kafka timestamp (ms); undecodable ones are skipped."""
     consumer = AIOKafkaConsumer(
         settings.topic(name), **settings.kafka_client_config(), auto_offset_reset="earliest", enable_auto_commit=False

@@ -25,13 +25,13 @@ from lettingo.errors import LettingoError
 from lettingo.logsafe import configure_safe_logging
 from lettingo.registry import ModelRegistry
 from lettingo.serving import label_of
-from lettingo.settings import Settings
 from streams.demo.processes import Children
 from streams.demo.progress import WATCHED, Progress, Snapshot, worker_events, worker_health
 from streams.kafka import broker
 from streams.kafka.offsets import TopicCounter
 from streams.kafka.topics import create_topics
 from streams.replay import replay
+from streams.settings import StreamSettings
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def replayed(dataset: Dataset, split: DatasetSplit) -> Dataset:
 
 
 class Demo:
-    def __init__(self, settings: Settings, config: DemoConfig, console: Console | None = None) -> None:
+    def __init__(self, settings: StreamSettings, config: DemoConfig, console: Console | None = None) -> None:
         self.config = config
         self.console = console or Console()
         self.run_id = time.strftime("%Y%m%d-%H%M%S")
@@ -143,11 +143,9 @@ class Demo:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.web_port = _free_port()
         # Topics and the consumer group are the run's own: a rerun never sees an earlier run's records.
-        self.settings = settings.model_copy(
-            update={
-                "topic_prefix": f"{settings.topic_prefix}demo-{self.run_id}-",
-                "app_id": f"lettingo-demo-{self.run_id}",
-            }
+        self.settings = settings.replace(
+            topics={"prefix": f"{settings.topics.prefix}demo-{self.run_id}-"},
+            app={"id": f"lettingo-demo-{self.run_id}"},
         )
         self.progress = Progress()
 
@@ -164,8 +162,8 @@ class Demo:
         return {
             "LETTINGO_HOME": str(s.home.resolve()),
             "LETTINGO_KAFKA_BOOTSTRAP": s.bootstrap,
-            "LETTINGO_TOPIC_PREFIX": s.topic_prefix,
-            "LETTINGO_APP_ID": s.app_id,
+            "LETTINGO_TOPIC_PREFIX": s.topics.prefix,
+            "LETTINGO_APP_ID": s.app.id,
             "LETTINGO_WEB_PORT": str(self.web_port),
             "LETTINGO_DATASET": str(self.config.dataset.resolve()),
             "LETTINGO_WORKER_POLICY": f"hf:{nano}",

@@ -30,7 +30,7 @@ from aiokafka.errors import (
 )
 
 from lettingo.errors import ServiceError
-from lettingo.settings import KafkaTLSSettingsError, Settings
+from streams.settings import KafkaTLSSettingsError, StreamSettings
 
 AUTHORIZATION_ERRORS = (
     TopicAuthorizationFailedError,
@@ -58,27 +58,27 @@ def _hosts(bootstrap: str) -> list[tuple[str, int]]:
     return out
 
 
-def _who(settings: Settings) -> str:
-    protocol = settings.kafka_security_protocol
+def _who(settings: StreamSettings) -> str:
+    protocol = settings.kafka.security_protocol
     if protocol.startswith("SASL"):
-        return f"{protocol}, user {settings.kafka_sasl_username!r} ({settings.kafka_sasl_mechanism})"
+        return f"{protocol}, user {settings.kafka.sasl_username!r} ({settings.kafka.sasl_mechanism})"
     return protocol
 
 
-def explain_connection_error(error: BaseException, settings: Settings, where: str) -> str:
+def explain_connection_error(error: BaseException, settings: StreamSettings, where: str) -> str:
     """One line on why connecting to ``where`` failed, with the setting to look at."""
-    protocol = settings.kafka_security_protocol
+    protocol = settings.kafka.security_protocol
     tls = protocol.endswith("SSL")
     setting = f"LETTINGO_KAFKA_SECURITY_PROTOCOL={protocol}"
     if isinstance(error, SaslAuthenticationFailed):
         return (
-            f"Kafka at {where} refused the SASL login of user {settings.kafka_sasl_username!r} "
-            f"({settings.kafka_sasl_mechanism}): wrong user name or password "
+            f"Kafka at {where} refused the SASL login of user {settings.kafka.sasl_username!r} "
+            f"({settings.kafka.sasl_mechanism}): wrong user name or password "
             "(LETTINGO_KAFKA_SASL_USERNAME / LETTINGO_KAFKA_SASL_PASSWORD)"
         )
     if isinstance(error, UnsupportedSaslMechanismError):
         return (
-            f"Kafka at {where} does not take the SASL mechanism {settings.kafka_sasl_mechanism!r} "
+            f"Kafka at {where} does not take the SASL mechanism {settings.kafka.sasl_mechanism!r} "
             "(LETTINGO_KAFKA_SASL_MECHANISM)"
         )
     if isinstance(error, IllegalSaslStateError):
@@ -91,7 +91,7 @@ def explain_connection_error(error: BaseException, settings: Settings, where: st
     if isinstance(error, ssl.SSLError):
         reason = (error.reason or str(error)).upper()
         refused = any(r in reason for r in ("BAD_CERTIFICATE", "UNKNOWN_CA", "CERTIFICATE_UNKNOWN"))
-        if "CERTIFICATE_REQUIRED" in reason or (refused and settings.kafka_ssl_certfile is None):
+        if "CERTIFICATE_REQUIRED" in reason or (refused and settings.kafka.ssl_certfile is None):
             return (
                 f"TLS: Kafka at {where} requires a client certificate (mutual TLS): set "
                 "LETTINGO_KAFKA_SSL_CERTFILE and LETTINGO_KAFKA_SSL_KEYFILE"
@@ -110,7 +110,7 @@ def explain_connection_error(error: BaseException, settings: Settings, where: st
         hint = "is that a plaintext port?" if tls else "does that port expect TLS (SSL or SASL_SSL)?"
         return (
             f"Kafka at {where} did not accept the connection within "
-            f"{settings.kafka_connect_timeout_seconds:g} s ({_who(settings)}): {hint}"
+            f"{settings.kafka.connect_timeout_seconds:g} s ({_who(settings)}): {hint}"
         )
     if _answered_in_tls(error):
         return (
@@ -131,13 +131,13 @@ def explain_connection_error(error: BaseException, settings: Settings, where: st
     return f"cannot connect to Kafka at {where} ({_who(settings)}): {type(error).__name__}: {error}"
 
 
-async def check_connection(settings: Settings) -> None:
+async def check_connection(settings: StreamSettings) -> None:
     """Open (and close) one connection to a bootstrap server as the project's clients do: TCP, then TLS and the
     SASL login when the settings ask for them. Raise :class:`KafkaAccessError` (one line) when no server
     accepts it within ``kafka_connect_timeout_seconds``."""
-    protocol = settings.kafka_security_protocol
+    protocol = settings.kafka.security_protocol
     if protocol.startswith("SASL") and not (
-        settings.kafka_sasl_mechanism and settings.kafka_sasl_username and settings.kafka_sasl_password
+        settings.kafka.sasl_mechanism and settings.kafka.sasl_username and settings.kafka.sasl_password
     ):
         raise KafkaAccessError(
             f"LETTINGO_KAFKA_SECURITY_PROTOCOL={protocol} needs LETTINGO_KAFKA_SASL_MECHANISM, _USERNAME and _PASSWORD"
@@ -146,7 +146,7 @@ async def check_connection(settings: Settings) -> None:
         config = settings.kafka_client_config()
     except KafkaTLSSettingsError as e:
         raise KafkaAccessError(str(e)) from e
-    timeout_s = settings.kafka_connect_timeout_seconds
+    timeout_s = settings.kafka.connect_timeout_seconds
     reasons = []
     for host, port in _hosts(settings.bootstrap):
         where = f"{host}:{port}"
@@ -206,11 +206,11 @@ def _quiet(name: str):
         logger.setLevel(level)
 
 
-def explain_authorization(error: KafkaError, settings: Settings, doing: str) -> KafkaAccessError | None:
+def explain_authorization(error: KafkaError, settings: StreamSettings, doing: str) -> KafkaAccessError | None:
     """A :class:`KafkaAccessError` for an ACL refusal (None for any other error): who was refused doing what."""
     if not isinstance(error, AUTHORIZATION_ERRORS):
         return None
-    who = settings.kafka_sasl_username or "this client"
+    who = settings.kafka.sasl_username or "this client"
     kind = {
         TopicAuthorizationFailedError: "a topic",
         GroupAuthorizationFailedError: "a consumer group",
@@ -223,7 +223,7 @@ def explain_authorization(error: KafkaError, settings: Settings, doing: str) -> 
     )
 
 
-async def check_reads(settings: Settings, topics: list[str], timeout_s: float = 5.0) -> None:
+async def check_reads(settings: StreamSettings, topics: list[str], timeout_s: float = 5.0) -> None:
     """Fetch once from each topic (no consumer group): a principal without READ on one gets one line naming it,
     before a worker starts (Faust's own refusal comes later, among crash tracebacks)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition

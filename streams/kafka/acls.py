@@ -17,8 +17,8 @@ from aiokafka.errors import for_code
 from aiokafka.protocol.admin import CreateAclsRequest_v1, DescribeAclsRequest
 from aiokafka.protocol.api import Request
 
-from lettingo.settings import Settings
 from streams.kafka.topics import TOPICS
+from streams.settings import StreamSettings
 
 # Kafka's wire codes (org.apache.kafka.common.acl / resource)
 RESOURCE_TYPES = {"topic": 2, "group": 3, "cluster": 4}
@@ -96,7 +96,7 @@ def user_of(component: str) -> str:
 
 
 def component_acls(
-    component: str, settings: Settings, principal: str | None = None, trainer_group: str = DEFAULT_TRAINER_GROUP
+    component: str, settings: StreamSettings, principal: str | None = None, trainer_group: str = DEFAULT_TRAINER_GROUP
 ) -> list[Acl]:
     """The least ACLs with which ``component`` works for these settings (topic prefix, app id)."""
     who = principal or principal_of(user_of(component))
@@ -107,14 +107,14 @@ def component_acls(
 
     contract = [t.name for t in TOPICS]
     if component == "worker":
-        changelogs = f"{settings.app_id}-"  # Faust's own topics: table changelogs, its assignor's leader topic
+        changelogs = f"{settings.app.id}-"  # Faust's own topics: table changelogs, its assignor's leader topic
         return sorted(
             # `lettingo worker` creates missing topics before Faust starts; DESCRIBE lists those that exist
             on_topics([*contract, *WORKER_INTERNAL_TOPICS], "CREATE", "DESCRIBE")
             + on_topics(WORKER_READS, "READ")
             + on_topics(WORKER_WRITES, "WRITE")
             + [Acl(who, "topic", changelogs, op, "prefixed") for op in ("CREATE", "DESCRIBE", "READ", "WRITE")]
-            + [Acl(who, "group", settings.app_id, "READ")]
+            + [Acl(who, "group", settings.app.id, "READ")]
         )
     if component == "replay":
         return sorted(on_topics(["items", "interactions"], "WRITE"))
@@ -143,7 +143,7 @@ class _CreateAcls(Request[CreateAclsRequest_v1]):
         return request_struct_class(self._creations)
 
 
-async def _send(settings: Settings, request: Request) -> object:
+async def _send(settings: StreamSettings, request: Request) -> object:
     client = AIOKafkaClient(**settings.kafka_client_config())
     await client.bootstrap()
     try:
@@ -152,7 +152,7 @@ async def _send(settings: Settings, request: Request) -> object:
         await client.close()
 
 
-async def create_acls(admin: Settings, acls: Iterable[Acl]) -> None:
+async def create_acls(admin: StreamSettings, acls: Iterable[Acl]) -> None:
     """Create ``acls`` (an existing one is left as it is) as the super user of ``admin``'s settings."""
     acls = list(acls)
     if not acls:
@@ -163,7 +163,7 @@ async def create_acls(admin: Settings, acls: Iterable[Acl]) -> None:
             raise for_code(code)(f"creating the ACL {acl.describe()} failed: {message}")
 
 
-async def list_acls(admin: Settings) -> list[Acl]:
+async def list_acls(admin: StreamSettings) -> list[Acl]:
     """Every ALLOW binding on the cluster (a super user's view)."""
     reverse_ops = {v: k for k, v in OPERATIONS.items()}
     reverse_res = {v: k for k, v in RESOURCE_TYPES.items()}
@@ -185,7 +185,9 @@ async def list_acls(admin: Settings) -> list[Acl]:
     )
 
 
-def grant_components(admin: Settings, settings: Settings, components: Iterable[str] = COMPONENTS) -> list[Acl]:
+def grant_components(
+    admin: StreamSettings, settings: StreamSettings, components: Iterable[str] = COMPONENTS
+) -> list[Acl]:
     """Grant each component's ACLs to its user (``lettingo-<component>``); return what was granted."""
     acls = [acl for c in components for acl in component_acls(c, settings)]
     asyncio.run(create_acls(admin, acls))

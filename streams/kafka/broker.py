@@ -29,9 +29,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from lettingo.errors import ServiceError
-from lettingo.settings import Settings
 from streams.kafka import acls, secure
 from streams.kafka.tls import TLSError
+from streams.settings import StreamSettings
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +72,10 @@ class BrokerPaths:
         return self.log_dir / "console.log"
 
     @classmethod
-    def of(cls, settings: Settings) -> BrokerPaths:
+    def of(cls, settings: StreamSettings) -> BrokerPaths:
         plain = settings.path("kafka").resolve()
-        root = settings.path("kafka-secure").resolve() if settings.broker_secure else plain
-        return cls(root, (settings.kafka_libs or plain / "libs").resolve())
+        root = settings.path("kafka-secure").resolve() if settings.broker.secure else plain
+        return cls(root, (settings.kafka.libs or plain / "libs").resolve())
 
 
 def fetch_jars(paths: BrokerPaths) -> None:
@@ -114,11 +114,11 @@ def _java_cmd(paths: BrokerPaths, main_class: str, *args: str, heap: str = "256m
     ]
 
 
-def _render_config(paths: BrokerPaths, settings: Settings, overrides: dict[str, str] | None = None) -> None:
+def _render_config(paths: BrokerPaths, settings: StreamSettings, overrides: dict[str, str] | None = None) -> None:
     template = Template((DEPLOY_DIR / "server.properties").read_text())
     text = template.substitute(
-        broker_port=settings.broker_port,
-        controller_port=settings.controller_port,
+        broker_port=settings.broker.port,
+        controller_port=settings.broker.controller_port,
         log_dirs=paths.data,
     )
     if overrides:
@@ -157,23 +157,23 @@ def _port_in_use(port: int) -> bool:
     return False
 
 
-def probe_settings(settings: Settings) -> Settings:
+def probe_settings(settings: StreamSettings) -> StreamSettings:
     """The settings the broker's own probes connect with: ``admin`` on the secured local broker."""
-    if settings.broker_secure and settings.uses_local_broker:
+    if settings.broker.secure and settings.uses_local_broker:
         root = BrokerPaths.of(settings).root
         if secure.ADMIN in secure.read_passwords(root):
             return secure.user_settings(settings, root, secure.ADMIN)
     return settings
 
 
-def admin_settings(settings: Settings) -> Settings:
+def admin_settings(settings: StreamSettings) -> StreamSettings:
     """The super user's settings on the secured local broker (for granting ACLs)."""
-    if not settings.broker_secure:
+    if not settings.broker.secure:
         raise BrokerError("only the secured local broker (LETTINGO_BROKER_SECURE) has an admin user here")
     return secure.user_settings(settings, BrokerPaths.of(settings).root, secure.ADMIN)
 
 
-def user_settings(settings: Settings, user: str) -> Settings:
+def user_settings(settings: StreamSettings, user: str) -> StreamSettings:
     """``settings`` as ``user`` of the secured local broker (SASL_SSL, SCRAM, CA file, client certificate)."""
     return secure.user_settings(settings, BrokerPaths.of(settings).root, user)
 
@@ -196,7 +196,7 @@ def running_pid(paths: BrokerPaths) -> int | None:
     return pid
 
 
-async def _fetch_metadata(settings: Settings, timeout_s: float) -> int:
+async def _fetch_metadata(settings: StreamSettings, timeout_s: float) -> int:
     producer = AIOKafkaProducer(**settings.kafka_client_config(), request_timeout_ms=int(timeout_s * 1000))
     try:
         await asyncio.wait_for(producer.start(), timeout_s)
@@ -206,7 +206,7 @@ async def _fetch_metadata(settings: Settings, timeout_s: float) -> int:
         await producer.stop()
 
 
-def reachable(settings: Settings, timeout_s: float = 5.0) -> bool:
+def reachable(settings: StreamSettings, timeout_s: float = 5.0) -> bool:
     """True when a client can fetch cluster metadata (an open port alone is not enough)."""
     quiet = logging.getLogger("aiokafka")
     level = quiet.level
@@ -219,9 +219,9 @@ def reachable(settings: Settings, timeout_s: float = 5.0) -> bool:
         quiet.setLevel(level)
 
 
-def start(settings: Settings, timeout_s: float = 90.0, users: tuple[str, ...] = ()) -> str:
+def start(settings: StreamSettings, timeout_s: float = 90.0, users: tuple[str, ...] = ()) -> str:
     """Start the local broker unless one is running or ``LETTINGO_KAFKA_BOOTSTRAP`` names another; return a
-    one-line description of where it is. The secured broker (``settings.broker_secure``) is made with
+    one-line description of where it is. The secured broker (``settings.broker.secure``) is made with
     :data:`secure.DEFAULT_USERS` and ``users`` (SCRAM users exist from the storage's format on), and grants each
     component's ACLs (for these settings' topic prefix and app id) to its user."""
     if not settings.uses_local_broker:
@@ -230,7 +230,7 @@ def start(settings: Settings, timeout_s: float = 90.0, users: tuple[str, ...] = 
         return f"using the broker at {settings.bootstrap} (LETTINGO_KAFKA_BOOTSTRAP); nothing started"
     paths = BrokerPaths.of(settings)
     overrides = None
-    if settings.broker_secure:
+    if settings.broker.secure:
         paths.root.mkdir(parents=True, exist_ok=True)
         try:
             tls, passwords = secure.prepare(paths.root, (*secure.DEFAULT_USERS, *users), _formatted(paths))
@@ -248,28 +248,28 @@ def start(settings: Settings, timeout_s: float = 90.0, users: tuple[str, ...] = 
         )
     if pid is None:
         for port, name in (
-            (settings.broker_port, "LETTINGO_BROKER_PORT"),
-            (settings.controller_port, "LETTINGO_CONTROLLER_PORT"),
+            (settings.broker.port, "LETTINGO_BROKER_PORT"),
+            (settings.broker.controller_port, "LETTINGO_CONTROLLER_PORT"),
         ):
             if _port_in_use(port):
-                other = "plaintext" if settings.broker_secure else "secured"
+                other = "plaintext" if settings.broker.secure else "secured"
                 raise BrokerError(
                     f"port {port} ({name}) is taken by another program (the {other} local broker? "
-                    f"`lettingo broker stop{'' if settings.broker_secure else ' --secure'}`): stop it or choose "
+                    f"`lettingo broker stop{'' if settings.broker.secure else ' --secure'}`): stop it or choose "
                     "other ports with LETTINGO_BROKER_PORT and LETTINGO_CONTROLLER_PORT"
                 )
     fetch_jars(paths)
     for folder in (paths.data, paths.log_dir):
         folder.mkdir(parents=True, exist_ok=True)
     _render_config(paths, settings, overrides)
-    if settings.broker_secure:
+    if settings.broker.secure:
         scram = [secure.scram_argument(u, p) for u, p in secure.read_passwords(paths.root).items()]
         _format_storage(paths, scram)
     else:
         _format_storage(paths)
     with paths.console_log.open("ab") as console:
         proc = subprocess.Popen(
-            _java_cmd(paths, "kafka.Kafka", str(paths.config), heap=settings.broker_heap),
+            _java_cmd(paths, "kafka.Kafka", str(paths.config), heap=settings.broker.heap),
             stdout=console,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -288,9 +288,9 @@ def start(settings: Settings, timeout_s: float = 90.0, users: tuple[str, ...] = 
     raise BrokerError(f"the broker did not answer within {timeout_s:.0f} s; see {paths.log_file}")
 
 
-def _secured(settings: Settings, paths: BrokerPaths) -> str:
+def _secured(settings: StreamSettings, paths: BrokerPaths) -> str:
     """For the secured broker: grant the components' ACLs, write each user's client settings, say where."""
-    if not settings.broker_secure:
+    if not settings.broker.secure:
         return ""
     quiet = logging.getLogger("aiokafka")
     level = quiet.level
@@ -305,7 +305,7 @@ def _secured(settings: Settings, paths: BrokerPaths) -> str:
     return f" (SASL_SSL {secure.MECHANISM}, mutual TLS, ACLs; each user's client settings: {clients}/<user>.env)"
 
 
-def stop(settings: Settings, timeout_s: float = 30.0) -> str:
+def stop(settings: StreamSettings, timeout_s: float = 30.0) -> str:
     if not settings.uses_local_broker:
         return f"LETTINGO_KAFKA_BOOTSTRAP={settings.bootstrap} is not ours to stop; nothing done"
     paths = BrokerPaths.of(settings)
@@ -324,7 +324,7 @@ def stop(settings: Settings, timeout_s: float = 30.0) -> str:
     return f"stopped pid {pid}"
 
 
-def status(settings: Settings) -> tuple[bool, str]:
+def status(settings: StreamSettings) -> tuple[bool, str]:
     if not settings.uses_local_broker:
         ok = reachable(settings)
         return ok, f"{settings.bootstrap} (LETTINGO_KAFKA_BOOTSTRAP): {'reachable' if ok else 'NOT reachable'}"
@@ -334,5 +334,5 @@ def status(settings: Settings) -> tuple[bool, str]:
         return False, f"not running (would listen on {settings.bootstrap})"
     ok = reachable(probe_settings(settings))
     state = "running" if ok else "process alive but NOT answering"
-    kind = " (secured: SASL_SSL, mutual TLS, ACLs)" if settings.broker_secure else ""
+    kind = " (secured: SASL_SSL, mutual TLS, ACLs)" if settings.broker.secure else ""
     return ok, f"{state}: pid {pid} at {settings.bootstrap}{kind}, log {paths.log_file}"

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from lettingo.settings import Settings
 from streams.faust_adapter import refresh_metadata
+from streams.settings import StreamSettings
 
 
 class TopicCounter:
     """A long-lived consumer that only asks for end offsets: cheap enough to poll every second."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: StreamSettings) -> None:
         self._settings = settings
         self._consumer = AIOKafkaConsumer(**settings.kafka_client_config(), enable_auto_commit=False)
 
@@ -38,6 +38,6 @@ class TopicCounter:
         return out
 
 
-async def topic_counts(settings: Settings, names: list[str]) -> dict[str, int]:
+async def topic_counts(settings: StreamSettings, names: list[str]) -> dict[str, int]:
     async with TopicCounter(settings) as counter:
         return await counter.counts(names)

@@ -10,14 +10,14 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from lettingo.records import Record
-from lettingo.settings import Settings
 from streams.kafka.access import check_connection, explain_authorization
+from streams.settings import StreamSettings
 
 
 class RecordProducer:
     """Sends records keyed by a string; keeps at most ``max_in_flight`` sends unacknowledged."""
 
-    def __init__(self, producer: AIOKafkaProducer, settings: Settings, max_in_flight: int = 10_000) -> None:
+    def __init__(self, producer: AIOKafkaProducer, settings: StreamSettings, max_in_flight: int = 10_000) -> None:
         self._producer = producer
         self._settings = settings
         self._pending: list[asyncio.Future] = []
@@ -43,7 +43,7 @@ class RecordProducer:
 
 
 @asynccontextmanager
-async def record_producer(settings: Settings, **overrides: object) -> AsyncIterator[RecordProducer]:
+async def record_producer(settings: StreamSettings, **overrides: object) -> AsyncIterator[RecordProducer]:
     """A started producer; a client Kafka does not accept, or whose ACLs refuse a send, gets a
     :class:`streams.kafka.access.KafkaAccessError` (one line) instead of aiokafka's own errors."""
     await check_connection(settings)

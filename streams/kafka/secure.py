@@ -25,9 +25,9 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from lettingo.errors import ConfigError
-from lettingo.settings import Settings
 from streams.kafka.acls import COMPONENTS, user_of
 from streams.kafka.tls import TLSFiles, ensure_tls
+from streams.settings import StreamSettings
 
 MECHANISM = "SCRAM-SHA-512"
 ADMIN = "admin"
@@ -98,9 +98,9 @@ def _jaas(module: str, user: str, password: str, *extra: str) -> str:
     return f'{module} required username="{user}" password="{password}"{"".join(" " + e for e in extra)};'
 
 
-def broker_properties(settings: Settings, tls: TLSFiles, admin_password: str) -> dict[str, str]:
+def broker_properties(settings: StreamSettings, tls: TLSFiles, admin_password: str) -> dict[str, str]:
     """What the secured broker sets over the plain template (deploy/kafka/server.properties)."""
-    port, controller = settings.broker_port, settings.controller_port
+    port, controller = settings.broker.port, settings.broker.controller_port
     return {
         "listeners": f"SASL_SSL://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
         "advertised.listeners": f"SASL_SSL://127.0.0.1:{port}",
@@ -155,48 +155,48 @@ def prepare(root: Path, users: tuple[str, ...], formatted: bool) -> tuple[TLSFil
     return tls, ensure_passwords(root, tuple(dict.fromkeys((ADMIN, *users))), formatted)
 
 
-def user_settings(settings: Settings, root: Path, user: str) -> Settings:
+def user_settings(settings: StreamSettings, root: Path, user: str) -> StreamSettings:
     """``settings`` as ``user`` of the secured broker under ``root``: SASL_SSL, SCRAM, the CA, the client cert."""
     passwords = read_passwords(root)
     if user not in passwords:
         raise SecureSetupError(f"no user {user!r} on the secured broker under {root}")
     tls = TLSFiles(tls_folder(root))
-    return settings.model_copy(
-        update={
-            "kafka_security_protocol": "SASL_SSL",
-            "kafka_sasl_mechanism": MECHANISM,
-            "kafka_sasl_username": user,
-            "kafka_sasl_password": SecretStr(passwords[user]),
-            "kafka_ssl_cafile": tls.ca_cert,
-            "kafka_ssl_certfile": tls.client_cert,
-            "kafka_ssl_keyfile": tls.client_key,
+    return settings.replace(
+        kafka={
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": MECHANISM,
+            "sasl_username": user,
+            "sasl_password": SecretStr(passwords[user]),
+            "ssl_cafile": tls.ca_cert,
+            "ssl_certfile": tls.client_cert,
+            "ssl_keyfile": tls.client_key,
             "kafka_ssl_key_password": SecretStr(tls.client_key_password),
         }
     )
 
 
-def client_env(settings: Settings, root: Path, user: str) -> dict[str, str]:
+def client_env(settings: StreamSettings, root: Path, user: str) -> dict[str, str]:
     """The ``LETTINGO_*`` variables with which a client reaches the secured broker as ``user``."""
     s = user_settings(settings, root, user)
     env = {
         "LETTINGO_BROKER_SECURE": "true",
-        "LETTINGO_BROKER_PORT": str(s.broker_port),
-        "LETTINGO_CONTROLLER_PORT": str(s.controller_port),
-        "LETTINGO_KAFKA_SECURITY_PROTOCOL": s.kafka_security_protocol,
+        "LETTINGO_BROKER_PORT": str(s.broker.port),
+        "LETTINGO_CONTROLLER_PORT": str(s.broker.controller_port),
+        "LETTINGO_KAFKA_SECURITY_PROTOCOL": s.kafka.security_protocol,
         "LETTINGO_KAFKA_SASL_MECHANISM": MECHANISM,
         "LETTINGO_KAFKA_SASL_USERNAME": user,
-        "LETTINGO_KAFKA_SASL_PASSWORD": s.kafka_sasl_password.get_secret_value(),  # type: ignore[union-attr]
-        "LETTINGO_KAFKA_SSL_CAFILE": str(s.kafka_ssl_cafile),
-        "LETTINGO_KAFKA_SSL_CERTFILE": str(s.kafka_ssl_certfile),
-        "LETTINGO_KAFKA_SSL_KEYFILE": str(s.kafka_ssl_keyfile),
-        "LETTINGO_KAFKA_SSL_KEY_PASSWORD": s.kafka_ssl_key_password.get_secret_value(),  # type: ignore[union-attr]
+        "LETTINGO_KAFKA_SASL_PASSWORD": s.kafka.sasl_password.get_secret_value(),  # type: ignore[union-attr]
+        "LETTINGO_KAFKA_SSL_CAFILE": str(s.kafka.ssl_cafile),
+        "LETTINGO_KAFKA_SSL_CERTFILE": str(s.kafka.ssl_certfile),
+        "LETTINGO_KAFKA_SSL_KEYFILE": str(s.kafka.ssl_keyfile),
+        "LETTINGO_KAFKA_SSL_KEY_PASSWORD": s.kafka.ssl_key_password.get_secret_value(),  # type: ignore[union-attr]
     }
     if not settings.uses_local_broker:
         env["LETTINGO_KAFKA_BOOTSTRAP"] = settings.bootstrap
     return env
 
 
-def write_client_envs(settings: Settings, root: Path) -> Path:
+def write_client_envs(settings: StreamSettings, root: Path) -> Path:
     """``clients/<user>.env`` for every user (owner-readable only); return the folder."""
     folder = clients_folder(root)
     folder.mkdir(mode=0o700, exist_ok=True)

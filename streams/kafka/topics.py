@@ -12,8 +12,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from lettingo import records
-from lettingo.settings import Settings
 from streams.kafka.access import check_connection, explain_authorization
+from streams.settings import StreamSettings
 
 
 @dataclass(frozen=True)
@@ -44,9 +44,9 @@ TOPICS: tuple[TopicSpec, ...] = (
 BY_NAME = {t.name: t for t in TOPICS}
 
 
-def partitions_of(spec: TopicSpec, settings: Settings) -> int:
+def partitions_of(spec: TopicSpec, settings: StreamSettings) -> int:
     # model-versions is read whole by every worker: one partition keeps its order total.
-    return 1 if spec.name == "model-versions" else settings.topic_partitions
+    return 1 if spec.name == "model-versions" else settings.topics.partitions
 
 
 def topic_config(spec: TopicSpec) -> dict[str, str]:
@@ -55,7 +55,7 @@ def topic_config(spec: TopicSpec) -> dict[str, str]:
     return {"cleanup.policy": "delete"}
 
 
-async def create_topics(settings: Settings) -> list[tuple[str, str]]:
+async def create_topics(settings: StreamSettings) -> list[tuple[str, str]]:
     """Create every topic that is missing; report each as created / exists / MISMATCH (partitions differ).
 
     A client Kafka does not accept, or one whose ACLs do not allow creating and describing the topics, gets a
@@ -74,7 +74,7 @@ async def create_topics(settings: Settings) -> list[tuple[str, str]]:
         await admin.close()
 
 
-async def _create_missing(settings: Settings, admin: AIOKafkaAdminClient) -> list[tuple[str, str]]:
+async def _create_missing(settings: StreamSettings, admin: AIOKafkaAdminClient) -> list[tuple[str, str]]:
     existing = await _partition_counts(admin, [settings.topic(spec.name) for spec in TOPICS])
     report: list[tuple[str, str]] = []
     missing = []
@@ -85,7 +85,7 @@ async def _create_missing(settings: Settings, admin: AIOKafkaAdminClient) -> lis
             got = existing[name]
             report.append((name, "exists" if got == want else f"MISMATCH: {got} partitions, expected {want}"))
         else:
-            missing.append(NewTopic(name, want, settings.topic_replication, topic_configs=topic_config(spec)))
+            missing.append(NewTopic(name, want, settings.topics.replication, topic_configs=topic_config(spec)))
             plural = "s" if want > 1 else ""
             compacted = ", compacted" if spec.compacted else ""
             report.append((name, f"created ({want} partition{plural}{compacted})"))
@@ -121,12 +121,12 @@ async def _wait_until_visible(admin: AIOKafkaAdminClient, names: list[str], time
         await asyncio.sleep(0.2)
 
 
-async def delete_run_topics(settings: Settings) -> list[str]:
+async def delete_run_topics(settings: StreamSettings) -> list[str]:
     """Delete every topic of one run (its topic prefix, and its app id's changelogs): a test's or a benchmark's."""
     admin = AIOKafkaAdminClient(**settings.kafka_client_config())
     await admin.start()
     try:
-        doomed = sorted(t for t in await admin.list_topics() if t.startswith((settings.topic_prefix, settings.app_id)))
+        doomed = sorted(t for t in await admin.list_topics() if t.startswith((settings.topics.prefix, settings.app.id)))
         if doomed:
             await admin.delete_topics(doomed)
         return doomed
