@@ -10,11 +10,11 @@ import time
 
 from aiokafka import AIOKafkaConsumer
 
-from lettingo.settings import get_settings
+from streams.settings import StreamSettings
 
 
 async def main(timeout_s: float) -> dict:
-    settings = get_settings()
+    settings = StreamSettings.load()
     topic = settings.topic("profiles")
     # No group: every partition of the topic, from the beginning, nothing committed.
     consumer = AIOKafkaConsumer(
