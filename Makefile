@@ -1,6 +1,7 @@
 # The two commands of the README, each idempotent and doing its own set-up:
 #   make demo   - the main job on its local defaults
-#   make test   - the whole test suite against a real Kafka broker
+#   make test   - the static checks (ruff, mypy), then the whole test suite against a real Kafka broker
+# and for the edit-test loop: make test-fast (no broker, no model builds, no static checks).
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -9,15 +10,26 @@ LETTINGO := $(BIN)/lettingo
 DATASET ?= ../shared/data/ml-latest-small
 KAFKA_LIBS := .lettingo/kafka/libs
 
-.PHONY: demo test test-deps setup system-deps kafka-jars broker-start broker-stop broker-start-secure broker-stop-secure lint bench clean deploy-deps image image-lock compose-smoke deploy-check
+.PHONY: demo test test-fast check typecheck test-deps setup system-deps kafka-jars broker-start broker-stop broker-start-secure broker-stop-secure lint bench clean deploy-deps image image-lock compose-smoke deploy-check
 
 # The whole loop on ml-latest-small; DEMO_ARGS= (empty) runs every user with the full nano model.
 DEMO_ARGS ?= --quick
 demo: setup kafka-jars
 	$(LETTINGO) demo --dataset $(DATASET) $(DEMO_ARGS)
 
-test: setup kafka-jars test-deps
+test: setup kafka-jars test-deps check
 	$(BIN)/python -m pytest
+
+# The tests that need neither the broker nor a built model (the markers come from tests/conftest.py's fixtures).
+FAST_MARKERS := not kafka and not models and not slow and not pretrained
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "$(FAST_MARKERS)"
+
+# What CI enforces before the suite: lint, formatting and types (mypy's settings are in pyproject.toml).
+check: lint typecheck
+
+typecheck: setup
+	$(BIN)/mypy
 
 setup: system-deps $(VENV)/.installed
 

@@ -190,7 +190,7 @@ def configure_safe_logging(
         json_lines = Settings().log_format == "json"
     root = logging.getLogger()
     if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(DEFAULT_FORMAT))
         root.addHandler(handler)
     if level is not None:

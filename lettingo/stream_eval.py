@@ -123,9 +123,12 @@ class EvalTrigger(BaseModel):
 
 
 def _history(state: UserState | None, seq: int) -> tuple[Rating, ...]:
-    events = state.events if state else []
+    if state is None:
+        return ()
     return tuple(
-        Rating(state.user_id, e.item_id, e.rating, int(e.ts)) for e in events if e.seq < seq and e.rating is not None
+        Rating(state.user_id, e.item_id, e.rating, int(e.ts))
+        for e in state.events
+        if e.seq < seq and e.rating is not None
     )
 
 
@@ -215,7 +218,7 @@ class StreamTaskEvaluator:
             self.sampler.saw(case.user_id, [r.item_id for r in case.history] + [case.target.item_id])
         self.learn_items(catalog, [c.target.item_id for c in cases])
         self.reader.prepare([c.text for case in cases for c in case.candidates if c.text.strip()], [])
-        out = []
+        out: list[list[Reward]] = []
         for case in cases:
             if not case.candidates:
                 out.append([])

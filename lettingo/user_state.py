@@ -91,7 +91,7 @@ class SeenIds:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, SeenIds) and self._packed == other._packed
 
-    __hash__ = None  # mutable
+    __hash__ = None  # type: ignore[assignment]  # mutable, so unhashable; typeshed types it as a method
 
     def __repr__(self) -> str:
         return f"SeenIds({len(self)} ids)"

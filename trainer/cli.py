@@ -291,6 +291,8 @@ def rollback(
     """Take the champion back: it is marked rolled_back and the previous champion returns."""
     registry = _registry(registry_root, name)
     previous = registry.champion()
+    if previous is None:
+        raise UserError(f"model {name!r} has no champion to roll back")
     restored = registry.rollback()
     typer.echo(f"{name} v{previous} rolled back; champion: {'none' if restored is None else f'v{restored}'}")
     if publish:

@@ -37,8 +37,9 @@ from scipy.stats import t as student_t
 
 log = logging.getLogger(__name__)
 
-ProfileWriter = Callable[[str, Sequence[Any]], Sequence[Any]]
-TaskScorer = Callable[[Sequence[Any]], float]
+# The profiles a writer returns are opaque to the gate: it hands them to the scorers as they are.
+ProfileWriter = Callable[[str, Sequence[Any]], Any]
+TaskScorer = Callable[[Any], float]
 UserScorer = Callable[[Any], Mapping[str, float]]
 PairLogps = Callable[[str, Sequence[Any]], tuple[Sequence[float], Sequence[float]]]
 
@@ -92,10 +93,11 @@ class MetricComparison:
 
     @property
     def passed(self) -> bool:
-        if self.interval is not None and self.interval.high is None:
+        if self.interval is None:
+            return self.delta >= -self.tolerance - _EPSILON
+        if self.interval.high is None:
             return True  # a single unit cannot show the candidate worse
-        bound = self.interval.high if self.interval else self.delta
-        return bound >= -self.tolerance - _EPSILON
+        return self.interval.high >= -self.tolerance - _EPSILON
 
     def describe(self) -> str:
         verdict = "" if self.passed else ", WORSE"
@@ -193,14 +195,13 @@ def paired_task_comparison(
     if interval is None:
         return {}
     out = {"task_accuracy_delta": interval.delta, "task_accuracy_paired_users": float(interval.units)}
-    if interval.high is not None:
-        out.update(
-            task_accuracy_delta_se=interval.se,
-            task_accuracy_delta_ci_low=interval.low,
-            task_accuracy_delta_ci_high=interval.high,
-            task_accuracy_ci_half_width=interval.half_width,
-        )
-    return out
+    bounds = {
+        "task_accuracy_delta_se": interval.se,
+        "task_accuracy_delta_ci_low": interval.low,
+        "task_accuracy_delta_ci_high": interval.high,
+        "task_accuracy_ci_half_width": interval.half_width,
+    }
+    return out | {name: value for name, value in bounds.items() if value is not None}  # none for a single user
 
 
 def _unit(pair: Any, index: int) -> str:

@@ -81,11 +81,13 @@ def run_round(
     tokenizer = AutoTokenizer.from_pretrained(policy.tokenizer_path)
     pairs = render_pairs(pairs, tokenizer)
     count = tokenizer_counter(tokenizer)
-    if config.max_length is None:  # the data's longest pair, within the model's context
+    max_length = config.max_length
+    if max_length is None:  # the data's longest pair, within the model's context
         context = AutoConfig.from_pretrained(policy.base_model).max_position_embeddings
-        config = replace(config, max_length=max(1, min(context, longest_pair(pairs, count))))
-        log.info("max_length %d: the longest pair, up to the model's context of %d", config.max_length, context)
-    valid = validate_pairs(pairs, count, config.max_length, report)
+        max_length = max(1, min(context, longest_pair(pairs, count)))
+        config = replace(config, max_length=max_length)
+        log.info("max_length %d: the longest pair, up to the model's context of %d", max_length, context)
+    valid = validate_pairs(pairs, count, max_length, report)
     train_pairs, held_out = split_held_out(valid, config.held_out_fraction, config.seed)
     log.info("%s; %d for training, %d held out", report.summary(), len(train_pairs), len(held_out))
     if len(train_pairs) < config.min_pairs:

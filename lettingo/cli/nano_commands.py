@@ -46,7 +46,7 @@ def build(
         "nano %s: %s parameters, final SFT loss %s, built in %s s",
         path.name,
         manifest.get("parameters"),
-        manifest.get("sft", {}).get("final_loss"),
+        sft.get("final_loss") if isinstance(sft := manifest.get("sft"), dict) else None,
         manifest.get("build_seconds"),
     )
     typer.echo(str(path))

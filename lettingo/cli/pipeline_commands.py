@@ -113,7 +113,7 @@ def evaluate(
     dataset, split = _load_data(dataset_path)
     config = EvaluationConfig(
         Task(task), targets_per_user, offset, draws, with_recent=with_recent, reward=reward, seed=seed
-    )  # type: ignore[arg-type]
+    )
     reader = _reader(dataset, split, reader_path)
     evaluator = TaskEvaluator(reader, dataset, split, config)
     reader.warm_items()
@@ -264,7 +264,7 @@ def baselines(
             diff = paired_difference(system, systems[0], first_metric, resamples)
             typer.echo(f"  {system.name} - {systems[0].name} ({first_metric}): {diff}")
             figures[f"{task.value}/{system.name}-minus-{systems[0].name}"] = {first_metric: diff.as_dict()}
-    if (completer := getattr(reader, "completer", None)) is not None and getattr(completer, "queries", 0):
+    if (completer := getattr(reader, "completer", None)) is not None and getattr(completer, "queries", None):
         figures["judge"] = {
             "answers": reader.n_answers,
             "unparsable": reader.n_unparsable,

@@ -178,9 +178,9 @@ class EmbeddingReader:
         out: list[np.ndarray] = [np.empty(0)] * len(queries)
         for start in range(0, len(queries), BLOCK_QUERIES):
             block = queries[start : start + BLOCK_QUERIES]
-            x, n_items, channels = self.batch_features(task, block)
-            for name in dict.fromkeys(channels):
-                picked = [n for n, c in enumerate(channels) if c == name]
+            x, n_items, block_channels = self.batch_features(task, block)
+            for name in dict.fromkeys(block_channels):
+                picked = [n for n, c in enumerate(block_channels) if c == name]
                 rows = x[picked][:, :, feature_columns(task.value, name)]
                 counts = n_items[picked]
                 valid = np.arange(rows.shape[1])[None, :] < counts[:, None]
@@ -220,14 +220,14 @@ class EmbeddingReader:
         # distinct profiles and h_u, and the contexts (profile, h_u) of the queries
         profiles: dict[str, int] = {"": 0}
         recents: dict[int, int] = {id(None): 0}
-        recent_list: list[Sequence] = [()]
+        recent_list: list[Sequence] = [()]  # each distinct h_u; () for none
         contexts: dict[tuple[int, int], list[int]] = {}
         query_profile = np.zeros(len(queries), dtype=np.int64)
         for n, (q, c) in enumerate(zip(queries, channels, strict=True)):
             p = query_profile[n] = profiles.setdefault(q.profile, len(profiles)) if "profile" in c else 0
             r = recents.setdefault(id(q.recent) if q.recent else id(None), len(recents))
             if r == len(recent_list):
-                recent_list.append(q.recent)
+                recent_list.append(q.recent or ())
             contexts.setdefault((p, r), []).append(n)
         chunk_vectors = [np.zeros((0, EMBEDDING_DIM), dtype=np.float32)]
         chunk_vectors += [self._profile_vectors[p] for p in list(profiles)[1:]]
@@ -355,9 +355,9 @@ def _padded(flat: list, counts: np.ndarray, dtype: type) -> np.ndarray:
     width = int(counts.max(initial=0))
     if len(flat) == len(counts) * width:
         return np.array(flat, dtype=dtype).reshape(len(counts), width)
-    out = np.zeros((len(counts), width), dtype=dtype)
-    out[np.arange(width)[None, :] < counts[:, None]] = flat
-    return out
+    padded: np.ndarray = np.zeros((len(counts), width), dtype=dtype)
+    padded[np.arange(width)[None, :] < counts[:, None]] = flat
+    return padded
 
 
 def load_manifest_version(folder: Path) -> str:

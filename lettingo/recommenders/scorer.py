@@ -91,7 +91,7 @@ def write_frozen(folder: Path, arrays: dict[str, np.ndarray], manifest: dict) ->
     folder.mkdir(parents=True, exist_ok=True)
     arrays_path = folder / ARRAYS_FILE
     tmp = folder / f".{ARRAYS_FILE}.{os.getpid()}.tmp.npz"
-    np.savez(tmp, **arrays)
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub reads **kwds as its allow_pickle flag
     tmp.replace(arrays_path)
     full = {**manifest, "format_version": FORMAT_VERSION, "sha256": {ARRAYS_FILE: sha256_of(arrays_path)}}
     tmp_manifest = folder / f".{MANIFEST_FILE}.{os.getpid()}.tmp"

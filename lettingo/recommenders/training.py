@@ -115,8 +115,8 @@ def train_reader(
                     ranking[channels][1].append(y)
             label = scheme.label(case.target.rating).value
             for channels in SENTIMENT_CHANNELS:
-                q = SentimentQuery(profile if "profile" in channels else "", case.recent, case.target.item_id)
-                sentiment[channels][0].append(reader.features(Task.SENTIMENT, q)[1])
+                s = SentimentQuery(profile if "profile" in channels else "", case.recent, case.target.item_id)
+                sentiment[channels][0].append(reader.features(Task.SENTIMENT, s)[1])
                 sentiment[channels][1].append(label)
     encoder.save()
 
