@@ -174,7 +174,7 @@ def configure_safe_logging(
     prefixes: Iterable[str] = DEFAULT_PREFIXES,
     interval_s: float = 10.0,
     level: int | None = None,
-    json_lines: bool | None = None,
+    json_lines: bool = False,
 ) -> RateLimitFilter:
     """Escape and rate-limit every handler of the root logger; return the rate limiter in force.
 
@@ -183,11 +183,7 @@ def configure_safe_logging(
     it first adds one on stderr in the CLIs' plain format, so early warnings are escaped too; ``level``, when
     given, sets the root logger's level. Handlers added later are not covered: call it again after
     any set-up that replaces them (the stream worker does, from Faust's ``on_setup_root_logger``). With
-    ``json_lines`` (default: the ``LETTINGO_LOG_FORMAT`` setting is ``json``) every handler writes JSON lines."""
-    if json_lines is None:
-        from lettingo.settings import Settings
-
-        json_lines = Settings().log_format == "json"
+    ``json_lines`` (entry points pass whether ``LETTINGO_LOG_FORMAT`` is ``json``) every handler writes JSON lines."""
     root = logging.getLogger()
     if not root.handlers:
         handler: logging.Handler = logging.StreamHandler(sys.stderr)

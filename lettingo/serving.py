@@ -47,8 +47,9 @@ def label_of(record: ModelVersion) -> str:
     return f"{record.name}:{record.version}"
 
 
-def registry_of(record: ModelVersion) -> ModelRegistry:
-    """The registry a record's ``uri`` points into: ``<root>/<name>/v000042``."""
+def registry_of(record: ModelVersion, cache_dir: Path | None = None) -> ModelRegistry:
+    """The registry a record's ``uri`` points into: ``<root>/<name>/v000042`` (a remote one downloads into
+    ``cache_dir``)."""
     root, name, folder = [*record.uri.rstrip("/").rsplit("/", 2), "", "", ""][:3]
     if name != record.name or folder != version_folder_name(record.version):
         raise ModelRefusedError(
@@ -56,14 +57,14 @@ def registry_of(record: ModelVersion) -> ModelRegistry:
             "bad_uri",
             f"{record.uri} is not <registry root>/{record.name}/{version_folder_name(record.version)}",
         )
-    return ModelRegistry(root, record.name)
+    return ModelRegistry(root, record.name, cache_dir)
 
 
-def verify_files(record: ModelVersion) -> Path:
+def verify_files(record: ModelVersion, cache_dir: Path | None = None) -> Path:
     """A local folder of the version, once the registry has verified every file against its manifest and the
     manifest's files are exactly the record's."""
     label = label_of(record)
-    registry = registry_of(record)
+    registry = registry_of(record, cache_dir)
     try:
         manifest = registry.manifest(record.version)
         if manifest.files != record.sha256:
@@ -74,19 +75,21 @@ def verify_files(record: ModelVersion) -> Path:
         raise ModelRefusedError(label, reason, str(e)) from e
 
 
-def base_model_folder(record: ModelVersion) -> str:
+def base_model_folder(record: ModelVersion, cache_dir: Path | None = None) -> str:
     """A local folder of the record's base model, read from the version's own registry (verified, downloaded
     into the cache when remote)."""
     try:
-        return str(registry_of(record).base_model_path(record.base_model))
+        return str(registry_of(record, cache_dir).base_model_path(record.base_model))
     except RegistryError as e:
         raise ModelRefusedError(label_of(record), "base_model", str(e)) from e
 
 
-def generator_for(record: ModelVersion, folder: Path) -> Generator:
+def generator_for(record: ModelVersion, folder: Path, cache_dir: Path | None = None) -> Generator:
     """The ``hf`` backend on the version: a LoRA adapter on its base model, or a full model."""
     if record.kind == "lora":
-        return make_generator(f"hf:{base_model_folder(record)}", adapter=str(folder), version=label_of(record))
+        return make_generator(
+            f"hf:{base_model_folder(record, cache_dir)}", adapter=str(folder), version=label_of(record)
+        )
     return make_generator(f"hf:{folder}", version=label_of(record))
 
 
@@ -108,11 +111,11 @@ def smoke_test(label: str, generator: Generator, max_new_tokens: int = 32) -> st
     return generation.text
 
 
-def load_version(record: ModelVersion) -> LoadedPolicy:
+def load_version(record: ModelVersion, cache_dir: Path | None = None) -> LoadedPolicy:
     label = label_of(record)
-    folder = verify_files(record)
+    folder = verify_files(record, cache_dir)
     try:
-        generator = generator_for(record, folder)
+        generator = generator_for(record, folder, cache_dir)
     except ModelRefusedError:
         raise
     except Exception as e:
@@ -128,13 +131,15 @@ class PolicyHolder:
     current: LoadedPolicy
     previous: LoadedPolicy | None = None
     refused: dict[str, str] = field(default_factory=dict)  # version -> reason
+    # Where versions from a remote registry are downloaded (the worker's <home>/model-cache).
+    cache_dir: Path | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def from_spec(cls, spec: str) -> PolicyHolder:
+    def from_spec(cls, spec: str, cache_dir: Path | None = None) -> PolicyHolder:
         generator = make_generator(spec)
         smoke_test("default", generator)
-        return cls(LoadedPolicy("default", generator))
+        return cls(LoadedPolicy("default", generator), cache_dir=cache_dir)
 
     def switch_to(self, record: ModelVersion) -> LoadedPolicy:
         """Verify, load and smoke-test ``record``, then serve it; raise :class:`ModelRefusedError` otherwise.
@@ -146,7 +151,7 @@ class PolicyHolder:
         if self.previous is not None and label == self.previous.version:
             return self.rollback()
         try:
-            loaded = load_version(record)
+            loaded = load_version(record, self.cache_dir)
         except ModelRefusedError as e:
             self.refused[label] = e.reason
             log.warning("refused model_version=%s: %s", label, e)

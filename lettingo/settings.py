@@ -352,8 +352,15 @@ class Settings(Section):
         """A copy with some fields changed; a section's changes are given as a dict of its fields."""
         update: dict[str, Any] = {}
         for name, value in sections.items():
+            if name not in type(self).model_fields:
+                raise ValueError(f"{type(self).__name__} has no field {name}")
             current = getattr(self, name)
-            update[name] = current.model_copy(update=value) if isinstance(current, BaseModel) else value
+            if isinstance(current, BaseModel):
+                unknown = sorted(set(value) - set(type(current).model_fields))
+                if unknown:  # model_copy would set them silently
+                    raise ValueError(f"{name} ({type(current).__name__}) has no field {', '.join(unknown)}")
+                value = current.model_copy(update=value)
+            update[name] = value
         return self.model_copy(update=update)
 
     def path(self, *parts: str) -> Path:

@@ -93,7 +93,7 @@ class Runtime:
 
     def load_generators(self) -> None:
         """The configured serving policy (smoke-tested) and the explorer. Blocking: run it in an executor."""
-        policy = PolicyHolder.from_spec(self.settings.worker.policy)
+        policy = PolicyHolder.from_spec(self.settings.worker.policy, cache_dir=self.settings.path("model-cache"))
         if self.settings.worker.prompt_max_tokens is not None and not hasattr(policy.current.generator, "encode"):
             raise ConfigError(
                 f"LETTINGO_PROMPT_MAX_TOKENS needs a model policy (hf:, vllm:) to count tokens with, not "

@@ -123,3 +123,29 @@ def test_settings_markdown_prints_the_readme_table() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == settings_table(StreamSettings)
+
+
+ENTRY_POINTS = (
+    "lettingo/cli/",
+    "streams/cli/",
+    "streams/app.py",
+    "trainer/cli.py",
+    "trainer/base_cli.py",
+    "trainer/warmup.py",
+)
+
+
+def test_only_entry_points_build_settings() -> None:
+    """Library code is handed its settings (or the values it needs); only commands and the worker's app build them."""
+    import re
+
+    builds = re.compile(r"\b(Stream)?Settings(\.load)?\(")
+    found = [
+        f"{path.relative_to(REPO)}:{n}"
+        for folder in ("lettingo", "streams", "trainer")
+        for path in sorted((REPO / folder).rglob("*.py"))
+        if path.name != "settings.py" and not str(path.relative_to(REPO)).startswith(ENTRY_POINTS)
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if builds.search(line)
+    ]
+    assert found == [], f"settings built outside an entry point: {found}"

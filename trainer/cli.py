@@ -86,7 +86,8 @@ def train(
     config: DPORoundConfig,  # built from its fields' options (kind, beta, loss type, --lr, ...)
 ) -> None:
     """Train a DPO round on preference pairs, gate it against the champion, publish it to the registry."""
-    configure_safe_logging()  # --watch keeps consumers open: a broker outage would log every reconnect (issue 14)
+    # --watch keeps consumers open: a broker outage would log every reconnect (issue 14)
+    configure_safe_logging(json_lines=StreamSettings.load().log_format == "json")
     if pairs and watch:
         raise UserError("--watch reads the topic; it cannot be combined with --pairs")
     for path in pairs or []:

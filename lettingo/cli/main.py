@@ -20,7 +20,7 @@ import typer
 
 from lettingo.errors import LettingoError
 from lettingo.logsafe import configure_safe_logging
-from lettingo.settings import env_items, installed_settings, settings_table
+from lettingo.settings import Settings, env_items, installed_settings, settings_table
 
 app = typer.Typer(
     name="lettingo",
@@ -48,7 +48,8 @@ def _root(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    configure_safe_logging()  # escaped lines (JSON with LETTINGO_LOG_FORMAT=json), Kafka client floods limited
+    # escaped lines (JSON with LETTINGO_LOG_FORMAT=json), Kafka client floods limited
+    configure_safe_logging(json_lines=Settings.load().log_format == "json")
 
 
 @app.command("settings")

@@ -19,7 +19,10 @@ from fsspec.implementations.local import LocalFileSystem
 
 from lettingo.registry.errors import CorruptArtifactError, RegistryError
 from lettingo.registry.manifest import MANIFEST_NAME, hash_folder, sha256_of_stream
-from lettingo.settings import Settings
+
+# Where a remote registry's files are downloaded when the caller names no folder (entry points pass
+# <LETTINGO_HOME>/model-cache); a local registry is read in place.
+DEFAULT_CACHE_DIR = Path(".lettingo") / "model-cache"
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +33,7 @@ class FolderStore:
         self.is_local = isinstance(self.fs, LocalFileSystem)
         self.group = group
         self.dir = f"{root_path.rstrip('/')}/{group}"
-        self.cache_dir = cache_dir or Settings().path("model-cache")
+        self.cache_dir = cache_dir or DEFAULT_CACHE_DIR
 
     def key_dir(self, key: str) -> str:
         return f"{self.dir}/{key}"

@@ -20,7 +20,7 @@ from pathlib import Path
 from lettingo.records import ModelStatus, ModelVersion
 from lettingo.registry.base_models import BASE_FOLDER, BaseModelStore, is_ref
 from lettingo.registry.errors import CorruptArtifactError, RegistryError, VersionNotFoundError
-from lettingo.registry.files import FolderStore, fsync_dir, write_durably
+from lettingo.registry.files import DEFAULT_CACHE_DIR, FolderStore, fsync_dir, write_durably
 from lettingo.registry.manifest import (
     Manifest,
     ManifestDraft,
@@ -29,7 +29,6 @@ from lettingo.registry.manifest import (
     version_folder_name,
 )
 from lettingo.registry.state import STATE_NAME, RegistryState
-from lettingo.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ class ModelRegistry:
     def __init__(self, root: str | Path, name: str = DEFAULT_MODEL_NAME, cache_dir: Path | None = None) -> None:
         if name == BASE_FOLDER:
             raise RegistryError(f"{BASE_FOLDER!r} holds the registry's base models; name the model otherwise")
-        self.cache_dir = cache_dir or Settings().path("model-cache")
+        self.cache_dir = cache_dir or DEFAULT_CACHE_DIR
         self.files = FolderStore(root, name, self.cache_dir)
         self.fs, self.is_local = self.files.fs, self.files.is_local
         self.root = str(root)

@@ -21,7 +21,7 @@ from streams import faust_topics, metrics, tables
 from streams.agents import RUNTIME
 from streams.agents.follower import follow
 from streams.app import app, settings
-from streams.edge import LIMITS, check_key
+from streams.edge import LIMITS, check_key, dead_letter
 from streams.quarantine import crash_counted
 
 log = logging.getLogger(__name__)
@@ -39,8 +39,6 @@ async def forget(stream):
             erasure = decode_record(Erasure, event.message.value, LIMITS)
             check_key(erasure, event.message.key)
         except RecordError as e:
-            from streams.edge import dead_letter
-
             m = event.message
             await dead_letter(m.topic, m.partition, m.offset, m.key, m.value, e.reason, str(e))
             continue

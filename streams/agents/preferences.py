@@ -17,6 +17,8 @@ from lettingo.scoreboard import Scoreboard, task_key
 from lettingo.stream_eval import EvalTrigger
 from streams import faust_topics, metrics, tables
 from streams.agents import RUNTIME
+from streams.agents.regenerate import prompt_for_ref
+from streams.agents.task_eval import EVENT_ID_HEADER
 from streams.app import app
 from streams.edge import bare_topic, decode_event
 from streams.quarantine import count_evictions, crash_counted, guarded, load_owned
@@ -86,8 +88,6 @@ async def score_reward(event) -> None:
 
 def _key(event, reward: Reward) -> str | None:
     """A task-evaluation reward's key: its rated event (from the ``event-id`` header); others the default."""
-    from streams.agents.task_eval import EVENT_ID_HEADER
-
     headers = event.message.headers or []
     pairs = headers.items() if isinstance(headers, dict) else headers
     event_id = next((v for k, v in pairs if k == EVENT_ID_HEADER), None)
@@ -98,6 +98,4 @@ def _key(event, reward: Reward) -> str | None:
 
 def _prompt_for(candidate: ProfileCandidate) -> str:
     """For a candidate from a producer that did not carry its prompt: rebuilt from the user's kept history."""
-    from streams.agents.regenerate import prompt_for_ref
-
     return prompt_for_ref(candidate.user_id, candidate.history_ref).text

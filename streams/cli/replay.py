@@ -31,8 +31,9 @@ def replay(
     items: Annotated[bool, typer.Option(help="Send the item catalogue to `items` first.")] = True,
 ) -> None:
     """Send a dataset into `items` and `interactions` in time order."""
-    configure_safe_logging()  # a broker outage would otherwise log every reconnect attempt (issue 14)
     settings = StreamSettings.load()
+    # a broker outage would otherwise log every reconnect attempt (issue 14)
+    configure_safe_logging(json_lines=settings.log_format == "json")
     try:
         data = load_dataset(dataset)
     except DatasetFormatError as e:

@@ -40,8 +40,9 @@ async def ensure_topics(settings: StreamSettings) -> None:
 
 def worker(loglevel: str = typer.Option("info", "--loglevel", "-l", help="Faust log level.")) -> None:
     """Run a stream worker (agents, tables, web views and /metrics on LETTINGO_WEB_PORT)."""
-    configure_safe_logging()  # escaped, rate-limited lines from the start (topic creation talks to Kafka too)
     settings = StreamSettings.load()
+    json_lines = settings.log_format == "json"
+    configure_safe_logging(json_lines=json_lines)  # escaped, rate-limited lines from the start (topics talk to Kafka)
     asyncio.run(ensure_topics(settings))
     # A principal without READ on an input stops here with one line, not later among Faust's crash tracebacks.
     asyncio.run(check_reads(settings, [settings.topic(t) for t in ("interactions", "profile-requests", "items")]))
@@ -56,7 +57,7 @@ def worker(loglevel: str = typer.Option("info", "--loglevel", "-l", help="Faust 
             super().on_setup_root_logger(logger, level)
             # Faust has just replaced the root logger's handlers with its own (mode's setup_logging): escape and
             # rate-limit those, or a broker outage writes hundreds of aiokafka lines a second (issue 14).
-            configure_safe_logging()
+            configure_safe_logging(json_lines=json_lines)
 
     faust_worker = SafeLoggingWorker(app, loglevel=loglevel, quiet=True)
     # At warning and above Faust's terminal spinner sets the root logger to DEBUG, so every debug record of every

@@ -245,7 +245,8 @@ class Demo:
         from lettingo.recommenders import TextEncoder, build_or_load_reader
         from streams.demo.report import write_report
 
-        configure_safe_logging()  # this process replays and follows the topics: its Kafka clients flood in an outage
+        # this process replays and follows the topics: its Kafka clients flood in an outage
+        configure_safe_logging(json_lines=self.settings.log_format == "json")
         cfg = self.config
         (self.run_dir / "config.json").write_text(json.dumps(asdict(cfg), default=str, indent=2))
         self.say(broker.start(self.settings))

@@ -170,7 +170,7 @@ def user_settings(settings: StreamSettings, root: Path, user: str) -> StreamSett
             "ssl_cafile": tls.ca_cert,
             "ssl_certfile": tls.client_cert,
             "ssl_keyfile": tls.client_key,
-            "kafka_ssl_key_password": SecretStr(tls.client_key_password),
+            "ssl_key_password": SecretStr(tls.client_key_password),
         }
     )
 
