@@ -15,10 +15,8 @@ from typing import Literal
 
 from lettingo.data import Dataset, DatasetSplit, LabelScheme, UserSplit
 from lettingo.data.split import cases_for_user
-from lettingo.metrics_stats import ranking_metrics, sentiment_metrics
 from lettingo.recommenders.base import RankingQuery, Recommender, SentimentQuery, Task
 from lettingo.recommenders.negatives import NegativeSampler
-from lettingo.records import Reward, RewardSource
 
 log = logging.getLogger(__name__)
 
@@ -161,27 +159,3 @@ class TaskEvaluator:
                 )
             )
         return scores
-
-
-def metrics_of(task: Task, outcomes: Sequence[CaseOutcome]) -> dict[str, float]:
-    if task is Task.SENTIMENT:
-        return sentiment_metrics([o.actual for o in outcomes], [o.predicted for o in outcomes])
-    return ranking_metrics([o.rank for o in outcomes])
-
-
-def reward_records(user_id: str, profile_id: str, score: ProfileScore, reader_version: str) -> list[Reward]:
-    """The per-target :class:`Reward` records of one profile, for the ``rewards`` topic."""
-    return [
-        Reward(
-            user_id=user_id,
-            profile_id=profile_id,
-            source=RewardSource.TASK_EVAL,
-            target=o.target_id,
-            predicted=o.predicted,
-            actual=o.actual,
-            correct=o.correct,
-            value=o.graded,
-            model_version=reader_version,
-        )
-        for o in score.outcomes
-    ]

@@ -48,22 +48,6 @@ def ndcg_at(rank: int | None, k: int) -> float:
     return 1.0 / math.log2(rank + 2) if rank is not None and rank < k else 0.0
 
 
-def ranking_metrics(ranks: Sequence[int | None]) -> dict[str, float]:
-    n = len(ranks)
-    if not n:
-        return {"hr@1": float("nan"), "hr@5": float("nan"), "ndcg@5": float("nan")}
-    return {
-        "hr@1": sum(hit_at(r, 1) for r in ranks) / n,
-        "hr@5": sum(hit_at(r, 5) for r in ranks) / n,
-        "ndcg@5": sum(ndcg_at(r, 5) for r in ranks) / n,
-    }
-
-
-def sentiment_metrics(y_true: Sequence[str], y_pred: Sequence[str | None]) -> dict[str, float]:
-    macro, weighted = f1_scores(y_true, y_pred)
-    return {"accuracy": accuracy(y_true, y_pred), "macro_f1": macro, "weighted_f1": weighted}
-
-
 @dataclass(frozen=True, slots=True)
 class Estimate:
     value: float

@@ -183,11 +183,6 @@ class UserState(BaseModel):
         grow, and its events are applied in their order)."""
         return position <= self.positions.get(source, -1)
 
-    def events_before(self, event_id: str) -> list[HistoryEvent]:
-        """The kept events applied before ``event_id`` (all of them when it is not applied yet)."""
-        seq = next((e.seq for e in self.events if e.event_id == event_id), None)
-        return [e for e in self.events if seq is None or e.seq < seq]
-
     def events_up_to(self, history_ref: str) -> list[HistoryEvent]:
         """The kept events a request's ``history_ref`` covers (all of them when the ref is empty)."""
         upto = int(history_ref.split("@", 1)[0]) if history_ref else self.count

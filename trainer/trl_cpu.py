@@ -2,9 +2,10 @@
 
 TRL 1.16's DPO trainer gets per-token log-probs from ``add_fused_lm_head``. Off Triton devices it projects *every*
 position through the LM head (so that Neuron's compiled tile shapes stay fixed), then masks the prompt out. On the
-CPU nothing is compiled, and our prompts are ~90 % of each sequence, so the head over the prompt was most of a
-step's time: a 57-pair round on the nano took 75.6 s, and 12.3 s with this, at the same loss. The log-probs of the
-completion positions are the same either way; ``tests/test_trainer_round.py`` checks it.
+CPU nothing is compiled, and our prompts are ~90 % of each sequence, so the head over the prompt is most of a step's
+time: scoring only the completions makes a DPO round on the nano model about six times faster (57 pairs: 12.3 s
+instead of 75.6 s) at the same loss. The log-probs of the completion positions are the same either way;
+``tests/test_trainer_round.py`` checks it.
 """
 
 from __future__ import annotations

@@ -49,10 +49,6 @@ class UserSplit:
     target: Rating
     position: int  # 0 = the user's last rating, 1 = the one before, ...
 
-    @property
-    def seen_item_ids(self) -> frozenset[str]:
-        return frozenset(r.item_id for r in (*self.long_history, *self.recent, self.target))
-
 
 def cases_for_user(ratings: list[Rating], cfg: SplitConfig, positions: range) -> list[UserSplit]:
     """Cases at the given positions from the end (``ratings`` already in time order)."""
@@ -73,12 +69,6 @@ class DatasetSplit:
     validation: tuple[str, ...]
     test: tuple[str, ...]
     cfg: SplitConfig
-
-    def group_of(self, user_id: str) -> str:
-        for name in ("train", "validation", "test"):
-            if user_id in getattr(self, name):
-                return name
-        raise KeyError(user_id)
 
     def cases(self, dataset: Dataset, group: str, targets_per_user: int = 1, offset: int = 0) -> list[UserSplit]:
         """Evaluation cases of a user group. ``offset=1`` skips the final target and starts at the validation
