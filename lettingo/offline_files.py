@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -163,8 +163,7 @@ class FileKind(Generic[R]):
         except RecordError as e:
             other = _recognise(raw, but=self)
             if other is not None:
-                detail = f"a line of {other.name} (written by `{other.written_by}`), not of {self.name}"
-                raise OfflineFileError(path, detail, line, "wrong_kind") from None
+                raise _wrong_kind(path, line, other, self) from None
             raise OfflineFileError(path, f"not a line of {self.name}: {e}", line, e.reason) from None
 
     def read(self, path: Path) -> Iterator[R]:
@@ -182,11 +181,20 @@ class FileKind(Generic[R]):
                     yield number, raw
 
     def finished(self, path: Path) -> set[Hashable]:
-        """The keys of the rows in ``path`` (none when it does not exist), after cutting a torn last line."""
+        """The keys of the rows in ``path`` (none when it does not exist), after cutting a torn last line.
+
+        An output is held to its own kind more strictly than an input: a line that is also a row of a more
+        specific kind (a rewards line in an explore output) is refused, not taken for a finished case."""
         if not path.exists():
             return set()
         _cut_torn_line(path)
-        return {self.key(row) for row in self.read(path)}
+        keys: set[Hashable] = set()
+        for number, raw in self.lines(path):
+            row = self.decode(path, number, raw)
+            if not keys and (other := _more_specific(raw, than=self)) is not None:
+                raise _wrong_kind(path, number, other, self)
+            keys.add(self.key(row))
+        return keys
 
     def append(self, path: Path) -> Appender[R]:
         """Append rows to ``path`` (made with its folder if missing), one flushed line each."""
@@ -260,14 +268,27 @@ def _recognise(raw: bytes, but: FileKind[Any]) -> FileKind[Any] | None:
     required = {name for name, field in but.row.model_fields.items() if field.is_required()}
     if not isinstance(fields, dict) or required <= fields.keys():
         return None
-    for kind in _KINDS:
-        if kind is not but:
-            try:
-                decode_record(kind.row, raw, kind._limits)
-            except RecordError:
-                continue
-            return kind
+    return _valid_as(raw, [kind for kind in _KINDS if kind is not but])
+
+
+def _more_specific(raw: bytes, than: FileKind[Any]) -> FileKind[Any] | None:
+    """The kind listed before ``than`` in :data:`_KINDS` that ``raw`` is also a valid line of, if any."""
+    return _valid_as(raw, _KINDS[: _KINDS.index(than)])
+
+
+def _valid_as(raw: bytes, kinds: Sequence[FileKind[Any]]) -> FileKind[Any] | None:
+    for kind in kinds:
+        try:
+            decode_record(kind.row, raw, kind._limits)
+        except RecordError:
+            continue
+        return kind
     return None
+
+
+def _wrong_kind(path: Path, line: int, found: FileKind[Any], expected: FileKind[Any]) -> OfflineFileError:
+    detail = f"a line of {found.name} (written by `{found.written_by}`), not of {expected.name}"
+    return OfflineFileError(path, detail, line, "wrong_kind")
 
 
 def progress_path(out: Path) -> Path:

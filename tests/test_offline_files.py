@@ -184,3 +184,13 @@ def test_the_cli_reports_a_wrong_file_as_one_line(tmp_path: Path, capsys: pytest
         assert exit_info.value.code == InputError.exit_code
         (line,) = capsys.readouterr().err.strip().splitlines()
         assert line.startswith("lettingo: error: ") and " line 1: a line of " in line
+
+
+def test_an_output_of_another_kind_is_not_resumed_into(tmp_path: Path) -> None:
+    """A rewards line is also a valid explore line (evaluate may re-score one), but `explore --out rewards.jsonl`
+    must not take the rewards for finished cases and append explore lines to them."""
+    rewards = _write(tmp_path / "rewards.jsonl", [_rewards_row("1", 0)])
+    before = rewards.read_bytes()
+    with pytest.raises(OfflineFileError, match=r"rewards.jsonl line 1: a line of rewards .*, not of explore output"):
+        EXPLORE.finished(rewards)
+    assert rewards.read_bytes() == before
