@@ -437,8 +437,14 @@ def _all_sections(root: type[Section]) -> Iterator[type[Section]]:
 def installed_settings() -> type[Settings]:
     """The settings class of the layers installed in this process: the most extended subclass of
     :class:`Settings` imported so far (the stream layer's once its commands are loaded), else the core's."""
-    leaves = [cls for cls in _all_sections(Settings) if not cls.__subclasses__()]
+    leaves = [cls for cls in _subclasses(Settings) if not cls.__subclasses__()]
     return max(leaves, key=lambda cls: len(list(iter_fields(cls))))
+
+
+def _subclasses(root: type[Settings]) -> Iterator[type[Settings]]:
+    yield root
+    for sub in root.__subclasses__():
+        yield from _subclasses(sub)
 
 
 def _default_text(field: FieldInfo) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 
@@ -69,6 +69,11 @@ class Worker:
 
 
 _worker: Worker | None = None
+
+if TYPE_CHECKING:  # what __getattr__ below serves, for the type checker
+    app: faust.App
+    settings: StreamSettings
+    runtime: Runtime
 
 
 def configure(settings: StreamSettings) -> Worker:

@@ -72,8 +72,8 @@ def main() -> None:
         typer.run(worker)
     except UserError as e:
         print(f"lettingo worker: error: {e}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(e.exit_code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
