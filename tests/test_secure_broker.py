@@ -28,6 +28,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import SecretStr
 
+from lettingo.errors import ServiceError
 from lettingo.records import ModelStatus, ModelVersion
 from streams.kafka import acls, broker, secure
 from streams.kafka.access import KafkaAccessError, check_connection
@@ -278,7 +279,7 @@ def test_a_wrong_password_fails_fast_with_one_line_in_every_command(secured, tmp
     for name, proc in procs.items():
         out, err = proc.communicate(timeout=120)
         lines = [line for line in err.splitlines() if line.strip()]
-        assert proc.returncode == 1, f"{name}: {proc.returncode}\n{err}"
+        assert proc.returncode == ServiceError.exit_code, f"{name}: {proc.returncode}\n{err}"
         assert len(lines) == 1, f"{name}: {err}"
         assert "refused the SASL login of user" in lines[0] and COMMANDS[name][0] in lines[0], f"{name}: {err}"
         assert "LETTINGO_KAFKA_SASL_PASSWORD" in lines[0] and wrong not in out + err
@@ -288,7 +289,7 @@ def test_a_wrong_password_fails_fast_with_one_line_in_every_command(secured, tmp
 def test_a_plaintext_client_on_the_tls_port_fails_clearly(secured):
     env = secured.client_env("lettingo-topics") | {"LETTINGO_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}
     done = lettingo(env, "topics", "create", timeout=60)
-    assert done.returncode == 1
+    assert done.returncode == ServiceError.exit_code
     assert done.stderr.strip().count("\n") == 0, done.stderr
     assert "answered in TLS" in done.stderr and "PLAINTEXT" in done.stderr
 

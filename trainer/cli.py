@@ -48,7 +48,7 @@ def _publisher(settings: StreamSettings) -> Any:
         try:
             publish_model_version_sync(settings, record)
         except KafkaUnavailableError as e:
-            raise UserError(f"{e} (the registry is updated; use --no-publish to skip the topic)") from e
+            raise KafkaUnavailableError(f"{e} (the registry is updated; use --no-publish to skip the topic)") from e
         typer.echo(f"published {record.name} v{record.version} ({record.status}) to model-versions")
 
     return publish
@@ -179,17 +179,14 @@ def _train_from_topic(max_pairs: int, wait: float, group_id: str, **round_args: 
     """Consume a batch (stored before its offsets are committed), then train on every pending batch."""
     from trainer.batches import BatchStore
     from trainer.data import PairReport, read_pairs_jsonl
-    from trainer.kafka_io import KafkaUnavailableError, consume_pair_batch_sync, read_erasures_sync
+    from trainer.kafka_io import consume_pair_batch_sync, read_erasures_sync
 
     settings: StreamSettings = round_args["settings"]
     # Pending batches belong to this group's offsets on this topic: another prefix or group never picks them up.
     store = BatchStore(
         settings.path("trainer-batches", f"{settings.topics.prefix}{group_id}", round_args["registry"].name)
     )
-    try:
-        consumed = consume_pair_batch_sync(settings, store, group_id, max_pairs, wait)
-    except KafkaUnavailableError as e:
-        raise UserError(str(e)) from e
+    consumed = consume_pair_batch_sync(settings, store, group_id, max_pairs, wait)  # a ServiceError: one line
     if consumed:
         from trainer import metrics
 

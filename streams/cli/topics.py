@@ -6,8 +6,8 @@ import asyncio
 
 import typer
 from aiokafka.errors import KafkaError
-
 from lettingo.cli.errors import UserError
+from lettingo.errors import ServiceError
 from streams.kafka.access import KafkaAccessError
 from streams.kafka.topics import TOPICS, create_topics, partitions_of
 from streams.settings import StreamSettings
@@ -24,7 +24,9 @@ def create() -> None:
     except KafkaAccessError:
         raise  # already one line that says what is wrong (a UserError)
     except KafkaError as e:
-        raise UserError(f"cannot reach Kafka at {settings.bootstrap}: {e} (is `lettingo broker start` running?)") from e
+        raise ServiceError(
+            f"cannot reach Kafka at {settings.bootstrap}: {e} (is `lettingo broker start` running?)"
+        ) from e
     for name, state in report:
         typer.echo(f"{name:<28} {state}")
     if any(state.startswith("MISMATCH") for _, state in report):
