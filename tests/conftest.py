@@ -117,6 +117,7 @@ _FIXTURE_MARKERS = {
     "nano_model": "models",
     "frozen_reader": "models",
     "smollm2": "models",
+    "trained": "models",  # tests/test_recommender_reader.py's reader, trained on 120 users
 }
 
 

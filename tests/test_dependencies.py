@@ -4,8 +4,10 @@ are only loaded by another package at run time, each named below with the reason
 from __future__ import annotations
 
 import ast
+import functools
 import sys
 import tomllib
+from collections.abc import Mapping
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
@@ -50,8 +52,13 @@ def imported_modules() -> dict[str, list[str]]:
     return found
 
 
+@functools.cache
+def _installed() -> Mapping[str, list[str]]:
+    return packages_distributions()  # reads every installed distribution's file list: seconds
+
+
 def _distributions(module: str) -> set[str]:
-    return {canonicalize_name(d) for d in packages_distributions().get(module, [module])}
+    return {canonicalize_name(d) for d in _installed().get(module, [module])}
 
 
 def test_every_import_is_declared() -> None:
