@@ -159,7 +159,14 @@ _CANDIDATE_FIELDS = set(CandidateText.model_fields)
 # --- pairs ----------------------------------------------------------------------------------------------------
 def pairs(
     rewards: Annotated[Path, typer.Argument(help="Rewards JSONL from `lettingo evaluate`.")],
-    out: Annotated[Path, typer.Option("--out", help="Pairs JSONL: TRL prompt/chosen/rejected + provenance.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Pairs JSONL: TRL prompt/chosen/rejected + provenance (appended to; the cases finished are kept "
+            "in OUT.done and skipped).",
+        ),
+    ],
     max_pairs_per_user: Annotated[int, typer.Option(min=1)] = 4,
     min_gap: Annotated[float, typer.Option(min=0.0, help="Chosen reward must beat rejected by more than this.")] = 0.0,
     policy_version: Annotated[str | None, typer.Option(help="Default: the most common model_version.")] = None,
