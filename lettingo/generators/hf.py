@@ -7,17 +7,32 @@ Each prompt samples from its own random stream, seeded from the call's seed and 
 the fast decoder (small Llama on CPU) all samples of a call decode together, up to ``max_batch_rows`` rows per
 batch, and a sample's text does not depend on the other prompts of its call or batch (see ``llama_decode``).
 Otherwise each prompt goes through ``generate`` on its own, its ``n`` samples batched together.
+
+Every profile prompt opens with the same system text and instructions (:func:`shared_prefix_ids`). With
+``prefix_cache`` (the default) their keys and values are computed once per loaded model and reused by every
+prompt that starts with them: the fast decoder copies them into each prompt's rows, ``generate`` starts from a
+copy of their ``DynamicCache``. The cache belongs to the model it was computed with: a generator whose model or
+``model_version`` changes (a hot swap loads a new generator anyway) computes it again.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList, StoppingCriteriaList
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    DynamicCache,
+    LogitsProcessorList,
+    StoppingCriteriaList,
+)
 
+from lettingo.data import Item, Sentiment
 from lettingo.generators import llama_decode
 from lettingo.generators.base import Generation, Generator, GeneratorError, sample_seed
 from lettingo.generators.controls import GroundingProcessor, StopCriteria, StopRule, completion_processors
@@ -25,13 +40,25 @@ from lettingo.generators.decoding import Decoding, stop_index
 from lettingo.generators.grounding import GroundingRule, PromptFacts, grounding_rows
 from lettingo.generators.title_constraint import PromptTitlesOnly
 from lettingo.nano.tokenizer import quote_token_ids, title_token_ids
-from lettingo.prompts.profile import ProfilePrompt
+from lettingo.prompts.profile import HistoryEntry, ProfilePrompt, profile_prompt_from_entries
 
 log = logging.getLogger(__name__)
 
 
 def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def shared_prefix_ids(encode: Any) -> list[int]:
+    """The tokens every profile prompt starts with, as ``encode`` (prompt -> ids) writes them: the common token
+    prefix of two prompts whose histories differ from their first character (none, and one entry), so a token
+    that could merge with the history's first characters is left out."""
+    entry = HistoryEntry(Item("0", "Prefix Probe", ("Drama",), 2000), 4.0, Sentiment.LIKE)
+    a, b = encode(profile_prompt_from_entries([])), encode(profile_prompt_from_entries([entry]))
+    common = 0
+    while common < min(len(a), len(b)) and a[common] == b[common]:
+        common += 1
+    return list(a[:common])
 
 
 class HFGenerator(Generator):
@@ -50,6 +77,7 @@ class HFGenerator(Generator):
         max_batch_rows: int = 64,
         kv_budget_bytes: int = 2 << 30,
         decoding: Decoding | None = None,
+        prefix_cache: bool = True,
     ) -> None:
         self.name = "hf"
         if decoder not in ("auto", "fast", "generate"):
@@ -61,6 +89,8 @@ class HFGenerator(Generator):
         self.decoding = decoding or Decoding()
         self.device = device or _default_device()
         self.cache_implementation = cache_implementation
+        self.prefix_cache = prefix_cache
+        self._prefix: tuple[tuple[object, str], Any] | None = None  # (model, version) -> its prefix cache
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
             torch_dtype = getattr(torch, dtype) if dtype else ("auto" if self.device != "cpu" else torch.float32)
@@ -103,6 +133,28 @@ class HFGenerator(Generator):
             )
             return self.tokenizer(rendered, add_special_tokens=False)["input_ids"]
         return self.tokenizer(prompt.text)["input_ids"]
+
+    def _shared_prefix(self) -> Any:
+        """The shared prefix's keys and values for the model now loaded (a :class:`llama_decode.Prefix` for the
+        fast decoder, else ``(ids, DynamicCache)``), computed on first use and again after the model or its
+        version changed; None with ``prefix_cache`` off or when the prompts share no tokens."""
+        if not self.prefix_cache:
+            return None
+        key = (self.model, self.model_version)
+        if self._prefix is not None and self._prefix[0][0] is key[0] and self._prefix[0][1] == key[1]:
+            return self._prefix[1]
+        ids = shared_prefix_ids(self.encode)
+        value: Any = None
+        if ids and self.fast:
+            value = llama_decode.encode_prefix(self.model, ids)
+        elif ids:
+            with torch.inference_mode():
+                cache = DynamicCache(config=self.model.config)
+                self.model(input_ids=torch.tensor([ids], device=self.device), past_key_values=cache, use_cache=True)
+            value = (ids, cache)
+        self._prefix = (key, value)
+        log.info("hf generator %s: shared prompt prefix of %d tokens cached", self.model_version, len(ids))
+        return value
 
     def _stop_rule(self, decoding: Decoding) -> StopRule | None:
         if not decoding.stop:
@@ -161,6 +213,7 @@ class HFGenerator(Generator):
                 processors=processors,
                 constrain=grounding_rows(self.grounding, facts, n) if facts else None,
                 stop=stop.done if stop else None,
+                prefix=self._shared_prefix(),
             )
             latency = time.perf_counter() - started
             out += [self._generations(r, len(i), latency, seed, decoding) for r, i in zip(rows, ids, strict=True)]
@@ -185,6 +238,7 @@ class HFGenerator(Generator):
         if decoding.grounded:
             processors.append(GroundingProcessor(self.grounding, PromptFacts.of(prompt), len(prompt_ids)))
         stop = self._stop_rule(decoding)
+        cached = self._generate_cache(prompt_ids, n)
         output = self.model.generate(
             input_ids=input_ids,
             attention_mask=torch.ones_like(input_ids),
@@ -194,11 +248,28 @@ class HFGenerator(Generator):
             stopping_criteria=StoppingCriteriaList([StopCriteria(stop, len(prompt_ids))] if stop else []),
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self.tokenizer.eos_token_id,
-            cache_implementation=self.cache_implementation,
+            **(
+                {"past_key_values": cached}
+                if cached is not None
+                else {"cache_implementation": self.cache_implementation}
+            ),
             **sampling,
         )
         rows = output[:, len(prompt_ids) :].tolist()
         return self._generations(rows, len(prompt_ids), time.perf_counter() - started, seed, decoding)
+
+    def _generate_cache(self, prompt_ids: list[int], n: int) -> DynamicCache | None:
+        """A copy of the shared prefix's cache, one row per sample, when the prompt starts with the prefix."""
+        shared = self._shared_prefix() if self.cache_implementation is None else None
+        if shared is None:
+            return None
+        ids, cache = shared
+        if len(prompt_ids) <= len(ids) or prompt_ids[: len(ids)] != ids:
+            return None
+        cache = copy.deepcopy(cache)
+        if n > 1:
+            cache.batch_repeat_interleave(n)
+        return cache
 
     def _generations(
         self, rows: list[list[int]], prompt_tokens: int, latency: float, seed: int, decoding: Decoding

@@ -22,11 +22,19 @@ any way they like. Three CPU behaviours would break that; the loop is built arou
   left to right, so the zeros of the tokens a row may not produce change none of its partial sums.
 
 Each prompt is encoded alone, so its encoding cannot depend on the batch either.
+
+**Shared prefix.** Every profile prompt opens with the same system text and instructions. :func:`encode_prefix`
+computes that token prefix's keys and values once (per model: the ``hf`` backend keeps one per loaded model);
+given it, :func:`sample` copies them into each matching prompt's rows and encodes only the rest of the prompt,
+its queries attending over the cached keys. The prefix's keys and values are the same for every prompt, so the
+batch independence above still holds; against encoding the whole prompt they may differ in the last bits (the
+matmuls see fewer rows), which under greedy decoding leaves the text unchanged (tested on the nano model).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F
@@ -70,6 +78,45 @@ class _Buffers:
 Cache = list[_Buffers]
 
 
+@dataclass(frozen=True, eq=False)
+class Prefix:
+    """A token prefix's keys and values, per layer [kv_heads, tokens, head_dim], computed once for every prompt
+    that starts with it."""
+
+    ids: tuple[int, ...]
+    keys: tuple[torch.Tensor, ...]
+    values: tuple[torch.Tensor, ...]
+
+    def matches(self, ids: Sequence[int]) -> bool:
+        """``ids`` starts with the prefix and has at least one token after it."""
+        return len(ids) > len(self.ids) and tuple(ids[: len(self.ids)]) == self.ids
+
+
+def _weights(model: LlamaForCausalLM) -> Weights:
+    return [
+        (
+            torch.cat([layer.self_attn.q_proj.weight, layer.self_attn.k_proj.weight, layer.self_attn.v_proj.weight]),
+            torch.cat([layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight]),
+        )
+        for layer in model.model.layers
+    ]
+
+
+@torch.inference_mode()
+def encode_prefix(model: LlamaForCausalLM, ids: Sequence[int]) -> Prefix:
+    """The keys and values of ``ids`` at positions 0.. (every layer, every token)."""
+    if not ids:
+        raise ValueError("a prefix needs at least one token")
+    core, cfg = model.model, model.config
+    shape = (1, cfg.num_key_value_heads, len(ids), core.layers[0].self_attn.head_dim)
+    cache = [
+        _Buffers(model.lm_head.weight.new_empty(shape), model.lm_head.weight.new_empty(shape)) for _ in core.layers
+    ]
+    cos, sin = (t[0] for t in core.rotary_emb(model.lm_head.weight, torch.arange(len(ids))[None]))
+    _encode(model, _weights(model), cache, cos, sin, ids, slice(0, 1), last_token_only=False)
+    return Prefix(tuple(ids), tuple(b.keys[0].clone() for b in cache), tuple(b.values[0].clone() for b in cache))
+
+
 @torch.inference_mode()
 def sample(
     model: LlamaForCausalLM,
@@ -84,6 +131,7 @@ def sample(
     processors: Sequence[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = (),
     constrain: Callable[[int, list[int]], torch.Tensor | None] | None = None,
     stop: Callable[[list[int]], bool] | None = None,
+    prefix: Prefix | None = None,
 ) -> list[list[list[int]]]:
     """``n`` continuations of each prompt (each cut after its EOS), decoded as one batch; greedy when
     ``temperature`` is 0.
@@ -93,7 +141,8 @@ def sample(
     when ``None``): ``n`` uniform draws per step, draw ``j`` for sample ``j``. ``processors`` (transformers
     logits processors) see each row's completion so far and its scores over the whole vocabulary;
     ``constrain(row, completion)`` returns a mask of the tokens row ``row`` (= prompt * n + sample) may not
-    produce next; ``stop`` ends a row early when it returns True for the row's completion.
+    produce next; ``stop`` ends a row early when it returns True for the row's completion. A prompt that starts
+    with ``prefix`` (:func:`encode_prefix` of this model) reuses its keys and values and encodes only the rest.
     """
     from lettingo.generators.controls import apply_processors
 
@@ -105,16 +154,22 @@ def sample(
         _Buffers(model.lm_head.weight.new_empty(shape), model.lm_head.weight.new_empty(shape)) for _ in core.layers
     ]
     cos, sin = (t[0] for t in core.rotary_emb(model.lm_head.weight, torch.arange(width)[None]))  # [width, head_dim]
-    weights = [
-        (
-            torch.cat([layer.self_attn.q_proj.weight, layer.self_attn.k_proj.weight, layer.self_attn.v_proj.weight]),
-            torch.cat([layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight]),
-        )
-        for layer in core.layers
-    ]
+    weights = _weights(model)
     # Per active row: the final hidden state its next token is sampled from.
     hidden = torch.cat(
-        [_encode(model, weights, cache, cos, sin, ids, slice(p * n, (p + 1) * n)) for p, ids in enumerate(prompts)]
+        [
+            _encode(
+                model,
+                weights,
+                cache,
+                cos,
+                sin,
+                ids,
+                slice(p * n, (p + 1) * n),
+                prefix=prefix if prefix is not None and prefix.matches(ids) else None,
+            )
+            for p, ids in enumerate(prompts)
+        ]
     ).repeat_interleave(n, dim=0)
     columns = torch.arange(model.lm_head.weight.shape[0]) if allowed is None else torch.cat(list(allowed)).unique()
     head = model.lm_head.weight[columns]  # columns: sorted token ids
@@ -189,10 +244,23 @@ def _mlp(layer: torch.nn.Module, weight: torch.Tensor, hidden: torch.Tensor) -> 
     return hidden + layer.mlp.down_proj(F.silu(gate) * up)
 
 
-def _attend(attn: torch.nn.Module, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, causal: bool):
+def _attend(
+    attn: torch.nn.Module,
+    q: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    causal: bool,
+    mask: torch.Tensor | None = None,
+):
     """Attention of one sequence: ``q`` [heads, queries, d] over ``keys``, ``values`` [kv_heads, keys, d]."""
     return F.scaled_dot_product_attention(
-        q[None], keys[None], values[None], is_causal=causal, scale=attn.scaling, enable_gqa=len(q) != len(keys)
+        q[None],
+        keys[None],
+        values[None],
+        attn_mask=mask,
+        is_causal=causal,
+        scale=attn.scaling,
+        enable_gqa=len(q) != len(keys),
     )[0]
 
 
@@ -204,17 +272,32 @@ def _encode(
     sin: torch.Tensor,
     ids: Sequence[int],
     rows: slice,
+    prefix: Prefix | None = None,
+    last_token_only: bool = True,
 ) -> torch.Tensor:
     """The prompt's forward: its keys and values into ``rows`` of the cache, and the final hidden state of its
-    last token [1, hidden]. The last layer runs its attention and MLP for that token only."""
+    last token [1, hidden]. With ``last_token_only`` the last layer runs its attention and MLP for that token
+    only. With ``prefix`` (which ``ids`` starts with) its keys and values are copied and only the tokens after
+    it run, their queries seeing the prefix and, causally, each other."""
     core = model.model
-    hidden = core.embed_tokens(torch.tensor(ids))
+    start = len(prefix.ids) if prefix is not None else 0
+    hidden = core.embed_tokens(torch.tensor(ids[start:]))
+    at = slice(start, len(ids))
+    # Query i (position start + i) sees keys 0 .. start + i: the causal mask aligned to its lower right.
+    mask = torch.ones((len(ids) - start, len(ids)), dtype=torch.bool).tril(start) if prefix is not None else None
     for i, (layer, (qkv_weight, mlp_weight), buffers) in enumerate(zip(core.layers, weights, cache, strict=True)):
-        q, k, v = (t.transpose(0, 1) for t in _qkv(layer, qkv_weight, hidden, cos[: len(ids)], sin[: len(ids)]))
-        buffers.keys[rows, :, : len(ids)], buffers.values[rows, :, : len(ids)] = k, v
-        if i == len(core.layers) - 1:
+        q, k, v = (t.transpose(0, 1) for t in _qkv(layer, qkv_weight, hidden, cos[at], sin[at]))
+        buffers.keys[rows, :, at], buffers.values[rows, :, at] = k, v
+        if prefix is not None:
+            buffers.keys[rows, :, :start], buffers.values[rows, :, :start] = prefix.keys[i], prefix.values[i]
+            k, v = torch.cat([prefix.keys[i], k], dim=1), torch.cat([prefix.values[i], v], dim=1)
+        if last_token_only and i == len(core.layers) - 1:
             q, hidden = q[:, -1:], hidden[-1:]
-        out = _attend(layer.self_attn, q, k, v, causal=q.shape[1] > 1)
+            mask = None  # the last token sees every key
+        if mask is not None:
+            out = _attend(layer.self_attn, q, k, v, causal=False, mask=mask)
+        else:
+            out = _attend(layer.self_attn, q, k, v, causal=q.shape[1] > 1)
         hidden = hidden + layer.self_attn.o_proj(out.transpose(0, 1).reshape(len(hidden), -1))
         hidden = _mlp(layer, mlp_weight, hidden)
     return _norm(hidden, core.norm)
