@@ -1,13 +1,13 @@
 """The offline pipeline's JSONL files: one typed record per line, read, appended and resumed only here.
 
-==============  =====================================  =================  ====================
-file            written by                             row                resume key
-==============  =====================================  =================  ====================
-explore output  ``lettingo explore``                   :class:`ExploredCase`  (user, position)
-rewards         ``lettingo evaluate``                  :class:`ScoredCase`    (user, position)
-pairs           ``lettingo pairs``                     :class:`PairRow`       pair id
-pairs progress  ``lettingo pairs`` (``OUT.done``)      :class:`CaseKey`       (user, position)
-==============  =====================================  =================  ====================
+==============  =================================  ==========================  ================
+file            written by                         row                         resume key
+==============  =================================  ==========================  ================
+explore output  ``lettingo explore``               :class:`ExploredCase`       (user, position)
+rewards         ``lettingo evaluate``              :class:`ScoredCase`         (user, position)
+pairs           ``lettingo pairs``                 :class:`PairRow`            pair id
+pairs progress  ``lettingo pairs`` (``OUT.done``)  :class:`CaseKey`            (user, position)
+==============  =================================  ==========================  ================
 
 The rows extend the topic records where the concept is the same: every candidate is a
 :class:`~lettingo.records.CandidateText` (the base of the topic's ``ProfileCandidate``), and a pairs line is a
@@ -174,7 +174,8 @@ class FileKind(Generic[R]):
     def lines(self, path: Path) -> Iterator[tuple[int, bytes]]:
         """(line number, bytes) of every non-blank line of ``path``, for readers that judge lines themselves."""
         if not path.is_file():
-            raise OfflineFileError(path, f"no such file (expected {self.name}, written by `{self.written_by}`)")
+            detail = f"no such file (expected {self.name}, written by `{self.written_by}`)"
+            raise OfflineFileError(path, detail, reason="missing")
         with path.open("rb") as stream:
             for number, raw in enumerate(stream, start=1):
                 if raw.strip():

@@ -117,8 +117,9 @@ def test_a_corrupt_line_is_named_by_file_and_line(tmp_path: Path) -> None:
     path.write_text(json.dumps(_rewards_row("1", 0)) + "\n" + json.dumps(bad) + "\n")
     with pytest.raises(OfflineFileError, match=r"line 2: not a line of rewards: .*candidates.0.reward"):
         list(REWARDS.read(path))
-    with pytest.raises(OfflineFileError, match=r"nope.jsonl: no such file \(expected rewards"):
+    with pytest.raises(OfflineFileError, match=r"nope.jsonl: no such file \(expected rewards") as missing:
         list(REWARDS.read(tmp_path / "nope.jsonl"))
+    assert missing.value.reason == "missing" and missing.value.line is None
 
 
 def test_resume_cuts_a_torn_last_line_and_keys_rows_by_user_and_position(tmp_path: Path) -> None:
