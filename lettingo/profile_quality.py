@@ -180,16 +180,16 @@ def check_profile(text: str, entries: Sequence[HistoryEntry]) -> ProfileChecks:
     for clause in clauses(text):
         for title, sentiment in title_sentiments(clause):
             titles += 1
-            actual = truth.sentiment_by_title.get(title)
-            if actual is None:
+            rated = truth.sentiment_by_title.get(title)
+            if rated is None:
                 errors.append(f"title not in history: {title}")
                 continue
             present += 1
             if sentiment is not None:
                 stated += 1
-                stated_true += actual is sentiment
-                if actual is not sentiment:
-                    errors.append(f"title {title}: stated {sentiment.value}, rated {actual.value}")
+                stated_true += rated is sentiment
+                if rated is not sentiment:
+                    errors.append(f"title {title}: stated {sentiment.value}, rated {rated.value}")
     return ProfileChecks(
         figures=len(figures),
         figures_true=sum(ok for _, ok in figures),
