@@ -8,13 +8,14 @@ from typing import Annotated
 
 import typer
 from aiokafka.errors import KafkaError
+from tqdm import tqdm
+
 from lettingo.cli.errors import UserError
 from lettingo.data import DatasetFormatError, load_dataset
 from lettingo.errors import ServiceError
 from lettingo.logsafe import configure_safe_logging
 from streams.replay import replay as run_replay
 from streams.settings import StreamSettings
-from tqdm import tqdm
 
 
 def replay(

@@ -6,6 +6,7 @@ import asyncio
 
 import typer
 from aiokafka.errors import KafkaError
+
 from lettingo.cli.errors import UserError
 from lettingo.errors import ServiceError
 from streams.kafka.access import KafkaAccessError
