@@ -7,7 +7,11 @@
   year range ("from 1972 to 2004"); each is true when it is within :data:`AVERAGE_TOLERANCE` /
   :data:`PERCENT_TOLERANCE` points of the truth (the writers round to one decimal and whole percents);
 * **titles**: every quoted title must be one of the prompt's; when its clause states a sentiment ("Loved",
-  "Disliked", "Did not enjoy", ...), the user's rating of it must carry that sentiment.
+  "Disliked", "Did not enjoy", ...), the user's rating of it must carry that sentiment;
+* **terms**: the kind of rater a profile calls the user ("a hard-to-please viewer") must be the one the shares of
+  likes and dislikes make them (:data:`lettingo.prompts.history_stats.RATER_PHRASES`), and the words listed after
+  the writers' phrases (:func:`term_slots`: genres after "Watches mostly", tags after "tagged", decades after
+  "Drawn to the") must be the history's: a genre it holds, a tag of an item the user liked, a decade it covers.
 
 :func:`quality_report` pools the checks of many profiles with well-formedness, distinctness and the repeated
 word 4-gram rate. Nothing here generates: it reads texts, so it measures any backend, writer or stored profile.
@@ -16,14 +20,17 @@ word 4-gram rate. Nothing here generates: it reads texts, so it measures any bac
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from statistics import mean
 from typing import Any
 
+import regex
+
 from lettingo.data import Dataset, LabelScheme, Sentiment
 from lettingo.generators.decoding import repeated_ngram_rate
 from lettingo.prompts.escape import quote
+from lettingo.prompts.history_stats import RATER_PHRASES, HistoryStats, decade
 from lettingo.prompts.profile import HistoryEntry, ProfilePrompt, profile_prompt_from_entries
 
 AVERAGE_TOLERANCE = 0.1  # rating points
@@ -52,7 +59,98 @@ _SENTIMENT_WORDS = re.compile(
     r"rated highly)\b",
     re.IGNORECASE,
 )
+# Every rater phrase of every kind, without its article: the checker reads whichever a profile states.
+_RATER = re.compile(
+    r"\b(" + "|".join(re.escape(p.split(" ", 1)[1]) for ps in RATER_PHRASES.values() for p in ps) + r")\b",
+    re.IGNORECASE,
+)
+_KIND_OF_PHRASE = {p.split(" ", 1)[1].casefold(): kind for kind, ps in RATER_PHRASES.items() for p in ps}
 _CLAUSE_SPLIT = re.compile(r"(?<=[.!?;])\s+|\s+but\s+|\s+while\s+|\s+whereas\s+", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class TermSlot:
+    """Where a profile lists words of a closed vocabulary: after ``trigger``, the text must go on as ``allowed``
+    (a pattern of the ``regex`` module, which can tell a prefix of a match: grounded decoding writes through it)."""
+
+    what: str
+    trigger: re.Pattern[str]
+    allowed: regex.Pattern[str]
+    openings: tuple[str, ...] = ()  # the sentence openings that lead into the slot
+    possible: bool = True  # False: nothing true can follow (no disliked genre to list), so its openings are false
+    words: frozenset[str] = frozenset()  # a plain listing's words (each at most once); empty for other slots
+
+
+NOTHING = r"(?!)"  # a pattern nothing matches: no continuation is true
+
+
+def _listing(words: Iterable[str]) -> str:
+    """A pattern for ``words`` joined as the writers join them (``A``, ``A and B``, ``A, B and C``); longer words
+    first, so a word that begins another does not cut it short."""
+    alternatives = sorted({w for w in words if w}, key=lambda w: (-len(w), w))
+    if not alternatives:
+        return NOTHING
+    one = "(?:" + "|".join(regex.escape(w) for w in alternatives) + ")"
+    return f"{one}(?:, {one})*(?: and {one})?"
+
+
+def _trigger(*phrases: str) -> re.Pattern[str]:
+    return re.compile(r"\b(?:" + "|".join(re.escape(p) for p in phrases) + r")\b", re.IGNORECASE)
+
+
+def term_slots(entries: Sequence[HistoryEntry]) -> list[TermSlot]:
+    """The writers' phrases that list genres, tags and decades, each with the words that are true after it for
+    this history. A genre watched must be one of the history's; a genre loved (or disliked) one of an item the
+    user liked (disliked); a tag one of a liked item's; a decade one the history covers, and the best one that
+    of the highest average (:class:`HistoryStats`), with that average when it is given."""
+    stats = HistoryStats.of(entries)
+    if stats is None:
+        return []
+    seen = {g for e in entries for g in e.item.attributes}
+    liked = {g for e in entries if e.sentiment is Sentiment.LIKE for g in e.item.attributes}
+    disliked = {g for e in entries if e.sentiment is Sentiment.DISLIKE for g in e.item.attributes}
+    tags = {t for e in entries if e.sentiment is Sentiment.LIKE for t in e.item.tags}
+    periods = {decade(e.item.year) for e in entries if e.item.year is not None}
+    decades = _listing(periods)
+    top = stats.best_decade
+    average = "" if top is None else rf"(?: \({stats.decade_averages[top]:.1f} on average\))?"
+    rates_best = "" if top is None else rf"|the {top} best{average}"
+
+    dated = any(e.item.year is not None for e in entries)
+
+    def slot(
+        what: str, phrases: tuple[str, ...], allowed: str, possible: object, *openings: str, words: object = ()
+    ) -> TermSlot:
+        listed = frozenset(words)  # type: ignore[arg-type]
+        return TermSlot(what, _trigger(*phrases), regex.compile(allowed), openings or phrases, bool(possible), listed)
+
+    return [
+        slot(
+            "genre",
+            ("Watches mostly", "A viewer of mainly", "Their history is dominated by"),
+            rf" {_listing(seen)}\.",
+            seen,
+            words=seen,
+        ),
+        slot(
+            "genre or decade",
+            ("Mostly watches",),
+            rf" (?:{_listing(seen)}\.|items from the {decades}\.)",
+            seen or dated,
+        ),
+        slot("liked genre", ("Most enthusiastic about", "Tends to love"), rf" {_listing(liked)}\.", liked, words=liked),
+        slot("liked genre or best decade", ("Rates",), rf" (?:{_listing(liked)} highest\.{rates_best})", liked or top),
+        slot(
+            "disliked genre",
+            ("Often dislikes", "Is hard to please with", "Tends to dislike"),
+            rf" {_listing(disliked)}\.",
+            disliked,
+            words=disliked,
+        ),
+        slot("best decade", ("Happiest with",), rf" the {top}{average}" if top else NOTHING, top),
+        slot("decade", ("Drawn to", "Prefers titles from", "items from"), rf" the {decades}\.", dated, words=periods),
+        slot("tag", ("tagged",), rf" {_listing(tags)}\.", tags, "Liked items are often tagged", words=tags),
+    ]
 
 
 def cited_titles(text: str) -> list[str]:
@@ -81,17 +179,19 @@ class ProfileChecks:
     titles_present: int = 0
     titles_with_sentiment: int = 0  # present titles whose clause states a sentiment
     titles_sentiment_true: int = 0
+    terms: int = 0  # rater kinds and listed genres, tags and decades
+    terms_true: int = 0
     errors: tuple[str, ...] = ()  # what was false, for reading
 
     @property
     def checks(self) -> int:
-        return self.figures + self.titles
+        return self.figures + self.titles + self.terms
 
     @property
     def true(self) -> int:
-        """Figures within tolerance, plus titles present with the stated sentiment (or none stated)."""
+        """Figures within tolerance, titles present with the stated sentiment (or none stated), true terms."""
         wrong_sentiment = self.titles_with_sentiment - self.titles_sentiment_true
-        return self.figures_true + self.titles_present - wrong_sentiment
+        return self.figures_true + self.titles_present - wrong_sentiment + self.terms_true
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +277,8 @@ def check_profile(text: str, entries: Sequence[HistoryEntry]) -> ProfileChecks:
         figures.append((m.group(), truth.years == (int(m.group(1)), int(m.group(2)))))
     titles = present = stated = stated_true = 0
     errors = [f"figure: {s}" for s, ok in figures if not ok]
+    terms = _check_terms(text, entries)
+    errors += [f"{what}: {statement}" for what, statement, ok in terms if not ok]
     for clause in clauses(text):
         for title, sentiment in title_sentiments(clause):
             titles += 1
@@ -197,8 +299,26 @@ def check_profile(text: str, entries: Sequence[HistoryEntry]) -> ProfileChecks:
         titles_present=present,
         titles_with_sentiment=stated,
         titles_sentiment_true=stated_true,
+        terms=len(terms),
+        terms_true=sum(ok for _, _, ok in terms),
         errors=tuple(errors),
     )
+
+
+def _check_terms(text: str, entries: Sequence[HistoryEntry]) -> list[tuple[str, str, bool]]:
+    """(what, statement, true) for each rater kind and each listing of :func:`term_slots` the text states."""
+    stats = HistoryStats.of(entries)
+    out = []
+    for m in _RATER.finditer(QUOTED.sub(lambda q: " " * len(q.group()), text)):
+        out.append(
+            ("rater", m.group(), stats is not None and _KIND_OF_PHRASE[m.group(1).casefold()] == stats.rater_kind)
+        )
+    for slot in term_slots(entries):
+        for m in slot.trigger.finditer(text):
+            rest = text[m.end() :]
+            statement = (m.group() + rest).split(".", 1)[0][:80]
+            out.append((slot.what, statement, slot.allowed.match(rest) is not None))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +334,8 @@ class QualityReport:
     titles_per_profile: float
     titles_grounded: float | None  # cited titles present in the history
     titles_sentiment_true: float | None  # present titles cited with a sentiment, whose rating carries it
+    terms_per_profile: float
+    terms_true: float | None  # rater kinds and listed genres, tags and decades that are the history's
     factual_consistency: float | None  # every check pooled: true figures + titles present with the right sentiment
 
     def to_dict(self) -> dict[str, Any]:
@@ -227,7 +349,8 @@ class QualityReport:
             f"distinct {pct(self.distinct)}, well-formed {pct(self.well_formed)}, "
             f"titles grounded {pct(self.titles_grounded)} ({self.titles_per_profile:.1f} per profile, "
             f"stated sentiment true {pct(self.titles_sentiment_true)}), figures true {pct(self.figures_true)} "
-            f"({self.figures_per_profile:.1f} per profile), factual consistency {pct(self.factual_consistency)}, "
+            f"({self.figures_per_profile:.1f} per profile), terms true {pct(self.terms_true)} "
+            f"({self.terms_per_profile:.1f} per profile), factual consistency {pct(self.factual_consistency)}, "
             f"repeated 4-grams {pct(self.repeated_4gram_rate)}"
         )
 
@@ -258,6 +381,8 @@ def quality_report(samples: Sequence[tuple[ProfilePrompt, Sequence[str]]]) -> Qu
         titles_per_profile=round(titles / n, 2) if n else 0.0,
         titles_grounded=_share(sum(c.titles_present for c in checks), titles),
         titles_sentiment_true=_share(sum(c.titles_sentiment_true for c in checks), stated),
+        terms_per_profile=round(sum(c.terms for c in checks) / n, 2) if n else 0.0,
+        terms_true=_share(sum(c.terms_true for c in checks), sum(c.terms for c in checks)),
         factual_consistency=_share(sum(c.true for c in checks), sum(c.checks for c in checks)),
     )
 

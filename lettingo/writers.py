@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from lettingo.data import Sentiment
-from lettingo.prompts.history_stats import HistoryStats, decade
+from lettingo.prompts.history_stats import RATER_PHRASES, HistoryStats, decade
 from lettingo.prompts.profile import HistoryEntry
 
 ProfileWriter = Callable[[Sequence[HistoryEntry], random.Random], str]
@@ -82,7 +82,7 @@ def genre_sentences(entries: Sequence[HistoryEntry], rng: random.Random) -> list
         return [EMPTY_PROFILE]
     k = rng.randint(2, 4)
     top = [g for g, _ in seen.most_common(k)]
-    liked_rate = {g: liked[g] / n for g, n in seen.items() if n >= 2}
+    liked_rate = {g: liked[g] / n for g, n in seen.items() if n >= 2 and liked[g]}  # "Rates X highest": liked
     best = sorted(liked_rate, key=lambda g: (-liked_rate[g], g))[: rng.randint(1, 3)]
     worst = [g for g, _ in disliked.most_common(rng.randint(1, 2))]
     opening = rng.choice(["Watches mostly", "Mostly watches", "A viewer of mainly", "Their history is dominated by"])
@@ -156,12 +156,7 @@ def strictness_sentences(entries: Sequence[HistoryEntry], rng: random.Random) ->
         return [EMPTY_PROFILE]
     stats = HistoryStats.of(entries)
     assert stats is not None
-    if stats.like_share >= 0.6:
-        kind = rng.choice(["A generous rater", "An easy-to-please viewer", "A positive rater"])
-    elif stats.dislike_share >= 0.3:
-        kind = rng.choice(["A harsh critic", "A strict rater", "A hard-to-please viewer"])
-    else:
-        kind = rng.choice(["A balanced rater", "A moderate rater", "A middle-of-the-road viewer"])
+    kind = rng.choice(RATER_PHRASES[stats.rater_kind])
     parts = [f"{kind}: {stats.rating_phrase()}."]
     tags = Counter(t for e in entries if e.sentiment is Sentiment.LIKE for t in e.item.tags[:5])
     if tags and rng.random() < 0.8:

@@ -62,16 +62,11 @@ def prompts(dataset_path: Path):
     ]
 
 
-def _token_ngrams_repeat(tokenizer, text: str, n: int) -> bool:
-    ids = tokenizer(" " + text, add_special_tokens=False)["input_ids"]
-    grams = [tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)]
-    return len(grams) != len(set(grams))
-
-
 def test_served_profiles_do_not_repeat_themselves(nano: HFGenerator, prompts) -> None:
+    """Judged on words: a tag the nano spells letter by letter ("comedy and dark comedy") repeats token 4-grams
+    when the text is tokenized again, without repeating anything a reader sees."""
     served = [gs[0] for gs in nano.generate(prompts, n=1, temperature=0.0, max_new_tokens=96)]
     assert all(loop_start(g.text) is None for g in served)
-    assert not any(_token_ngrams_repeat(nano.tokenizer, g.text, 4) for g in served)
     assert sum(g.finished for g in served) >= 0.9 * len(served)
     report = quality_report([(p, [g.text]) for p, g in zip(prompts, served, strict=True)])
     assert report.well_formed >= 0.9 and report.repeated_4gram_rate == 0.0
@@ -113,7 +108,7 @@ def test_the_fact_checker_reads_the_issues_contradiction() -> None:
     wrong = check_profile("An easy-to-please viewer: average rating 4.2, likes 11% and dislikes 63% of items.", entries)
     assert (wrong.figures, wrong.figures_true) == (3, 0)
     right = check_profile(
-        'A balanced rater: average rating 3.3, likes 33% and dislikes 33% of items. Loved "Heat (1995)". '
+        'A strict rater: average rating 3.3, likes 33% and dislikes 33% of items. Loved "Heat (1995)". '
         'Disliked "Casino (1995)". Rates the 1990s best (3.5 on average). Watched titles from 1988 to 1995.',
         entries,
     )
@@ -125,3 +120,75 @@ def test_the_fact_checker_reads_the_issues_contradiction() -> None:
         2,
         0,
     )
+
+
+def _generous_history():
+    from lettingo.data import Item, Sentiment
+    from lettingo.prompts.profile import HistoryEntry
+
+    def entry(i: int, title: str, genres: tuple[str, ...], rating: float, tags: tuple[str, ...]):
+        sentiment = Sentiment.LIKE if rating >= 4 else Sentiment.DISLIKE if rating <= 2 else Sentiment.NEUTRAL
+        return HistoryEntry(Item(str(i), title, genres, 1995, tags), rating, sentiment)
+
+    return [
+        entry(1, "Heat (1995)", ("Action", "Crime"), 5.0, ("aliens", "atmospheric")),
+        entry(2, "Casino (1995)", ("Crime",), 4.0, ("mafia", "dark comedy")),
+        entry(3, "Big (1995)", ("Comedy",), 3.0, ("tom hanks",)),
+        *[entry(10 + i, f"Film {i} (1995)", ("Drama",), 4.5, ()) for i in range(5)],
+    ]
+
+
+def test_grounding_allows_only_the_true_rater_kind_and_real_tags(nano: HFGenerator) -> None:
+    """The quick demo served "A hard-to-please viewer" for a user who likes 70 % of items and tags such as
+    "chn grishology": after a sentence's "A" only the true kind (or another writer's opening) may follow, and
+    after "tagged" only tags of items the user liked, whatever the tokenizer splits them into."""
+    from lettingo.generators.grounding import PromptFacts
+    from lettingo.prompts.profile import profile_prompt_from_entries
+
+    rule, tok = nano.grounding, nano.tokenizer
+    facts = PromptFacts.of(profile_prompt_from_entries(_generous_history()))
+
+    def allowed_after(text: str) -> list[str]:
+        banned = rule.banned(tok(text, add_special_tokens=False)["input_ids"], facts)
+        return [t for i, t in enumerate(rule.texts) if t and (banned is None or not bool(banned[i]))]
+
+    openings = (" A generous rater", " An easy-to-please viewer", " A positive rater", " A viewer of mainly")
+    after_a = allowed_after(" A")
+    new_words = [t for t in after_a if t.startswith(" ")]  # others glue to the "A" ("An", "A.")
+    assert new_words and all(
+        any(o.startswith(" A" + t) or (" A" + t).startswith(o) for o in openings) for t in new_words
+    )
+    assert not any(t.startswith((" hard", " harsh", " strict", " bal", " mod", " mid")) for t in after_a)
+    after_the = allowed_after(" An easy-to-please viewer: average rating 4.3. A")
+    assert set(after_the) == set(after_a)
+    tags = (" aliens", " atmospheric", " mafia", " dark comedy")
+    after_tagged = allowed_after(" Liked items are often tagged")
+    assert after_tagged and all(any(g.startswith(t) or t.startswith(g) for g in tags) for t in after_tagged)
+    assert not any(t[:1].isdigit() for t in allowed_after(" A generous rater: average rating 4.3."))  # no 4.3.0
+    after_a_tag = allowed_after(" Liked items are often tagged aliens")
+    assert {",", ".", " and"} & set(after_a_tag) and not any(t[:1].isalpha() for t in after_a_tag)
+
+
+def test_grounded_decoding_states_only_true_rater_kinds_genres_and_tags(nano: HFGenerator, prompts) -> None:
+    """Greedy (the served profile) and sampled: every rater kind, listed genre, tag and decade the checker reads is
+    the history's; without the rule the quick nano garbles tags and contradicts the shares it states."""
+    for sampling in ({"n": 1, "temperature": 0.0}, {"n": 2, "temperature": 1.0, "seed": 3}):
+        free = nano.generate(prompts, decoding=Decoding(grounded=False), max_new_tokens=96, **sampling)
+        grounded = nano.generate(prompts, max_new_tokens=96, **sampling)
+        before = quality_report([(p, [g.text for g in gs]) for p, gs in zip(prompts, free, strict=True)])
+        after = quality_report([(p, [g.text for g in gs]) for p, gs in zip(prompts, grounded, strict=True)])
+        assert after.terms_per_profile >= 0.5, after  # not vacuous
+        assert after.terms_true == 1.0 and after.titles_grounded in (None, 1.0), (sampling, after)
+        assert before.terms_true < 0.95, (sampling, before)
+        assert after.well_formed >= 0.9, after
+
+
+def test_a_profile_that_stops_mid_sentence_keeps_its_full_sentences() -> None:
+    """A grounded row can run out of true continuations ("tagged clever, cl"): what is served ends a sentence."""
+    assert finish_text("A generous rater: average rating 4.1. Liked items are often tagged clever, cl") == (
+        "A generous rater: average rating 4.1.",
+        True,
+    )
+    assert finish_text("Liked few of the items rated") == ("Liked few of the items rated", False)
+    cut_at_the_limit = finish_text("Watches mostly Drama. A generous rater: average rating 3.", complete=False)
+    assert cut_at_the_limit == ("Watches mostly Drama.", True)  # "3." was the start of "3.7", not a sentence end

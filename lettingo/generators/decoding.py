@@ -15,7 +15,8 @@ A profile is one short paragraph. Three things keep a generator from looping (th
   a blank line, or prompt markup the model should never write.
 
 Whatever the backend did, :func:`finish_text` cuts the text at the first stop string and at the start of a
-loop (a word n-gram seen :data:`LOOP_REPEATS` times), so no served profile repeats itself.
+loop (a word n-gram seen :data:`LOOP_REPEATS` times), so no served profile repeats itself, and back to its last
+full sentence when it stops mid-sentence.
 """
 
 from __future__ import annotations
@@ -127,8 +128,16 @@ def finish_text(
     looping = loop_start(text[:cut]) if cut_loops else None
     if looping is not None:
         cut, complete = looping, False
+    if cut_loops and not _SENTENCE_END.search(text[:cut].rstrip()[-3:] + " "):
+        complete = False  # ended mid-sentence (a constrained row with nothing left to write): keep full sentences
     if not complete:
-        ends = [m.end() for m in _SENTENCE_END.finditer(text[:cut])]
+        kept = text[:cut].rstrip()
+        # a full stop right after a digit at the very end may be a decimal point ("average rating 3." of "3.7")
+        ends = [
+            m.end()
+            for m in _SENTENCE_END.finditer(kept)
+            if not (m.end() == len(kept) and kept[m.start() - 1 : m.start()].isdigit())
+        ]
         if ends:
             cut = ends[-1]
     return text[:cut].strip(), cut < len(text.rstrip())

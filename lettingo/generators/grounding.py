@@ -9,6 +9,12 @@ cite a disliked film as a favourite. A per-row rule, applied at every step from 
   dozen BPE pieces); a token may not open a quote that cannot become such a title. When the clause already
   states a sentiment ("Loved ...", "Did not enjoy ..."), only titles the user rated that way are allowed.
 * **Markup**: no ``<`` or ``>``: the prompt's own delimiters are not a profile's (SmolLM2 answered with XML).
+* **Terms**: a sentence that opens with "A" / "An" may only go on as the rater kind the history's shares make the
+  user ("A generous rater", never "A hard-to-please viewer" for one who likes 70 %) or as another writer's opening
+  ("A viewer of mainly"); after the writers' listing phrases (:func:`lettingo.profile_quality.term_slots`) only
+  the history's genres, liked items' tags and decades may follow, joined as the writers join them. A small model
+  spells a tag over several BPE pieces and drifted into "chn grishology"; the rule follows a pattern of the
+  ``regex`` module, whose partial matching tells whether a text can still become a match, so any tokenizer works.
 * **Figures**: after ``average rating``, ``likes``, ``dislikes``, ``from`` (a year range) and a decade's
   ``(`` ... ``on average)``, a number must be the true one, written as the summary writes it; words may follow
   instead ("likes Comedy"), numbers may not be other numbers.
@@ -26,11 +32,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+import regex
 import torch
 
 from lettingo.data import Sentiment
-from lettingo.profile_quality import clauses, stated_sentiment
-from lettingo.prompts.history_stats import HistoryStats
+from lettingo.profile_quality import TermSlot, clauses, stated_sentiment, term_slots
+from lettingo.prompts.history_stats import RATER_PHRASES, HistoryStats
 from lettingo.prompts.profile import ProfilePrompt
 
 _LEADING_DIGIT = re.compile(r"^\s?\d")
@@ -61,18 +68,104 @@ def _required_figures(prompt: ProfilePrompt) -> list[tuple[re.Pattern[str], Any]
     return out
 
 
+_SENTENCE_START = re.compile(r"(?:^|[.!?](?=\s|$))")
+OTHER_OPENINGS = ("A viewer of mainly",)  # the writers' sentences that open with "A" and are not a rater kind
+
+
+def _opening_slot(prompt: ProfilePrompt, slots: Sequence[TermSlot]) -> TermSlot | None:
+    """A sentence that opens with "A" or "An" (alone) goes on as the true rater kind or another writer's opening,
+    and no sentence opens as a slot that nothing true can follow ("Often dislikes" for a user who disliked
+    nothing)."""
+    stats = HistoryStats.of(prompt.entries)
+    if stats is None:
+        return None
+    openings = [*RATER_PHRASES[stats.rater_kind], *OTHER_OPENINGS]
+    allowed = "|".join(regex.escape(o) for o in openings)
+    false = sorted({o for slot in slots if not slot.possible for o in slot.openings}, key=len, reverse=True)
+    never = f"(?!(?:{'|'.join(regex.escape(o) for o in false)}))" if false else ""
+    pattern = rf"\s*+(?:(?:{allowed})|(?!An?(?:\s|$)){never}).*"
+    return TermSlot("opening", _SENTENCE_START, regex.compile(pattern, regex.DOTALL), tuple(false))
+
+
+def _figure_slots(prompt: ProfilePrompt) -> list[TermSlot]:
+    """The strictness writer's rating phrase and the era writer's year range, figure after figure: once the
+    average is followed by a comma, the shares must follow as the summary states them (the quick nano wrote
+    "likes 83% and dislikes Favourites include ..." and "from 1940% of items")."""
+    stats = HistoryStats.of(prompt.entries)
+    if stats is None:
+        return []
+    shares = regex.escape(f", likes {stats.like_share:.0%} and dislikes {stats.dislike_share:.0%} of items")
+    rating = rf"(?: of| is| was)?:? {stats.average:.1f}(?:{shares})?"
+    out = [TermSlot("rating", re.compile(r"\baverage rating\b", re.IGNORECASE), regex.compile(rating))]
+    if stats.oldest is not None:
+        years = rf" {stats.oldest} to {stats.newest}"
+        out.append(TermSlot("years", re.compile(r"\bwatched titles from\b", re.IGNORECASE), regex.compile(years)))
+    return out
+
+
+_ITEM_SEPARATOR = re.compile(r",\s*|\s+and(?:\s+|$)")
+
+
+def _lists_twice(listing: str, words: frozenset[str]) -> bool:
+    """A listing names one word twice ("tagged classic, shenanigans, classic"; "the 1990s and 1990s"), or the item
+    being written can no longer become a word not yet listed (so the row would run into a dead end)."""
+    body = listing.strip()
+    parts = [re.sub(r"^the ", "", w) for w in _ITEM_SEPARATOR.split(body.removesuffix("."))]
+    done = parts if body.endswith(".") else parts[:-1]
+    if len(done) != len(set(done)):
+        return True
+    if body.endswith("."):
+        return False
+    current, left = parts[-1], words - set(done)
+    if not current:  # right after a separator: some word must be left to list
+        return not left
+    if "the ".startswith(current):  # "the 1990s": decades are listed after "the"
+        return False
+    # the item being written: the start of a word not listed yet, or one followed by the start of " and"
+    return not any(
+        w.startswith(current) or (current.startswith(w) and " and".startswith(current[len(w) :])) for w in left
+    )
+
+
+def _finishes(allowed: regex.Pattern[str], rest: str, probe: str) -> bool:
+    """The token completes the slot and goes on past it (nano's `` items.`` after ``... of``)."""
+    m = allowed.match(rest + probe)
+    return m is not None and len(rest) < m.end() < len(rest + probe)
+
+
 @dataclass(frozen=True)
 class PromptFacts:
     """The history's titles (their quoted text, outer quotes dropped) by sentiment, and its figures."""
 
     titles: dict[str, Sentiment]
     figures: tuple[tuple[re.Pattern[str], Any], ...]
+    slots: tuple[TermSlot, ...] = ()
     masks: dict[Sentiment | None, torch.Tensor] = field(default_factory=dict, compare=False, repr=False)
+    slot_masks: dict[tuple[int, str], torch.Tensor | None] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, prompt: ProfilePrompt) -> PromptFacts:
         titles = {e.quoted_title[1:-1]: e.sentiment for e in prompt.entries}
-        return cls(titles, tuple(_required_figures(prompt)))
+        slots = [*term_slots(prompt.entries), *_figure_slots(prompt)]
+        opening = _opening_slot(prompt, slots)
+        return cls(titles, tuple(_required_figures(prompt)), (*slots, *([opening] if opening else [])))
+
+    def open_slots(self, text: str) -> list[tuple[int, str]]:
+        """(slot index, what follows its trigger) for each slot the text ends inside of: right after its trigger,
+        or part of the way into what may follow it."""
+        out = []
+        for index, slot in enumerate(self.slots):
+            ends = [m.end() for m in slot.trigger.finditer(text)]
+            if not ends:
+                continue
+            rest = text[ends[-1] :]
+            m = slot.allowed.fullmatch(rest, partial=True) if rest.strip() else None
+            # a slot with false openings decides each token while its sentence is as short as they are:
+            # "Often" matches, "Often dislikes" does not
+            short = slot.openings and len(rest.strip()) <= max(map(len, slot.openings))
+            if not rest.strip() or (m is not None and m.partial) or (short and slot.what == "opening"):
+                out.append((index, rest))
+        return out
 
     def pool(self, sentiment: Sentiment | None) -> frozenset[str]:
         if sentiment is None:
@@ -144,6 +237,46 @@ class GroundingRule:
         return out
 
     @cached_property
+    def probes(self) -> dict[str, dict[str, list[int]]]:
+        """Token ids by first character and by their text up to the first quote (what a term slot can tell apart:
+        a quote never belongs in one, so the thousands of nano title tokens are one probe)."""
+        out: dict[str, dict[str, list[int]]] = {}
+        for i, t in enumerate(self.texts):
+            if t:
+                probe = t[: t.index('"') + 1] if '"' in t else t
+                out.setdefault(t[0], {}).setdefault(probe, []).append(i)
+        return out
+
+    @cached_property
+    def empty(self) -> list[int]:
+        """Tokens without text (EOS and the other special tokens): allowed in a slot only where it may end."""
+        return [i for i, t in enumerate(self.texts) if not t]
+
+    def _slot(self, facts: PromptFacts, index: int, rest: str) -> torch.Tensor | None:
+        """The tokens a slot bans after ``rest``; cached per prompt, since rows and sentences meet the same states."""
+        key = (index, rest)
+        if key not in facts.slot_masks:
+            allowed = facts.slots[index].allowed
+            words = facts.slots[index].words
+            ok = []
+            for first, probes in self.probes.items():
+                if allowed.fullmatch(rest + first, partial=True) is None:
+                    continue
+                for probe, ids in probes.items():
+                    fits = allowed.fullmatch(rest + probe, partial=True) is not None or _finishes(allowed, rest, probe)
+                    if fits and not (words and _lists_twice(rest + probe, words)):
+                        ok.extend(ids)
+            done = allowed.fullmatch(rest)
+            if done is not None:
+                ok.extend(self.empty)
+            # nothing can follow (a phrase with no true continuation, as "Often dislikes" for a user who
+            # disliked nothing): leave the row free rather than stuck
+            facts.slot_masks[key] = (
+                self._mask_allowing(ok) if ok and (done is None or len(ok) > len(self.empty)) else None
+            )
+        return facts.slot_masks[key]
+
+    @cached_property
     def digit_start(self) -> list[int]:
         return [i for i, t in enumerate(self.texts) if _LEADING_DIGIT.match(t)]
 
@@ -195,9 +328,16 @@ class GroundingRule:
         mask = self._outside(facts, stated_sentiment(clauses(text)[-1]) if text.strip() else None).clone()
         if need is not None:  # a figure's slot is open: words may follow, or the true number
             mask |= self._figure(*need)
-        wrong = [i for i in self.mid_number if facts.violated(text + self.texts[i])]
+        candidates = self.mid_number
+        if text[-1:].isdigit() or text[-1:] == ".":  # "4.3" written, then ".": "0" would make it "4.3.0"
+            candidates = candidates + self.digit_start
+        wrong = [i for i in candidates if facts.violated(text + self.texts[i])]
         if wrong:
             mask[torch.tensor(wrong, dtype=torch.long)] = True
+        for index, rest in facts.open_slots(text):
+            slot = self._slot(facts, index, rest)
+            if slot is not None:
+                mask |= slot
         return mask
 
     def _mask_allowing(self, allowed: Sequence[int]) -> torch.Tensor:

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 MANIFEST = "lettingo_nano.json"
 _PACKAGE = Path(lettingo.__file__).parent
 # Source files whose content decides what a build produces.
-_CODE = ("nano/*.py", "writers.py", "prompts/profile.py", "prompts/escape.py", "data/*.py")
+_CODE = ("nano/*.py", "writers.py", "prompts/*.py", "data/*.py")  # prompts: the summary line is SFT input
 
 
 def _sha256_file(path: Path) -> str:

@@ -19,6 +19,19 @@ def decade(year: int) -> str:
     return f"{year // 10 * 10}s"
 
 
+# What kind of rater the shares of likes and dislikes make a user, and the words each kind is stated in (with its
+# article, as a sentence opens with it). The writers, the prompt's summary, grounded decoding and the fact checker
+# all read these, so "hard-to-please" can only be written for a user who dislikes 30 % or more of what they rate.
+GENEROUS, STRICT, BALANCED = "generous", "strict", "balanced"
+RATER_PHRASES: dict[str, tuple[str, ...]] = {
+    GENEROUS: ("A generous rater", "An easy-to-please viewer", "A positive rater"),
+    STRICT: ("A harsh critic", "A strict rater", "A hard-to-please viewer"),
+    BALANCED: ("A balanced rater", "A moderate rater", "A middle-of-the-road viewer"),
+}
+GENEROUS_LIKE_SHARE = 0.6
+STRICT_DISLIKE_SHARE = 0.3
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryStats:
     count: int
@@ -50,6 +63,12 @@ class HistoryStats:
         )
 
     @property
+    def rater_kind(self) -> str:
+        if self.like_share >= GENEROUS_LIKE_SHARE:
+            return GENEROUS
+        return STRICT if self.dislike_share >= STRICT_DISLIKE_SHARE else BALANCED
+
+    @property
     def best_decade(self) -> str | None:
         rated = self.decade_averages
         return max(rated, key=lambda d: (rated[d], d)) if rated else None
@@ -71,7 +90,7 @@ class HistoryStats:
     def summary(self) -> str:
         """One line for the prompt: every figure a profile may state, in the words a profile states it."""
         parts = [f"{self.count} rated items" + (f" {self.years_phrase()}" if self.oldest is not None else "")]
-        parts.append(self.rating_phrase())
+        parts.append(f"{RATER_PHRASES[self.rater_kind][0].lower()}: {self.rating_phrase()}")
         if (best := self.best_decade_phrase()) is not None:
             parts.append(f"rates {best}")
         return "Summary: " + "; ".join(parts) + "."

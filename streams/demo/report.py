@@ -112,7 +112,10 @@ def quality_lines(systems: dict[str, Written], samples: int = 3) -> list[str]:
         "finished sentence, balanced quotes, no prompt markup), titles "
         'grounded (quoted titles that are in the history) and their stated sentiment true ("Loved X": the user '
         "liked X), figures true (stated averages, like / dislike shares and year ranges within 0.1 rating points "
-        "or 1 percentage point of the truth), factual consistency (every check pooled) and repeated 4-grams (share "
+        "or 1 percentage point of the truth), terms true (the kind of rater a profile calls the user agrees with "
+        'their shares of likes and dislikes, and the genres, tags and decades it lists after "Watches mostly", '
+        '"tagged", "Drawn to the" are the history\'s: a garbled or made-up word is false), factual consistency '
+        "(every check pooled) and repeated 4-grams (share "
         "of a profile's word 4-grams that repeat an earlier one: loops).",
         "",
     ]
