@@ -119,9 +119,9 @@ def term_slots(entries: Sequence[HistoryEntry]) -> list[TermSlot]:
     dated = any(e.item.year is not None for e in entries)
 
     def slot(
-        what: str, phrases: tuple[str, ...], allowed: str, possible: object, *openings: str, words: object = ()
+        what: str, phrases: tuple[str, ...], allowed: str, possible: object, *openings: str, words: Iterable[str] = ()
     ) -> TermSlot:
-        listed = frozenset(words)  # type: ignore[arg-type]
+        listed = frozenset(words)
         return TermSlot(what, _trigger(*phrases), regex.compile(allowed), openings or phrases, bool(possible), listed)
 
     return [
