@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from lettingo.errors import InputError
 
 # What a bound dropped, by name ("history", "seen_ids", "impressions", ...); the worker exports it as a metric.
-Evictions = Counter
+Evictions = Counter[str]
 
 
 class StateTooLarge(InputError):

@@ -53,6 +53,20 @@ class Runtime:
             s.drift.threshold, s.drift.min_new_events, s.drift.cooldown_seconds, s.worker.cold_start_after
         )
 
+    # Agents that need a model wait on generators_ready / evaluator_ready first; these name the loaded object (and
+    # say so plainly if an agent ever runs before it).
+    @property
+    def serving(self) -> PolicyHolder:
+        if self.policy is None:
+            raise RuntimeError("the serving policy is used before the worker loaded it")
+        return self.policy
+
+    @property
+    def task_evaluator(self) -> StreamTaskEvaluator:
+        if self.evaluator is None:
+            raise RuntimeError("the task evaluator is used before the worker loaded it")
+        return self.evaluator
+
     def guard(self, applied):
         self.applied_guards.append(applied)
         return applied

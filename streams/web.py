@@ -26,7 +26,8 @@ def authorized(request: Request, token: SecretStr | None) -> bool:
 class UserProfile(View):
     """A user's serving profile and its earlier versions; behind ``LETTINGO_WEB_PROFILE_TOKEN`` when set."""
 
-    @app.table_route(table=tables.profiles, match_info="user_id")
+    # Faust types a routed handler as (view, request); it passes the match_info value too, as its docs show.
+    @app.table_route(table=tables.profiles, match_info="user_id")  # type: ignore[arg-type]
     async def get(self, request: Request, user_id: str) -> Response:
         if not authorized(request, runtime.settings.web.profile_token):
             return self.json(

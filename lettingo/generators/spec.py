@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from lettingo.errors import ConfigError
@@ -147,10 +148,10 @@ def make_generator(spec: str | GeneratorSpec, **overrides: str | None) -> Genera
     if parsed.backend == "vllm":
         from lettingo.generators.vllm_backend import VLLMGenerator
 
-        engine = {k: float(opts[k]) for k in ("gpu_memory_utilization",) if k in opts}
+        engine: dict[str, Any] = {k: float(opts[k]) for k in ("gpu_memory_utilization",) if k in opts}
         engine.update({k: int(opts[k]) for k in ("max_model_len",) if k in opts})
         if "dtype" in opts:
-            engine["dtype"] = opts["dtype"]  # type: ignore[assignment]
+            engine["dtype"] = opts["dtype"]
         return VLLMGenerator(
             _local_model(parsed.target, str(parsed)),
             adapter=opts.get("adapter"),

@@ -24,13 +24,13 @@ log = logging.getLogger(__name__)
 
 
 def _report_serving() -> None:
-    current = RUNTIME.policy.current
+    current = RUNTIME.serving.current
     metrics.MODEL_INFO.info({"version": current.version, "generator": current.generator.name})
 
 
 async def _switch(record: ModelVersion) -> LoadedPolicy | None:
     loop = asyncio.get_running_loop()
-    policy = RUNTIME.policy
+    policy = RUNTIME.serving
     if record.status is ModelStatus.ROLLED_BACK:
         return await loop.run_in_executor(RUNTIME.executor, policy.roll_back_from, record)
     if record.status is ModelStatus.CHAMPION:

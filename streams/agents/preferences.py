@@ -67,7 +67,7 @@ async def score_reward(event) -> None:
     board = await load_owned(tables.scoreboard, reward.user_id, Scoreboard, event)
     recorded = board is not None and board.record(reward, _key(event, reward), RUNTIME.bounds, evicted)
     count_evictions("scoreboard", evicted)
-    if not recorded:
+    if board is None or not recorded:
         return
     s = RUNTIME.settings
     pairs = board.new_pairs(reward.user_id, s.pairs.min_rewards, PairConfig(s.pairs.max_per_round, s.pairs.min_gap))

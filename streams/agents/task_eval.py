@@ -21,6 +21,8 @@ import asyncio
 import logging
 from collections import OrderedDict
 
+from faust.types import EventT
+
 from lettingo.scoreboard import Scoreboard
 from lettingo.stream_eval import EvalTrigger, StreamCase, cases_for
 from lettingo.user_state import UserState
@@ -91,10 +93,10 @@ async def _event_cases(event) -> list[StreamCase]:
         return _cases(trigger)
 
 
-async def _score(loop, cases: list[StreamCase], events_of: dict[int, object]) -> list:
+async def _score(loop, cases: list[StreamCase], events_of: dict[int, EventT]) -> list:
     """Every case's rewards in one executor call; if that raises, case by case, so that one case that cannot be
     scored is dead-lettered (None) and the others are not."""
-    evaluate = RUNTIME.evaluator.evaluate
+    evaluate = RUNTIME.task_evaluator.evaluate
     try:
         return await loop.run_in_executor(RUNTIME.eval_executor, evaluate, cases, RUNTIME.catalog)
     except Exception as e:
@@ -119,7 +121,7 @@ async def task_eval(stream):
     s = RUNTIME.settings
     async for events in stream.take_events(s.eval.batch_size, within=s.regen.batch_seconds):
         cases: list[StreamCase] = []
-        events_of: dict[int, object] = {}  # id(case) -> its event, to dead-letter a case that cannot be scored
+        events_of: dict[int, EventT] = {}  # id(case) -> its event, to dead-letter a case that cannot be scored
         for event in events:
             found = await guarded(event, lambda event=event: _event_cases(event), "task_eval", s.app.poison_retries)
             for case in found or []:

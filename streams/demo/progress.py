@@ -6,6 +6,7 @@ import json
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 from rich.table import Table
@@ -29,7 +30,7 @@ def _get(url: str, timeout_s: float = 1.0) -> bytes | None:
         return None
 
 
-def worker_health(port: int) -> dict[str, object] | None:
+def worker_health(port: int) -> dict[str, Any] | None:
     body = _get(f"http://127.0.0.1:{port}/health")
     return json.loads(body) if body else None
 

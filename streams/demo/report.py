@@ -171,7 +171,7 @@ async def _read_topic(settings: StreamSettings, name: str, record_type: type) ->
         settings.topic(name), **settings.kafka_client_config(), auto_offset_reset="earliest", enable_auto_commit=False
     )
     await consumer.start()
-    out = []
+    out: list[tuple[int, Any]] = []
     try:
         while True:
             batch = await consumer.getmany(timeout_ms=2000, max_records=10_000)

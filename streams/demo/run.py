@@ -15,6 +15,7 @@ import socket
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from aiokafka.errors import KafkaError
 from rich.console import Console
@@ -66,7 +67,7 @@ class DemoConfig:
     seed: int = 13
 
     @classmethod
-    def for_mode(cls, dataset: Path, quick: bool, **overrides: object) -> DemoConfig:
+    def for_mode(cls, dataset: Path, quick: bool, **overrides: Any) -> DemoConfig:
         base = cls(dataset=dataset, quick=quick)
         if quick:
             base = replace(
@@ -125,7 +126,7 @@ def subset(
         {u: list(rs[latest]) for u, rs in dataset.ratings_by_user.items() if u in chosen},
         dataset.rating_scale,
     )
-    return small, DatasetSplit(keep["train"], keep["validation"], keep["test"], split.cfg)
+    return small, DatasetSplit(tuple(keep["train"]), tuple(keep["validation"]), tuple(keep["test"]), split.cfg)
 
 
 def replayed(dataset: Dataset, split: DatasetSplit) -> Dataset:

@@ -187,7 +187,7 @@ def _answered_in_tls(error: BaseException) -> bool:
 
 def _cause(error: BaseException) -> BaseException:
     """The TLS error under aiokafka's 'connection closed', when there is one."""
-    seen = error
+    seen: BaseException | None = error
     while seen is not None:
         if isinstance(seen, ssl.SSLError):
             return seen

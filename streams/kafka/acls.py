@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import for_code
@@ -143,7 +144,7 @@ class _CreateAcls(Request[CreateAclsRequest_v1]):
         return request_struct_class(self._creations)
 
 
-async def _send(settings: StreamSettings, request: Request) -> object:
+async def _send(settings: StreamSettings, request: Request) -> Any:
     client = AIOKafkaClient(**settings.kafka_client_config())
     await client.bootstrap()
     try:
