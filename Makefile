@@ -10,7 +10,7 @@ LETTINGO := $(BIN)/lettingo
 DATASET ?= ../shared/data/ml-latest-small
 KAFKA_LIBS := .lettingo/kafka/libs
 
-.PHONY: demo test test-fast check typecheck test-deps setup system-deps kafka-jars broker-start broker-stop broker-start-secure broker-stop-secure lint bench clean deploy-deps image image-lock compose-smoke deploy-check
+.PHONY: demo test test-fast test-pretrained check typecheck test-deps setup system-deps kafka-jars broker-start broker-stop broker-start-secure broker-stop-secure lint bench clean deploy-deps image image-lock compose-smoke deploy-check
 
 # The whole loop on ml-latest-small; DEMO_ARGS= (empty) runs every user with the full nano model.
 DEMO_ARGS ?= --quick
@@ -18,7 +18,12 @@ demo: setup kafka-jars
 	$(LETTINGO) demo --dataset $(DATASET) $(DEMO_ARGS)
 
 test: setup kafka-jars test-deps check
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not pretrained"
+
+# The SmolLM2 tests (every stage on a pretrained model, the LLM judge): about 6 min on 2 cores, so not in CI's
+# `make test`; run them when the generators, prompts, trainer or registry change.
+test-pretrained: setup kafka-jars
+	$(BIN)/python -m pytest -m pretrained
 
 # The tests that need neither the broker nor a built model (the markers come from tests/conftest.py's fixtures).
 FAST_MARKERS := not kafka and not models and not slow and not pretrained

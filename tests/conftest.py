@@ -19,7 +19,7 @@ DATASET = (REPO.parent / "shared" / "data" / "ml-latest-small").resolve()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # Registered here so that -m "not pretrained" can leave them out of a quick run; they run in `make test`.
+    # `make test` leaves these out (-m "not pretrained"); `make test-pretrained` runs them.
     config.addinivalue_line("markers", "pretrained: runs SmolLM2-135M-Instruct (minutes on 2 cores)")
 
 
