@@ -151,18 +151,16 @@ def era_sentences(entries: Sequence[HistoryEntry], rng: random.Random) -> list[s
 
 
 def strictness_sentences(entries: Sequence[HistoryEntry], rng: random.Random) -> list[str]:
-    """Rater strictness: average rating, share of likes and dislikes, and tags of what they liked."""
+    """Rater strictness: average rating, share of likes and dislikes.
+
+    Not the tags of what they liked: the prompt never shows tags (nor does the stream's catalogue carry them), so a
+    model trained to state them could only make them up ("tagged aliens, chn grishology")."""
     if not entries:
         return [EMPTY_PROFILE]
     stats = HistoryStats.of(entries)
     assert stats is not None
     kind = rng.choice(RATER_PHRASES[stats.rater_kind])
-    parts = [f"{kind}: {stats.rating_phrase()}."]
-    tags = Counter(t for e in entries if e.sentiment is Sentiment.LIKE for t in e.item.tags[:5])
-    if tags and rng.random() < 0.8:
-        picked = [t for t, _ in tags.most_common(rng.randint(2, 4))]
-        parts.append(f"Liked items are often tagged {_join(picked)}.")
-    return parts
+    return [f"{kind}: {stats.rating_phrase()}."]
 
 
 def combined_writer(entries: Sequence[HistoryEntry], rng: random.Random) -> str:

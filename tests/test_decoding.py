@@ -165,6 +165,15 @@ def test_grounding_allows_only_the_true_rater_kind_and_real_tags(nano: HFGenerat
     after_tagged = allowed_after(" Liked items are often tagged")
     assert after_tagged and all(any(g.startswith(t) or t.startswith(g) for g in tags) for t in after_tagged)
     assert not any(t[:1].isdigit() for t in allowed_after(" A generous rater: average rating 4.3."))  # no 4.3.0
+    # nothing true can follow these here (no dislikes; no tags, as in the stream's catalogue): never written
+    import re
+    from dataclasses import replace
+
+    assert not any(re.search(r"dislike\b", "Tends to" + t) for t in allowed_after(" Mostly watches Drama. Tends to"))
+    untagged = [replace(e, item=replace(e.item, tags=())) for e in _generous_history()]
+    facts = PromptFacts.of(profile_prompt_from_entries(untagged))
+    assert not any(re.search(r"tagged\b", "often" + t) for t in allowed_after(" Liked items are often often"))
+    facts = PromptFacts.of(profile_prompt_from_entries(_generous_history()))
     after_a_tag = allowed_after(" Liked items are often tagged aliens")
     assert {",", ".", " and"} & set(after_a_tag) and not any(t[:1].isalpha() for t in after_a_tag)
 

@@ -127,6 +127,25 @@ def _lists_twice(listing: str, words: frozenset[str]) -> bool:
     )
 
 
+def _trigger_phrases(slot: TermSlot) -> list[str]:
+    """The phrases of a slot's trigger (``\\b(?:Often dislikes|...)\\b``, as lettingo.profile_quality builds it)."""
+    inner = slot.trigger.pattern.removeprefix(r"\b(?:").removesuffix(r")\b")
+    return [re.sub(r"\\(.)", r"\1", p) for p in inner.split("|")]
+
+
+def _completes(text: str, token: str, phrase: str) -> bool:
+    """``token`` (lower case) ends ``phrase`` as a whole word, which the text had not written yet."""
+    tail = text[-len(phrase) - 1 :].lower()
+    joined = tail + token
+    at = joined.find(phrase, max(0, len(tail) - len(phrase) + 1))
+    while at >= 0:
+        end = at + len(phrase)
+        if end > len(tail) and not joined[at - 1 : at].isalpha() and not joined[end : end + 1].isalpha():
+            return True
+        at = joined.find(phrase, at + 1)
+    return False
+
+
 def _finishes(allowed: regex.Pattern[str], rest: str, probe: str) -> bool:
     """The token completes the slot and goes on past it (nano's `` items.`` after ``... of``)."""
     m = allowed.match(rest + probe)
@@ -140,6 +159,7 @@ class PromptFacts:
     titles: dict[str, Sentiment]
     figures: tuple[tuple[re.Pattern[str], Any], ...]
     slots: tuple[TermSlot, ...] = ()
+    false_phrases: tuple[str, ...] = ()  # phrases nothing true can follow, lower case: never written anywhere
     masks: dict[Sentiment | None, torch.Tensor] = field(default_factory=dict, compare=False, repr=False)
     slot_masks: dict[tuple[int, str], torch.Tensor | None] = field(default_factory=dict, compare=False, repr=False)
 
@@ -148,7 +168,8 @@ class PromptFacts:
         titles = {e.quoted_title[1:-1]: e.sentiment for e in prompt.entries}
         slots = [*term_slots(prompt.entries), *_figure_slots(prompt)]
         opening = _opening_slot(prompt, slots)
-        return cls(titles, tuple(_required_figures(prompt)), (*slots, *([opening] if opening else [])))
+        false = tuple(sorted({p.lower() for slot in slots if not slot.possible for p in _trigger_phrases(slot)}))
+        return cls(titles, tuple(_required_figures(prompt)), (*slots, *([opening] if opening else [])), false)
 
     def open_slots(self, text: str) -> list[tuple[int, str]]:
         """(slot index, what follows its trigger) for each slot the text ends inside of: right after its trigger,
@@ -220,6 +241,7 @@ class GroundingRule:
     def __init__(self, tokenizer: Any, vocab_size: int) -> None:
         self.vocab_size = vocab_size
         self.tokenizer = tokenizer
+        self._phrase_tokens: dict[str, list[tuple[int, str]]] = {}
 
     @cached_property
     def texts(self) -> list[str]:
@@ -338,7 +360,22 @@ class GroundingRule:
             slot = self._slot(facts, index, rest)
             if slot is not None:
                 mask |= slot
+        for phrase in facts.false_phrases:
+            completing = [i for i, t in self._completers(phrase) if _completes(text, t, phrase)]
+            if completing:
+                mask[torch.tensor(completing, dtype=torch.long)] = True
         return mask
+
+    def _completers(self, phrase: str) -> list[tuple[int, str]]:
+        """Tokens that can write the end of ``phrase`` (they begin with a suffix of it, or hold it whole)."""
+        if phrase not in self._phrase_tokens:
+            ends = tuple(phrase[-j:] for j in range(1, len(phrase) + 1))
+            self._phrase_tokens[phrase] = [
+                (i, t.lower())
+                for i, t in enumerate(self.texts)
+                if t and (t.lower().startswith(ends) or phrase in t.lower())
+            ]
+        return self._phrase_tokens[phrase]
 
     def _mask_allowing(self, allowed: Sequence[int]) -> torch.Tensor:
         mask = torch.ones(self.vocab_size, dtype=torch.bool)
