@@ -56,6 +56,13 @@ class Snapshot:
     counts: dict[str, int]
     events: dict[str, tuple[str, ...]]
     profiles: dict[str, tuple[str, str, str]]  # profile id, text, the history it describes
+    requested: dict[str, str]  # the history of each user's last profile request
+
+    @property
+    def answered(self) -> bool:
+        """Every user's last request has its profile: a regenerate partition still catching up (sought back
+        after a kill, waiting out a rebalance) can leave the tables unchanged for longer than ``stable_s``."""
+        return all(self.profiles.get(u, ("", "", ""))[2] == ref for u, ref in self.requested.items())
 
 
 @dataclass
@@ -167,17 +174,19 @@ def snapshot(settings: StreamSettings) -> Snapshot:
         {u: s.count for u, s in states.items()},
         {u: tuple(e.event_id for e in s.events) for u, s in states.items()},
         profiles,
+        {u: json.loads(s.last_request)["history_ref"] for u, s in states.items() if s.last_request},
     )
 
 
 def drained(
     fleet: list[BenchWorker], settings: StreamSettings, expected: int, stable_s: float = 8.0, timeout_s: float = 900
 ) -> Snapshot:
-    """Wait until every event is applied and the state and profiles stop changing for ``stable_s``."""
+    """Wait until every event is applied, every user's last profile request answered, and the state and profiles
+    stop changing for ``stable_s``."""
     deadline, last, since = time.monotonic() + timeout_s, None, time.monotonic()
     while time.monotonic() < deadline:
         snap = snapshot(settings)
-        if sum(snap.counts.values()) >= expected and snap == last:
+        if sum(snap.counts.values()) >= expected and snap.answered and snap == last:
             if time.monotonic() - since >= stable_s:
                 return snap
         else:

@@ -66,8 +66,12 @@ async def refresh_metadata(consumer: AIOKafkaConsumer) -> None:
 
 async def flush(app: faust.App) -> None:
     """Wait until the broker has every record the app's producer was given, table changelog writes included
-    (a table write only queues its changelog record)."""
-    await app.producer.flush()
+    (a table write only queues its changelog record in Faust's producer buffer)."""
+    producer = app.producer
+    # The buffer's flush gives up when no record leaves it for 0.1 s (a loaded machine): flush until it is empty.
+    while producer.buffer.size:
+        await producer.buffer.flush()
+    await producer.flush()
 
 
 class BatchSender:
