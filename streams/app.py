@@ -52,11 +52,31 @@ def create_app(settings: StreamSettings) -> faust.App:
         producer_acks=-1,
         broker_commit_interval=1.0,
         table_standby_replicas=settings.app.table_standby_replicas,
+        # A restore reads a changelog through the same queue as the streams: a deeper one and larger fetches keep
+        # the consumer from pausing between fetches (the restore is bound by Faust's Python work per record).
+        stream_buffer_maxsize=settings.app.stream_buffer,
+        consumer_max_fetch_size=settings.app.fetch_max_mib * 2**20,
         broker_session_timeout=settings.kafka.session_timeout_seconds,
         broker_heartbeat_interval=settings.kafka.heartbeat_seconds,
         autodiscover=False,
         version=1,
     )
+
+
+def table_options(settings: StreamSettings) -> dict[str, Any]:
+    """Keyword arguments of every ``app.Table``: the restore batch and the bounded RocksDB memory of each table
+    partition's database (``options`` reach :class:`faust.stores.rocksdb.RocksDBOptions`; Faust's defaults, 3 x
+    64 MiB memtables and a 2 GiB block cache per database, grow a worker by GiBs over its many databases)."""
+    app = settings.app
+    return {
+        "recovery_buffer_size": app.recovery_buffer,
+        "standby_buffer_size": app.recovery_buffer,
+        "options": {
+            "write_buffer_size": app.rocksdb_write_buffer_mib * 2**20,
+            "max_write_buffer_number": app.rocksdb_write_buffers,
+            "block_cache_size": app.rocksdb_block_cache_mib * 2**20,
+        },
+    }
 
 
 @dataclass(frozen=True)

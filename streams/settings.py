@@ -180,6 +180,41 @@ class AppSettings(Section):
         description="A partition with waiting messages and no applied-offset progress for this long is stalled: "
         "`/ready` answers 503 and `lettingo_partition_stalled` is 1.",
     )
+    recovery_buffer: int = Field(
+        10_000,
+        ge=1,
+        description="Changelog records a table restore writes to RocksDB in one batch (Faust's `recovery_buffer_size` "
+        "and `standby_buffer_size`).",
+    )
+    stream_buffer: int = Field(
+        16_384,
+        ge=1,
+        description="Messages a worker reads ahead of processing, per stream and for the changelog restore queue "
+        "(Faust's `stream_buffer_maxsize`): a restore reads whole fetches without pausing the consumer.",
+    )
+    fetch_max_mib: int = Field(
+        4,
+        ge=1,
+        description="Most data the broker returns per partition in one fetch, MiB (Faust's `consumer_max_fetch_size`); "
+        "at least the largest message.",
+    )
+    rocksdb_write_buffer_mib: int = Field(
+        8,
+        ge=1,
+        description="Size of one RocksDB memtable, MiB, in each table partition's database (Faust: 64).",
+    )
+    rocksdb_write_buffers: int = Field(
+        2,
+        ge=1,
+        description="Memtables one table partition's database keeps before writes stall (Faust: 3).",
+    )
+    rocksdb_block_cache_mib: int = Field(
+        16,
+        ge=1,
+        description="RocksDB block cache of each table partition's database, MiB (Faust: 2048). A worker's RocksDB "
+        "memory stays under topic partitions x tables x (write buffer x write buffers + block cache): one database "
+        "per table and partition the worker holds, active or standby.",
+    )
 
 
 class WebSettings(Section):

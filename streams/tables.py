@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from lettingo.errors import InputError
 from lettingo.records import Profile
-from streams.app import app, settings
+from streams.app import app, settings, table_options
 from streams.faust_adapter import current_event
 
 M = TypeVar("M", bound=BaseModel)
@@ -29,6 +29,7 @@ def raw_table(name: str, help_: str) -> faust.Table:
         value_type=bytes,
         partitions=settings.topics.partitions,
         help=help_,
+        **table_options(settings),  # restore batch and bounded RocksDB memory
     )
 
 

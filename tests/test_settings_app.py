@@ -64,3 +64,35 @@ def test_configure_builds_the_app_from_the_given_settings_and_shares_one_runtime
     )
     assert done.returncode == 0, done.stderr
     assert "refused" in done.stdout
+
+
+def test_the_app_settings_bound_each_table_partitions_rocksdb_and_size_the_restore(tmp_path: Path) -> None:
+    # Faust's defaults (3 x 64 MiB memtables and a 2 GiB block cache per table partition's database) let a worker
+    # grow by GiBs; the settings must reach the database RocksDB opens, as its OPTIONS and LOG files record them.
+    done = python(
+        f"""
+        from streams.app import configure
+        from streams.settings import StreamSettings
+
+        app_settings = {{
+            "id": "bounded", "recovery_buffer": 1234, "stream_buffer": 999, "fetch_max_mib": 3,
+            "rocksdb_write_buffer_mib": 5, "rocksdb_write_buffers": 2, "rocksdb_block_cache_mib": 7,
+        }}
+        worker = configure(StreamSettings(home={str(tmp_path)!r}, app=app_settings))
+        import streams.tables
+        conf = worker.app.conf
+        assert conf.stream_buffer_maxsize == 999 and conf.consumer_max_fetch_size == 3 * 2**20
+        for table in streams.tables.ALL_TABLES.values():
+            assert table.recovery_buffer_size == table.standby_buffer_size == 1234, table.name
+        db = streams.tables.user_state.data._db_for_partition(0)
+        db.put(b"k", b"v")
+        print(streams.tables.user_state.data.partition_path(0))
+        """,
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    path = Path(done.stdout.strip().splitlines()[-1])
+    options = next(path.glob("OPTIONS-*")).read_text()
+    assert f"write_buffer_size={5 * 2**20}" in options.replace(" ", "")
+    assert "max_write_buffer_number=2" in options.replace(" ", "")
+    assert f"capacity : {7 * 2**20}" in (path / "LOG").read_text()
