@@ -139,7 +139,13 @@ def term_slots(entries: Sequence[HistoryEntry]) -> list[TermSlot]:
             seen or dated,
         ),
         slot("liked genre", ("Most enthusiastic about", "Tends to love"), rf" {_listing(liked)}\.", liked, words=liked),
-        slot("liked genre or best decade", ("Rates",), rf" (?:{_listing(liked)} highest\.{rates_best})", liked or top),
+        slot(
+            "liked genre or best decade",
+            ("Rates",),
+            rf" (?:{_listing(liked)} highest\.{rates_best})",
+            liked or top,
+            words=liked | ({f"{top} best"} if top else set()),
+        ),
         slot(
             "disliked genre",
             ("Often dislikes", "Is hard to please with", "Tends to dislike"),

@@ -121,10 +121,13 @@ def _lists_twice(listing: str, words: frozenset[str]) -> bool:
         return not left
     if "the ".startswith(current):  # "the 1990s": decades are listed after "the"
         return False
-    # the item being written: the start of a word not listed yet, or one followed by the start of " and"
-    return not any(
-        w.startswith(current) or (current.startswith(w) and " and".startswith(current[len(w) :])) for w in left
-    )
+    # the item being written: the start of a word not listed yet, or one followed by the start of what may follow
+    # it ("Rates Drama and Comedy highest", "Rates the 1990s best (4.1 on average)")
+    return not any(w.startswith(current) or (current.startswith(w) and _after_item(current[len(w) :])) for w in left)
+
+
+def _after_item(rest: str) -> bool:
+    return " and".startswith(rest) or " highest".startswith(rest) or rest.startswith(" (")
 
 
 def _trigger_phrases(slot: TermSlot) -> list[str]:
