@@ -1,17 +1,19 @@
 """End-to-end latency: from the interaction that crosses the cold-start or drift threshold to the new profile on
 ``profiles``, at a sustainable input rate.
 
-Two phases on one worker. **Capacity**: the interactions of one set of users are sent as fast as the producer
-goes, so the worker's regeneration queue stays full; the profiles it writes per second while it works through
-them (first to last profile) are its generation capacity, and profiles per interaction turn that into an
-interaction rate. **Paced**: the interactions of other users are sent at :data:`LOAD` (70 %) of that rate, and
-latency is measured there, so it is one profile's cost and its batching wait, not queueing behind a backlog.
+A producer sends real MovieLens ratings of many users, each user's in order, the users interleaved at random
+(strict round-robin, as this benchmark did before, sends every user's cold-start trigger within a few seconds,
+and every drift check too: bursts of 150-300 requests that queue whatever the average rate). Each interaction's
+``ts`` is its wall-clock send time, and a profile carries its request's ``ts`` (the triggering event's), so
+latency = the profile record's Kafka timestamp (set when the worker sends it) - that ``ts``. Receive-time
+latency (when this process's consumer saw it) is reported beside it. Drift cooldown is 0 so drift can fire
+within the run; exploration is off, so each profile is one serving generation.
 
-A paced producer sends real MovieLens ratings of many users, interleaved round-robin, at a fixed rate; each
-interaction's ``ts`` is its wall-clock send time, and a profile carries its request's ``ts`` (the triggering
-event's), so latency = the profile record's Kafka timestamp (set when the worker sends it) - that ``ts``.
-Receive-time latency (when this process's consumer saw it) is reported beside it. Drift cooldown is 0 so drift
-can fire within the run; exploration is off, so each profile is one serving generation.
+Two phases on one worker. **Capacity**: the interactions of one set of users are sent as fast as the producer
+goes, so the worker's regeneration queue fills; interactions per second from the first one sent to the last
+profile written are its capacity (every part of the work included). **Paced**: the interactions of other users
+are sent at :data:`LOAD` (70 %) of that rate, and latency is measured there: one profile's cost and its
+batching wait, not queueing behind a backlog.
 """
 
 from __future__ import annotations
@@ -31,27 +33,37 @@ LOAD = 0.7  # paced rate, as a share of the measured capacity
 
 
 def schedule(users: int, per_user: int, run: str, skip: int = 0) -> list:
-    """Interactions of ``users`` users (their first ``per_user`` ratings each), interleaved round-robin; the users
+    """Interactions of ``users`` users (their first ``per_user`` ratings each), each user's in order, the users
+    merged at random (seeded): in strict round-robin every user would cross the cold-start threshold, and then
+    the drift checks, in the same round, a burst of requests no input rate smooths out. The users are those
     after the first ``skip`` of those with enough ratings."""
+    import random
+
     from lettingo.data import load_dataset
     from lettingo.records import Interaction, InteractionKind
 
     data = load_dataset(DATASET)
     chosen = [u for u, rs in sorted(data.ratings_by_user.items()) if len(rs) >= per_user][skip : skip + users]
+    # each draw is a user with events left, in proportion to how many: a uniform random interleaving
+    order = [u for u in chosen for _ in range(per_user)]
+    random.Random(f"{skip}:{users}:{per_user}").shuffle(order)
+    taken = dict.fromkeys(chosen, 0)
+    ratings = {u: sorted(data.ratings_by_user[u], key=lambda r: (r.ts, r.item_id)) for u in chosen}
     out = []
-    for i in range(per_user):
-        for u in chosen:
-            r = sorted(data.ratings_by_user[u], key=lambda r: (r.ts, r.item_id))[i]
-            out.append(
-                Interaction(
-                    event_id=f"{run}:{u}:{i}",
-                    user_id=u,
-                    item_id=r.item_id,
-                    kind=InteractionKind.RATING,
-                    rating=r.rating,
-                    ts=0.0,
-                )
+    for u in order:
+        i = taken[u]
+        taken[u] += 1
+        r = ratings[u][i]
+        out.append(
+            Interaction(
+                event_id=f"{run}:{u}:{i}",
+                user_id=u,
+                item_id=r.item_id,
+                kind=InteractionKind.RATING,
+                rating=r.rating,
+                ts=0.0,
             )
+        )
     return out, data
 
 
