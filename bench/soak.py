@@ -118,9 +118,10 @@ def lag_bounded(series: list[tuple[float, float]], rate: float) -> bool:
     return peak(second_half(series)) <= max(LAG_PEAK_GROWTH_LIMIT * peak(first_half(series)), LAG_LIMIT_SECONDS * rate)
 
 
-def run_soak(duration_s: float, sample_s: float, burst: int) -> dict[str, Any]:
+def run_soak(duration_s: float, sample_s: float, burst: int, overrides: dict | None = None) -> dict[str, Any]:
+    """The soak's figures; ``overrides`` are worker settings on top of the chaos run's (``{"app_...": ...}``)."""
     settings = run_settings("soak")
-    fleet = Fleet(settings, 2, {**WORKER, "table_standby_replicas": 1})
+    fleet = Fleet(settings, 2, {**WORKER, "table_standby_replicas": 1, **(overrides or {})})
     try:
         asyncio.run(create_topics(settings))
         items, _ = interactions(0)
