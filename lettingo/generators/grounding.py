@@ -84,7 +84,7 @@ def _opening_slot(prompt: ProfilePrompt, slots: Sequence[TermSlot]) -> TermSlot 
     false = sorted({o for slot in slots if not slot.possible for o in slot.openings}, key=len, reverse=True)
     never = f"(?!(?:{'|'.join(regex.escape(o) for o in false)}))" if false else ""
     pattern = rf"\s*+(?:(?:{allowed})|(?!An?(?:\s|$)){never}).*"
-    return TermSlot("opening", _SENTENCE_START, regex.compile(pattern, regex.DOTALL), tuple(false))
+    return TermSlot("opening", _SENTENCE_START, pattern, tuple(false), flags=regex.DOTALL)
 
 
 def _figure_slots(prompt: ProfilePrompt) -> list[TermSlot]:
@@ -96,10 +96,10 @@ def _figure_slots(prompt: ProfilePrompt) -> list[TermSlot]:
         return []
     shares = regex.escape(f", likes {stats.like_share:.0%} and dislikes {stats.dislike_share:.0%} of items")
     rating = rf"(?: of| is| was)?:? {stats.average:.1f}(?:{shares})?"
-    out = [TermSlot("rating", re.compile(r"\baverage rating\b", re.IGNORECASE), regex.compile(rating))]
+    out = [TermSlot("rating", re.compile(r"\baverage rating\b", re.IGNORECASE), rating)]
     if stats.oldest is not None:
         years = rf" {stats.oldest} to {stats.newest}"
-        out.append(TermSlot("years", re.compile(r"\bwatched titles from\b", re.IGNORECASE), regex.compile(years)))
+        out.append(TermSlot("years", re.compile(r"\bwatched titles from\b", re.IGNORECASE), years))
     return out
 
 
