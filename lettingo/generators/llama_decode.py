@@ -283,8 +283,12 @@ def _encode(
     start = len(prefix.ids) if prefix is not None else 0
     hidden = core.embed_tokens(torch.tensor(ids[start:]))
     at = slice(start, len(ids))
-    # Query i (position start + i) sees keys 0 .. start + i: the causal mask aligned to its lower right.
-    mask = torch.ones((len(ids) - start, len(ids)), dtype=torch.bool).tril(start) if prefix is not None else None
+    # Query i (position start + i) sees keys 0 .. start + i: the causal mask aligned to its lower right, additive
+    # (on CPU a boolean mask sends attention to a slower kernel than a float one)
+    mask = None
+    if prefix is not None:
+        seen = torch.ones((len(ids) - start, len(ids)), dtype=torch.bool).tril(start)
+        mask = torch.zeros(seen.shape).masked_fill(~seen, float("-inf"))
     for i, (layer, (qkv_weight, mlp_weight), buffers) in enumerate(zip(core.layers, weights, cache, strict=True)):
         q, k, v = (t.transpose(0, 1) for t in _qkv(layer, qkv_weight, hidden, cos[at], sin[at]))
         buffers.keys[rows, :, at], buffers.values[rows, :, at] = k, v
