@@ -38,7 +38,7 @@ LOAD_SHARE = 0.7
 LAG_METRIC = "lettingo_applied_offset_lag_messages"
 RSS_SLOPE_LIMIT_MB_PER_MIN = 1.0
 LAG_PEAK_GROWTH_LIMIT = 1.5
-LAG_LIMIT_SECONDS = 30.0
+LAG_LIMIT_SECONDS = 10.0
 
 
 def interactions(passes: int) -> tuple[list, list[Interaction]]:

@@ -52,8 +52,7 @@ def create_app(settings: StreamSettings) -> faust.App:
         producer_acks=-1,
         broker_commit_interval=1.0,
         table_standby_replicas=settings.app.table_standby_replicas,
-        # A restore reads a changelog through the same queue as the streams: a deeper one and larger fetches keep
-        # the consumer from pausing between fetches (the restore is bound by Faust's Python work per record).
+        # A restore reads a changelog through the same queue and fetches as the streams.
         stream_buffer_maxsize=settings.app.stream_buffer,
         consumer_max_fetch_size=settings.app.fetch_max_mib * 2**20,
         broker_session_timeout=settings.kafka.session_timeout_seconds,

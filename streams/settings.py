@@ -181,19 +181,20 @@ class AppSettings(Section):
         "`/ready` answers 503 and `lettingo_partition_stalled` is 1.",
     )
     recovery_buffer: int = Field(
-        10_000,
+        1000,
         ge=1,
         description="Changelog records a table restore writes to RocksDB in one batch (Faust's `recovery_buffer_size` "
-        "and `standby_buffer_size`).",
+        "and `standby_buffer_size`). The restore is bound by Faust's Python work per record, not by RocksDB: larger "
+        "batches measured no faster (`python -m bench.state`).",
     )
     stream_buffer: int = Field(
-        16_384,
+        4096,
         ge=1,
         description="Messages a worker reads ahead of processing, per stream and for the changelog restore queue "
-        "(Faust's `stream_buffer_maxsize`): a restore reads whole fetches without pausing the consumer.",
+        "(Faust's `stream_buffer_maxsize`); more holds more messages in memory.",
     )
     fetch_max_mib: int = Field(
-        4,
+        1,
         ge=1,
         description="Most data the broker returns per partition in one fetch, MiB (Faust's `consumer_max_fetch_size`); "
         "at least the largest message.",
