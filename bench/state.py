@@ -358,9 +358,14 @@ FAUST_DEFAULTS = {
 }
 
 
+# Restore batches, read-ahead and fetches larger than Faust's (and this project's) defaults.
+LARGER_BATCHES = {"app_recovery_buffer": 10_000, "app_stream_buffer": 16_384, "app_fetch_max_mib": 4}
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m bench.state [--users N] [--rounds N] [--profile]``: the restore alone, Faust's defaults against
-    this project's settings taking turns, into bench/results/restore.json (with py-spy summaries with --profile)."""
+    """``python -m bench.state [--users N] [--rounds N] [--profile]``: the restore alone, with Faust's defaults,
+    this project's settings and larger batches taking turns, into bench/results/restore.json (py-spy summaries with
+    --profile)."""
     import argparse
     import sys
 
@@ -377,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     profiles = REPO / ".lettingo" / "restore-profiles" if args.profile else None
     if profiles is not None:
         profiles.mkdir(parents=True, exist_ok=True)
-    variants = {"faust_defaults": FAUST_DEFAULTS, "settings": {}}
+    variants = {"faust_defaults": FAUST_DEFAULTS, "settings": {}, "larger_batches": LARGER_BATCHES}
     figures = restore_comparison(args.users, variants, rounds=args.rounds, profile_dir=profiles)
     for name, runs in figures["runs"].items():
         rates = [r["restore_records_per_second"] or float("nan") for r in runs]
