@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 NGRAM_WITH_TITLE_TOKENS = 4
 NGRAM_SUBWORD = 8
@@ -70,7 +71,7 @@ class Decoding:
     def from_options(cls, options: dict[str, str], base: Decoding | None = None) -> Decoding:
         """A spec's ``no_repeat_ngram``, ``repetition_penalty``, ``frequency_penalty`` options over ``base``."""
         base = base or cls()
-        changes: dict[str, object] = {}
+        changes: dict[str, Any] = {}
         if "no_repeat_ngram" in options:
             changes["no_repeat_ngram_size"] = int(options["no_repeat_ngram"])
         if "repetition_penalty" in options:

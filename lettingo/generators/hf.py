@@ -290,6 +290,6 @@ class HFGenerator(Generator):
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def close(self) -> None:
-        self.model = None  # type: ignore[assignment]
+        self.model = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

@@ -45,7 +45,8 @@ ROW_BLOCK = 8  # every matmul sees a multiple of this many rows (see above)
 
 def supports(model: object) -> bool:
     """Plain Llama (no adapters left unmerged, no rope scaling, no attention bias) on the CPU."""
-    if type(model) is not LlamaForCausalLM:
+    # Exactly Llama (isinstance lets the type checker follow); a subclass may compute differently.
+    if not isinstance(model, LlamaForCausalLM) or type(model) is not LlamaForCausalLM:
         return False
     cfg = model.config
     rope = getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None) or {}
