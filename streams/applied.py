@@ -44,8 +44,11 @@ A batched agent (``take_events``) admits each event of a batch in order, wraps t
 the batch with :meth:`AppliedOffsets.applied_batch` after its effects.
 
 Input topics are written by plain (non-transactional) producers, so their offsets are contiguous; in case one is
-not (a transaction marker, records removed by retention), a seek whose event does not come within
-``give_up_s`` is given up with an error logged, and processing goes on from where it is.
+not (a transaction marker, records removed by retention), a seek whose event has not come within ``give_up_s``
+asks the broker, on a consumer of its own, for the first record from the sought offset on. Only when that record
+is a later one (the sought one is gone) is the seek given up, with an error logged, and processing goes on from
+where it is. While the sought record is still there (an overloaded worker that has not fetched it back yet) the
+guard seeks again and keeps waiting, and the partition shows as stalled: skipping would lose the event.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -63,6 +66,7 @@ from faust.types import TP
 from streams import metrics
 from streams.edge import bare_topic
 from streams.faust_adapter import read_offset
+from streams.kafka.offsets import sought_record_gone
 from streams.tables import event_context
 
 log = logging.getLogger(__name__)
@@ -77,10 +81,15 @@ class _Seek:
     dropped: int = 0
 
 
+# (topic, partition, offset) -> the first offset a fresh read from there returns (streams.kafka.offsets)
+FirstOffsetProbe = Callable[[str, int, int], Awaitable[int | None]]
+
+
 class AppliedOffsets:
-    def __init__(self, app: faust.App, table: faust.Table, give_up_s: float = 60.0) -> None:
+    def __init__(self, app: faust.App, table: faust.Table, probe: FirstOffsetProbe, give_up_s: float = 60.0) -> None:
         self.app = app
         self.table = table
+        self.probe = probe
         self.give_up_s = give_up_s
         self._seeking: dict[TP, _Seek] = {}
         self._start: dict[TP, int] = {}
@@ -133,16 +142,27 @@ class AppliedOffsets:
             await self._seek(tp, expected)
             return False
         if time.monotonic() - seek.since > self.give_up_s:
-            log.error(
-                "offset %d of %s never came back after a seek (%d events dropped); going on from %d",
+            first = await self.probe(tp.topic, tp.partition, expected)
+            if sought_record_gone(expected, first):
+                log.error(
+                    "offset %d of %s is no longer on the broker (a read from it starts at %s); going on from %d",
+                    expected,
+                    tp,
+                    first,
+                    offset,
+                )
+                self._seeking.pop(tp, None)
+                self._admitted[tp] = offset
+                return True
+            log.warning(
+                "offset %d of %s has not come back %.0f s after a seek, and it is still on the broker; waiting on",
                 expected,
                 tp,
-                seek.dropped,
-                offset,
+                time.monotonic() - seek.since,
             )
-            self._seeking.pop(tp, None)
-            self._admitted[tp] = offset
-            return True
+            seek.since = time.monotonic()
+            await self._seek(tp, expected)
+            return False
         seek.dropped += 1  # fetched before the seek; it comes round again
         if seek.round != self._round:
             # Handed out after the seek was asked for: it may have moved Faust's read offset past the sought

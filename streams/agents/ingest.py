@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 
 import faust
 
@@ -46,10 +47,11 @@ from streams.app import app
 from streams.applied import AppliedOffsets, source_position
 from streams.edge import decode_event
 from streams.faust_adapter import BatchSender, flush
+from streams.kafka.offsets import first_offset_from
 from streams.quarantine import count_evictions, crash_counted, dead_poison, quarantine_value
 
 log = logging.getLogger(__name__)
-APPLIED = RUNTIME.guard(AppliedOffsets(app, tables.applied_offsets))
+APPLIED = RUNTIME.guard(AppliedOffsets(app, tables.applied_offsets, partial(first_offset_from, RUNTIME.settings)))
 WATCH_EVERY_S = 3.0
 BATCH_MAX = 1000  # interactions taken at once at most
 # The longest wait to fill a batch: the latency a trickle of events pays. With a backlog the wait is Faust handing

@@ -20,6 +20,7 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
@@ -35,12 +36,13 @@ from streams.app import app
 from streams.applied import AppliedOffsets
 from streams.edge import dead_letter, decode_event
 from streams.faust_adapter import BatchSender, flush
+from streams.kafka.offsets import first_offset_from
 from streams.quarantine import crash_counted, guarded, load_owned
 from streams.settings import StreamSettings
 from streams.tables import ProfileHistory, ProfileVersion, event_context
 
 log = logging.getLogger(__name__)
-APPLIED = RUNTIME.guard(AppliedOffsets(app, tables.applied_offsets))
+APPLIED = RUNTIME.guard(AppliedOffsets(app, tables.applied_offsets, partial(first_offset_from, RUNTIME.settings)))
 WATCH_EVERY_S = 3.0
 SEED = 0  # the generators derive each prompt's sampling seed from this and the prompt text
 

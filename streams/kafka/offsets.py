@@ -1,4 +1,5 @@
-"""How many records each topic has received (the sum of its partitions' end offsets)."""
+"""How many records each topic has received (the sum of its partitions' end offsets), and where a read from an
+offset starts (whether a record is still on the broker)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,31 @@ class TopicCounter:
             parts = await self._partitions(self._settings.topic(name))
             out[name] = sum((await self._consumer.end_offsets(parts)).values()) if parts else 0
         return out
+
+
+async def first_offset_from(settings: StreamSettings, topic: str, partition: int, offset: int) -> int | None:
+    """The offset of the first record a fresh read of ``topic``'s ``partition`` from ``offset`` returns: ``offset``
+    itself while that record is on the broker, a later one once it is gone (retention, compaction, a transaction's
+    marker), None if the broker returned nothing in time (which proves nothing)."""
+    tp = TopicPartition(topic, partition)
+    consumer = AIOKafkaConsumer(
+        **settings.kafka_client_config(), enable_auto_commit=False, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        consumer.seek(tp, offset)
+        batch = await consumer.getmany(tp, timeout_ms=10_000, max_records=1)
+        records = batch.get(tp) or []
+        return records[0].offset if records else None
+    finally:
+        await consumer.stop()
+
+
+def sought_record_gone(sought: int, first_found: int | None) -> bool:
+    """Whether a seek back to ``sought`` can be given up: a fresh read from it starts at a later record. A read
+    that returned nothing proves nothing (a slow broker), so the seek goes on."""
+    return first_found is not None and first_found > sought
 
 
 async def topic_counts(settings: StreamSettings, names: list[str]) -> dict[str, int]:
