@@ -61,7 +61,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import faust
-from faust.types import TP
+from faust.types import TP, TableT
 
 from streams import metrics
 from streams.edge import bare_topic
@@ -86,7 +86,7 @@ FirstOffsetProbe = Callable[[str, int, int], Awaitable[int | None]]
 
 
 class AppliedOffsets:
-    def __init__(self, app: faust.App, table: faust.Table, probe: FirstOffsetProbe, give_up_s: float = 60.0) -> None:
+    def __init__(self, app: faust.App, table: TableT, probe: FirstOffsetProbe, give_up_s: float = 60.0) -> None:
         self.app = app
         self.table = table
         self.probe = probe

@@ -15,10 +15,12 @@ import asyncio
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, cast
 
 import faust
 import faust.streams
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.producer.message_accumulator import BatchBuilder
 from faust.types import TP
 from faust.types.transports import ConsumerT
 
@@ -44,13 +46,13 @@ def current_event(event: faust.EventT) -> Iterator[None]:
 def read_offset(consumer: ConsumerT, tp: TP) -> int | None:
     """The last offset Faust's consumer handed to the streams for ``tp`` (None: none yet). A fetched record below
     it is dropped; :meth:`faust.transport.consumer.Consumer.seek` sets it to the sought offset."""
-    return consumer._read_offset.get(tp)
+    return cast(Any, consumer)._read_offset.get(tp)  # Faust's Consumer, not in its ConsumerT protocol
 
 
 def aiokafka_producer(app: faust.App) -> AIOKafkaProducer:
     """Faust's own aiokafka producer (started with the app): its record batches skip Faust's per-message
     bookkeeping."""
-    return app.producer._ensure_producer()
+    return cast(Any, app.producer)._ensure_producer()  # the aiokafka transport's, not in ProducerT
 
 
 def partition_for(producer: AIOKafkaProducer, key: bytes, partitions: list[int]) -> int:
@@ -83,7 +85,7 @@ class BatchSender:
 
     def __init__(self, app: faust.App) -> None:
         self._producer = aiokafka_producer(app)
-        self._batches: dict[tuple[str, int], object] = {}
+        self._batches: dict[tuple[str, int], BatchBuilder] = {}
         self._sent: list[asyncio.Future] = []
         self._partitions: dict[tuple[str, bytes], int] = {}  # the partitioner hashes in Python: once a key
 

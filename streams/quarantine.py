@@ -19,6 +19,7 @@ from typing import TypeVar
 
 import faust
 from aiokafka.errors import KafkaError
+from faust.types import TableT
 from pydantic import BaseModel
 
 from lettingo.bounds import Evictions
@@ -31,7 +32,7 @@ T = TypeVar("T")
 BACKOFF_S = 0.05
 
 
-async def load_owned(table: faust.Table, user_id: str, model: type[M], event: faust.EventT) -> M | None:
+async def load_owned(table: TableT, user_id: str, model: type[M], event: faust.EventT) -> M | None:
     """The owner's read of a table value: one that does not decode is quarantined and read as none."""
     try:
         return tables.load(table, user_id, model)

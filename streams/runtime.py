@@ -62,6 +62,12 @@ class Runtime:
         return self.policy
 
     @property
+    def exploring(self) -> Generator:
+        if self.explorer is None:
+            raise RuntimeError("the explorer is used before the worker loaded it")
+        return self.explorer
+
+    @property
     def task_evaluator(self) -> StreamTaskEvaluator:
         if self.evaluator is None:
             raise RuntimeError("the task evaluator is used before the worker loaded it")

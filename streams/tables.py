@@ -11,6 +11,7 @@ from contextlib import AbstractContextManager
 from typing import TypeVar
 
 import faust
+from faust.types import TableT
 from pydantic import BaseModel, Field
 
 from lettingo.errors import InputError
@@ -22,7 +23,7 @@ M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger(__name__)
 
 
-def raw_table(name: str, help_: str) -> faust.Table:
+def raw_table(name: str, help_: str) -> TableT:
     return app.Table(
         name,
         key_type=bytes,
@@ -76,12 +77,12 @@ def key(user_id: str) -> bytes:
 class CorruptValue(InputError):
     """A stored table value that no longer decodes (written by another version, or damaged)."""
 
-    def __init__(self, table: faust.Table, user_id: str, payload: bytes, error: Exception) -> None:
+    def __init__(self, table: TableT, user_id: str, payload: bytes, error: Exception) -> None:
         super().__init__(f"{table.name}[{user_id!r}]: {type(error).__name__}: {str(error)[:300]}")
         self.table, self.user_id, self.payload = table, user_id, payload
 
 
-def load(table: faust.Table, user_id: str, model: type[M]) -> M | None:
+def load(table: TableT, user_id: str, model: type[M]) -> M | None:
     """The user's value, None if there is none; :class:`CorruptValue` if it does not decode. Only the agent that
     owns the table handles that (:func:`streams.quarantine.load_owned`); readers use :func:`read`."""
     payload = table.get(key(user_id))
@@ -93,7 +94,7 @@ def load(table: faust.Table, user_id: str, model: type[M]) -> M | None:
         raise CorruptValue(table, user_id, payload, e) from e
 
 
-def read(table: faust.Table, user_id: str, model: type[M]) -> M | None:
+def read(table: TableT, user_id: str, model: type[M]) -> M | None:
     """As :func:`load` for a reader that does not own the table: a value that does not decode reads as none (the
     owner quarantines it on its next event for the user)."""
     try:
@@ -103,7 +104,7 @@ def read(table: faust.Table, user_id: str, model: type[M]) -> M | None:
         return None
 
 
-def store(table: faust.Table, user_id: str, value: BaseModel) -> None:
+def store(table: TableT, user_id: str, value: BaseModel) -> None:
     table[key(user_id)] = value.model_dump_json().encode()
 
 

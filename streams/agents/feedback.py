@@ -55,9 +55,10 @@ async def join_event(event) -> None:
         rewards = add_feedback(join, feedback, window, now, bounds, evicted)
     else:  # a sweep from the timer below
         user_id = (event.message.key or b"").decode(errors="replace")
-        join = await load_owned(tables.pending_join, user_id, PendingJoin, event)
-        if join is None:
+        swept = await load_owned(tables.pending_join, user_id, PendingJoin, event)
+        if swept is None:
             return
+        join = swept
         rewards = close_expired(user_id, join, now)
     count_evictions("pending_join", evicted)
     if join.empty:

@@ -19,9 +19,11 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
+from faust.types import EventT
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
 from lettingo.generators import Generator
@@ -29,7 +31,7 @@ from lettingo.prompts.escape import escape_output
 from lettingo.prompts.profile import ProfilePrompt
 from lettingo.records import Profile, ProfileCandidate, ProfileRequest, RatedItem
 from lettingo.serving import LoadedPolicy
-from lettingo.user_state import UserState, history_entries
+from lettingo.user_state import HistoryEvent, UserState, history_entries
 from streams import faults, faust_topics, metrics, tables
 from streams.agents import RUNTIME
 from streams.app import app
@@ -49,7 +51,7 @@ SEED = 0  # the generators derive each prompt's sampling seed from this and the 
 
 @dataclass
 class Job:
-    event: object
+    event: EventT
     request: ProfileRequest
     prompt: ProfilePrompt
     explore: bool
@@ -68,10 +70,11 @@ def digest(*parts: str) -> int:
 def prompt_for_ref(user_id: str, history_ref: str, history: list[RatedItem] | None = None) -> ProfilePrompt:
     """The real profile prompt (:mod:`lettingo.prompts.profile`) over the user's H_u as of ``history_ref``: the
     request's own copy of it, or (a request without one) what the user's kept window still holds of it."""
-    if not history:
+    described: Sequence[HistoryEvent | RatedItem] | None = history
+    if not described:
         state = tables.read(tables.user_state, user_id, UserState) or UserState(user_id=user_id)
-        history = state.events_up_to(history_ref)[-RUNTIME.settings.worker.history_max :]
-    return RUNTIME.profile_prompt(history_entries(history, RUNTIME.catalog, RUNTIME.labels), user_id)
+        described = state.events_up_to(history_ref)[-RUNTIME.settings.worker.history_max :]
+    return RUNTIME.profile_prompt(history_entries(described, RUNTIME.catalog, RUNTIME.labels), user_id)
 
 
 def generate_batch(policy: LoadedPolicy, explorer: Generator, jobs: list[Job], s: StreamSettings) -> list[Generated]:
@@ -133,7 +136,7 @@ async def _generate(policy: LoadedPolicy, jobs: list[Job]) -> list[Generated]:
     )
     async for attempt in retrying:
         with attempt:
-            call = loop.run_in_executor(RUNTIME.executor, generate_batch, policy, RUNTIME.explorer, jobs, s)
+            call = loop.run_in_executor(RUNTIME.executor, generate_batch, policy, RUNTIME.exploring, jobs, s)
             try:
                 return await asyncio.wait_for(call, s.regen.timeout_seconds)
             except TimeoutError as e:
@@ -221,8 +224,8 @@ async def _publish(job: Job, generated: Generated, policy: LoadedPolicy) -> None
 
 def count_tokens(generator_name: str, text: str) -> int:
     """A candidate's tokens by the tokenizer of the generator that wrote it (the served policy or the explorer)."""
-    policy = RUNTIME.policy.current.generator
-    return (policy if generator_name == policy.name else RUNTIME.explorer).count_tokens(text)
+    policy = RUNTIME.serving.current.generator
+    return (policy if generator_name == policy.name else RUNTIME.exploring).count_tokens(text)
 
 
 async def _retry_later(job: Job, error: str) -> None:
@@ -262,16 +265,16 @@ async def watch_applied() -> None:
         log.warning("watching the applied offsets of %s failed; trying again at the next tick", topic, exc_info=True)
 
 
-async def regenerate_batch(events: list) -> None:
+async def regenerate_batch(events: list[EventT]) -> None:
     tries = RUNTIME.settings.app.poison_retries
     jobs: list[Job] = []
     for event in events:
-        job = await guarded(event, lambda event=event: _job(event), "regenerate", tries)
+        job = await guarded(event, partial(_job, event), "regenerate", tries)
         if job is not None:
             jobs.append(job)
     if not jobs:
         return
-    policy = RUNTIME.policy.current
+    policy = RUNTIME.serving.current
     started = time.perf_counter()
     try:
         results = await _generate(policy, jobs)
@@ -289,4 +292,4 @@ async def regenerate_batch(events: list) -> None:
         return
     metrics.GENERATION_SECONDS.observe(time.perf_counter() - started)
     for job, generated in zip(jobs, results, strict=True):
-        await guarded(job.event, lambda j=job, g=generated: _publish(j, g, policy), "regenerate", tries)
+        await guarded(job.event, partial(_publish, job, generated, policy), "regenerate", tries)
