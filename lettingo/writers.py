@@ -16,33 +16,16 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from lettingo.data import Sentiment
+from lettingo.data.loaders import ML100K_GENRES
 from lettingo.prompts.history_stats import RATER_PHRASES, HistoryStats, decade
 from lettingo.prompts.profile import HistoryEntry
 
 ProfileWriter = Callable[[Sequence[HistoryEntry], random.Random], str]
 SentenceWriter = Callable[[Sequence[HistoryEntry], random.Random], list[str]]
 
-# Used by the ``poor`` writer, and as a fallback vocabulary when a catalogue has no attributes.
-COMMON_GENRES = (
-    "Action",
-    "Adventure",
-    "Animation",
-    "Children",
-    "Comedy",
-    "Crime",
-    "Documentary",
-    "Drama",
-    "Fantasy",
-    "Film-Noir",
-    "Horror",
-    "Musical",
-    "Mystery",
-    "Romance",
-    "Sci-Fi",
-    "Thriller",
-    "War",
-    "Western",
-)
+# MovieLens' genres (less "unknown"): used by the ``poor`` writer, and as a fallback vocabulary when a catalogue
+# has no attributes.
+COMMON_GENRES = tuple(g for g in ML100K_GENRES if g != "unknown")
 EMPTY_PROFILE = "Too little history to describe this user yet."
 
 
