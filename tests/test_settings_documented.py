@@ -132,6 +132,7 @@ ENTRY_POINTS = (
     "trainer/cli.py",
     "trainer/base_cli.py",
     "trainer/warmup.py",
+    "streams/demo/served_profiles.py",  # python -m streams.demo.served_profiles
 )
 
 
