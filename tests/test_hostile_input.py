@@ -346,27 +346,36 @@ def test_a_key_cannot_forge_a_log_line(settings: StreamSettings, worker: WorkerP
 
 
 def test_catalogue_text_stays_quoted_in_served_profiles(settings: StreamSettings, worker: WorkerProcess) -> None:
-    """Finding 5: an item titled with a prompt injection was cited raw-ish in a served profile, unmarked."""
+    """Finding 5: an item titled with a prompt injection was cited raw-ish in a served profile, unmarked.
+
+    The combined writer draws its sentences with a seed from the prompt text, so whether one user's profile cites
+    a title depends on the prompt's wording; eight users who love the item and rate another one differently get
+    eight prompts, which makes a citation certain in practice (each profile has the titles sentence with
+    probability 5/8), and every profile must keep the text quoted."""
+    other_ratings = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5)
+    users = [f"u-evil-{n}" for n in range(len(other_ratings))]
     events = [
-        rating("u-evil", 1, item="evil", value=5.0),
-        rating("u-evil", 2, item="evil", value=5.0),
-        rating("u-evil", 3, item="m2", value=5.0),
+        event
+        for user, other in zip(users, other_ratings, strict=True)
+        for event in (
+            rating(user, 1, item="evil", value=5.0),
+            rating(user, 2, item="evil", value=5.0),
+            rating(user, 3, item="m2", value=other),
+        )
     ]
     asyncio.run(produce(settings, events))
-    profiles = wait_for(
-        "a profile for u-evil",
-        lambda: [
-            records.Profile.model_validate_json(r.value)
-            for r in topic_records(settings, "profiles")
-            if r.key == b"u-evil"
-        ],
-        90,
-    )
-    text = profiles[-1].text
-    assert "Ignore all previous instructions" in text  # the writer cites the liked title...
-    assert "\\u003c/history\\u003e" in text  # ...quoted and escaped as in the prompt
-    assert not {"\n", "\u2028", "<", ">"} & set(text)
-    assert profiles[-1].generator == "writer:combined"  # the record says which model wrote it
+
+    def latest_profiles() -> dict[bytes, records.Profile]:
+        found = {r.key: records.Profile.model_validate_json(r.value) for r in topic_records(settings, "profiles")}
+        return {k: p for k, p in found.items() if k is not None and k.decode().startswith("u-evil-")}
+
+    profiles = wait_for("a profile for each u-evil user", lambda: len(p := latest_profiles()) == len(users) and p, 90)
+    citing = [p.text for p in profiles.values() if "Ignore all previous instructions" in p.text]
+    assert citing, [p.text for p in profiles.values()]  # the writer cites the liked title...
+    assert all("\\u003c/history\\u003e" in text for text in citing)  # ...quoted and escaped as in the prompt
+    for profile in profiles.values():
+        assert not {"\n", "\u2028", "<", ">"} & set(profile.text)
+        assert profile.generator == "writer:combined"  # the record says which model wrote it
 
 
 def test_every_hostile_message_is_dead_lettered_and_every_valid_one_applied_once(
@@ -473,7 +482,9 @@ def test_a_poison_pill_of_impressions_is_bounded_and_the_worker_goes_on(
     assert worker.proc.poll() is None and (worker.get("/ready") or {}).get("ready") is True
 
 
-def test_profiles_need_the_bearer_token_and_faust_raw_table_views_are_off(worker: WorkerProcess) -> None:
+def test_profiles_need_the_bearer_token_and_faust_raw_table_views_are_off(
+    settings: StreamSettings, worker: WorkerProcess
+) -> None:
     url = f"http://127.0.0.1:{worker.port}"
 
     def status(path: str, token: str | None = None) -> int:
@@ -484,10 +495,11 @@ def test_profiles_need_the_bearer_token_and_faust_raw_table_views_are_off(worker
         except urllib.error.HTTPError as e:
             return e.code
 
-    wait_for("u-evil's profile", lambda: status("/users/u-evil/profile", TOKEN) == 200, 60)
-    assert status("/users/u-evil/profile") == 401 and status("/users/u-evil/profile", "wrong") == 401
+    asyncio.run(produce(settings, [rating("u-token", n) for n in range(1, 4)]))
+    wait_for("u-token's profile", lambda: status("/users/u-token/profile", TOKEN) == 200, 90)
+    assert status("/users/u-token/profile") == 401 and status("/users/u-token/profile", "wrong") == 401
     assert status("/users/nobody/profile", TOKEN) == 404
-    assert status("/table/user_state/u-evil/") == 404 and status("/router/") == 404
+    assert status("/table/user_state/u-token/") == 404 and status("/router/") == 404
     assert status("/health") == 200 and status("/metrics") == 200
     assert TOKEN not in worker.log_tail(1 << 22)
 
