@@ -20,7 +20,7 @@ demo: setup kafka-jars
 test: setup kafka-jars test-deps check
 	$(BIN)/python -m pytest -m "not pretrained"
 
-# The SmolLM2 tests (every stage on a pretrained model, the LLM judge): about 6 min on 2 cores, so not in CI's
+# The SmolLM2 tests (every stage on a pretrained model, the LLM judge): minutes on 2 cores, so not in CI's
 # `make test`; run them when the generators, prompts, trainer or registry change.
 test-pretrained: setup kafka-jars
 	$(BIN)/python -m pytest -m pretrained
