@@ -54,16 +54,21 @@ async def produce_raw(settings: StreamSettings, topic: str, messages: Iterable[t
     return n
 
 
-async def raw_consume(settings: StreamSettings, topic: str, expected: int, max_records: int = 2000) -> dict[str, float]:
-    """Read ``expected`` records of ``topic`` from the beginning with getmany and decode each value's JSON,
-    doing nothing else: the ceiling for one Python process reading this topic."""
-    consumer = AIOKafkaConsumer(
+def bulk_consumer(settings: StreamSettings) -> AIOKafkaConsumer:
+    """A group-less consumer with large fetches: what reading a topic as fast as one process can looks like."""
+    return AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap,
         group_id=None,
         enable_auto_commit=False,
         max_partition_fetch_bytes=4 * 2**20,
         fetch_max_bytes=50 * 2**20,
     )
+
+
+async def raw_consume(settings: StreamSettings, topic: str, expected: int, max_records: int = 2000) -> dict[str, float]:
+    """Read ``expected`` records of ``topic`` from the beginning with getmany and decode each value's JSON,
+    doing nothing else: the ceiling for one Python process reading this topic."""
+    consumer = bulk_consumer(settings)
     await consumer.start()
     try:
         parts = consumer.partitions_for_topic(settings.topic(topic))

@@ -281,18 +281,12 @@ def profile_summary(path: Path, top: int = 15) -> dict[str, list[tuple[str, floa
 async def raw_restore(settings, expected: int, path: Path) -> dict[str, float]:
     """The ``user_state`` changelog read with aiokafka's getmany and written to one RocksDB database in batches:
     what one Python process does at least for a restore, without Faust's per-record work."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import TopicPartition
     from rocksdict import Options as RocksOptions
     from rocksdict import Rdict, WriteBatch
 
     topic = f"{settings.app.id}-user_state-changelog"
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=4 * 2**20,
-        fetch_max_bytes=50 * 2**20,
-    )
+    consumer = kafka_util.bulk_consumer(settings)
     await consumer.start()
     db = Rdict(str(path), RocksOptions(raw_mode=True))
     try:
