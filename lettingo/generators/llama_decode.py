@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch.nn import functional as F
@@ -45,13 +46,13 @@ ROW_BLOCK = 8  # every matmul sees a multiple of this many rows (see above)
 
 def supports(model: object) -> bool:
     """Plain Llama (no adapters left unmerged, no rope scaling, no attention bias) on the CPU."""
-    # Exactly Llama (isinstance lets the type checker follow); a subclass may compute differently.
-    if not isinstance(model, LlamaForCausalLM) or type(model) is not LlamaForCausalLM:
+    if type(model) is not LlamaForCausalLM:  # exactly Llama: a subclass may compute differently
         return False
-    cfg = model.config
+    llama = cast(LlamaForCausalLM, model)
+    cfg = llama.config
     rope = getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None) or {}
     return (
-        model.device.type == "cpu"
+        llama.device.type == "cpu"
         and rope.get("rope_type", "default") == "default"
         and not cfg.attention_bias
         and not getattr(cfg, "mlp_bias", False)
