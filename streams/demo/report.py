@@ -24,6 +24,7 @@ from lettingo.prompts.profile import ProfilePrompt, profile_prompt
 from lettingo.records import (
     InputLimits,
     Interaction,
+    ModelStatus,
     PreferencePair,
     Profile,
     ProfileCandidate,
@@ -239,6 +240,17 @@ def _plot_stream(demo: Demo, rewards: list[Reward], path: Path) -> None:
     plt.close(fig)
 
 
+def round_label(status: ModelStatus, gate: dict[str, Any]) -> str:
+    """What became of a round that is not the champion. A round the gate passed is promoted right after it is
+    published, so one that passed and is not champion was either rolled back or not promoted yet when the report
+    was written (the stream phase ends on a clock, not on a promotion)."""
+    if status == ModelStatus.ROLLED_BACK:
+        return "rolled back"
+    if status == ModelStatus.REFUSED or not gate.get("passed"):
+        return "refused by the gate"
+    return "passed the gate, not yet promoted"
+
+
 def write_report(demo: Demo, dataset: Dataset, split: DatasetSplit, reader, nano: Path, registry_root: Path) -> Path:
     from lettingo.registry import ModelRegistry
 
@@ -256,7 +268,11 @@ def write_report(demo: Demo, dataset: Dataset, split: DatasetSplit, reader, nano
         manifest = registry.manifest(trained)
         adapter = registry.local_path(trained) if manifest.kind == "lora" else None
         model = registry.base_model_path(manifest.base_model) if adapter else registry.local_path(trained)
-        dpo = f"DPO-aligned (v{trained})" if trained == champion else f"DPO round v{trained} (refused by the gate)"
+        dpo = (
+            f"DPO-aligned (v{trained})"
+            if trained == champion
+            else f"DPO round v{trained} ({round_label(registry.status(trained), manifest.gate)})"
+        )
         written[dpo] = generated_profiles(model, adapter, prompts, cfg.samples_per_user, cfg.seed)
         contrasts.append((dpo, "base generator"))
     pairs = [p for _, p in asyncio.run(_read_topic(demo.settings, "preference-pairs", PreferencePair))]
