@@ -18,6 +18,7 @@ from typing import Protocol
 
 from lettingo.data import Item, LabelScheme, Rating
 from lettingo.generators.base import Generator
+from lettingo.history_ref import HistoryRef, to_wire
 from lettingo.offline_files import ExploredCandidate, ExploredCase
 from lettingo.prompts.profile import HistoryEntry, ProfilePrompt, history_entries, profile_prompt_from_entries
 
@@ -50,7 +51,7 @@ class ExploreSource:
 class UserCandidates:
     user_id: str
     position: int  # which target the history precedes (0 = the user's last rating)
-    history_ref: str  # "<count>@<last item id>:<last ts>": which ratings the prompt saw
+    history_ref: HistoryRef  # which ratings the prompt saw; its event id is "<last item id>:<last ts>"
     prompt: ProfilePrompt
     candidates: list[ExploredCandidate] = field(default_factory=list)
     duplicates: int = 0  # samples dropped as repeats of an earlier candidate
@@ -61,7 +62,7 @@ class UserCandidates:
         return ExploredCase(
             user_id=self.user_id,
             position=self.position,
-            history_ref=self.history_ref,
+            history_ref=str(self.history_ref),
             prompt=self.prompt.text,
             messages=list(self.prompt.messages),
             candidates=self.candidates,
@@ -75,15 +76,16 @@ def normalize_profile(text: str) -> str:
     return _EDGE_PUNCT.sub("", _SPACE.sub(" ", text.casefold()))
 
 
-def history_ref(history: Sequence[Rating]) -> str:
-    if not history:
-        return "0@"
-    last = history[-1]
-    return f"{len(history)}@{last.item_id}:{last.ts}"
+def history_ref(history: Sequence[Rating]) -> HistoryRef:
+    """The reference of an offline history: a rating has no event id, so its item id and time stand in."""
+    last = history[-1] if history else None
+    return HistoryRef.of(len(history), f"{last.item_id}:{last.ts}" if last else "")
 
 
-def _profile_id(user_id: str, ref: str, normalized: str) -> str:
-    return hashlib.sha256(f"{user_id}\x00{ref}\x00{normalized}".encode()).hexdigest()[:16]
+def candidate_id(user_id: str, ref: HistoryRef | None, normalized: str) -> str:
+    """A candidate's id: a digest of its user, history and normalized text (:func:`normalize_profile`), so one
+    text of one history has one id however often, and by whom (offline or the stream), it is sampled."""
+    return hashlib.sha256(f"{user_id}\x00{to_wire(ref)}\x00{normalized}".encode()).hexdigest()[:16]
 
 
 def _chunks(cases: Iterable[HistoryCase], size: int) -> Iterator[list[HistoryCase]]:
@@ -128,7 +130,7 @@ def _collect(
             still[i] -= 1
             user.candidates.append(
                 ExploredCandidate(
-                    profile_id=_profile_id(user.user_id, user.history_ref, key),
+                    profile_id=candidate_id(user.user_id, user.history_ref, key),
                     text=g.text,
                     generator=g.generator,
                     model_version=g.model_version,

@@ -87,7 +87,7 @@ def _replayed(state: UserState, interaction: Interaction) -> IngestStep:
     window and the last request still hold it)."""
     rated = next((e for e in state.events if e.event_id == interaction.event_id), None)
     last = ProfileRequest.model_validate_json(state.last_request) if state.last_request else None
-    caused = last is not None and last.history_ref.endswith(f"@{interaction.event_id}")
+    caused = last is not None and last.history_ref is not None and last.history_ref.event_id == interaction.event_id
     return IngestStep(
         False, rated if rated is not None and rated.rating is not None else None, last if caused else None
     )

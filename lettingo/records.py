@@ -31,6 +31,7 @@ from typing import Annotated, Any, Literal, Self, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lettingo.errors import InputError
+from lettingo.history_ref import HistoryRefField
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]*$"
 Id = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN)]
@@ -108,7 +109,8 @@ class ProfileRequest(Record):
     drift_score: float = 0.0
     ts: Timestamp = Field(default_factory=now)
     attempt: int = 0
-    history_ref: str = ""  # the history the profile must describe: "<count>@<last event id>" (deterministic replays)
+    # The history the profile must describe (deterministic replays); None (wire "") names none: the user's latest.
+    history_ref: HistoryRefField = None
     caused_at: float | None = None  # wall time (epoch s) the causing interaction reached Kafka: latency's origin
     # H_u as of history_ref (the rated events the prompt shows), carried so that the profile does not depend on
     # when the request is served: by then the user's kept window may have moved past these events.
@@ -128,7 +130,7 @@ class CandidateText(Record):
 
 class ProfileCandidate(CandidateText):
     user_id: Id
-    history_ref: str  # which interactions the prompt saw: "<count>@<last event id>"
+    history_ref: HistoryRefField  # which interactions the prompt saw
     prompt: Text = ""  # the generation prompt over H_u: a preference pair's prompt is this text
     ts: Timestamp = Field(default_factory=now)
 
@@ -141,7 +143,7 @@ class Profile(Record):
     model_version: str
     reason: RequestReason
     ts: Timestamp = Field(default_factory=now)
-    history_ref: str = ""  # the history it describes: "<count>@<last event id>" (its request's)
+    history_ref: HistoryRefField = None  # the history it describes (its request's)
     # Which generator wrote the text (backend and model): a profile is model output over untrusted catalogue text.
     generator: str = ""
 

@@ -11,9 +11,10 @@ Rewards are recorded once per key: a task-evaluation reward per (candidate, rate
 delivered twice (a replay after a restart, a late candidate's catch-up racing a live event) is counted once;
 other rewards per (candidate, source, target).
 
-A round only learns from what came *after* its history: its ``round_id`` is the ``history_ref``
-(``"<seq>@<event id>"``) its prompt was built from, and only rated events with a higher position in the
-user's event sequence may test its candidates (:meth:`Scoreboard.wants`); earlier ones were in the prompt.
+A round only learns from what came *after* its history: its ``round_id`` is the history reference
+(:class:`lettingo.history_ref.HistoryRef`) its prompt was built from, and only rated events with a higher
+position in the user's event sequence may test its candidates (:meth:`Scoreboard.wants`);
+earlier ones were in the prompt.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Self
 from pydantic import BaseModel, Field
 
 from lettingo.bounds import Evictions, StateBounds
+from lettingo.history_ref import HistoryRefField
 from lettingo.pairs import PairConfig, ScoredProfile, build_pairs
 from lettingo.records import PreferencePair, ProfileCandidate, Reward
 
@@ -46,7 +48,7 @@ class CandidateScore(BaseModel):
 
 
 class Round(BaseModel):
-    round_id: str  # the history_ref the candidates were generated from
+    round_id: HistoryRefField  # the history the candidates were generated from (None: not named)
     prompt: str
     policy_version: str
     candidates: dict[str, CandidateScore] = Field(default_factory=dict)
@@ -55,12 +57,9 @@ class Round(BaseModel):
 
     @property
     def seq(self) -> int:
-        """The position of the last event of the history the candidates were generated from."""
-        return history_seq(self.round_id)
-
-
-def history_seq(history_ref: str) -> int:
-    return int(history_ref.split("@", 1)[0]) if history_ref else 0
+        """The position of the last event of the history the candidates were generated from; 0 when the
+        candidates named none, so that every rated event may test them."""
+        return 0 if self.round_id is None else self.round_id.count
 
 
 def task_key(event_id: str) -> str:

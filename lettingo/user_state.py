@@ -25,6 +25,7 @@ from pydantic_core import core_schema
 from lettingo.bounds import Evictions, StateBounds, StateTooLarge, cap_counts
 from lettingo.data import Item as CatalogItem
 from lettingo.data import LabelScheme
+from lettingo.history_ref import HistoryRef
 from lettingo.prompts.profile import HistoryEntry
 from lettingo.records import Interaction, Item, RatedItem
 
@@ -172,8 +173,8 @@ class UserState(BaseModel):
         return cls.model_validate_json(payload)
 
     @property
-    def history_ref(self) -> str:
-        return f"{self.count}@{self.last_event_id}"
+    def history_ref(self) -> HistoryRef:
+        return HistoryRef.of(self.count, self.last_event_id)
 
     def has_applied(self, event_id: str) -> bool:
         return event_digest(event_id) in self.seen
@@ -183,9 +184,10 @@ class UserState(BaseModel):
         grow, and its events are applied in their order)."""
         return position <= self.positions.get(source, -1)
 
-    def events_up_to(self, history_ref: str) -> list[HistoryEvent]:
-        """The kept events a request's ``history_ref`` covers (all of them when the ref is empty)."""
-        upto = int(history_ref.split("@", 1)[0]) if history_ref else self.count
+    def events_up_to(self, history_ref: HistoryRef | None) -> list[HistoryEvent]:
+        """The kept events a request's ``history_ref`` covers (all of them when it names no history: the
+        request asks for the user's latest)."""
+        upto = self.count if history_ref is None else history_ref.count
         return [e for e in self.events if e.seq <= upto]
 
     def mark_profiled(self) -> None:

@@ -43,7 +43,7 @@ def test_dedupes_across_sources_and_records_provenance() -> None:
         assert len({c.profile_id for c in user.candidates}) == len(user.candidates)
         assert {c.generator for c in user.candidates} == {"writer:titles", "writer:strictness"}
         assert all(c.model_version == "writers-1" and c.temperature == 1.0 for c in user.candidates)
-        assert user.history_ref == "20@19:19"
+        assert str(user.history_ref) == "20@19:19"
         row = user.to_record()
         assert row.prompt == user.prompt.text and row.case == (user.user_id, 0)
         assert ExploredCase.model_validate_json(row.model_dump_json()) == row  # the line `lettingo explore` writes

@@ -244,7 +244,7 @@ def hostile_messages() -> list[Hostile]:
             "profile-requests",
             "h-req",
             as_json({"user_id": "h-req", "reason": "manual", "history_ref": "abc@x", "ts": NOW}),
-            "processing_failed",
+            "invalid_record",  # the typed history reference refuses it when the request is decoded
         ),
         Hostile("unreadable rated event", "rated-events", "h-rated", b"{not json", "invalid_record"),
     ]

@@ -147,4 +147,4 @@ def test_a_request_carries_the_history_its_profile_describes() -> None:
     ]
     request = steps[-1].request
     assert [(h.item_id, h.rating) for h in request.history] == [("i1", 4.0), ("i1", 4.0)]
-    assert len(request.history) == 2 and request.history_ref == "3@e2"
+    assert len(request.history) == 2 and str(request.history_ref) == "3@e2"

@@ -193,9 +193,8 @@ def profile_latencies(profiles: list[tuple[int, Profile]], interactions: list[tu
     sent = {i.event_id: ts for ts, i in interactions}
     out = []
     for ts, profile in profiles:
-        event_id = profile.history_ref.partition("@")[2]
-        if event_id in sent:
-            out.append((ts - sent[event_id]) / 1000)
+        if profile.history_ref is not None and profile.history_ref.event_id in sent:
+            out.append((ts - sent[profile.history_ref.event_id]) / 1000)
     return out
 
 
