@@ -1,0 +1,121 @@
+"""Regenerating a serving profile as pure decisions (lettingo.regeneration): ids, staleness, the exploration
+draw, explored candidates and bounded versions."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lettingo.explore import candidate_id, normalize_profile
+from lettingo.history_ref import HistoryRef
+from lettingo.records import ProfileRequest, RequestReason
+from lettingo.regeneration import (
+    MAX_PROFILE_VERSIONS,
+    ProfileHistory,
+    exploration_draw,
+    explores,
+    is_stale,
+    profile_id,
+    regenerate,
+)
+
+
+def request(count: int | None, user: str = "u1") -> ProfileRequest:
+    ref = None if count is None else HistoryRef.of(count, f"e{count}")
+    return ProfileRequest(user_id=user, reason=RequestReason.DRIFT, ts=float(count or 0), history_ref=ref)
+
+
+def serve(req: ProfileRequest, serving: ProfileHistory | None, samples=None) -> ProfileHistory | None:
+    done = regenerate(
+        req,
+        serving,
+        text=f"text {req.history_ref}",
+        samples=samples,
+        policy_version="v1",
+        generator="g",
+        prompt="p",
+        seed=0,
+    )
+    return None if done is None else done.history
+
+
+def test_ids_and_draws_are_the_ones_the_stream_made_before() -> None:
+    # Pinned: ids already on the profiles topic and draws already taken must not change.
+    assert profile_id("u1", HistoryRef(12, "e12"), "v1") == "f62dfbcfccf17060"
+    assert profile_id("u1", None, "v1") == "76f61b9ef8dc1385"
+    assert exploration_draw("u1", HistoryRef(12, "e12")) == 0.221
+
+
+counts = st.lists(st.integers(min_value=0, max_value=200), min_size=1, max_size=60)
+
+
+@given(counts)
+def test_versions_stay_bounded_ordered_and_end_with_the_serving_profile(sequence: list[int]) -> None:
+    serving = None
+    for count in sequence:
+        serving = serve(request(count), serving) or serving
+    assert serving is not None
+    versions = [v.version for v in serving.versions]
+    assert len(versions) <= MAX_PROFILE_VERSIONS
+    assert versions == list(range(versions[0], versions[0] + len(versions)))
+    assert versions[-1] == serving.current.version and serving.versions[-1].profile_id == serving.current.profile_id
+    refs = [v.history_ref for v in serving.versions]
+    assert all(a is not None and b is not None and a < b for a, b in pairwise(refs))
+    # Only a newer history was served: the version count is the number of new maxima in the sequence.
+    maxima = sum(1 for i, c in enumerate(sequence) if all(c > d for d in sequence[:i]))
+    assert serving.current.version == maxima
+
+
+@given(st.integers(0, 500), st.integers(0, 500), st.integers(0, 500))
+def test_staleness_is_monotone(served: int, asked: int, later: int) -> None:
+    serving = serve(request(served), None)
+    if is_stale(HistoryRef(asked, "x"), serving):
+        # an older request is stale too, and so is the same one against a newer serving profile
+        assert is_stale(HistoryRef(min(asked, later), "y"), serving)
+        assert is_stale(HistoryRef(asked, "x"), serve(request(max(served, later) + 1), serving))
+    assert is_stale(HistoryRef(asked, "x"), serving) == (asked <= served)
+
+
+def test_a_served_request_is_stale_on_replay_and_unnamed_histories_never_are() -> None:
+    first = serve(request(5), None)
+    assert first is not None and serve(request(5), first) is None and serve(request(4), first) is None
+    assert not is_stale(None, first)  # no history named: the user's latest, always regenerated
+    unnamed = serve(request(None), None)
+    assert unnamed is not None and unnamed.history_ref is None
+    assert not is_stale(HistoryRef(1, "e1"), unnamed)
+
+
+@given(st.text(min_size=1, max_size=20), st.integers(0, 10**6), st.floats(0, 1), st.floats(0, 1))
+def test_the_exploration_draw_is_deterministic_and_monotone_in_the_rate(
+    user: str, count: int, a: float, b: float
+) -> None:
+    ref = HistoryRef.of(count, "e")
+    low, high = min(a, b), max(a, b)
+    assert explores(user, ref, low, 3) <= explores(user, ref, high, 3)
+    assert not explores(user, ref, 1.0, 0) and not explores(user, ref, 0.0, 3) and explores(user, ref, 1.0, 3)
+    assert exploration_draw(user, ref) == exploration_draw(user, ref)
+
+
+def test_the_exploration_rate_is_the_share_of_requests_that_explore() -> None:
+    drawn = sum(explores(f"u{n}", HistoryRef(n % 50 + 1, f"e{n}"), 0.3, 2) for n in range(20_000))
+    assert abs(drawn / 20_000 - 0.3) < 0.02
+
+
+def test_explored_candidates_are_deduplicated_and_named_as_lettingo_explore_names_them() -> None:
+    req = request(7)
+    samples = [("Likes drama.", "x"), ("  likes  DRAMA", "y"), ("", "x"), ("Likes comedies.", "x"), ("text 7@e7", "x")]
+    done = regenerate(
+        req, None, text="Text 7@e7.", samples=samples, policy_version="v1", generator="g", prompt="the prompt", seed=0
+    )
+    assert done is not None
+    ids = [c.profile_id for c in done.candidates]
+    assert ids[0] == done.profile.profile_id  # the served profile competes in its own round
+    assert [c.text for c in done.candidates] == ["Text 7@e7.", "Likes drama.", "Likes comedies."]
+    assert ids[1:] == [
+        candidate_id("u1", req.history_ref, normalize_profile(t)) for t in ("Likes drama.", "Likes comedies.")
+    ]
+    assert all(c.history_ref == req.history_ref and c.prompt == "the prompt" for c in done.candidates)
+    quiet = regenerate(req, None, text="t", samples=None, policy_version="v1", generator="g", prompt="p", seed=0)
+    assert quiet is not None and quiet.candidates == []
