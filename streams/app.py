@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 
+from streams import faust_adapter
 from streams.kafka.credentials import faust_broker_credentials
 from streams.runtime import Runtime
 from streams.settings import StreamSettings
@@ -34,6 +35,7 @@ def create_app(settings: StreamSettings) -> faust.App:
         broker=[f"kafka://{host}" for host in settings.bootstrap.split(",")],
         broker_credentials=faust_broker_credentials(settings),  # SASL / SSL, as for the aiokafka clients
         store="rocksdb://",
+        TableManager=faust_adapter.table_manager(settings.kafka_client_config() if settings.app.bulk_restore else None),
         # One folder per worker process: the web port is unique per worker on a host.
         datadir=str(datadir),
         web_port=settings.web.port,

@@ -180,6 +180,12 @@ class AppSettings(Section):
         description="A partition with waiting messages and no applied-offset progress for this long is stalled: "
         "`/ready` answers 503 and `lettingo_partition_stalled` is 1.",
     )
+    bulk_restore: bool = Field(
+        True,
+        description="Restore table changelog partitions (active and standby) with a plain Kafka consumer and RocksDB "
+        "write batches before Faust's per-record recovery reads what is left (`streams.faust_adapter.BulkRestore`); "
+        "false: Faust's recovery alone, about 100 µs of CPU a record.",
+    )
     recovery_buffer: int = Field(
         1000,
         ge=1,

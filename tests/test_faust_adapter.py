@@ -239,3 +239,48 @@ def test_each_private_name_the_adapter_uses_exists_on_the_pinned_classes(name: s
         "force_metadata_update": vars(AIOKafkaClient),
     }
     assert name in owners[name]
+
+
+def test_the_recovery_steps_the_bulk_restore_hooks_into_run_in_the_order_it_relies_on() -> None:
+    """:class:`faust_adapter.BulkRestore` runs inside ``Recovery._build_offsets(consumer, tps, destination, title)``:
+    Faust must build the active highwaters before the active offsets, build both kinds of offsets before seeking to
+    them, and decide ``need_recovery`` after that; the hook runs under ``broker_request_timeout`` (its budget is
+    half of it). ``TableManager.recovery`` must build the recovery lazily into ``_recovery`` (the subclass swaps the
+    class there). The restore's behaviour on the real broker: tests/test_bulk_restore.py."""
+    import inspect
+
+    from faust.stores.rocksdb import Store
+    from faust.tables import TableManager
+    from faust.tables.recovery import Recovery
+
+    assert list(inspect.signature(Recovery._build_offsets).parameters) == [
+        "self",
+        "consumer",
+        "tps",
+        "destination",
+        "title",
+    ]
+    steps = inspect.getsource(Recovery._restart_recovery.fun)  # a mode ServiceTask around the coroutine
+    order = [
+        'consumer, assigned_active_tps, active_highwaters, "active"',
+        'consumer, assigned_active_tps, active_offsets, "active"',
+        'consumer, assigned_standby_tps, standby_offsets, "standby"',
+        "T(self._seek_offsets)(",
+        "if self.need_recovery():",
+    ]
+    at = [steps.index(step) for step in order]
+    assert at == sorted(at)
+    assert steps.count("timeout=self.app.conf.broker_request_timeout") >= 3
+    manager = inspect.getsource(TableManager.recovery.fget)
+    assert "if self._recovery is None:" in manager and "Recovery(" in manager
+    init = inspect.getsource(Recovery.__init__)
+    assert "self.tp_to_table = {}" in init and "self.active_highwaters = Counter()" in init
+    # The store's persisted offset: under this key, read by persisted_offset, and what apply_changelog_batch sets.
+    assert Store.offset_key == b"__faust\0offset__"
+    import faust.stores.rocksdb
+
+    assert faust.stores.rocksdb.USE_ROCKSDICT  # the stores write with rocksdict, as the bulk restore does
+    assert "_db_for_partition" in vars(Store) and "self.use_rocksdict = True" in inspect.getsource(Store.__init__)
+    assert "self._db_for_partition(tp.partition).get(self.offset_key)" in inspect.getsource(Store.persisted_offset)
+    batch = inspect.getsource(Store.apply_changelog_batch)
+    assert "if msg.value is None:" in batch and ".delete(msg.key)" in batch and ".put(msg.key, msg.value)" in batch
