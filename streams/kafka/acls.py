@@ -18,7 +18,7 @@ from aiokafka.errors import for_code
 from aiokafka.protocol.admin import CreateAclsRequest_v1, DescribeAclsRequest
 from aiokafka.protocol.api import Request
 
-from streams.kafka.topics import TOPICS
+from streams.kafka.topics import INTERNAL_TOPICS, TOPICS
 from streams.settings import StreamSettings
 
 # Kafka's wire codes (org.apache.kafka.common.acl / resource)
@@ -28,7 +28,7 @@ OPERATIONS = {"ALL": 2, "READ": 3, "WRITE": 4, "CREATE": 5, "DELETE": 6, "ALTER"
 ALLOW = 3
 ANY = 1
 
-WORKER_INTERNAL_TOPICS = ("feedback-sweeps", "rated-events")  # streams.faust_topics.INTERNAL_TOPICS
+WORKER_INTERNAL_TOPICS = tuple(t.name for t in INTERNAL_TOPICS)
 DEFAULT_TRAINER_GROUP = "lettingo-trainer"  # `lettingo train --group-id`'s default
 # What each component reads and writes (topic names without LETTINGO_TOPIC_PREFIX).
 WORKER_READS = (

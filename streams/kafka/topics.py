@@ -1,62 +1,145 @@
-"""The topic contract of DESIGN.md as code: names, keys, record types, partitions and compaction.
+"""The topic contract of DESIGN.md as code: every topic a worker reads or writes (the external contract's, the
+worker's internal ones and its tables' changelogs), with its record type, key, partitioning and compaction.
 
-User-keyed topics share one partition count so that Faust tables co-partition and join locally.
+Everything else derives from here: :func:`create_topics`, the worker's Faust topics (:mod:`streams.faust_topics`),
+its tables (:mod:`streams.tables`), the ACLs (:mod:`streams.kafka.acls`) and what an erasure deletes
+(:mod:`streams.agents.erasures`). Decoding binds to the topic: :meth:`TopicSpec.decode` validates a payload as the
+topic's own record type. User-keyed topics and tables share one partition count so that Faust tables
+co-partition and join locally.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from pydantic import BaseModel
 
 from lettingo import records
+from lettingo.stream_eval import EvalTrigger
 from streams.kafka.access import check_connection, explain_authorization
 from streams.settings import StreamSettings
 
+R = TypeVar("R", bound=BaseModel)
+
+
+class Partitioning(StrEnum):
+    SHARED = "shared"  # settings.topics.partitions, the same for every user-keyed topic and table
+    SINGLE = "single"  # one partition: read whole by every worker, its order total
+
 
 @dataclass(frozen=True)
-class TopicSpec:
+class TopicSpec(Generic[R]):
     name: str
-    record: type[records.Record]
-    key: str  # which record field is the message key
+    record: type[R] | None  # None: the value carries no record (a wake-up call)
+    key: str  # which record field is the message key ("" for a topic whose key is all it carries)
     compacted: bool = False
     is_input: bool = False  # written by systems outside this project: validated at the edge
     user_keyed: bool = True
+    internal: bool = False  # written and read by the workers only
+    partitioning: Partitioning = Partitioning.SHARED
+
+    def decode(self, payload: bytes | str | None, limits: records.InputLimits) -> R:
+        """``payload`` as this topic's record; :class:`lettingo.records.RecordError` (with a reason) otherwise."""
+        if self.record is None:
+            raise TypeError(f"{self.name} carries no record to decode")
+        if issubclass(self.record, records.Record):
+            return records.decode_record(self.record, payload, limits)
+        try:
+            return self.record.model_validate_json(payload or b"")
+        except ValueError as e:
+            raise records.RecordError("invalid_record", str(e)[:300]) from e
 
 
-TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec("interactions", records.Interaction, "user_id", is_input=True),
-    TopicSpec("items", records.Item, "item_id", compacted=True, is_input=True, user_keyed=False),
-    TopicSpec("profile-requests", records.ProfileRequest, "user_id"),
-    TopicSpec("profile-candidates", records.ProfileCandidate, "user_id"),
-    TopicSpec("profiles", records.Profile, "user_id", compacted=True),
-    TopicSpec("impressions", records.Impression, "user_id", is_input=True),
-    TopicSpec("feedback", records.Feedback, "user_id", is_input=True),
-    TopicSpec("rewards", records.Reward, "user_id"),
-    TopicSpec("preference-pairs", records.PreferencePair, "user_id"),
-    TopicSpec("model-versions", records.ModelVersion, "name", compacted=True, user_keyed=False),
-    TopicSpec("dead-letters", records.DeadLetter, "key", user_keyed=False),
-    # Compacted: the latest erasure of each user stays, so a worker started later still drops the user's old events.
-    TopicSpec("erasures", records.Erasure, "user_id", compacted=True),
+INTERACTIONS = TopicSpec("interactions", records.Interaction, "user_id", is_input=True)
+ITEMS = TopicSpec("items", records.Item, "item_id", compacted=True, is_input=True, user_keyed=False)
+PROFILE_REQUESTS = TopicSpec("profile-requests", records.ProfileRequest, "user_id")
+PROFILE_CANDIDATES = TopicSpec("profile-candidates", records.ProfileCandidate, "user_id")
+PROFILES = TopicSpec("profiles", records.Profile, "user_id", compacted=True)
+IMPRESSIONS = TopicSpec("impressions", records.Impression, "user_id", is_input=True)
+FEEDBACK = TopicSpec("feedback", records.Feedback, "user_id", is_input=True)
+REWARDS = TopicSpec("rewards", records.Reward, "user_id")
+PREFERENCE_PAIRS = TopicSpec("preference-pairs", records.PreferencePair, "user_id")
+MODEL_VERSIONS = TopicSpec(
+    "model-versions", records.ModelVersion, "name", compacted=True, user_keyed=False, partitioning=Partitioning.SINGLE
 )
-BY_NAME = {t.name: t for t in TOPICS}
+DEAD_LETTERS = TopicSpec("dead-letters", records.DeadLetter, "key", user_keyed=False)
+# Compacted: the latest erasure of each user stays, so a worker started later still drops the user's old events.
+ERASURES = TopicSpec("erasures", records.Erasure, "user_id", compacted=True)
+# The contract with the systems around the workers: the topics of DESIGN.md.
+TOPICS: tuple[TopicSpec[Any], ...] = (
+    INTERACTIONS,
+    ITEMS,
+    PROFILE_REQUESTS,
+    PROFILE_CANDIDATES,
+    PROFILES,
+    IMPRESSIONS,
+    FEEDBACK,
+    REWARDS,
+    PREFERENCE_PAIRS,
+    MODEL_VERSIONS,
+    DEAD_LETTERS,
+    ERASURES,
+)
+
+# The workers' own topics, co-partitioned with the user-keyed ones. Task evaluation's input: ingest's newly applied
+# rated events and the scoreboard's newly opened candidates (``interactions`` has one consumer, ingest).
+RATED_EVENTS = TopicSpec("rated-events", EvalTrigger, "user_id", internal=True)
+# The feedback join's timer wakes a user's join with an empty message keyed by the user id.
+FEEDBACK_SWEEPS: TopicSpec[BaseModel] = TopicSpec("feedback-sweeps", None, "", internal=True)
+INTERNAL_TOPICS: tuple[TopicSpec[Any], ...] = (RATED_EVENTS, FEEDBACK_SWEEPS)
+
+ALL_TOPICS = TOPICS + INTERNAL_TOPICS
+BY_NAME = {t.name: t for t in ALL_TOPICS}
 
 
-def partitions_of(spec: TopicSpec, settings: StreamSettings) -> int:
-    # model-versions is read whole by every worker: one partition keeps its order total.
-    return 1 if spec.name == "model-versions" else settings.topics.partitions
+@dataclass(frozen=True)
+class TableSpec:
+    """A worker table: RocksDB locally, a compacted changelog topic that Faust declares (``topic_allow_declare``)
+    with the partitions given here. Keys are raw bytes; values JSON bytes of ``value`` (a dotted name: some value
+    models live beside the tables that store them)."""
+
+    name: str
+    key: str  # what a key is
+    value: str
+    user_keyed: bool = True  # an erasure deletes the user's key
+    partitioning: Partitioning = Partitioning.SHARED
+    compacted: bool = True  # a changelog keeps each key's latest value
+
+    def changelog(self, settings: StreamSettings) -> str:
+        """The changelog topic's name (Faust's ``<app id>-<table>-changelog``)."""
+        return f"{settings.app.id}-{self.name}-changelog"
 
 
-def topic_config(spec: TopicSpec) -> dict[str, str]:
+USER_STATE = TableSpec("user_state", "user id", "lettingo.user_state.UserState")
+PROFILE_HISTORY = TableSpec(
+    "profiles", "user id", "streams.tables.ProfileHistory: the serving profile and its earlier versions"
+)
+SCOREBOARD = TableSpec("scoreboard", "user id", "lettingo.scoreboard.Scoreboard: explored candidates and rewards")
+PENDING_JOIN = TableSpec("pending_join", "user id", "lettingo.feedback_join.PendingJoin")
+APPLIED_OFFSETS = TableSpec(
+    "applied_offsets", "input topic:partition", "the last applied offset (streams.applied)", user_keyed=False
+)
+TABLES: tuple[TableSpec, ...] = (USER_STATE, PROFILE_HISTORY, SCOREBOARD, PENDING_JOIN, APPLIED_OFFSETS)
+
+
+def partitions_of(spec: TopicSpec[Any] | TableSpec, settings: StreamSettings) -> int:
+    return 1 if spec.partitioning is Partitioning.SINGLE else settings.topics.partitions
+
+
+def topic_config(spec: TopicSpec[Any]) -> dict[str, str]:
     if spec.compacted:
         return {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "3600000"}
     return {"cleanup.policy": "delete"}
 
 
 async def create_topics(settings: StreamSettings) -> list[tuple[str, str]]:
-    """Create every topic that is missing; report each as created / exists / MISMATCH (partitions differ).
+    """Create every topic of the contract and every internal one that is missing; report each as created / exists
+    / MISMATCH (partitions differ).
 
     A client Kafka does not accept, or one whose ACLs do not allow creating and describing the topics, gets a
     :class:`streams.kafka.access.KafkaAccessError` that says so in one line."""
@@ -75,10 +158,10 @@ async def create_topics(settings: StreamSettings) -> list[tuple[str, str]]:
 
 
 async def _create_missing(settings: StreamSettings, admin: AIOKafkaAdminClient) -> list[tuple[str, str]]:
-    existing = await _partition_counts(admin, [settings.topic(spec.name) for spec in TOPICS])
+    existing = await _partition_counts(admin, [settings.topic(spec.name) for spec in ALL_TOPICS])
     report: list[tuple[str, str]] = []
     missing = []
-    for spec in TOPICS:
+    for spec in ALL_TOPICS:
         name = settings.topic(spec.name)
         want = partitions_of(spec, settings)
         if name in existing:
