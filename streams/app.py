@@ -1,23 +1,26 @@
 """The Faust app of a stream worker.
 
-Importing this module reads no setting and creates nothing. :func:`create_app` builds a Faust app from the settings
-it is given; :func:`configure` (what ``lettingo worker`` calls with the settings it built) builds the worker's app and
-its :class:`~streams.runtime.Runtime`, then registers the agents, tables and views on them. ``faust -A streams.app
-worker`` also works: the first read of :data:`app` configures the worker from the ``LETTINGO_*`` variables.
+Importing this module (or any other ``streams`` module) reads no setting and creates nothing. :func:`create_app`
+builds a Faust app from the settings it is given; :func:`create_worker` (what ``lettingo worker`` calls with the
+settings it built) builds the worker: its app, its :class:`~streams.runtime.Runtime`, and the Faust topics and
+tables of the topic contract (:mod:`streams.kafka.topics`), then registers every agent and web view on it
+(:func:`streams.agents.register_all`, :func:`streams.web.register`). Nothing is kept in a module global: two
+workers can be built in one process (each on its own app).
 """
 
 from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 import faust
 
-from streams import faust_adapter
+from streams import agents, faust_adapter, web
+from streams.faust_topics import Topics, build_topics
 from streams.kafka.credentials import faust_broker_credentials
 from streams.runtime import Runtime
 from streams.settings import StreamSettings
+from streams.tables import Tables, build_tables
 
 
 def web_host(settings: StreamSettings) -> str:
@@ -64,60 +67,22 @@ def create_app(settings: StreamSettings) -> faust.App:
     )
 
 
-def table_options(settings: StreamSettings) -> dict[str, Any]:
-    """Keyword arguments of every ``app.Table``: the restore batch and the bounded RocksDB memory of each table
-    partition's database (``options`` reach :class:`faust.stores.rocksdb.RocksDBOptions`; Faust's defaults, 3 x
-    64 MiB memtables and a 2 GiB block cache per database, grow a worker by GiBs over its many databases)."""
-    app = settings.app
-    return {
-        "recovery_buffer_size": app.recovery_buffer,
-        "standby_buffer_size": app.recovery_buffer,
-        "options": {
-            "write_buffer_size": app.rocksdb_write_buffer_mib * 2**20,
-            "max_write_buffer_number": app.rocksdb_write_buffers,
-            "block_cache_size": app.rocksdb_block_cache_mib * 2**20,
-        },
-    }
-
-
 @dataclass(frozen=True)
 class Worker:
-    """What one worker process runs: its settings, its Faust app and the runtime its agents share."""
+    """What one worker runs: its settings, its Faust app, the runtime its agents share, and the Faust topics and
+    tables of the topic contract on its app."""
 
     settings: StreamSettings
     app: faust.App
     runtime: Runtime
+    topics: Topics
+    tables: Tables
 
 
-_worker: Worker | None = None
-
-if TYPE_CHECKING:  # what __getattr__ below serves, for the type checker
-    app: faust.App
-    settings: StreamSettings
-    runtime: Runtime
-
-
-def configure(settings: StreamSettings) -> Worker:
-    """Build this process's worker from ``settings`` and register its agents, tables and views (once a process:
-    Faust agents are declared on one app)."""
-    global _worker
-    if _worker is not None:
-        if _worker.settings != settings:
-            raise RuntimeError("this process's worker is already configured with other settings")
-        return _worker
-    _worker = Worker(settings, create_app(settings), Runtime(settings))
-    from streams import agents, web  # noqa: F401  (the modules declare their agents, tables and views on _worker)
-
-    return _worker
-
-
-def current() -> Worker:
-    """The configured worker; under ``faust -A streams.app`` the first call configures it from the environment."""
-    return _worker if _worker is not None else configure(StreamSettings.load())
-
-
-def __getattr__(name: str) -> Any:
-    # ``from streams.app import app`` in the modules that declare agents, tables and topics, and ``faust -A``.
-    if name in ("app", "settings", "runtime"):
-        return getattr(current(), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def create_worker(settings: StreamSettings) -> Worker:
+    """A worker for ``settings`` with its agents, timers, tasks and web views registered on its app."""
+    app = create_app(settings)
+    worker = Worker(settings, app, Runtime(settings), build_topics(app, settings), build_tables(app, settings))
+    agents.register_all(worker)
+    web.register(worker)
+    return worker

@@ -64,7 +64,6 @@ import faust
 from faust.types import TP, TableT
 
 from streams import metrics
-from streams.edge import bare_topic
 from streams.faust_adapter import read_offset
 from streams.kafka.offsets import sought_record_gone
 from streams.tables import event_context
@@ -288,14 +287,15 @@ class AppliedOffsets:
             self._activity += 1
 
 
-def source_position(event: faust.EventT) -> tuple[str, int]:
-    """Where ``event`` sits in its input: ("topic:partition" by the contract's topic name, offset). A table value
+def source_position(event: faust.EventT, prefix: str) -> tuple[str, int]:
+    """Where ``event`` sits in its input: ("topic:partition" by the contract's topic name, its full name without
+    the settings' topic ``prefix``; offset). A table value
     stores the position of the last event applied to it per source, in the same write as the event's effect
     (``UserState.positions``), so a replayed event is known to be applied whatever this module's per-partition
     offset says: that offset is only written once the batch's table writes are on the broker, so it never runs
     ahead of them, and it may lag behind them (a kill in between), which only replays events the values skip."""
     message = event.message
-    return f"{bare_topic(message.topic)}:{message.partition}", message.offset
+    return f"{message.topic.removeprefix(prefix)}:{message.partition}", message.offset
 
 
 def _highwater(consumer, tp: TP) -> int | None:

@@ -7,17 +7,21 @@ its record's id (:func:`check_key`), becomes a DeadLetter with its reason, is co
 from __future__ import annotations
 
 import logging
-from typing import TypeVar
+from typing import TYPE_CHECKING
 
 import faust
+from pydantic import BaseModel
 
-from lettingo.records import DeadLetter, Item, Record, RecordError, decode_record
-from streams import faust_topics, metrics
-from streams.app import runtime, settings
+from lettingo.records import DeadLetter, Item, RecordError
+from streams import metrics
+from streams.faust_topics import BoundTopic
+from streams.kafka.topics import R
+from streams.runtime import Runtime
+
+if TYPE_CHECKING:
+    from streams.app import Worker
 
 log = logging.getLogger(__name__)
-R = TypeVar("R", bound=Record)
-LIMITS = settings.input_limits()
 
 
 def _text(raw: bytes | None, limit: int = 8192) -> str:
@@ -25,7 +29,14 @@ def _text(raw: bytes | None, limit: int = 8192) -> str:
 
 
 async def dead_letter(
-    topic: str, partition: int, offset: int, key: bytes | None, payload: bytes | None, reason: str, error: str
+    worker: Worker,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    payload: bytes | None,
+    reason: str,
+    error: str,
 ) -> None:
     letter = DeadLetter(
         topic=topic,
@@ -36,7 +47,7 @@ async def dead_letter(
         payload=_text(payload),
         key=None if key is None else _text(key, 256),
     )
-    await (await faust_topics.dead_letters.send(key=key, value=letter.to_bytes()))
+    await (await worker.topics.dead_letters.send(key, letter.to_bytes()))
     metrics.DEAD_LETTERS.labels(topic=topic, reason=reason).inc()
     log.warning(
         "dead letter topic=%s partition=%s offset=%s key=%s reason=%s: %s",
@@ -50,7 +61,7 @@ async def dead_letter(
     )
 
 
-def check_key(record: Record, key: bytes | None) -> None:
+def check_key(record: BaseModel, key: bytes | None) -> None:
     """The message key must be the record's own id (``item_id`` for items, ``user_id`` for every user-keyed
     record): tables are partitioned by key, so an event under another key would fork the user's state onto
     another partition, or be applied twice under two keys."""
@@ -64,30 +75,34 @@ def check_key(record: Record, key: bytes | None) -> None:
         raise RecordError("key_mismatch", f"the key is not the record's {field}")
 
 
-async def decode_event(event: faust.EventT, record_type: type[R]) -> R | None:
-    """The event's record, or None once it has been dead-lettered."""
+async def decode_event(worker: Worker, event: faust.EventT, topic: BoundTopic[R]) -> R | None:
+    """The event's record, decoded as ``topic``'s (the event's own topic), or None once it has been
+    dead-lettered."""
     message = event.message
+    if message.topic != topic.name:
+        raise ValueError(f"an event of {message.topic} decoded as one of {topic.name}")
     try:
-        record = decode_record(record_type, message.value, LIMITS)
+        record = topic.decode(message.value, worker.runtime.input_limits)
         check_key(record, message.key)
     except RecordError as e:
         await dead_letter(
-            message.topic, message.partition, message.offset, message.key, message.value, e.reason, str(e)
+            worker, message.topic, message.partition, message.offset, message.key, message.value, e.reason, str(e)
         )
         return None
     user_id = getattr(record, "user_id", None)
-    if user_id is not None and await _forgotten(user_id, message.timestamp):
-        metrics.FORGOTTEN_EVENTS.labels(topic=bare_topic(message.topic)).inc()
+    if user_id is not None and await _forgotten(worker.runtime, user_id, message.timestamp):
+        metrics.FORGOTTEN_EVENTS.labels(topic=topic.spec.name).inc()
         return None
     return record
 
 
-async def _forgotten(user_id: str, arrived: float | None) -> bool:
+async def _forgotten(runtime: Runtime, user_id: str, arrived: float | None) -> bool:
     """Whether the event predates its user's erasure (streams.agents.erasures): dropped, not dead-lettered."""
     if not runtime.erasures_ready.is_set():
         await runtime.erasures_ready.wait()  # once, at start-up: until every erasure is read, none is known
     return runtime.forgotten(user_id, arrived)
 
 
-def bare_topic(full_name: str) -> str:
-    return full_name.removeprefix(settings.topics.prefix)
+def bare_topic(prefix: str, full_name: str) -> str:
+    """A topic's name in the contract: ``full_name`` without the settings' topic ``prefix``."""
+    return full_name.removeprefix(prefix)

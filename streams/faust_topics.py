@@ -1,45 +1,108 @@
-"""Every topic of the contract as a raw-bytes Faust topic.
+"""The worker's Faust topics, one per topic of the contract (:mod:`streams.kafka.topics`), built on a given app.
 
-Values stay bytes so that Faust never decodes (and never silently skips) a message: the agents decode with
-:func:`lettingo.records.decode_record` and send what fails to ``dead-letters``.
+Values stay bytes so that Faust never decodes (and never silently skips) a message: an agent decodes with its
+topic's own decoder (:meth:`BoundTopic.decode`, through :func:`streams.edge.decode_event`) and sends what fails
+to ``dead-letters``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+from typing import Any, Generic
+
 import faust
+from pydantic import BaseModel
 
-from streams.app import app, settings
+from lettingo.records import (
+    DeadLetter,
+    Erasure,
+    Feedback,
+    Impression,
+    InputLimits,
+    Interaction,
+    Item,
+    ModelVersion,
+    PreferencePair,
+    Profile,
+    ProfileCandidate,
+    ProfileRequest,
+    Reward,
+)
+from lettingo.stream_eval import EvalTrigger
+from streams.kafka.topics import ALL_TOPICS, BY_NAME, R, TopicSpec, partitions_of
+from streams.settings import StreamSettings
 
 
-def raw_topic(name: str, *extra: str, internal: bool = False) -> faust.TopicT:
+def raw_topic(app: faust.App, settings: StreamSettings, *specs: TopicSpec[Any]) -> faust.TopicT:
+    """One Faust topic over ``specs`` (several: an agent that reads them as one stream), raw bytes both ways."""
     return app.topic(
-        settings.topic(name),
-        *(settings.topic(e) for e in extra),
+        *(settings.topic(spec.name) for spec in specs),
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
         value_serializer="raw",
-        partitions=1 if name == "model-versions" else settings.topics.partitions,
-        internal=internal,
+        partitions=partitions_of(specs[0], settings),
+        internal=all(spec.internal for spec in specs),
     )
 
 
-interactions = raw_topic("interactions")
-items = raw_topic("items")
-profile_requests = raw_topic("profile-requests")
-profile_candidates = raw_topic("profile-candidates")
-profiles = raw_topic("profiles")
-rewards = raw_topic("rewards")
-preference_pairs = raw_topic("preference-pairs")
-dead_letters = raw_topic("dead-letters")
-erasures = raw_topic("erasures")
-# The feedback join reads three topics as one stream; sweeps are its own timer's wake-up calls.
-FEEDBACK_SWEEPS = "feedback-sweeps"
-# Task evaluation's input: ingest's newly applied rated events and the scoreboard's newly opened candidates
-# (lettingo.stream_eval.EvalTrigger). ``interactions`` has one consumer, ingest; see streams.agents.task_eval.
-RATED_EVENTS = "rated-events"
-INTERNAL_TOPICS = (FEEDBACK_SWEEPS, RATED_EVENTS)
-rated_events = raw_topic(RATED_EVENTS, internal=True)
-feedback_sweeps = raw_topic(FEEDBACK_SWEEPS, internal=True)
-join_inputs = raw_topic("impressions", "feedback", FEEDBACK_SWEEPS)
-candidates_and_rewards = raw_topic("profile-candidates", "rewards")
+@dataclass(frozen=True)
+class BoundTopic(Generic[R]):
+    """A contract topic on this worker's app: the Faust topic (to subscribe and send) and its spec (to decode)."""
+
+    spec: TopicSpec[R]
+    topic: faust.TopicT
+
+    @property
+    def name(self) -> str:
+        """The topic's full name (with the settings' prefix)."""
+        return self.topic.get_topic_name()
+
+    def decode(self, payload: bytes | None, limits: InputLimits) -> R:
+        return self.spec.decode(payload, limits)
+
+    async def send(self, key: bytes | None, value: bytes | None, headers: dict[str, bytes] | None = None) -> Any:
+        """Send through Faust's producer; the returned future resolves once the broker has the message."""
+        return await self.topic.send(key=key, value=value, headers=headers)
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Every topic of the contract, its field named after the topic (``-`` as ``_``): :func:`build_topics` fills
+    them from :data:`streams.kafka.topics.ALL_TOPICS` and fails if a field and the contract differ."""
+
+    interactions: BoundTopic[Interaction]
+    items: BoundTopic[Item]
+    profile_requests: BoundTopic[ProfileRequest]
+    profile_candidates: BoundTopic[ProfileCandidate]
+    profiles: BoundTopic[Profile]
+    impressions: BoundTopic[Impression]
+    feedback: BoundTopic[Feedback]
+    rewards: BoundTopic[Reward]
+    preference_pairs: BoundTopic[PreferencePair]
+    model_versions: BoundTopic[ModelVersion]
+    dead_letters: BoundTopic[DeadLetter]
+    erasures: BoundTopic[Erasure]
+    rated_events: BoundTopic[EvalTrigger]
+    feedback_sweeps: BoundTopic[BaseModel]
+
+    def of(self, full_name: str) -> BoundTopic[Any]:
+        """The bound topic of a message's topic (its full name)."""
+        for f in fields(self):
+            bound: BoundTopic[Any] = getattr(self, f.name)
+            if bound.name == full_name:
+                return bound
+        raise KeyError(f"{full_name} is not a topic of the contract")
+
+
+def attribute(spec: TopicSpec[Any]) -> str:
+    return spec.name.replace("-", "_")
+
+
+def build_topics(app: faust.App, settings: StreamSettings) -> Topics:
+    return Topics(**{attribute(spec): BoundTopic(spec, raw_topic(app, settings, spec)) for spec in ALL_TOPICS})
+
+
+def merged_topic(app: faust.App, settings: StreamSettings, *names: str) -> faust.TopicT:
+    """Several contract topics as one Faust topic, for an agent that reads them as one stream."""
+    return raw_topic(app, settings, *(BY_NAME[name] for name in names))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import faust
 from aiokafka.errors import KafkaError
@@ -26,32 +26,44 @@ from lettingo.bounds import Evictions
 from streams import metrics, tables
 from streams.edge import dead_letter
 
+if TYPE_CHECKING:
+    from streams.app import Worker
+
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 BACKOFF_S = 0.05
 
 
-async def load_owned(table: TableT, user_id: str, model: type[M], event: faust.EventT) -> M | None:
+async def load_owned(worker: Worker, table: TableT, user_id: str, model: type[M], event: faust.EventT) -> M | None:
     """The owner's read of a table value: one that does not decode is quarantined and read as none."""
     try:
         return tables.load(table, user_id, model)
     except tables.CorruptValue as e:
-        await quarantine_value(e, event)
+        await quarantine_value(worker, e, event)
         return None
 
 
-async def quarantine_value(e: tables.CorruptValue, event: faust.EventT) -> None:
+async def quarantine_value(worker: Worker, e: tables.CorruptValue, event: faust.EventT) -> None:
     message = event.message
     await dead_letter(
-        f"table:{e.table.name}", message.partition, -1, tables.key(e.user_id), e.payload, "corrupt_state", str(e)
+        worker,
+        f"table:{e.table.name}",
+        message.partition,
+        -1,
+        tables.key(e.user_id),
+        e.payload,
+        "corrupt_state",
+        str(e),
     )
     with tables.event_context(event):
         e.table.pop(tables.key(e.user_id), None)
     metrics.QUARANTINED_STATES.labels(table=e.table.name).inc()
 
 
-async def guarded(event: faust.EventT, step: Callable[[], Awaitable[T]], agent: str, retries: int) -> T | None:
+async def guarded(
+    worker: Worker, event: faust.EventT, step: Callable[[], Awaitable[T]], agent: str, retries: int
+) -> T | None:
     """``await step()``, tried ``retries`` times; then the event is dead-lettered and None returned."""
     error: Exception | None = None
     for attempt in range(retries):
@@ -73,13 +85,14 @@ async def guarded(event: faust.EventT, step: Callable[[], Awaitable[T]], agent: 
                 e,
             )
             await asyncio.sleep(BACKOFF_S * 2**attempt)
-    await dead_poison(event, agent, error)
+    await dead_poison(worker, event, agent, error)
     return None
 
 
-async def dead_poison(event: faust.EventT, agent: str, error: Exception | None) -> None:
+async def dead_poison(worker: Worker, event: faust.EventT, agent: str, error: Exception | None) -> None:
     message = event.message
     await dead_letter(
+        worker,
         message.topic,
         message.partition,
         message.offset,

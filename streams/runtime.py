@@ -19,7 +19,7 @@ from lettingo.errors import ConfigError
 from lettingo.generators import Generator, make_generator
 from lettingo.ingest import IngestLimits
 from lettingo.prompts.profile import HistoryEntry, ProfilePrompt, profile_prompt_from_entries, profile_prompt_within
-from lettingo.records import Item
+from lettingo.records import InputLimits, Item
 from lettingo.serving import PolicyHolder
 from lettingo.stream_eval import StreamEvalConfig, StreamTaskEvaluator, load_stream_evaluator
 from streams.settings import StreamSettings
@@ -45,6 +45,11 @@ class Runtime:
     erasures_ready: asyncio.Event = field(default_factory=asyncio.Event)
     generators_ready: asyncio.Event = field(default_factory=asyncio.Event)
     evaluator_ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @cached_property
+    def input_limits(self) -> InputLimits:
+        """What a message of an input topic must satisfy to decode (:func:`lettingo.records.decode_record`)."""
+        return self.settings.input_limits()
 
     @cached_property
     def drift(self) -> DriftConfig:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 from contextlib import AbstractContextManager
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import faust
 from faust.types import TableT
@@ -16,37 +17,63 @@ from pydantic import BaseModel, Field
 
 from lettingo.errors import InputError
 from lettingo.records import Profile
-from streams.app import app, settings, table_options
 from streams.faust_adapter import current_event
+from streams.kafka.topics import TABLES, TableSpec, partitions_of
+from streams.settings import StreamSettings
 
 M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger(__name__)
 
 
-def raw_table(name: str, help_: str) -> TableT:
+def table_options(settings: StreamSettings) -> dict[str, Any]:
+    """Keyword arguments of every ``app.Table``: the restore batch and the bounded RocksDB memory of each table
+    partition's database (``options`` reach :class:`faust.stores.rocksdb.RocksDBOptions`; Faust's defaults, 3 x
+    64 MiB memtables and a 2 GiB block cache per database, grow a worker by GiBs over its many databases)."""
+    app = settings.app
+    return {
+        "recovery_buffer_size": app.recovery_buffer,
+        "standby_buffer_size": app.recovery_buffer,
+        "options": {
+            "write_buffer_size": app.rocksdb_write_buffer_mib * 2**20,
+            "max_write_buffer_number": app.rocksdb_write_buffers,
+            "block_cache_size": app.rocksdb_block_cache_mib * 2**20,
+        },
+    }
+
+
+def raw_table(app: faust.App, settings: StreamSettings, spec: TableSpec) -> TableT:
     return app.Table(
-        name,
+        spec.name,
         key_type=bytes,
         value_type=bytes,
-        partitions=settings.topics.partitions,
-        help=help_,
+        partitions=partitions_of(spec, settings),
+        help=f"{spec.key} -> {spec.value}",
         **table_options(settings),  # restore batch and bounded RocksDB memory
     )
 
 
-user_state = raw_table("user_state", "user id -> lettingo.user_state.UserState")
-profiles = raw_table("profiles", "user id -> ProfileHistory: the serving profile and its earlier versions")
-scoreboard = raw_table("scoreboard", "user id -> lettingo.scoreboard.Scoreboard: explored candidates and rewards")
-pending_join = raw_table("pending_join", "user id -> lettingo.feedback_join.PendingJoin")
-# "<topic>:<partition>" -> the last offset of that input partition ingest applied (streams.applied).
-applied_offsets = raw_table("applied_offsets", "input topic:partition -> last applied offset (streams.applied)")
-ALL_TABLES = {
-    "user_state": user_state,
-    "profiles": profiles,
-    "scoreboard": scoreboard,
-    "pending_join": pending_join,
-    "applied_offsets": applied_offsets,
-}
+@dataclass(frozen=True)
+class Tables:
+    """Every table of the contract (:data:`streams.kafka.topics.TABLES`), a field each under the table's name:
+    :func:`build_tables` fails if a field and the contract differ."""
+
+    user_state: TableT
+    profiles: TableT
+    scoreboard: TableT
+    pending_join: TableT
+    applied_offsets: TableT
+
+    def all(self) -> dict[str, TableT]:
+        return {spec.name: getattr(self, spec.name) for spec in TABLES}
+
+    def user_keyed(self) -> list[TableT]:
+        """The tables an erasure deletes a user's key from."""
+        return [getattr(self, spec.name) for spec in TABLES if spec.user_keyed]
+
+
+def build_tables(app: faust.App, settings: StreamSettings) -> Tables:
+    return Tables(**{spec.name: raw_table(app, settings, spec) for spec in TABLES})
+
 
 MAX_PROFILE_VERSIONS = 20
 

@@ -1,5 +1,6 @@
 """The worker's app is built from the settings its entry point passes: importing ``streams.app`` reads no setting
-and creates nothing, and ``configure`` wires one runtime into every agent and view."""
+and creates nothing, and ``create_worker`` builds a worker whose agents and views get its runtime, topics and
+tables as parameters (no module global)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,6 @@ def test_importing_the_app_module_reads_no_setting_and_creates_nothing(tmp_path:
         """
         import sys
         import streams.app
-        assert "streams.agents" not in sys.modules
         print("imported")
         """,
         tmp_path,
@@ -41,29 +41,34 @@ def test_importing_the_app_module_reads_no_setting_and_creates_nothing(tmp_path:
     assert not any(tmp_path.iterdir()), list(tmp_path.iterdir())
 
 
-def test_configure_builds_the_app_from_the_given_settings_and_shares_one_runtime(tmp_path: Path) -> None:
+def test_create_worker_builds_the_app_from_the_given_settings_and_registers_every_agent_on_it(tmp_path: Path) -> None:
+    # Two workers in one process, each on its own app: nothing of one is kept where the other would find it.
     done = python(
         f"""
-        from streams.app import configure
+        from streams.app import create_worker
         from streams.settings import StreamSettings
 
         settings = StreamSettings(home={str(tmp_path)!r}, app={{"id": "wired"}}, web={{"port": 7123}})
-        worker = configure(settings)
-        import streams.agents, streams.edge, streams.web
+        worker = create_worker(settings)
+        other = create_worker(StreamSettings(home={str(tmp_path)!r}, app={{"id": "other"}}, web={{"port": 7124}}))
         assert worker.app.conf.id == "wired" and worker.app.conf.web_port == 7123
         assert str(worker.app.conf.datadir).startswith({str(tmp_path)!r})
-        assert streams.agents.RUNTIME is worker.runtime is streams.web.runtime is streams.edge.runtime
-        assert worker.runtime.settings is settings
-        assert configure(settings) is worker
-        try:
-            configure(StreamSettings(home={str(tmp_path)!r}, app={{"id": "other"}}))
-        except RuntimeError:
-            print("refused")
+        assert worker.runtime.settings is settings and other.runtime is not worker.runtime
+        agents = sorted(a.split(".")[-1] for a in worker.app.agents)
+        assert agents == sorted(a.split(".")[-1] for a in other.app.agents), agents
+        assert len(agents) == 7, agents
+        assert set(worker.app.tables) == {{"user_state", "profiles", "scoreboard", "pending_join", "applied_offsets"}}
+        assert worker.tables.user_state is worker.app.tables["user_state"]
+        assert worker.tables.user_state is not other.tables.user_state
+        # each agent reads its topic of the contract, on its own app's topics
+        topics = {{t for agent in worker.app.agents.values() for t in agent.channel.topics}}
+        assert "interactions" in topics and "profile-requests" in topics and "rated-events" in topics, topics
+        print("wired")
         """,
         tmp_path,
     )
     assert done.returncode == 0, done.stderr
-    assert "refused" in done.stdout
+    assert "wired" in done.stdout
 
 
 def test_the_app_settings_bound_each_table_partitions_rocksdb_and_size_the_restore(tmp_path: Path) -> None:
@@ -71,22 +76,21 @@ def test_the_app_settings_bound_each_table_partitions_rocksdb_and_size_the_resto
     # grow by GiBs; the settings must reach the database RocksDB opens, as its OPTIONS and LOG files record them.
     done = python(
         f"""
-        from streams.app import configure
+        from streams.app import create_worker
         from streams.settings import StreamSettings
 
         app_settings = {{
             "id": "bounded", "recovery_buffer": 1234, "stream_buffer": 999, "fetch_max_mib": 3,
             "rocksdb_write_buffer_mib": 5, "rocksdb_write_buffers": 2, "rocksdb_block_cache_mib": 7,
         }}
-        worker = configure(StreamSettings(home={str(tmp_path)!r}, app=app_settings))
-        import streams.tables
+        worker = create_worker(StreamSettings(home={str(tmp_path)!r}, app=app_settings))
         conf = worker.app.conf
         assert conf.stream_buffer_maxsize == 999 and conf.consumer_max_fetch_size == 3 * 2**20
-        for table in streams.tables.ALL_TABLES.values():
+        for table in worker.tables.all().values():
             assert table.recovery_buffer_size == table.standby_buffer_size == 1234, table.name
-        db = streams.tables.user_state.data._db_for_partition(0)
+        db = worker.tables.user_state.data._db_for_partition(0)
         db.put(b"k", b"v")
-        print(streams.tables.user_state.data.partition_path(0))
+        print(worker.tables.user_state.data.partition_path(0))
         """,
         tmp_path,
     )

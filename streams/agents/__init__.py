@@ -1,11 +1,12 @@
-"""The worker's agents, one module each; :func:`streams.app.configure` imports this package to declare them on the
-worker's app, with the worker's :class:`~streams.runtime.Runtime` (``RUNTIME``) that they share."""
+"""The worker's agents, one module each. Importing them declares nothing: :func:`register_all` declares every
+agent, timer and task on a worker's app, each module's ``register`` taking the worker (its settings, app,
+runtime, topics and tables) that its agents share."""
 
-import streams.app
+from __future__ import annotations
 
-RUNTIME = streams.app.current().runtime  # the configured worker's, set before its agents are declared
+from typing import TYPE_CHECKING
 
-from streams.agents import (  # noqa: E402, F401
+from streams.agents import (
     erasures,
     feedback,
     ingest,
@@ -18,4 +19,12 @@ from streams.agents import (  # noqa: E402, F401
     task_eval,
 )
 
-__all__ = ["RUNTIME"]
+if TYPE_CHECKING:
+    from streams.app import Worker
+
+MODULES = (loading, items, erasures, models, ingest, regenerate, feedback, preferences, task_eval, monitor)
+
+
+def register_all(worker: Worker) -> None:
+    for module in MODULES:
+        module.register(worker)

@@ -9,69 +9,82 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from lettingo.bounds import Evictions, check_size
 from lettingo.feedback_join import PendingJoin, add_feedback, add_impression, close_expired
-from lettingo.records import Feedback, Impression, Reward
-from streams import faust_topics, metrics, tables
-from streams.agents import RUNTIME
-from streams.app import app
-from streams.edge import bare_topic, decode_event
+from lettingo.records import Reward
+from streams import metrics, tables
+from streams.edge import decode_event
+from streams.faust_topics import merged_topic
+from streams.kafka.topics import FEEDBACK, FEEDBACK_SWEEPS, IMPRESSIONS
 from streams.quarantine import count_evictions, crash_counted, guarded, load_owned
+
+if TYPE_CHECKING:
+    from streams.app import Worker
 
 log = logging.getLogger(__name__)
 SWEEP_EVERY_S = 1.0
 
 
-@app.agent(faust_topics.join_inputs)
-@crash_counted
-async def feedback_join(stream):
-    tries = RUNTIME.settings.app.poison_retries
-    async for event in stream.events():
-        await guarded(event, lambda event=event: join_event(event), "feedback_join", tries)
+def register(worker: Worker) -> None:
+    """Declare the feedback join (impressions, clicks and its own sweeps as one stream) and its sweep timer."""
+    app = worker.app
+    tries = worker.settings.app.poison_retries
+
+    @app.agent(merged_topic(app, worker.settings, IMPRESSIONS.name, FEEDBACK.name, FEEDBACK_SWEEPS.name))
+    @crash_counted
+    async def feedback_join(stream):
+        async for event in stream.events():
+            await guarded(worker, event, lambda event=event: join_event(worker, event), "feedback_join", tries)
+
+    @app.timer(SWEEP_EVERY_S)
+    async def sweep_closed_windows() -> None:
+        await sweep(worker)
 
 
-async def join_event(event) -> None:
+async def join_event(worker: Worker, event) -> None:
     """One impression, click or sweep: the user's pending join updated and stored, then its rewards sent."""
-    window = RUNTIME.settings.worker.feedback_window_seconds
-    bounds, evicted = RUNTIME.bounds, Evictions()
-    topic = bare_topic(event.message.topic)
+    window = worker.settings.worker.feedback_window_seconds
+    bounds, evicted = worker.runtime.bounds, Evictions()
+    topic = event.message.topic
+    table = worker.tables.pending_join
     now = time.time()
-    if topic == "impressions":
-        impression = await decode_event(event, Impression)
+    if topic == worker.topics.impressions.name:
+        impression = await decode_event(worker, event, worker.topics.impressions)
         if impression is None:
             return
-        metrics.EVENTS.labels(topic=topic, kind="impression").inc()
+        metrics.EVENTS.labels(topic=IMPRESSIONS.name, kind="impression").inc()
         user_id = impression.user_id
-        join = await load_owned(tables.pending_join, user_id, PendingJoin, event) or PendingJoin()
+        join = await load_owned(worker, table, user_id, PendingJoin, event) or PendingJoin()
         rewards = add_impression(join, impression, window, now, bounds, evicted)
-    elif topic == "feedback":
-        feedback = await decode_event(event, Feedback)
+    elif topic == worker.topics.feedback.name:
+        feedback = await decode_event(worker, event, worker.topics.feedback)
         if feedback is None:
             return
-        metrics.EVENTS.labels(topic=topic, kind=feedback.kind).inc()
+        metrics.EVENTS.labels(topic=FEEDBACK.name, kind=feedback.kind).inc()
         user_id = feedback.user_id
-        join = await load_owned(tables.pending_join, user_id, PendingJoin, event) or PendingJoin()
+        join = await load_owned(worker, table, user_id, PendingJoin, event) or PendingJoin()
         rewards = add_feedback(join, feedback, window, now, bounds, evicted)
     else:  # a sweep from the timer below
         user_id = (event.message.key or b"").decode(errors="replace")
-        swept = await load_owned(tables.pending_join, user_id, PendingJoin, event)
+        swept = await load_owned(worker, table, user_id, PendingJoin, event)
         if swept is None:
             return
         join = swept
         rewards = close_expired(user_id, join, now)
     count_evictions("pending_join", evicted)
     if join.empty:
-        tables.pending_join.pop(tables.key(user_id), None)
+        table.pop(tables.key(user_id), None)
     else:
         payload = check_size(join.to_bytes(), bounds.max_state_bytes, f"pending join of {user_id}")
-        tables.pending_join[tables.key(user_id)] = payload
+        table[tables.key(user_id)] = payload
     for reward in rewards:
-        await send_reward(user_id, reward)
+        await send_reward(worker, user_id, reward)
 
 
-async def send_reward(user_id: str, reward: Reward) -> None:
-    await (await faust_topics.rewards.send(key=tables.key(user_id), value=reward.to_bytes()))
+async def send_reward(worker: Worker, user_id: str, reward: Reward) -> None:
+    await (await worker.topics.rewards.send(tables.key(user_id), reward.to_bytes()))
     metrics.REWARDS.labels(source=reward.source.value, correct=str(reward.correct).lower()).inc()
     log.info(
         "click reward user_id=%s profile_id=%s request=%s clicked=%s",
@@ -83,10 +96,10 @@ async def send_reward(user_id: str, reward: Reward) -> None:
     )
 
 
-@app.timer(SWEEP_EVERY_S)
-async def sweep_closed_windows() -> None:
+async def sweep(worker: Worker) -> None:
+    """Send a sweep to every user of this worker's partitions whose join has a closed window."""
     now = time.time()
-    for key, payload in list(tables.pending_join.items()):
+    for key, payload in list(worker.tables.pending_join.items()):
         try:
             join = PendingJoin.from_bytes(payload)
         except ValueError:
@@ -95,4 +108,4 @@ async def sweep_closed_windows() -> None:
             deadlines = [p.deadline for p in join.impressions.values()] + list(join.early_clicks.values())
             due = bool(deadlines) and min(deadlines) <= now
         if due:
-            await faust_topics.feedback_sweeps.send(key=key, value=b"")
+            await worker.topics.feedback_sweeps.send(key, b"")

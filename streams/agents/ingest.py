@@ -33,6 +33,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TYPE_CHECKING
 
 import faust
 
@@ -41,17 +42,18 @@ from lettingo.ingest import IngestStep, ingest_event
 from lettingo.records import Interaction, ProfileRequest
 from lettingo.stream_eval import EvalTrigger
 from lettingo.user_state import HistoryEvent, UserState, fit_user_state
-from streams import faults, faust_topics, metrics, tables
-from streams.agents import RUNTIME
-from streams.app import app
+from streams import faults, metrics, tables
 from streams.applied import AppliedOffsets, source_position
 from streams.edge import decode_event
 from streams.faust_adapter import BatchSender, flush
 from streams.kafka.offsets import first_offset_from
 from streams.quarantine import count_evictions, crash_counted, dead_poison, quarantine_value
 
+if TYPE_CHECKING:
+    from streams.app import Worker
+    from streams.runtime import Runtime
+
 log = logging.getLogger(__name__)
-APPLIED = RUNTIME.guard(AppliedOffsets(app, tables.applied_offsets, partial(first_offset_from, RUNTIME.settings)))
 WATCH_EVERY_S = 3.0
 BATCH_MAX = 1000  # interactions taken at once at most
 # The longest wait to fill a batch: the latency a trickle of events pays. With a backlog the wait is Faust handing
@@ -60,31 +62,39 @@ BATCH_MAX = 1000  # interactions taken at once at most
 BATCH_WITHIN_S = 0.2
 
 
-@app.agent(faust_topics.interactions)
-@crash_counted
-async def ingest(stream):
-    with APPLIED.working():  # read-ahead while the catalogue loads is not a gap
-        await RUNTIME.catalog_ready.wait()  # attributes come from the catalogue: read it before the first event
-    async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-        with APPLIED.working():
-            # Applied before, or Faust skipped events before it: see streams.applied.
-            admitted = [event for event in events if await APPLIED.admit(event)]
-            await apply_batch(admitted)
-            faults.crash_point("ingest", admitted)  # test-only: off unless STREAMS_TEST_CRASH_AT names ingest
-            # The batch's state writes are on the broker before the offset that says they are applied: the
-            # applied offset never runs ahead of the stored states (each holds its own position, see step()).
-            await flush(app)
-            APPLIED.applied_batch(admitted)  # after every effect of the batch, so a crash before it replays it
+def register(worker: Worker) -> None:
+    """Declare the ingest agent and the watchdog of its applied offsets on ``worker``'s app."""
+    app, runtime = worker.app, worker.runtime
+    applied = runtime.guard(
+        AppliedOffsets(app, worker.tables.applied_offsets, partial(first_offset_from, worker.settings))
+    )
+    topic = worker.topics.interactions
 
+    @app.agent(topic.topic)
+    @crash_counted
+    async def ingest(stream):
+        with applied.working():  # read-ahead while the catalogue loads is not a gap
+            await runtime.catalog_ready.wait()  # attributes come from the catalogue: read it before the first event
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            with applied.working():
+                # Applied before, or Faust skipped events before it: see streams.applied.
+                admitted = [event for event in events if await applied.admit(event)]
+                await apply_batch(worker, admitted)
+                faults.crash_point("ingest", admitted)  # test-only: off unless STREAMS_TEST_CRASH_AT names ingest
+                # The batch's state writes are on the broker before the offset that says they are applied: the
+                # applied offset never runs ahead of the stored states (each holds its own position, see step()).
+                await flush(app)
+                applied.applied_batch(admitted)  # after every effect of the batch, so a crash before it replays it
 
-@app.timer(WATCH_EVERY_S)
-async def watch_applied() -> None:
-    topic = faust_topics.interactions.get_topic_name()
-    try:
-        await APPLIED.watch(topic)
-        await APPLIED.sample_lag(topic, RUNTIME.settings.app.stall_seconds)
-    except Exception:  # a timer that raises stops the worker; a rebalance under way is retried in a few seconds
-        log.warning("watching the applied offsets of %s failed; trying again at the next tick", topic, exc_info=True)
+    @app.timer(WATCH_EVERY_S)
+    async def watch_applied() -> None:
+        try:
+            await applied.watch(topic.name)
+            await applied.sample_lag(topic.name, worker.settings.app.stall_seconds)
+        except Exception:  # a timer that raises stops the worker; a rebalance under way is retried in a few seconds
+            log.warning(
+                "watching the applied offsets of %s failed; trying again at the next tick", topic.name, exc_info=True
+            )
 
 
 @dataclass
@@ -100,18 +110,19 @@ class UserWork:
     since_flush: list[tuple[Interaction, tuple[str, int]]] = field(default_factory=list)
 
 
-async def load_state(user_id: str, event: faust.EventT) -> UserState:
+async def load_state(worker: Worker, user_id: str, event: faust.EventT) -> UserState:
     """The stored state, or a fresh one; a state that does not decode is quarantined (streams.quarantine)."""
     with tables.event_context(event):
         try:
-            return tables.load(tables.user_state, user_id, UserState) or UserState(user_id=user_id)
+            return tables.load(worker.tables.user_state, user_id, UserState) or UserState(user_id=user_id)
         except tables.CorruptValue as e:
-            await quarantine_value(e, event)
+            await quarantine_value(worker, e, event)
             return UserState(user_id=user_id)
 
 
 @dataclass
 class Batch:
+    worker: Worker
     users: dict[str, UserWork] = field(default_factory=dict)
     outputs: list[HistoryEvent | ProfileRequest] = field(default_factory=list)  # in event order
     output_users: list[str] = field(default_factory=list)
@@ -120,12 +131,12 @@ class Batch:
     async def work(self, user_id: str, event: faust.EventT) -> UserWork:
         work = self.users.get(user_id)
         if work is None:
-            work = self.users[user_id] = UserWork(await load_state(user_id, event), event)
+            work = self.users[user_id] = UserWork(await load_state(self.worker, user_id, event), event)
         work.event = event
         return work
 
     def must_flush_before(self, work: UserWork, interaction: Interaction) -> bool:
-        if not (work.barrier or work.unsent_rated >= RUNTIME.keep_events):
+        if not (work.barrier or work.unsent_rated >= self.worker.runtime.keep_events):
             return False
         return not work.state.has_applied(interaction.event_id)  # a duplicate changes nothing: no need
 
@@ -139,19 +150,20 @@ class Batch:
 
     async def flush(self) -> None:
         """Store every changed state, then send the outputs and wait until the broker has them all."""
-        max_bytes = RUNTIME.settings.bounds.max_state_bytes
+        worker = self.worker
+        max_bytes = worker.settings.bounds.max_state_bytes
         # Users forgotten while this batch ran (streams.agents.erasures): nothing of theirs is stored or sent.
-        forgotten = {u for u, w in self.users.items() if RUNTIME.forgotten(u, w.event.message.timestamp)}
+        forgotten = {u for u, w in self.users.items() if worker.runtime.forgotten(u, w.event.message.timestamp)}
         for work in self.users.values():
             if work.changed and work.state.user_id not in forgotten:
                 payload = fit_user_state(work.state, max_bytes, self.evicted)
                 with tables.event_context(work.event):
-                    tables.user_state[tables.key(work.state.user_id)] = payload
+                    worker.tables.user_state[tables.key(work.state.user_id)] = payload
             work.changed, work.unsent_rated, work.barrier = False, 0, False
             work.since_flush.clear()
         count_evictions("user_state", self.evicted)
-        sender = BatchSender(app)
-        requests, rated = faust_topics.profile_requests.get_topic_name(), faust_topics.rated_events.get_topic_name()
+        sender = BatchSender(worker.app)
+        requests, rated = worker.topics.profile_requests.name, worker.topics.rated_events.name
         for user_id, output in zip(self.output_users, self.outputs, strict=True):
             if user_id in forgotten:
                 continue
@@ -176,12 +188,12 @@ class Batch:
         self.output_users.clear()
 
 
-async def apply_batch(events: list) -> None:
+async def apply_batch(worker: Worker, events: list) -> None:
     """Apply a batch of admitted interaction events in order (see the module's doc)."""
-    batch = Batch()
+    batch = Batch(worker)
     kinds: Counter[str] = Counter()
     for event in events:
-        interaction = await decode_event(event, Interaction)
+        interaction = await decode_event(worker, event, worker.topics.interactions)
         if interaction is None:
             continue
         kinds[interaction.kind.value] += 1
@@ -196,12 +208,14 @@ async def apply_batch(events: list) -> None:
         metrics.EVENTS.labels(topic="interactions", kind=kind).inc(n)
 
 
-def step(state: UserState, interaction: Interaction, evicted: Evictions, position: tuple[str, int]) -> IngestStep:
+def step(
+    runtime: Runtime, state: UserState, interaction: Interaction, evicted: Evictions, position: tuple[str, int]
+) -> IngestStep:
     """Apply one event; the state stores ``position`` (its input partition and offset) with itself, so that the
     state and the record that the event was applied are one changelog record: a replay of it is a duplicate."""
-    item = RUNTIME.catalog.get(interaction.item_id)
+    item = runtime.catalog.get(interaction.item_id)
     return ingest_event(
-        state, interaction, item, RUNTIME.labels, RUNTIME.drift, RUNTIME.ingest_limits, evicted, position
+        state, interaction, item, runtime.labels, runtime.drift, runtime.ingest_limits, evicted, position
     )
 
 
@@ -210,12 +224,13 @@ async def step_guarded(
 ) -> IngestStep | None:
     """:func:`step`, tried ``poison_retries`` times, each on the user's state rebuilt from the table and the events
     applied since (a failed step may have changed the state half-way); then the event is dead-lettered."""
-    tries = RUNTIME.settings.app.poison_retries
+    worker = batch.worker
+    tries = worker.settings.app.poison_retries
     error: Exception | None = None
-    position = source_position(event)
+    position = source_position(event, worker.settings.topics.prefix)
     for attempt in range(tries):
         try:
-            result = step(work.state, interaction, batch.evicted, position)
+            result = step(worker.runtime, work.state, interaction, batch.evicted, position)
         except Exception as e:
             error = e
             log.warning(
@@ -227,14 +242,14 @@ async def step_guarded(
                 type(e).__name__,
                 e,
             )
-            work.state = await load_state(interaction.user_id, event)
+            work.state = await load_state(worker, interaction.user_id, event)
             for done, at in work.since_flush:  # what they caused is queued already: only the state is rebuilt
-                step(work.state, done, Evictions(), at)
+                step(worker.runtime, work.state, done, Evictions(), at)
             continue
         work.since_flush.append((interaction, position))
         work.changed = True  # stored even for a duplicate, so the changelog catches up with the local store
         return result
-    await dead_poison(event, "ingest", error)
+    await dead_poison(worker, event, "ingest", error)
     return None
 
 

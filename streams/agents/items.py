@@ -3,36 +3,41 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-from lettingo.records import Item, RecordError, decode_record
-from streams import faust_topics, metrics
-from streams.agents import RUNTIME
+from lettingo.records import RecordError
+from streams import metrics
 from streams.agents.follower import follow
-from streams.app import app, settings
 from streams.edge import check_key, decode_event
+from streams.kafka.topics import ITEMS
+
+if TYPE_CHECKING:
+    from streams.app import Worker
 
 log = logging.getLogger(__name__)
 
 
-@app.agent(faust_topics.items)
-async def validate_items(stream):
-    async for event in stream.events():
-        if await decode_event(event, Item) is not None:
-            metrics.EVENTS.labels(topic="items", kind="item").inc()
+def register(worker: Worker) -> None:
+    """Declare the items agent (validation) and the task that follows the whole catalogue on ``worker``'s app."""
+    app, runtime = worker.app, worker.runtime
 
+    @app.agent(worker.topics.items.topic)
+    async def validate_items(stream):
+        async for event in stream.events():
+            if await decode_event(worker, event, worker.topics.items) is not None:
+                metrics.EVENTS.labels(topic=ITEMS.name, kind="item").inc()
 
-async def _remember(key: bytes | None, value: bytes | None) -> None:
-    if value is None and key is not None:
-        RUNTIME.catalog.pop(key.decode(errors="replace"), None)
-        return
-    try:
-        item = decode_record(Item, value, settings.input_limits())
-        check_key(item, key)
-    except RecordError:
-        return  # the grouped agent dead-letters it
-    RUNTIME.catalog[item.item_id] = item
+    async def remember(key: bytes | None, value: bytes | None) -> None:
+        if value is None and key is not None:
+            runtime.catalog.pop(key.decode(errors="replace"), None)
+            return
+        try:
+            item = ITEMS.decode(value, runtime.input_limits)
+            check_key(item, key)
+        except RecordError:
+            return  # the grouped agent dead-letters it
+        runtime.catalog[item.item_id] = item
 
-
-@app.task
-async def follow_catalog() -> None:
-    await follow(settings, "items", _remember, RUNTIME.catalog_ready)
+    @app.task
+    async def follow_catalog() -> None:
+        await follow(worker.settings, ITEMS.name, remember, runtime.catalog_ready)

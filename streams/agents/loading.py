@@ -11,14 +11,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from streams.agents import RUNTIME
-from streams.app import app
+import faust
+
+if TYPE_CHECKING:
+    from streams.app import Worker
 
 log = logging.getLogger(__name__)
 
 
-async def _load(what: str, load: Callable[[], None], ready: asyncio.Event) -> bool:
+async def _load(app: faust.App, what: str, load: Callable[[], None], ready: asyncio.Event) -> bool:
     started = time.perf_counter()
     try:
         await asyncio.get_running_loop().run_in_executor(None, load)
@@ -31,7 +34,11 @@ async def _load(what: str, load: Callable[[], None], ready: asyncio.Event) -> bo
     return True
 
 
-@app.task
-async def load_models() -> None:
-    if await _load("generators", RUNTIME.load_generators, RUNTIME.generators_ready):
-        await _load("task evaluator", RUNTIME.load_evaluator, RUNTIME.evaluator_ready)
+def register(worker: Worker) -> None:
+    """Declare the task that loads the models when ``worker`` starts."""
+    app, runtime = worker.app, worker.runtime
+
+    @app.task
+    async def load_models() -> None:
+        if await _load(app, "generators", runtime.load_generators, runtime.generators_ready):
+            await _load(app, "task evaluator", runtime.load_evaluator, runtime.evaluator_ready)

@@ -11,52 +11,56 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
-from lettingo.records import ModelStatus, ModelVersion, RecordError, decode_record
+from lettingo.records import ModelStatus, ModelVersion, RecordError
 from lettingo.serving import LoadedPolicy, ModelRefusedError
 from streams import metrics
-from streams.agents import RUNTIME
 from streams.agents.follower import follow
-from streams.app import app, settings
 from streams.edge import dead_letter
+from streams.kafka.topics import MODEL_VERSIONS
+from streams.runtime import Runtime
+
+if TYPE_CHECKING:
+    from streams.app import Worker
 
 log = logging.getLogger(__name__)
 
 
-def _report_serving() -> None:
-    current = RUNTIME.serving.current
+def _report_serving(runtime: Runtime) -> None:
+    current = runtime.serving.current
     metrics.MODEL_INFO.info({"version": current.version, "generator": current.generator.name})
 
 
-async def _switch(record: ModelVersion) -> LoadedPolicy | None:
+async def _switch(runtime: Runtime, record: ModelVersion) -> LoadedPolicy | None:
     loop = asyncio.get_running_loop()
-    policy = RUNTIME.serving
+    policy = runtime.serving
     if record.status is ModelStatus.ROLLED_BACK:
-        return await loop.run_in_executor(RUNTIME.executor, policy.roll_back_from, record)
+        return await loop.run_in_executor(runtime.executor, policy.roll_back_from, record)
     if record.status is ModelStatus.CHAMPION:
         before = policy.current
-        loaded = await loop.run_in_executor(RUNTIME.executor, policy.switch_to, record)
+        loaded = await loop.run_in_executor(runtime.executor, policy.switch_to, record)
         return None if loaded is before else loaded
     return None  # candidates wait for their gate; refused ones never serve
 
 
-async def _on_version(key: bytes | None, value: bytes | None) -> None:
-    topic = settings.topic("model-versions")
+async def _on_version(worker: Worker, key: bytes | None, value: bytes | None) -> None:
+    topic = worker.topics.model_versions
     try:
-        record = decode_record(ModelVersion, value, settings.input_limits())
+        record = topic.decode(value, worker.runtime.input_limits)
     except RecordError as e:
-        await dead_letter(topic, 0, -1, key, value, e.reason, str(e))
+        await dead_letter(worker, topic.name, 0, -1, key, value, e.reason, str(e))
         return
     try:
-        loaded = await _switch(record)
+        loaded = await _switch(worker.runtime, record)
     except ModelRefusedError as e:
         metrics.MODELS_REFUSED.labels(reason=e.reason).inc()
-        await dead_letter(topic, 0, -1, key, value, "model_refused", str(e))
+        await dead_letter(worker, topic.name, 0, -1, key, value, "model_refused", str(e))
         return
     if loaded is None:
         return
     metrics.MODEL_SWITCHES.inc()
-    _report_serving()
+    _report_serving(worker.runtime)
     log.info(
         "serving model_version=%s after %s record of %s:%d",
         loaded.version,
@@ -66,8 +70,14 @@ async def _on_version(key: bytes | None, value: bytes | None) -> None:
     )
 
 
-@app.task
-async def follow_model_versions() -> None:
-    await RUNTIME.generators_ready.wait()
-    _report_serving()
-    await follow(settings, "model-versions", _on_version)
+def register(worker: Worker) -> None:
+    """Declare the task that follows ``model-versions`` once the generators are loaded."""
+
+    async def on_version(key: bytes | None, value: bytes | None) -> None:
+        await _on_version(worker, key, value)
+
+    @worker.app.task
+    async def follow_model_versions() -> None:
+        await worker.runtime.generators_ready.wait()
+        _report_serving(worker.runtime)
+        await follow(worker.settings, MODEL_VERSIONS.name, on_version)

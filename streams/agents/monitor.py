@@ -8,19 +8,32 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import TYPE_CHECKING
 
-from streams import metrics, tables
-from streams.app import app
+from streams import metrics
+
+if TYPE_CHECKING:
+    from streams.app import Worker
 
 log = logging.getLogger(__name__)
-_LAGGED: set[tuple[str, str]] = set()  # (topic, partition) series this worker has exported
+SAMPLE_EVERY_S = 5.0
 
 
-@app.timer(5.0)
-async def sample_gauges() -> None:
-    for name, table in tables.ALL_TABLES.items():
+def register(worker: Worker) -> None:
+    """Declare the timer that samples the gauges of ``worker``."""
+    lagged: set[tuple[str, str]] = set()  # (topic, partition) series this worker has exported
+
+    @worker.app.timer(SAMPLE_EVERY_S)
+    async def sample_gauges() -> None:
+        await sample(worker, lagged)
+
+
+async def sample(worker: Worker, lagged: set[tuple[str, str]]) -> None:
+    """Set the table sizes and the lag of every assigned partition; drop the lag series in ``lagged`` of
+    partitions no longer assigned, and leave ``lagged`` holding the series set now."""
+    for name, table in worker.tables.all().items():
         metrics.TABLE_KEYS.labels(table=name).set(len(table))
-    consumer = app.consumer
+    consumer = worker.app.consumer
     assigned = set()
     for tp in consumer.assignment():
         try:
@@ -33,8 +46,8 @@ async def sample_gauges() -> None:
         series = (tp.topic, str(tp.partition))
         assigned.add(series)
         metrics.CONSUMER_LAG.labels(*series).set(max(0, highwater - position))
-    for series in _LAGGED - assigned:
+    for series in lagged - assigned:
         with contextlib.suppress(KeyError):
             metrics.CONSUMER_LAG.remove(*series)
-    _LAGGED.clear()
-    _LAGGED.update(assigned)
+    lagged.clear()
+    lagged.update(assigned)

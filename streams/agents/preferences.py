@@ -9,71 +9,80 @@ reward counts once per (candidate, rated event), the event named by the reward's
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from lettingo.bounds import Evictions, check_size
 from lettingo.pairs import PairConfig
 from lettingo.records import ProfileCandidate, Reward, RewardSource
 from lettingo.scoreboard import Scoreboard, task_key
 from lettingo.stream_eval import EvalTrigger
-from streams import faust_topics, metrics, tables
-from streams.agents import RUNTIME
+from streams import metrics, tables
 from streams.agents.regenerate import prompt_for_ref
 from streams.agents.task_eval import EVENT_ID_HEADER
-from streams.app import app
-from streams.edge import bare_topic, decode_event
+from streams.edge import decode_event
+from streams.faust_topics import merged_topic
+from streams.kafka.topics import PROFILE_CANDIDATES, REWARDS
 from streams.quarantine import count_evictions, crash_counted, guarded, load_owned
+
+if TYPE_CHECKING:
+    from streams.app import Worker
 
 log = logging.getLogger(__name__)
 
 
-@app.agent(faust_topics.candidates_and_rewards)
-@crash_counted
-async def preferences(stream):
-    tries = RUNTIME.settings.app.poison_retries
-    async for event in stream.events():
-        if bare_topic(event.message.topic) == "profile-candidates":
-            await guarded(event, lambda event=event: file_candidate(event), "preferences", tries)
-        else:
-            await guarded(event, lambda event=event: score_reward(event), "preferences", tries)
+def register(worker: Worker) -> None:
+    """Declare the preferences agent (candidates and rewards as one stream) on ``worker``'s app."""
+    app = worker.app
+    tries = worker.settings.app.poison_retries
+    candidates = worker.topics.profile_candidates.name
+
+    @app.agent(merged_topic(app, worker.settings, PROFILE_CANDIDATES.name, REWARDS.name))
+    @crash_counted
+    async def preferences(stream):
+        async for event in stream.events():
+            if event.message.topic == candidates:
+                await guarded(worker, event, lambda event=event: file_candidate(worker, event), "preferences", tries)
+            else:
+                await guarded(worker, event, lambda event=event: score_reward(worker, event), "preferences", tries)
 
 
-def store_board(user_id: str, board: Scoreboard, evicted: Evictions) -> None:
+def store_board(worker: Worker, user_id: str, board: Scoreboard, evicted: Evictions) -> None:
     count_evictions("scoreboard", evicted)
-    payload = check_size(board.to_bytes(), RUNTIME.bounds.max_state_bytes, f"scoreboard of {user_id}")
-    tables.scoreboard[tables.key(user_id)] = payload
+    payload = check_size(board.to_bytes(), worker.runtime.bounds.max_state_bytes, f"scoreboard of {user_id}")
+    worker.tables.scoreboard[tables.key(user_id)] = payload
 
 
-async def file_candidate(event) -> None:
-    candidate = await decode_event(event, ProfileCandidate)
+async def file_candidate(worker: Worker, event) -> None:
+    candidate = await decode_event(worker, event, worker.topics.profile_candidates)
     if candidate is None:
         return
     evicted = Evictions()
-    board = await load_owned(tables.scoreboard, candidate.user_id, Scoreboard, event) or Scoreboard()
+    board = await load_owned(worker, worker.tables.scoreboard, candidate.user_id, Scoreboard, event) or Scoreboard()
     # The round's prompt is the generation prompt the candidates were sampled from: the trainer's prompt.
-    prompt = candidate.prompt or _prompt_for(candidate)
-    if board.add_candidate(candidate, prompt, RUNTIME.bounds, evicted):
-        store_board(candidate.user_id, board, evicted)
+    prompt = candidate.prompt or _prompt_for(worker, candidate)
+    if board.add_candidate(candidate, prompt, worker.runtime.bounds, evicted):
+        store_board(worker, candidate.user_id, board, evicted)
     count_evictions("scoreboard", evicted)
     # Also for one already filed (a replay after a crash): task evaluation drops what it has rewarded.
     trigger = EvalTrigger(user_id=candidate.user_id, profile_id=candidate.profile_id)
-    await (await faust_topics.rated_events.send(key=tables.key(candidate.user_id), value=trigger.to_bytes()))
+    await (await worker.topics.rated_events.send(tables.key(candidate.user_id), trigger.to_bytes()))
 
 
-async def score_reward(event) -> None:
-    reward = await decode_event(event, Reward)
+async def score_reward(worker: Worker, event) -> None:
+    reward = await decode_event(worker, event, worker.topics.rewards)
     if reward is None:
         return
     evicted = Evictions()
-    board = await load_owned(tables.scoreboard, reward.user_id, Scoreboard, event)
-    recorded = board is not None and board.record(reward, _key(event, reward), RUNTIME.bounds, evicted)
+    board = await load_owned(worker, worker.tables.scoreboard, reward.user_id, Scoreboard, event)
+    recorded = board is not None and board.record(reward, _key(event, reward), worker.runtime.bounds, evicted)
     count_evictions("scoreboard", evicted)
     if board is None or not recorded:
         return
-    s = RUNTIME.settings
+    s = worker.settings
     pairs = board.new_pairs(reward.user_id, s.pairs.min_rewards, PairConfig(s.pairs.max_per_round, s.pairs.min_gap))
-    store_board(reward.user_id, board, evicted)
+    store_board(worker, reward.user_id, board, evicted)
     for pair in pairs:
-        await (await faust_topics.preference_pairs.send(key=tables.key(pair.user_id), value=pair.to_bytes()))
+        await (await worker.topics.preference_pairs.send(tables.key(pair.user_id), pair.to_bytes()))
         metrics.PAIRS.inc()
         log.info(
             "preference pair user_id=%s chosen=%s (%.2f) rejected=%s (%.2f)",
@@ -96,6 +105,6 @@ def _key(event, reward: Reward) -> str | None:
     return None
 
 
-def _prompt_for(candidate: ProfileCandidate) -> str:
+def _prompt_for(worker: Worker, candidate: ProfileCandidate) -> str:
     """For a candidate from a producer that did not carry its prompt: rebuilt from the user's kept history."""
-    return prompt_for_ref(candidate.user_id, candidate.history_ref).text
+    return prompt_for_ref(worker, candidate.user_id, candidate.history_ref).text

@@ -22,19 +22,19 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 from faust.types import EventT
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
 from lettingo.generators import Generator
+from lettingo.history_ref import HistoryRef, to_wire
 from lettingo.prompts.escape import escape_output
 from lettingo.prompts.profile import ProfilePrompt
 from lettingo.records import Profile, ProfileCandidate, ProfileRequest, RatedItem
 from lettingo.serving import LoadedPolicy
 from lettingo.user_state import HistoryEvent, UserState, history_entries
-from streams import faults, faust_topics, metrics, tables
-from streams.agents import RUNTIME
-from streams.app import app
+from streams import faults, metrics, tables
 from streams.applied import AppliedOffsets
 from streams.edge import dead_letter, decode_event
 from streams.faust_adapter import BatchSender, flush
@@ -43,8 +43,10 @@ from streams.quarantine import crash_counted, guarded, load_owned
 from streams.settings import StreamSettings
 from streams.tables import ProfileHistory, ProfileVersion, event_context
 
+if TYPE_CHECKING:
+    from streams.app import Worker
+
 log = logging.getLogger(__name__)
-APPLIED = RUNTIME.guard(AppliedOffsets(app, tables.applied_offsets, partial(first_offset_from, RUNTIME.settings)))
 WATCH_EVERY_S = 3.0
 SEED = 0  # the generators derive each prompt's sampling seed from this and the prompt text
 
@@ -67,14 +69,17 @@ def digest(*parts: str) -> int:
     return int.from_bytes(hashlib.blake2b("|".join(parts).encode(), digest_size=8).digest(), "big")
 
 
-def prompt_for_ref(user_id: str, history_ref: str, history: list[RatedItem] | None = None) -> ProfilePrompt:
+def prompt_for_ref(
+    worker: Worker, user_id: str, history_ref: HistoryRef | None, history: list[RatedItem] | None = None
+) -> ProfilePrompt:
     """The real profile prompt (:mod:`lettingo.prompts.profile`) over the user's H_u as of ``history_ref``: the
     request's own copy of it, or (a request without one) what the user's kept window still holds of it."""
     described: Sequence[HistoryEvent | RatedItem] | None = history
     if not described:
-        state = tables.read(tables.user_state, user_id, UserState) or UserState(user_id=user_id)
-        described = state.events_up_to(history_ref)[-RUNTIME.settings.worker.history_max :]
-    return RUNTIME.profile_prompt(history_entries(described, RUNTIME.catalog, RUNTIME.labels), user_id)
+        state = tables.read(worker.tables.user_state, user_id, UserState) or UserState(user_id=user_id)
+        described = state.events_up_to(history_ref)[-worker.settings.worker.history_max :]
+    runtime = worker.runtime
+    return runtime.profile_prompt(history_entries(described, runtime.catalog, runtime.labels), user_id)
 
 
 def generate_batch(policy: LoadedPolicy, explorer: Generator, jobs: list[Job], s: StreamSettings) -> list[Generated]:
@@ -107,14 +112,14 @@ def generate_batch(policy: LoadedPolicy, explorer: Generator, jobs: list[Job], s
 
 
 def _seq(request: ProfileRequest) -> int:
-    return int(request.history_ref.split("@", 1)[0]) if request.history_ref else 1 << 62
+    return request.history_ref.count if request.history_ref is not None else 1 << 62
 
 
-async def _job(event) -> Job | None:
-    request = await decode_event(event, ProfileRequest)
+async def _job(worker: Worker, event: EventT) -> Job | None:
+    request = await decode_event(worker, event, worker.topics.profile_requests)
     if request is None:
         return None
-    current = await load_owned(tables.profiles, request.user_id, ProfileHistory, event)
+    current = await load_owned(worker, worker.tables.profiles, request.user_id, ProfileHistory, event)
     if current is not None and current.seq >= _seq(request):
         log.info(
             "stale request user_id=%s history=%s (serving %s)",
@@ -123,20 +128,20 @@ async def _job(event) -> Job | None:
             current.history_ref,
         )
         return None
-    draw = digest(request.user_id, request.history_ref)
-    explore = (draw % 10_000) / 10_000 < RUNTIME.settings.explore.rate and RUNTIME.settings.explore.k > 0
-    return Job(event, request, prompt_for_ref(request.user_id, request.history_ref, request.history), explore)
+    draw = digest(request.user_id, to_wire(request.history_ref))
+    explore = (draw % 10_000) / 10_000 < worker.settings.explore.rate and worker.settings.explore.k > 0
+    return Job(event, request, prompt_for_ref(worker, request.user_id, request.history_ref, request.history), explore)
 
 
-async def _generate(policy: LoadedPolicy, jobs: list[Job]) -> list[Generated]:
+async def _generate(worker: Worker, policy: LoadedPolicy, jobs: list[Job]) -> list[Generated]:
     loop = asyncio.get_running_loop()
-    s = RUNTIME.settings
+    s, runtime = worker.settings, worker.runtime
     retrying = AsyncRetrying(
         stop=stop_after_attempt(s.regen.retries), wait=wait_exponential(s.regen.backoff_seconds, max=30), reraise=True
     )
     async for attempt in retrying:
         with attempt:
-            call = loop.run_in_executor(RUNTIME.executor, generate_batch, policy, RUNTIME.exploring, jobs, s)
+            call = loop.run_in_executor(runtime.executor, generate_batch, policy, runtime.exploring, jobs, s)
             try:
                 return await asyncio.wait_for(call, s.regen.timeout_seconds)
             except TimeoutError as e:
@@ -144,12 +149,12 @@ async def _generate(policy: LoadedPolicy, jobs: list[Job]) -> list[Generated]:
     raise AssertionError("unreachable")
 
 
-async def _publish(job: Job, generated: Generated, policy: LoadedPolicy) -> None:
+async def _publish(worker: Worker, job: Job, generated: Generated, policy: LoadedPolicy) -> None:
     request = job.request
-    profile_id = f"{digest(request.user_id, request.history_ref, policy.version):016x}"
-    if RUNTIME.forgotten(request.user_id, job.event.message.timestamp):
+    profile_id = f"{digest(request.user_id, to_wire(request.history_ref), policy.version):016x}"
+    if worker.runtime.forgotten(request.user_id, job.event.message.timestamp):
         return  # forgotten while the batch generated (streams.agents.erasures)
-    history = await load_owned(tables.profiles, request.user_id, ProfileHistory, job.event)
+    history = await load_owned(worker, worker.tables.profiles, request.user_id, ProfileHistory, job.event)
     if history is not None and history.seq >= _seq(request):
         return  # the same request twice in one batch
     version = history.current.version + 1 if history else 1
@@ -171,13 +176,13 @@ async def _publish(job: Job, generated: Generated, policy: LoadedPolicy) -> None
             profile_id=profile_id,
             model_version=policy.version,
             reason=request.reason.value,
-            history_ref=request.history_ref,
+            history_ref=to_wire(request.history_ref),
             ts=request.ts,
         ),
     ][-tables.MAX_PROFILE_VERSIONS :]
     key = tables.key(request.user_id)
-    sender = BatchSender(app)
-    await sender.add(faust_topics.profiles.get_topic_name(), key, profile.to_bytes())
+    sender = BatchSender(worker.app)
+    await sender.add(worker.topics.profiles.name, key, profile.to_bytes())
     metrics.REGENERATIONS.labels(reason=request.reason.value).inc()
     if request.caused_at:
         metrics.PROFILE_LATENCY.observe(max(0.0, time.time() - request.caused_at))
@@ -200,15 +205,15 @@ async def _publish(job: Job, generated: Generated, policy: LoadedPolicy) -> None
                 ts=request.ts,
                 prompt=job.prompt.text,
             )
-            await sender.add(faust_topics.profile_candidates.get_topic_name(), key, candidate.to_bytes())
-            metrics.GENERATED_TOKENS.labels(use="explore").inc(count_tokens(generator, text))
+            await sender.add(worker.topics.profile_candidates.name, key, candidate.to_bytes())
+            metrics.GENERATED_TOKENS.labels(use="explore").inc(count_tokens(worker, generator, text))
         metrics.CANDIDATES.inc(len(texts))
     await sender.sent()  # before the store: a kill in between regenerates and sends them again
     with event_context(job.event):
         tables.store(
-            tables.profiles,
+            worker.tables.profiles,
             request.user_id,
-            ProfileHistory(current=profile, history_ref=request.history_ref, versions=versions),
+            ProfileHistory(current=profile, history_ref=to_wire(request.history_ref), versions=versions),
         )
     log.info(
         "profile user_id=%s profile_id=%s version=%d model_version=%s reason=%s explored=%d",
@@ -222,62 +227,70 @@ async def _publish(job: Job, generated: Generated, policy: LoadedPolicy) -> None
     )
 
 
-def count_tokens(generator_name: str, text: str) -> int:
+def count_tokens(worker: Worker, generator_name: str, text: str) -> int:
     """A candidate's tokens by the tokenizer of the generator that wrote it (the served policy or the explorer)."""
-    policy = RUNTIME.serving.current.generator
-    return (policy if generator_name == policy.name else RUNTIME.exploring).count_tokens(text)
+    policy = worker.runtime.serving.current.generator
+    return (policy if generator_name == policy.name else worker.runtime.exploring).count_tokens(text)
 
 
-async def _retry_later(job: Job, error: str) -> None:
+async def _retry_later(worker: Worker, job: Job, error: str) -> None:
     request = job.request
-    if request.attempt + 1 >= RUNTIME.settings.regen.max_attempts:
+    if request.attempt + 1 >= worker.settings.regen.max_attempts:
         m = job.event.message
-        await dead_letter(m.topic, m.partition, m.offset, m.key, m.value, "generation_failed", error)
+        await dead_letter(worker, m.topic, m.partition, m.offset, m.key, m.value, "generation_failed", error)
         return
     retry = request.model_copy(update={"attempt": request.attempt + 1})
-    await (await faust_topics.profile_requests.send(key=tables.key(request.user_id), value=retry.to_bytes()))
+    await (await worker.topics.profile_requests.send(tables.key(request.user_id), retry.to_bytes()))
 
 
-@app.agent(faust_topics.profile_requests)
-@crash_counted
-async def regenerate(stream):
-    with APPLIED.working():  # read-ahead while the models load is not a gap
-        await RUNTIME.catalog_ready.wait()
-        await RUNTIME.generators_ready.wait()
-    s = RUNTIME.settings
-    async for events in stream.take_events(s.regen.batch_size, within=s.regen.batch_seconds):
-        with APPLIED.working():
-            # A request Faust acked without running the agent is sought back and regenerated: see streams.applied.
-            admitted = [event for event in events if await APPLIED.admit(event)]
-            await regenerate_batch(admitted)
-            faults.crash_point("regenerate", admitted)  # test-only: off unless STREAMS_TEST_CRASH_AT names it
-            await flush(app)  # the profiles' table writes are on the broker before the applied offset
-            APPLIED.applied_batch(admitted)  # after every profile of the batch is sent and stored
+def register(worker: Worker) -> None:
+    """Declare the regenerate agent and the watchdog of its applied offsets on ``worker``'s app."""
+    app, runtime, s = worker.app, worker.runtime, worker.settings
+    applied = runtime.guard(
+        AppliedOffsets(app, worker.tables.applied_offsets, partial(first_offset_from, worker.settings))
+    )
+    topic = worker.topics.profile_requests
+
+    @app.agent(topic.topic)
+    @crash_counted
+    async def regenerate(stream):
+        with applied.working():  # read-ahead while the models load is not a gap
+            await runtime.catalog_ready.wait()
+            await runtime.generators_ready.wait()
+        async for events in stream.take_events(s.regen.batch_size, within=s.regen.batch_seconds):
+            with applied.working():
+                # A request Faust acked without running the agent is sought back and regenerated: see
+                # streams.applied.
+                admitted = [event for event in events if await applied.admit(event)]
+                await regenerate_batch(worker, admitted)
+                faults.crash_point("regenerate", admitted)  # test-only: off unless STREAMS_TEST_CRASH_AT names it
+                await flush(app)  # the profiles' table writes are on the broker before the applied offset
+                applied.applied_batch(admitted)  # after every profile of the batch is sent and stored
+
+    @app.timer(WATCH_EVERY_S)
+    async def watch_applied() -> None:
+        try:
+            await applied.watch(topic.name)
+            await applied.sample_lag(topic.name, s.app.stall_seconds)
+        except Exception:  # a timer that raises stops the worker; a rebalance under way is retried in a few seconds
+            log.warning(
+                "watching the applied offsets of %s failed; trying again at the next tick", topic.name, exc_info=True
+            )
 
 
-@app.timer(WATCH_EVERY_S)
-async def watch_applied() -> None:
-    topic = faust_topics.profile_requests.get_topic_name()
-    try:
-        await APPLIED.watch(topic)
-        await APPLIED.sample_lag(topic, RUNTIME.settings.app.stall_seconds)
-    except Exception:  # a timer that raises stops the worker; a rebalance under way is retried in a few seconds
-        log.warning("watching the applied offsets of %s failed; trying again at the next tick", topic, exc_info=True)
-
-
-async def regenerate_batch(events: list[EventT]) -> None:
-    tries = RUNTIME.settings.app.poison_retries
+async def regenerate_batch(worker: Worker, events: list[EventT]) -> None:
+    tries = worker.settings.app.poison_retries
     jobs: list[Job] = []
     for event in events:
-        job = await guarded(event, partial(_job, event), "regenerate", tries)
+        job = await guarded(worker, event, partial(_job, worker, event), "regenerate", tries)
         if job is not None:
             jobs.append(job)
     if not jobs:
         return
-    policy = RUNTIME.serving.current
+    policy = worker.runtime.serving.current
     started = time.perf_counter()
     try:
-        results = await _generate(policy, jobs)
+        results = await _generate(worker, policy, jobs)
     except Exception as e:
         error = f"{type(e).__name__}: {e}"
         metrics.REGENERATION_FAILURES.labels(error=type(e).__name__).inc()
@@ -288,8 +301,8 @@ async def regenerate_batch(events: list[EventT]) -> None:
             error,
         )
         for job in jobs:
-            await _retry_later(job, error)
+            await _retry_later(worker, job, error)
         return
     metrics.GENERATION_SECONDS.observe(time.perf_counter() - started)
     for job, generated in zip(jobs, results, strict=True):
-        await guarded(job.event, partial(_publish, job, generated, policy), "regenerate", tries)
+        await guarded(worker, job.event, partial(_publish, worker, job, generated, policy), "regenerate", tries)

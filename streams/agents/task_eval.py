@@ -20,17 +20,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from functools import partial
+from typing import TYPE_CHECKING
 
 from faust.types import EventT
 
+from lettingo.records import RecordError
 from lettingo.scoreboard import Scoreboard
 from lettingo.stream_eval import EvalTrigger, StreamCase, cases_for
 from lettingo.user_state import UserState
-from streams import faust_topics, metrics, tables
-from streams.agents import RUNTIME
-from streams.app import app
+from streams import metrics, tables
 from streams.edge import dead_letter
 from streams.quarantine import crash_counted, guarded
+
+if TYPE_CHECKING:
+    from streams.app import Worker
 
 log = logging.getLogger(__name__)
 EVENT_ID_HEADER = "event-id"
@@ -63,42 +67,40 @@ class SentPairs:
         return (profile_id, event_id) in self._pairs or self._acked.get(profile_id, 0) >= enough
 
 
-SENT = SentPairs()
-
-
-def _cases(trigger: EvalTrigger) -> list[StreamCase]:
-    board = tables.read(tables.scoreboard, trigger.user_id, Scoreboard)
-    state = tables.read(tables.user_state, trigger.user_id, UserState)
-    enough = RUNTIME.settings.pairs.min_rewards
+def _cases(worker: Worker, sent: SentPairs, trigger: EvalTrigger) -> list[StreamCase]:
+    board = tables.read(worker.tables.scoreboard, trigger.user_id, Scoreboard)
+    state = tables.read(worker.tables.user_state, trigger.user_id, UserState)
+    enough = worker.settings.pairs.min_rewards
     cases = cases_for(
         trigger,
         state,
         board,
-        skip=lambda profile_id, event_id: SENT.skips(profile_id, event_id, enough),
+        skip=lambda profile_id, event_id: sent.skips(profile_id, event_id, enough),
         catch_up=enough,
     )
     for case in cases:
-        SENT.add(case)
+        sent.add(case)
     return cases
 
 
-async def _event_cases(event) -> list[StreamCase]:
+async def _event_cases(worker: Worker, sent: SentPairs, event) -> list[StreamCase]:
+    m = event.message
     try:
-        trigger = EvalTrigger.from_bytes(event.message.value)
-    except ValueError as e:
-        m = event.message
-        await dead_letter(m.topic, m.partition, m.offset, m.key, m.value, "invalid_record", str(e)[:300])
+        trigger = worker.topics.rated_events.decode(m.value, worker.runtime.input_limits)
+    except RecordError as e:
+        await dead_letter(worker, m.topic, m.partition, m.offset, m.key, m.value, e.reason, str(e))
         return []
     with tables.event_context(event):  # the tables read this event's partition, not the batch's last
-        return _cases(trigger)
+        return _cases(worker, sent, trigger)
 
 
-async def _score(loop, cases: list[StreamCase], events_of: dict[int, EventT]) -> list:
+async def _score(worker: Worker, loop, cases: list[StreamCase], events_of: dict[int, EventT]) -> list:
     """Every case's rewards in one executor call; if that raises, case by case, so that one case that cannot be
     scored is dead-lettered (None) and the others are not."""
-    evaluate = RUNTIME.task_evaluator.evaluate
+    runtime = worker.runtime
+    evaluate = runtime.task_evaluator.evaluate
     try:
-        return await loop.run_in_executor(RUNTIME.eval_executor, evaluate, cases, RUNTIME.catalog)
+        return await loop.run_in_executor(runtime.eval_executor, evaluate, cases, runtime.catalog)
     except Exception as e:
         log.warning(
             "task evaluation of %d cases raised (%s: %s); scoring them one by one", len(cases), type(e).__name__, e
@@ -107,29 +109,43 @@ async def _score(loop, cases: list[StreamCase], events_of: dict[int, EventT]) ->
     for case in cases:
 
         async def one(case=case):
-            return (await loop.run_in_executor(RUNTIME.eval_executor, evaluate, [case], RUNTIME.catalog))[0]
+            return (await loop.run_in_executor(runtime.eval_executor, evaluate, [case], runtime.catalog))[0]
 
-        out.append(await guarded(events_of[id(case)], one, "task_eval", RUNTIME.settings.app.poison_retries))
+        out.append(await guarded(worker, events_of[id(case)], one, "task_eval", worker.settings.app.poison_retries))
     return out
 
 
-@app.agent(faust_topics.rated_events)
-@crash_counted
-async def task_eval(stream):
-    await RUNTIME.evaluator_ready.wait()
+def register(worker: Worker) -> None:
+    """Declare the task evaluation agent on ``worker``'s app, with the pairs it has sent (this worker's memory)."""
+    sent = SentPairs()
+
+    @worker.app.agent(worker.topics.rated_events.topic)
+    @crash_counted
+    async def task_eval(stream):
+        await evaluate_stream(worker, sent, stream)
+
+
+async def evaluate_stream(worker: Worker, sent_pairs: SentPairs, stream) -> None:
+    await worker.runtime.evaluator_ready.wait()
     loop = asyncio.get_running_loop()
-    s = RUNTIME.settings
+    s = worker.settings
     async for events in stream.take_events(s.eval.batch_size, within=s.regen.batch_seconds):
         cases: list[StreamCase] = []
         events_of: dict[int, EventT] = {}  # id(case) -> its event, to dead-letter a case that cannot be scored
         for event in events:
-            found = await guarded(event, lambda event=event: _event_cases(event), "task_eval", s.app.poison_retries)
+            found = await guarded(
+                worker,
+                event,
+                partial(_event_cases, worker, sent_pairs, event),
+                "task_eval",
+                s.app.poison_retries,
+            )
             for case in found or []:
                 cases.append(case)
                 events_of[id(case)] = event
         if not cases:
             continue
-        batches = await _score(loop, cases, events_of)
+        batches = await _score(worker, loop, cases, events_of)
         cases = [c for c, b in zip(cases, batches, strict=True) if b is not None]
         batches = [b for b in batches if b is not None]
         sent = []  # acknowledged together: one round trip per batch, not per reward
@@ -137,7 +153,7 @@ async def task_eval(stream):
             headers = {EVENT_ID_HEADER: case.event_id.encode()}
             for reward in rewards:
                 key = tables.key(reward.user_id)
-                sent.append(await faust_topics.rewards.send(key=key, value=reward.to_bytes(), headers=headers))
+                sent.append(await worker.topics.rewards.send(key, reward.to_bytes(), headers))
                 metrics.REWARDS.labels(source=reward.source.value, correct=str(reward.correct).lower()).inc()
             log.info(
                 "task evaluation user_id=%s event=%s target=%s candidates=%d mean_reward=%.3f",
@@ -150,4 +166,4 @@ async def task_eval(stream):
             )
         await asyncio.gather(*sent)
         for case in cases:
-            SENT.acknowledged(case)
+            sent_pairs.acknowledged(case)

@@ -3,39 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 
 import typer
+from faust.worker import Worker
 
 from lettingo.cli.errors import UserError
 from lettingo.logsafe import configure_safe_logging
+from streams.app import create_worker
 from streams.kafka.access import check_reads
 from streams.kafka.topics import create_topics
 from streams.settings import StreamSettings
 
-INTERNAL_TOPICS = ("feedback-sweeps", "rated-events")  # as streams.faust_topics.INTERNAL_TOPICS (no app import here)
-
 
 async def ensure_topics(settings: StreamSettings) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import TopicAlreadyExistsError
-
+    """Create the missing topics of the contract, the worker's internal ones included."""
     await create_topics(settings)
-    admin = AIOKafkaAdminClient(**settings.kafka_client_config())
-    await admin.start()
-    try:  # the worker's own topics (sweeps, rated events), co-partitioned with the user-keyed topics
-        existing = set(await admin.list_topics())
-        for name in INTERNAL_TOPICS:
-            if settings.topic(name) in existing:
-                continue
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(
-                    [NewTopic(settings.topic(name), settings.topics.partitions, settings.topics.replication)]
-                )
-    finally:
-        await admin.close()
 
 
 def worker(loglevel: str = typer.Option("info", "--loglevel", "-l", help="Faust log level.")) -> None:
@@ -46,11 +30,7 @@ def worker(loglevel: str = typer.Option("info", "--loglevel", "-l", help="Faust 
     asyncio.run(ensure_topics(settings))
     # A principal without READ on an input stops here with one line, not later among Faust's crash tracebacks.
     asyncio.run(check_reads(settings, [settings.topic(t) for t in ("interactions", "profile-requests", "items")]))
-    from faust.worker import Worker
-
-    from streams.app import configure
-
-    app = configure(settings).app
+    app = create_worker(settings).app
 
     class SafeLoggingWorker(Worker):
         def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
