@@ -168,7 +168,7 @@ def snapshot(settings: StreamSettings) -> Snapshot:
     states = {k: UserState.from_bytes(v) for k, v in table_contents(settings, "user_state").items()}
     profiles = {}
     for user, value in table_contents(settings, "profiles").items():
-        current = json.loads(value)["current"]  # streams.tables.ProfileHistory, read without the Faust app
+        current = json.loads(value)["current"]  # lettingo.regeneration.ProfileHistory, read without the Faust app
         profiles[user] = (current["profile_id"], current["text"], current.get("history_ref", ""))
     return Snapshot(
         {u: s.count for u, s in states.items()},

@@ -1,4 +1,5 @@
-"""The worker's tables: RocksDB locally, a compacted changelog topic each, keyed by user id (raw bytes).
+"""The worker's tables: RocksDB locally, a compacted changelog topic each, keyed by user id (raw bytes), declared
+on a worker's app by :func:`build_tables` from the contract's :data:`streams.kafka.topics.TABLES`.
 
 Values are JSON bytes of pydantic models (``lettingo.user_state.UserState`` and friends); the stores never see
 Faust's codecs, so a table's changelog is readable with a plain consumer.
@@ -13,10 +14,9 @@ from typing import Any, TypeVar
 
 import faust
 from faust.types import TableT
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from lettingo.errors import InputError
-from lettingo.records import Profile
 from streams.faust_adapter import current_event
 from streams.kafka.topics import TABLES, TableSpec, partitions_of
 from streams.settings import StreamSettings
@@ -73,28 +73,6 @@ class Tables:
 
 def build_tables(app: faust.App, settings: StreamSettings) -> Tables:
     return Tables(**{spec.name: raw_table(app, settings, spec) for spec in TABLES})
-
-
-MAX_PROFILE_VERSIONS = 20
-
-
-class ProfileVersion(BaseModel):
-    version: int
-    profile_id: str
-    model_version: str
-    reason: str
-    history_ref: str
-    ts: float
-
-
-class ProfileHistory(BaseModel):
-    current: Profile
-    history_ref: str
-    versions: list[ProfileVersion] = Field(default_factory=list)  # newest last, bounded
-
-    @property
-    def seq(self) -> int:
-        return int(self.history_ref.split("@", 1)[0]) if self.history_ref else 0
 
 
 def key(user_id: str) -> bytes:

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 from faust.web import Request, Response, View
 from pydantic import SecretStr
 
+from lettingo.regeneration import ProfileHistory
 from streams import metrics, tables
 from streams.runtime import Runtime
-from streams.tables import ProfileHistory
 
 if TYPE_CHECKING:
     import faust

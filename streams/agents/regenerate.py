@@ -7,7 +7,9 @@ keeps every previous profile; it is retried ``regen_retries`` times with exponen
 are re-enqueued with ``attempt + 1``, and dead-lettered after ``regen_max_attempts``. Regenerating is
 idempotent: the profile id is a digest of (user, history, policy), and a request whose history is not newer than
 the serving profile's is stale and skipped; the serving profile's ``history_ref`` is stored in the same table
-value as the profile, so a profile and the record of which request it answered are written at once.
+value as the profile, so a profile and the record of which request it answered are written at once. Those
+decisions, the exploration draw, the explored candidates and the versions are :mod:`lettingo.regeneration`'s:
+this agent decodes, calls it, and sends and stores what it returns.
 
 A profile and its candidates are sent, and the broker has them, before the profile is stored: a kill in between
 regenerates the request on restart and sends them again (same ids), so none is lost from the output topics.
@@ -16,7 +18,6 @@ regenerates the request on restart and sends them again (same ids), so none is l
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -27,11 +28,12 @@ from typing import TYPE_CHECKING
 from faust.types import EventT
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
+from lettingo import regeneration
 from lettingo.generators import Generator
-from lettingo.history_ref import HistoryRef, to_wire
-from lettingo.prompts.escape import escape_output
+from lettingo.history_ref import HistoryRef
 from lettingo.prompts.profile import ProfilePrompt
-from lettingo.records import Profile, ProfileCandidate, ProfileRequest, RatedItem
+from lettingo.records import ProfileRequest, RatedItem
+from lettingo.regeneration import ProfileHistory
 from lettingo.serving import LoadedPolicy
 from lettingo.user_state import HistoryEvent, UserState, history_entries
 from streams import faults, metrics, tables
@@ -41,7 +43,7 @@ from streams.faust_adapter import BatchSender, flush
 from streams.kafka.offsets import first_offset_from
 from streams.quarantine import crash_counted, guarded, load_owned
 from streams.settings import StreamSettings
-from streams.tables import ProfileHistory, ProfileVersion, event_context
+from streams.tables import event_context
 
 if TYPE_CHECKING:
     from streams.app import Worker
@@ -63,10 +65,6 @@ class Job:
 class Generated:
     profile: str
     candidates: list[tuple[str, str]]  # (text, generator) of each explored candidate
-
-
-def digest(*parts: str) -> int:
-    return int.from_bytes(hashlib.blake2b("|".join(parts).encode(), digest_size=8).digest(), "big")
 
 
 def prompt_for_ref(
@@ -111,16 +109,12 @@ def generate_batch(policy: LoadedPolicy, explorer: Generator, jobs: list[Job], s
     return [Generated(gens[0].text, by_job.get(id(j), [])) for j, gens in zip(jobs, served, strict=True)]
 
 
-def _seq(request: ProfileRequest) -> int:
-    return request.history_ref.count if request.history_ref is not None else 1 << 62
-
-
 async def _job(worker: Worker, event: EventT) -> Job | None:
     request = await decode_event(worker, event, worker.topics.profile_requests)
     if request is None:
         return None
     current = await load_owned(worker, worker.tables.profiles, request.user_id, ProfileHistory, event)
-    if current is not None and current.seq >= _seq(request):
+    if current is not None and regeneration.is_stale(request.history_ref, current):
         log.info(
             "stale request user_id=%s history=%s (serving %s)",
             request.user_id,
@@ -128,8 +122,8 @@ async def _job(worker: Worker, event: EventT) -> Job | None:
             current.history_ref,
         )
         return None
-    draw = digest(request.user_id, to_wire(request.history_ref))
-    explore = (draw % 10_000) / 10_000 < worker.settings.explore.rate and worker.settings.explore.k > 0
+    s = worker.settings
+    explore = regeneration.explores(request.user_id, request.history_ref, s.explore.rate, s.explore.k)
     return Job(event, request, prompt_for_ref(worker, request.user_id, request.history_ref, request.history), explore)
 
 
@@ -151,79 +145,46 @@ async def _generate(worker: Worker, policy: LoadedPolicy, jobs: list[Job]) -> li
 
 async def _publish(worker: Worker, job: Job, generated: Generated, policy: LoadedPolicy) -> None:
     request = job.request
-    profile_id = f"{digest(request.user_id, to_wire(request.history_ref), policy.version):016x}"
     if worker.runtime.forgotten(request.user_id, job.event.message.timestamp):
         return  # forgotten while the batch generated (streams.agents.erasures)
-    history = await load_owned(worker, worker.tables.profiles, request.user_id, ProfileHistory, job.event)
-    if history is not None and history.seq >= _seq(request):
-        return  # the same request twice in one batch
-    version = history.current.version + 1 if history else 1
-    profile = Profile(
-        user_id=request.user_id,
-        profile_id=profile_id,
-        version=version,
-        text=escape_output(generated.profile),
-        model_version=policy.version,
-        reason=request.reason,
-        ts=request.ts,
-        history_ref=request.history_ref,
+    serving = await load_owned(worker, worker.tables.profiles, request.user_id, ProfileHistory, job.event)
+    done = regeneration.regenerate(
+        request,
+        serving,
+        text=generated.profile,
+        samples=generated.candidates if job.explore else None,
+        policy_version=policy.version,
         generator=policy.generator.name,
+        prompt=job.prompt.text,
+        seed=SEED,
     )
-    versions = [
-        *(history.versions if history else []),
-        ProfileVersion(
-            version=version,
-            profile_id=profile_id,
-            model_version=policy.version,
-            reason=request.reason.value,
-            history_ref=to_wire(request.history_ref),
-            ts=request.ts,
-        ),
-    ][-tables.MAX_PROFILE_VERSIONS :]
+    if done is None:
+        return  # the same request twice in one batch
     key = tables.key(request.user_id)
     sender = BatchSender(worker.app)
-    await sender.add(worker.topics.profiles.name, key, profile.to_bytes())
+    await sender.add(worker.topics.profiles.name, key, done.profile.to_bytes())
+    for candidate in done.candidates:
+        await sender.add(worker.topics.profile_candidates.name, key, candidate.to_bytes())
+    await sender.sent()  # before the store: a kill in between regenerates and sends them again
+    with event_context(job.event):
+        tables.store(worker.tables.profiles, request.user_id, done.history)
     metrics.REGENERATIONS.labels(reason=request.reason.value).inc()
     if request.caused_at:
         metrics.PROFILE_LATENCY.observe(max(0.0, time.time() - request.caused_at))
     metrics.GENERATED_TOKENS.labels(use="serve").inc(policy.generator.count_tokens(generated.profile))
-    if job.explore:
-        # The served profile competes in its own round, so clicks on it score it too.
-        texts = [(profile_id, generated.profile, policy.generator.name)] + [
-            (f"{digest(profile_id, str(i)):016x}", text, generator)
-            for i, (text, generator) in enumerate(generated.candidates)
-        ]
-        for candidate_id, text, generator in texts:
-            candidate = ProfileCandidate(
-                profile_id=candidate_id,
-                user_id=request.user_id,
-                text=escape_output(text),
-                generator=generator,
-                model_version=policy.version,
-                history_ref=request.history_ref,
-                seed=SEED,
-                ts=request.ts,
-                prompt=job.prompt.text,
-            )
-            await sender.add(worker.topics.profile_candidates.name, key, candidate.to_bytes())
-            metrics.GENERATED_TOKENS.labels(use="explore").inc(count_tokens(worker, generator, text))
-        metrics.CANDIDATES.inc(len(texts))
-    await sender.sent()  # before the store: a kill in between regenerates and sends them again
-    with event_context(job.event):
-        tables.store(
-            worker.tables.profiles,
-            request.user_id,
-            ProfileHistory(current=profile, history_ref=to_wire(request.history_ref), versions=versions),
-        )
+    for text, generator in generated.candidates:
+        metrics.GENERATED_TOKENS.labels(use="explore").inc(count_tokens(worker, generator, text))
+    metrics.CANDIDATES.inc(len(done.candidates))
+    profile = done.profile
     log.info(
         "profile user_id=%s profile_id=%s version=%d model_version=%s reason=%s explored=%d",
         request.user_id,
-        profile_id,
-        version,
+        profile.profile_id,
+        profile.version,
         policy.version,
         request.reason.value,
-        len(generated.candidates),
-        extra={"user_id": request.user_id, "profile_id": profile_id, "model_version": policy.version},
+        len(done.candidates),
+        extra={"user_id": request.user_id, "profile_id": profile.profile_id, "model_version": policy.version},
     )
 
 

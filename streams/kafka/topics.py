@@ -117,7 +117,7 @@ class TableSpec:
 
 USER_STATE = TableSpec("user_state", "user id", "lettingo.user_state.UserState")
 PROFILE_HISTORY = TableSpec(
-    "profiles", "user id", "streams.tables.ProfileHistory: the serving profile and its earlier versions"
+    "profiles", "user id", "lettingo.regeneration.ProfileHistory: the serving profile and its earlier versions"
 )
 SCOREBOARD = TableSpec("scoreboard", "user id", "lettingo.scoreboard.Scoreboard: explored candidates and rewards")
 PENDING_JOIN = TableSpec("pending_join", "user id", "lettingo.feedback_join.PendingJoin")
