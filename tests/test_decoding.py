@@ -205,3 +205,79 @@ def test_a_profile_that_stops_mid_sentence_keeps_its_full_sentences() -> None:
     assert finish_text("Liked few of the items rated") == ("Liked few of the items rated", False)
     cut_at_the_limit = finish_text("Watches mostly Drama. A generous rater: average rating 3.", complete=False)
     assert cut_at_the_limit == ("Watches mostly Drama.", True)  # "3." was the start of "3.7", not a sentence end
+
+
+class _Counting:
+    """A trigger pattern that counts the characters its searches are given to scan (from where they start)."""
+
+    def __init__(self, pattern) -> None:
+        self.wrapped, self.pattern, self.flags, self.scanned = pattern, pattern.pattern, pattern.flags, 0
+
+    def finditer(self, text: str, pos: int = 0, *args):
+        self.scanned += len(text) - pos
+        return self.wrapped.finditer(text, pos, *args)
+
+    def search(self, text: str, pos: int = 0, *args):
+        self.scanned += len(text) - pos
+        return self.wrapped.search(text, pos, *args)
+
+
+def _long_completion(ending: str) -> str:
+    sentences = (" Watches mostly Drama.", ' Loved "Heat (1995)".', " A generous rater: average rating 4.3.")
+    return "".join(sentences[i % 3] for i in range(400)) + ending
+
+
+@pytest.mark.parametrize("ending", [" Rates the 1990s best (", " A generous rater: average rating", " Tends to"])
+def test_a_grounded_step_scans_only_the_end_of_a_long_completion(nano: HFGenerator, ending: str) -> None:
+    """The grounding rule ran every figure trigger over the whole completion for every token that could start a
+    number, at every step: two thirds of a batched call, growing with the text. A row's step now scans what
+    its new token can change, whatever the length of what came before."""
+    from dataclasses import replace
+
+    from lettingo.generators.grounding import PromptFacts, grounding_rows
+    from lettingo.prompts.profile import profile_prompt_from_entries
+
+    facts = PromptFacts.of(profile_prompt_from_entries(_generous_history()))
+    figures = tuple((_Counting(p), v) for p, v in facts.figures)
+    slots = tuple(replace(s, trigger=_Counting(s.trigger)) for s in facts.slots)
+    counted = replace(facts, figures=figures, slots=slots)
+    text = _long_completion(ending)
+    ids = nano.tokenizer(text, add_special_tokens=False)["input_ids"]
+    row = grounding_rows(nano.grounding, [counted], 1)
+    row(0, ids[:-1])  # the steps so far (a row's first call reads its whole text)
+    before = sum(c.scanned for c, _ in figures) + sum(s.trigger.scanned for s in slots)
+    row(0, ids)  # one more step
+    scanned = sum(c.scanned for c, _ in figures) + sum(s.trigger.scanned for s in slots) - before
+    assert len(text) > 10_000 and scanned < 2_000, scanned
+
+
+def test_a_rows_carried_state_bans_what_a_fresh_state_bans(nano: HFGenerator, prompts) -> None:
+    """The state a row carries from step to step gives, at every step, the mask the whole text gives read
+    afresh: on sampled profiles (grounded and not, so with wrong figures too) and on text that opens and closes
+    every figure slot."""
+    import torch
+
+    from lettingo.generators.grounding import PromptFacts, RowState
+
+    rule, tok = nano.grounding, nano.tokenizer
+    sampled = nano.generate(prompts[:8], n=2, temperature=1.5, max_new_tokens=96, seed=5)
+    free = nano.generate(
+        prompts[:8], n=1, temperature=1.5, max_new_tokens=96, seed=5, decoding=Decoding(grounded=False)
+    )
+    written = (
+        " A generous rater: average rating 4.3, likes 84% and dislikes 3% of items. Rates the 1990s best (3.2 on"
+        ' average). Watched titles from 1990 to 2000. Loved "Heat (1995)". Likes 45% of Drama, dislikes 12'
+    )
+    cases = [(p, g.text) for batch in (sampled, free) for p, gs in zip(prompts, batch, strict=False) for g in gs]
+    cases += [(p, written) for p in prompts[:3]]
+    steps = 0
+    for prompt, text in cases:
+        facts = PromptFacts.of(prompt)
+        ids = tok(" " + text.lstrip(), add_special_tokens=False)["input_ids"]
+        state = RowState(facts)
+        for k in range(len(ids) + 1):
+            carried, fresh = rule.banned(ids[:k], facts, state), rule.banned(ids[:k], facts)
+            assert (carried is None) == (fresh is None)
+            assert carried is None or torch.equal(carried, fresh), rule.completion_text(ids[:k])
+            steps += 1
+    assert steps > 300

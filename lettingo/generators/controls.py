@@ -20,6 +20,7 @@ from transformers import (
 )
 
 from lettingo.generators.decoding import Decoding, stop_index
+from lettingo.generators.grounding import RowState
 
 
 class CompletionNoRepeatNGram(NoRepeatNGramLogitsProcessor):
@@ -72,10 +73,14 @@ class GroundingProcessor(LogitsProcessor):
 
     def __init__(self, rule: Any, facts: Any, prompt_length: int) -> None:
         self.rule, self.facts, self.prompt_length = rule, facts, prompt_length
+        self.states: dict[int, Any] = {}  # row -> its RowState, carried between steps
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         for row, ids in enumerate(input_ids[:, self.prompt_length :].tolist()):
-            mask = self.rule.banned(ids, self.facts)
+            state = self.states.get(row)
+            if state is None:
+                state = self.states[row] = RowState(self.facts)
+            mask = self.rule.banned(ids, self.facts, state)
             if mask is not None:
                 scores[row, mask[: scores.shape[1]].to(scores.device)] = float("-inf")
         return scores

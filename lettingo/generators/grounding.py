@@ -22,11 +22,20 @@ cite a disliked film as a favourite. A per-row rule, applied at every step from 
 The phrases are those :mod:`lettingo.profile_quality` reads, so with this rule every figure and title the checker
 can read is true; what the checker cannot read is not constrained either. Rows are judged on their own tokens
 only, so a row's text still does not depend on the other rows of its batch.
+
+**Cost per step.** Each row carries a :class:`RowState` from step to step: its text, and for every trigger where
+its last final match is and where ``finditer`` would look next (a match attempt that starts further back than the
+pattern can read is final). A step decodes the new token, scans from those points only, and rescans a trigger
+for a candidate token only when the trigger may still match at the text's end or inside the token (known per
+tokenizer); so a step costs the same however long the completion. What depends only on the vocabulary and a
+slot's pattern (the tokens a slot allows after a given text) is kept per tokenizer and shared by prompts.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -40,6 +49,7 @@ from lettingo.profile_quality import TermSlot, clauses, stated_sentiment, term_s
 from lettingo.prompts.history_stats import RATER_PHRASES, HistoryStats
 from lettingo.prompts.profile import ProfilePrompt
 
+SLOT_MASKS = 2048  # slot masks kept per tokenizer: a vocabulary's booleans each (nano 11 kB, SmolLM2 49 kB)
 _LEADING_DIGIT = re.compile(r"^\s?\d")
 NO_NUMBER = "\x00"  # required where the history has no such figure (a decade the user never rated): no number fits
 
@@ -164,7 +174,9 @@ class PromptFacts:
     slots: tuple[TermSlot, ...] = ()
     false_phrases: tuple[str, ...] = ()  # phrases nothing true can follow, lower case: never written anywhere
     masks: dict[Sentiment | None, torch.Tensor] = field(default_factory=dict, compare=False, repr=False)
-    slot_masks: dict[tuple[int, str], torch.Tensor | None] = field(default_factory=dict, compare=False, repr=False)
+    titles_written: dict[tuple[Sentiment | None, str], torch.Tensor] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def of(cls, prompt: ProfilePrompt) -> PromptFacts:
@@ -177,19 +189,13 @@ class PromptFacts:
     def open_slots(self, text: str) -> list[tuple[int, str]]:
         """(slot index, what follows its trigger) for each slot the text ends inside of: right after its trigger,
         or part of the way into what may follow it."""
-        out = []
-        for index, slot in enumerate(self.slots):
-            ends = [m.end() for m in slot.trigger.finditer(text)]
-            if not ends:
-                continue
-            rest = text[ends[-1] :]
-            m = slot.allowed.fullmatch(rest, partial=True) if rest.strip() else None
-            # a slot with false openings decides each token while its sentence is as short as they are:
-            # "Often" matches, "Often dislikes" does not
-            short = slot.openings and len(rest.strip()) <= max(map(len, slot.openings))
-            if not rest.strip() or (m is not None and m.partial) or (short and slot.what == "opening"):
-                out.append((index, rest))
-        return out
+        return RowState(self).extend(text).open_slots()
+
+    @cached_property
+    def figures_behind(self) -> int | None:
+        """The most characters before its start that a figure trigger's match reads; None when unknown."""
+        widths = [_behind(p) for p, _ in self.figures]
+        return None if None in widths else max(widths, default=0)  # type: ignore[type-var]
 
     def pool(self, sentiment: Sentiment | None) -> frozenset[str]:
         if sentiment is None:
@@ -198,34 +204,252 @@ class PromptFacts:
 
     def violated(self, text: str) -> bool:
         """The text states a figure that is not the true one (its last figure slot, read as far as it goes)."""
-        best: tuple[int, str] | None = None
-        for pattern, value in self.figures:
-            for m in pattern.finditer(text):
-                required = value.get(m.group(1), NO_NUMBER) if isinstance(value, dict) else value
-                if required is not None and (best is None or m.end() > best[0]):
-                    best = (m.end(), required)
+        return RowState(self).extend(text).violated("")
+
+    def requirement(self, text: str) -> tuple[str, str] | None:
+        """(what must be written, what of it is written so far) when the text ends inside a figure's slot."""
+        return RowState(self).extend(text).requirement()
+
+
+@functools.lru_cache(maxsize=1024)
+def _reach(pattern: re.Pattern[str]) -> int | None:
+    """The most characters a match attempt of ``pattern`` reads from where it starts (its widest match and
+    what its lookaheads read past it); None when unbounded or unknown."""
+    around = _around(pattern)
+    if around is None:
+        return None
+    width = re._parser.parse(pattern.pattern, pattern.flags).getwidth()[1]  # type: ignore[attr-defined]
+    return width + around[1] if width < 2**16 else None
+
+
+_LEAVES = {"LITERAL", "NOT_LITERAL", "IN", "ANY", "RANGE", "CATEGORY", "GROUPREF"}
+_CONTAINERS = {  # parsed op -> its subpatterns
+    "SUBPATTERN": lambda av: [av[3]],
+    "BRANCH": lambda av: av[1],
+    "ATOMIC_GROUP": lambda av: [av],
+    "MAX_REPEAT": lambda av: [av[2]],
+    "MIN_REPEAT": lambda av: [av[2]],
+    "POSSESSIVE_REPEAT": lambda av: [av[2]],
+}
+
+
+def _behind(pattern: re.Pattern[str]) -> int | None:
+    """The most characters before a match's start that ``pattern`` reads (lookbehinds, ``\\b``)."""
+    around = _around(pattern)
+    return None if around is None else around[0]
+
+
+@functools.lru_cache(maxsize=1024)
+def _around(pattern: re.Pattern[str]) -> tuple[int, int] | None:
+    """(characters read before, after) a match by ``pattern``'s lookarounds and anchors at most; None when the
+    pattern holds something this does not know."""
+    try:
+        parsed = re._parser.parse(pattern.pattern, pattern.flags)  # type: ignore[attr-defined]
+    except (AttributeError, re.error):
+        return None
+
+    def walk(items: Any) -> tuple[int, int] | None:
+        behind = ahead = 0
+        for op, av in items:
+            name = str(op)
+            inner: tuple[int, int] | None = (0, 0)
+            if name in ("ASSERT", "ASSERT_NOT"):
+                direction, sub = av
+                inner = walk(sub)
+                if inner is not None:
+                    width = sub.getwidth()[1]
+                    inner = (max(inner[0], width if direction < 0 else 0), max(inner[1], width if direction > 0 else 0))
+            elif name == "AT":
+                inner = (1, 2)  # \b reads a character either side; $ the end or a newline before it
+            elif name in _CONTAINERS:
+                for sub in _CONTAINERS[name](av):
+                    part = walk(sub)
+                    if part is None:
+                        return None
+                    behind, ahead = max(behind, part[0]), max(ahead, part[1])
+            elif name not in _LEAVES:
+                return None
+            if inner is None:
+                return None
+            behind, ahead = max(behind, inner[0]), max(ahead, inner[1])
+        return behind, ahead
+
+    return walk(parsed)
+
+
+@functools.lru_cache(maxsize=1024)
+def _partial(pattern: re.Pattern[str]) -> regex.Pattern[str]:
+    """``pattern`` in the ``regex`` module, for its partial matching: whether a match may start at a position
+    once more text follows."""
+    return regex.compile(pattern.pattern, pattern.flags)
+
+
+class _Scan:
+    """The last match of ``pattern`` in a growing text, found without rescanning what cannot change.
+
+    A match attempt that starts more than :func:`_reach` characters before the end reads only characters that
+    are already written, so its outcome (a match, or none) is final: :meth:`advance` records the last final match
+    and the position where ``finditer`` would look next, and :meth:`last` scans from there only. Exactly the
+    last match of ``pattern.finditer(text)``: ``finditer``'s ``pos`` keeps the characters before it visible to
+    ``\b`` and lookbehinds."""
+
+    __slots__ = ("partial", "pattern", "reach", "resume", "settled")
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        self.pattern, self.reach = pattern, _reach(pattern)
+        self.partial = _partial(pattern)
+        self.resume, self.settled = 0, None
+
+    def advance(self, text: str) -> None:
+        """``text`` extends the text of the last call."""
+        if self.reach is None:
+            return
+        final = len(text) - self.reach  # attempts that start before this read only written characters
+        for m in self.pattern.finditer(text, self.resume):
+            if m.start() >= final:
+                break
+            self.settled, self.resume = m, m.end()
+        self.resume = max(self.resume, final)
+
+    def last(self, text: str) -> re.Match[str] | None:
+        """The last match in ``text`` (the advanced text, or it extended)."""
+        m = self.settled
+        for m in self.pattern.finditer(text, self.resume):  # noqa: B007 -- the loop's last value is the answer
+            pass
+        return m
+
+
+class RowState:
+    """One row's completion text and where its figure and slot triggers last matched, carried from step to step
+    so that each step scans only the end of the text (its cost does not grow with the completion)."""
+
+    def __init__(self, facts: PromptFacts) -> None:
+        self.facts = facts
+        self._start()
+
+    def _start(self) -> None:
+        self.ids: list[int] = []
+        self.text = ""
+        self.figures = [_Scan(pattern) for pattern, _value in self.facts.figures]
+        self.triggers = [_Scan(slot.trigger) for slot in self.facts.slots]
+
+    def advance(self, rule: GroundingRule, ids: Sequence[int]) -> str:
+        """The completion text of ``ids``; only tokens added since the last call are decoded and scanned (a row
+        whose tokens do not extend the last call's starts over)."""
+        k = len(self.ids)
+        if len(ids) < k or list(ids[:k]) != self.ids:
+            self._start()
+            k = 0
+        if len(ids) > k:
+            new = list(ids[k:])
+            self.ids += new
+            self.extend(rule.completion_text(new))
+        return self.text
+
+    def extend(self, text: str) -> RowState:
+        self.text += text
+        for scan in (*self.figures, *self.triggers):
+            scan.advance(self.text)
+        return self
+
+    def violations(self, rule: GroundingRule, candidates: Sequence[int]) -> list[int]:
+        """The candidate tokens after which the text states a wrong figure.
+
+        A trigger is scanned again for a token only when it could match after its scan's resume point: starting
+        in the text (its partial search there finds something) or in the token (known per tokenizer for the
+        characters before the token). Every other trigger's last match is the one the text already has."""
+        texts, facts, text = rule.texts, self.facts, self.text
+        behind = facts.figures_behind
+        if behind is None:
+            return [i for i in candidates if self.violated(texts[i])]
+        before = text[len(text) - behind :] if behind else ""
+        pending, starting = [], []
+        for scan in self.figures:
+            m = scan.partial.search(text, scan.resume, partial=True)
+            pending.append(m is not None and m.start() < len(text))
+            starting.append(rule.trigger_tokens(scan.pattern.pattern, scan.pattern.flags, before))
+        settled = [scan.settled for scan in self.figures]
+        waiting = any(pending)  # a trigger may match in the text's end: every token rescans it
+        rescan = frozenset().union(*starting)
+        best = self._best(settled)  # for every token that rescans nothing
+        if best is not None and len(text) - best[0] >= 2 and not _LEADING_DIGIT.match(text[best[0] :]):
+            best = None  # words follow the last trigger: such a token writes no number into its slot
+        out = []
+        for i in candidates:
+            token = texts[i]
+            if not waiting and i not in rescan:
+                if best is not None and self._wrong(best, text + token):
+                    out.append(i)
+                continue
+            extended = text + token
+            scanned = [
+                scan.last(extended) if wait or i in starts else m
+                for scan, wait, starts, m in zip(self.figures, pending, starting, settled, strict=True)
+            ]
+            if self._wrong(self._best(scanned), extended):
+                out.append(i)
+        return out
+
+    @staticmethod
+    def _wrong(best: tuple[int, str] | None, text: str) -> bool:
+        """The number after the trigger that ends at ``best[0]`` is not ``best[1]``."""
         if best is None:
             return False
         rest = text[best[0] :]
         return bool(_LEADING_DIGIT.match(rest)) and not _consistent(best[1], rest)
 
-    def requirement(self, text: str) -> tuple[str, str] | None:
-        """(what must be written, what of it is written so far) when the text ends inside a figure's slot."""
+    def _figure(self, text: str) -> tuple[int, str] | None:
+        """(end of the last figure trigger, the number it requires) in ``text``: of the triggers that end last,
+        the first in the facts' order."""
+        return self._best([scan.last(text) for scan in self.figures])
+
+    def _best(self, matches: Sequence[re.Match[str] | None]) -> tuple[int, str] | None:
         best: tuple[int, str] | None = None
-        for pattern, value in self.figures:
-            for m in pattern.finditer(text):
-                required = value.get(m.group(1), NO_NUMBER) if isinstance(value, dict) else value
-                if required is not None and (best is None or m.end() > best[0]):
-                    best = (m.end(), required)
+        for m, (_pattern, value) in zip(matches, self.facts.figures, strict=True):
+            if m is None:
+                continue
+            required = value.get(m.group(1), NO_NUMBER) if isinstance(value, dict) else value
+            if required is not None and (best is None or m.end() > best[0]):
+                best = (m.end(), required)
+        return best
+
+    def violated(self, token: str) -> bool:
+        """The text followed by ``token`` states a figure that is not the true one."""
+        text = self.text + token
+        best = self._figure(text)
+        if best is None:
+            return False
+        rest = text[best[0] :]
+        return bool(_LEADING_DIGIT.match(rest)) and not _consistent(best[1], rest)
+
+    def requirement(self) -> tuple[str, str] | None:
+        """(what must be written, what of it is written so far) when the text ends inside a figure's slot."""
+        best = self._figure(self.text)
         if best is None:
             return None
         end, required = best
-        rest = text[end:]
+        rest = self.text[end:]
         if rest.strip() and not _LEADING_DIGIT.match(rest):
             return None  # words followed the trigger ("likes Comedy"): nothing required
         if rest and ((rest.startswith(required) and len(rest) > len(required)) or not required.startswith(rest)):
             return None  # written already (or diverged before the rule applied)
         return required, rest
+
+    def open_slots(self) -> list[tuple[int, str]]:
+        """(slot index, what follows its trigger) for each slot the text ends inside of."""
+        out = []
+        for index, (slot, scan) in enumerate(zip(self.facts.slots, self.triggers, strict=True)):
+            m = scan.last(self.text)
+            if m is None:
+                continue
+            rest = self.text[m.end() :]
+            match = slot.allowed.fullmatch(rest, partial=True) if rest.strip() else None
+            # a slot with false openings decides each token while its sentence is as short as they are:
+            # "Often" matches, "Often dislikes" does not
+            short = slot.openings and len(rest.strip()) <= max(map(len, slot.openings))
+            if not rest.strip() or (match is not None and match.partial) or (short and slot.what == "opening"):
+                out.append((index, rest))
+        return out
 
 
 def _consistent(required: str, written: str) -> bool:
@@ -245,6 +469,8 @@ class GroundingRule:
         self.vocab_size = vocab_size
         self.tokenizer = tokenizer
         self._phrase_tokens: dict[str, list[tuple[int, str]]] = {}
+        self._trigger_tokens: dict[tuple[str, int, str], frozenset[int]] = {}
+        self._slot_masks: OrderedDict[tuple[str, int, frozenset[str], str], torch.Tensor | None] = OrderedDict()
 
     @cached_property
     def texts(self) -> list[str]:
@@ -278,28 +504,33 @@ class GroundingRule:
         return [i for i, t in enumerate(self.texts) if not t]
 
     def _slot(self, facts: PromptFacts, index: int, rest: str) -> torch.Tensor | None:
-        """The tokens a slot bans after ``rest``; cached per prompt, since rows and sentences meet the same states."""
-        key = (index, rest)
-        if key not in facts.slot_masks:
-            allowed = facts.slots[index].allowed
-            words = facts.slots[index].words
-            ok = []
-            for first, probes in self.probes.items():
-                if allowed.fullmatch(rest + first, partial=True) is None:
-                    continue
-                for probe, ids in probes.items():
-                    fits = allowed.fullmatch(rest + probe, partial=True) is not None or _finishes(allowed, rest, probe)
-                    if fits and not (words and _lists_twice(rest + probe, words)):
-                        ok.extend(ids)
-            done = allowed.fullmatch(rest)
-            if done is not None:
-                ok.extend(self.empty)
-            # nothing can follow (a phrase with no true continuation, as "Often dislikes" for a user who
-            # disliked nothing): leave the row free rather than stuck
-            facts.slot_masks[key] = (
-                self._mask_allowing(ok) if ok and (done is None or len(ok) > len(self.empty)) else None
-            )
-        return facts.slot_masks[key]
+        """The tokens a slot bans after ``rest``. It depends on the slot's pattern and words and on ``rest`` only,
+        so it is kept per tokenizer (bounded, least recently used first out): prompts of one rater kind share
+        their opening slot, a user's next prompt most of its slots, rows and sentences the same states."""
+        slot = facts.slots[index]
+        key = (slot.source, slot.flags, slot.words, rest)
+        if key in self._slot_masks:
+            self._slot_masks.move_to_end(key)
+            return self._slot_masks[key]
+        allowed, words = slot.allowed, slot.words
+        ok = []
+        for first, probes in self.probes.items():
+            if allowed.fullmatch(rest + first, partial=True) is None:
+                continue
+            for probe, ids in probes.items():
+                fits = allowed.fullmatch(rest + probe, partial=True) is not None or _finishes(allowed, rest, probe)
+                if fits and not (words and _lists_twice(rest + probe, words)):
+                    ok.extend(ids)
+        done = allowed.fullmatch(rest)
+        if done is not None:
+            ok.extend(self.empty)
+        # nothing can follow (a phrase with no true continuation, as "Often dislikes" for a user who
+        # disliked nothing): leave the row free rather than stuck
+        mask = self._mask_allowing(ok) if ok and (done is None or len(ok) > len(self.empty)) else None
+        self._slot_masks[key] = mask
+        if len(self._slot_masks) > SLOT_MASKS:
+            self._slot_masks.popitem(last=False)
+        return mask
 
     @cached_property
     def digit_start(self) -> list[int]:
@@ -338,16 +569,38 @@ class GroundingRule:
                 out[i] = (after, inner if closes and '"' not in rest else None)
         return out
 
+    @cached_property
+    def quote_index(self) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+        """The quote tokens by the title they hold whole, and the others by their text after the quote."""
+        closing: dict[str, list[int]] = {}
+        opening: dict[str, list[int]] = {}
+        for i, (after, inner) in self.quote_tokens.items():
+            if inner is not None:
+                closing.setdefault(inner, []).append(i)
+            else:
+                opening.setdefault(after, []).append(i)
+        return closing, opening
+
+    @cached_property
+    def quote_mask(self) -> torch.Tensor:
+        mask = torch.zeros(self.vocab_size, dtype=torch.bool)
+        if self.quote_tokens:
+            mask[torch.tensor(list(self.quote_tokens), dtype=torch.long)] = True
+        return mask
+
     def completion_text(self, ids: Sequence[int]) -> str:
         texts = self.texts
         return "".join(texts[i] if i < len(texts) else "" for i in ids)
 
-    def banned(self, ids: Sequence[int], facts: PromptFacts) -> torch.Tensor | None:
-        """A boolean mask of the tokens the row may not produce next (None: no restriction)."""
-        text = self.completion_text(ids)
+    def banned(self, ids: Sequence[int], facts: PromptFacts, state: RowState | None = None) -> torch.Tensor | None:
+        """A boolean mask of the tokens the row may not produce next (None: no restriction). ``state`` carries the
+        row's text and scans from its previous step (see :class:`RowState`); without it the row starts afresh."""
+        if state is None or state.facts is not facts:
+            state = RowState(facts)
+        text = state.advance(self, ids)
         if text.count('"') % 2 == 1:
             return self._inside_title(text, facts)
-        need = facts.requirement(text)
+        need = state.requirement()
         if need is not None and need[1].strip():
             return self._figure(*need)  # a number has begun: only its true continuation
         mask = self._outside(facts, stated_sentiment(clauses(text)[-1]) if text.strip() else None).clone()
@@ -356,10 +609,10 @@ class GroundingRule:
         candidates = self.mid_number
         if text[-1:].isdigit() or text[-1:] == ".":  # "4.3" written, then ".": "0" would make it "4.3.0"
             candidates = candidates + self.digit_start
-        wrong = [i for i in candidates if facts.violated(text + self.texts[i])]
+        wrong = state.violations(self, candidates)
         if wrong:
             mask[torch.tensor(wrong, dtype=torch.long)] = True
-        for index, rest in facts.open_slots(text):
+        for index, rest in state.open_slots():
             slot = self._slot(facts, index, rest)
             if slot is not None:
                 mask |= slot
@@ -368,6 +621,19 @@ class GroundingRule:
             if completing:
                 mask[torch.tensor(completing, dtype=torch.long)] = True
         return mask
+
+    def trigger_tokens(self, pattern: str, flags: int, before: str) -> frozenset[int]:
+        """The candidate tokens (:attr:`mid_number`, :attr:`digit_start`) in which a figure trigger can start a
+        match when the text ends with ``before``; per tokenizer."""
+        key = (pattern, flags, before)
+        if key not in self._trigger_tokens:
+            compiled = re.compile(pattern, flags)
+            self._trigger_tokens[key] = frozenset(
+                i
+                for i in {*self.mid_number, *self.digit_start}
+                if compiled.search(before + self.texts[i], len(before)) is not None
+            )
+        return self._trigger_tokens[key]
 
     def _completers(self, phrase: str) -> list[tuple[int, str]]:
         """Tokens that can write the end of ``phrase`` (they begin with a suffix of it, or hold it whole)."""
@@ -391,16 +657,23 @@ class GroundingRule:
         written = text[opened + 1 :]
         before = text[:opened]
         sentiment = stated_sentiment(clauses(before)[-1]) if before.strip() else None
-        targets = [t + '"' for t in facts.pool(sentiment) if t.startswith(written)]
-        if not targets:  # the title was opened under another clause's rule: any title of the history
-            targets = [t + '"' for t in facts.pool(None) if t.startswith(written)]
-        allowed = set()
-        for first in {t[len(written)] for t in targets}:
-            for i in self.by_first.get(first, ()):
-                s = written + self.texts[i]
-                if any(t.startswith(s) or (s.startswith(t) and '"' not in s[len(t) :]) for t in targets):
-                    allowed.add(i)
-        return self._mask_allowing(sorted(allowed))
+        key = (sentiment, written)
+        if key not in facts.titles_written:  # rows of one prompt meet the same states
+            targets = [t + '"' for t in facts.pool(sentiment) if t.startswith(written)]
+            if not targets:  # the title was opened under another clause's rule: any title of the history
+                targets = [t + '"' for t in facts.pool(None) if t.startswith(written)]
+            # a token fits when the text it makes is on the way to a target, or a whole target followed by text
+            # without a quote
+            ways = {t[:k] for t in targets for k in range(len(written) + 1, len(t) + 1)}
+            whole = set(targets)
+            allowed = []
+            for first in {t[len(written)] for t in targets}:
+                for i in self.by_first.get(first, ()):
+                    s = written + self.texts[i]
+                    if s in ways or ('"' in s and s[: s.rindex('"') + 1] in whole):
+                        allowed.append(i)
+            facts.titles_written[key] = self._mask_allowing(sorted(allowed))
+        return facts.titles_written[key]
 
     def _figure(self, required: str, written: str) -> torch.Tensor:
         if written == required:  # written in full: it may not grow into another number
@@ -418,18 +691,24 @@ class GroundingRule:
         """Quote-holding tokens that cannot open (or be) a title of the pool; cached per prompt and sentiment."""
         if sentiment not in facts.masks:
             pool = facts.pool(sentiment)
-            wrong = [
-                i
-                for i, (after, inner) in self.quote_tokens.items()
-                if (inner not in pool if inner is not None else not any(t.startswith(after) for t in pool))
-            ]
-            mask = torch.zeros(self.vocab_size, dtype=torch.bool)
-            if wrong:
-                mask[torch.tensor(wrong, dtype=torch.long)] = True
+            starts = {t[:k] for t in pool for k in range(len(t) + 1)}  # what a title of the pool starts with
+            closing, opening = self.quote_index
+            fine = [i for t in pool for i in closing.get(t, ())] + [i for a in starts for i in opening.get(a, ())]
+            mask = self.quote_mask.clone()
+            if fine:
+                mask[torch.tensor(fine, dtype=torch.long)] = False
             facts.masks[sentiment] = mask | self.markup
         return facts.masks[sentiment]
 
 
 def grounding_rows(rule: GroundingRule, facts: Sequence[PromptFacts], n: int):
-    """The fast decoder's per-row callback: row ``r`` belongs to prompt ``r // n``."""
-    return lambda row, ids: rule.banned(ids, facts[row // n])
+    """The fast decoder's per-row callback: row ``r`` belongs to prompt ``r // n``; each row keeps its state."""
+    states: dict[int, RowState] = {}
+
+    def banned(row: int, ids: Sequence[int]) -> torch.Tensor | None:
+        state = states.get(row)
+        if state is None:
+            state = states[row] = RowState(facts[row // n])
+        return rule.banned(ids, state.facts, state)
+
+    return banned
