@@ -22,6 +22,7 @@ from typing import Any, cast
 import faust
 import faust.streams
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 from aiokafka.producer.message_accumulator import BatchBuilder
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.tables import TableManager
@@ -253,7 +254,15 @@ def table_manager(
 
     class BulkRecovery(Recovery):
         async def _build_offsets(self, consumer: ConsumerT, tps: Any, destination: Any, title: str) -> None:
-            await bulk.restore(self, set(tps), destination, title)
+            try:
+                await bulk.restore(self, set(tps), destination, title)
+            except (KafkaError, OSError) as error:
+                # Every write batch left its database at a consistent offset: Faust's recovery goes on from there.
+                log.warning(
+                    "Bulk restore of %s changelog partitions stopped (%r); Faust's recovery reads the rest",
+                    title,
+                    error,
+                )
             await super()._build_offsets(consumer, tps, destination, title)
 
     class BulkRestoreTableManager(TableManager):

@@ -41,6 +41,7 @@ app = faust.App(
     app_id, broker="kafka://" + bootstrap, store="rocksdb://", datadir=datadir, web_enabled=False,
     consumer_auto_offset_reset="earliest", autodiscover=False, topic_partitions=partitions,
     table_standby_replicas=1,
+    broker_session_timeout=10,  # a killed worker's partitions move on 10 s after (Faust: 60 s)
     TableManager=faust_adapter.table_manager({"bootstrap_servers": bootstrap} if bulk == "1" else None, int(batch)),
 )
 per_record = 0
