@@ -91,6 +91,13 @@ async def fill_changelog(settings, users: int, item_ids: list[str]) -> int:
     return await kafka_util.produce_raw(unprefixed, topic, synthetic_states(users, item_ids))
 
 
+# The restore's start and end in a worker's log, whichever path restores: Faust logs the active highwaters before
+# the bulk restore (streams.faust_adapter.BulkRestore) runs and before its own per-record recovery starts, and
+# "Recovery complete" after either.
+RESTORE_START = "Highwater for active changelog partitions"
+RESTORE_END = "Recovery complete"
+
+
 def restore_once(settings, overrides: dict, records: int, profile: Path | None = None) -> dict:
     """Start a worker with an empty data folder and ``overrides``; the seconds its changelog restore took, and the
     CPU seconds the worker used meanwhile (on a busy machine the steadier figure: waits for a core do not count)."""
@@ -104,7 +111,7 @@ def restore_once(settings, overrides: dict, records: int, profile: Path | None =
 
     def watch_restore() -> None:
         # the worker answers /health only once it is restored: the log says when the restore starts and ends
-        for marker in ("Restoring state from changelog topics", "Done reading from changelog topics"):
+        for marker in (RESTORE_START, RESTORE_END):
             while worker.proc is None or marker not in worker.log_path.read_text(errors="replace"):
                 if worker.proc is not None and worker.proc.poll() is not None:
                     return
@@ -124,15 +131,12 @@ def restore_once(settings, overrides: dict, records: int, profile: Path | None =
     try:
         worker.start(loglevel="info", timeout_s=240 + records / 500)
         deadline = time.time() + 1800
-        while time.time() < deadline and log_time(worker, "Recovery complete") is None:
+        while time.time() < deadline and log_time(worker, RESTORE_END) is None:
             time.sleep(0.5)
         watcher.join(5)
-        t_start = log_time(worker, "Restoring state from changelog topics")
-        t_done = log_time(worker, "Done reading from changelog topics") or log_time(worker, "Recovery complete")
+        t_start, t_done = log_time(worker, RESTORE_START), log_time(worker, RESTORE_END)
         seconds = (t_done - t_start) if t_start and t_done else float("nan")
-        cpu_s = cpu.get("Done reading from changelog topics", float("nan")) - cpu.get(
-            "Restoring state from changelog topics", float("nan")
-        )
+        cpu_s = cpu.get(RESTORE_END, float("nan")) - cpu.get(RESTORE_START, float("nan"))
         return {
             "restore_seconds": seconds,
             "restore_records_per_second": records / seconds if seconds == seconds and seconds else None,
@@ -218,10 +222,9 @@ def run(opts: Options) -> dict:
             # the worker answers only once every table is restored: at 1M users that is minutes, not the default 240 s
             second.start(loglevel="info", timeout_s=240 + users / 500)
             deadline = time.time() + 1800
-            while time.time() < deadline and log_time(second, "Recovery complete") is None:
+            while time.time() < deadline and log_time(second, RESTORE_END) is None:
                 time.sleep(0.5)
-            t_start = log_time(second, "Restoring state from changelog topics")
-            t_done = log_time(second, "Done reading from changelog topics") or log_time(second, "Recovery complete")
+            t_start, t_done = log_time(second, RESTORE_START), log_time(second, RESTORE_END)
             restore_s = (t_done - t_start) if t_start and t_done else float("nan")
             figures.update(
                 {
@@ -343,6 +346,7 @@ def restore_comparison(users: int, variants: dict[str, dict], rounds: int = 1, p
 
 # Faust's own defaults for what streams.app sets from the settings: the restore as it ran before they were tuned.
 FAUST_DEFAULTS = {
+    "app_bulk_restore": False,
     "app_recovery_buffer": 1000,
     "app_stream_buffer": 4096,
     "app_fetch_max_mib": 1,
@@ -353,13 +357,25 @@ FAUST_DEFAULTS = {
 
 
 # Restore batches, read-ahead and fetches larger than Faust's (and this project's) defaults.
-LARGER_BATCHES = {"app_recovery_buffer": 10_000, "app_stream_buffer": 16_384, "app_fetch_max_mib": 4}
+LARGER_BATCHES = {
+    "app_bulk_restore": False,
+    "app_recovery_buffer": 10_000,
+    "app_stream_buffer": 16_384,
+    "app_fetch_max_mib": 4,
+}
+# This project's settings with Faust's recovery alone, and with the bulk restore (the default) before it.
+VARIANTS = {
+    "faust_defaults": FAUST_DEFAULTS,
+    "settings": {"app_bulk_restore": False},
+    "larger_batches": LARGER_BATCHES,
+    "bulk_restore": {"app_bulk_restore": True},
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m bench.state [--users N] [--rounds N] [--profile]``: the restore alone, with Faust's defaults,
-    this project's settings and larger batches taking turns, into bench/results/restore.json (py-spy summaries with
-    --profile)."""
+    this project's settings and larger batches (each with Faust's recovery alone) and with the bulk restore taking
+    turns, into bench/results/restore.json (py-spy summaries with --profile)."""
     import argparse
     import sys
 
@@ -376,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     profiles = REPO / ".lettingo" / "restore-profiles" if args.profile else None
     if profiles is not None:
         profiles.mkdir(parents=True, exist_ok=True)
-    variants = {"faust_defaults": FAUST_DEFAULTS, "settings": {}, "larger_batches": LARGER_BATCHES}
+    variants = VARIANTS
     figures = restore_comparison(args.users, variants, rounds=args.rounds, profile_dir=profiles)
     for name, runs in figures["runs"].items():
         rates = [r["restore_records_per_second"] or float("nan") for r in runs]
