@@ -289,11 +289,11 @@ class AppliedOffsets:
 
 def source_position(event: faust.EventT, prefix: str) -> tuple[str, int]:
     """Where ``event`` sits in its input: ("topic:partition" by the contract's topic name, its full name without
-    the settings' topic ``prefix``; offset). A table value
-    stores the position of the last event applied to it per source, in the same write as the event's effect
-    (``UserState.positions``), so a replayed event is known to be applied whatever this module's per-partition
-    offset says: that offset is only written once the batch's table writes are on the broker, so it never runs
-    ahead of them, and it may lag behind them (a kill in between), which only replays events the values skip."""
+    the settings' topic ``prefix``; offset). A table value stores the position of the last event applied to it
+    per source, in the same write as the event's effect (``UserState.positions``), so a replayed event is known to
+    be applied whatever this module's per-partition offset says: that offset is only written once the batch's
+    table writes are on the broker, so it never runs ahead of them, and it may lag behind them (a kill in between),
+    which only replays events the values skip."""
     message = event.message
     return f"{message.topic.removeprefix(prefix)}:{message.partition}", message.offset
 

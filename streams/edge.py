@@ -101,8 +101,3 @@ async def _forgotten(runtime: Runtime, user_id: str, arrived: float | None) -> b
     if not runtime.erasures_ready.is_set():
         await runtime.erasures_ready.wait()  # once, at start-up: until every erasure is read, none is known
     return runtime.forgotten(user_id, arrived)
-
-
-def bare_topic(prefix: str, full_name: str) -> str:
-    """A topic's name in the contract: ``full_name`` without the settings' topic ``prefix``."""
-    return full_name.removeprefix(prefix)
