@@ -374,6 +374,9 @@ class RowState:
         best = self._best(settled)  # for every token that rescans nothing
         if best is not None and len(text) - best[0] >= 2 and not _LEADING_DIGIT.match(text[best[0] :]):
             best = None  # words follow the last trigger: such a token writes no number into its slot
+        # while some trigger waits: the best of the others' final matches, and which ones wait
+        fixed = self._ranked((k, m) for k, (m, wait) in enumerate(zip(settled, pending, strict=True)) if not wait)
+        waits = [(k, self.figures[k]) for k, wait in enumerate(pending) if wait]
         out = []
         for i in candidates:
             token = texts[i]
@@ -382,6 +385,13 @@ class RowState:
                     out.append(i)
                 continue
             extended = text + token
+            if i not in rescan:  # only the waiting triggers can end elsewhere
+                ranked = self._ranked(
+                    [*([fixed[:2]] if fixed else []), *((k, scan.last(extended)) for k, scan in waits)]
+                )
+                if ranked is not None and self._wrong((ranked[1].end(), ranked[2]), extended):
+                    out.append(i)
+                continue
             scanned = [
                 scan.last(extended) if wait or i in starts else m
                 for scan, wait, starts, m in zip(self.figures, pending, starting, settled, strict=True)
@@ -389,6 +399,21 @@ class RowState:
             if self._wrong(self._best(scanned), extended):
                 out.append(i)
         return out
+
+    def _ranked(self, matches: Any) -> tuple[int, re.Match[str], str] | None:
+        """Of (trigger index, its last match or None) pairs, the match that ends last (the first trigger's of
+        those ending together) with the number it requires: (index, match, number); as :meth:`_best` ranks."""
+        best: tuple[int, re.Match[str], str] | None = None
+        for k, m in matches:
+            if m is None:
+                continue
+            value = self.facts.figures[k][1]
+            required = value.get(m.group(1), NO_NUMBER) if isinstance(value, dict) else value
+            if required is None:
+                continue
+            if best is None or m.end() > best[1].end() or (m.end() == best[1].end() and k < best[0]):
+                best = (k, m, required)
+        return best
 
     @staticmethod
     def _wrong(best: tuple[int, str] | None, text: str) -> bool:
