@@ -373,9 +373,9 @@ VARIANTS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m bench.state [--users N] [--rounds N] [--profile]``: the restore alone, with Faust's defaults,
-    this project's settings and larger batches (each with Faust's recovery alone) and with the bulk restore taking
-    turns, into bench/results/restore.json (py-spy summaries with --profile)."""
+    """``python -m bench.state [--users N] [--rounds N] [--profile] [--variants A,B]``: the restore alone, with
+    Faust's defaults, this project's settings and larger batches (each with Faust's recovery alone) and with the bulk
+    restore taking turns, into bench/results/restore.json (py-spy summaries with --profile)."""
     import argparse
     import sys
 
@@ -386,13 +386,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--profile", action="store_true", help="py-spy (--gil) on each restore")
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"comma-separated, of {', '.join(VARIANTS)}; fewer than all write restore-<users>.json instead",
+    )
     args = parser.parse_args(argv)
     print(broker.start(StreamSettings.load()), flush=True)
     started = time.perf_counter()
     profiles = REPO / ".lettingo" / "restore-profiles" if args.profile else None
     if profiles is not None:
         profiles.mkdir(parents=True, exist_ok=True)
-    variants = VARIANTS
+    variants = {name: VARIANTS[name] for name in args.variants.split(",")}
     figures = restore_comparison(args.users, variants, rounds=args.rounds, profile_dir=profiles)
     for name, runs in figures["runs"].items():
         rates = [r["restore_records_per_second"] or float("nan") for r in runs]
@@ -400,7 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = [[name, figures[f"{name}_records_per_second"]] for name in variants]
     print_table(f"changelog restore of {args.users:,} user states", ["worker settings", "records/s"], rows)
     argv_shown = ["python -m bench.state", *(sys.argv[1:] if argv is None else argv)]
-    write_result("restore", Options(quick=False, repeats=args.rounds, argv=argv_shown), figures, started)
+    name = "restore" if variants == VARIANTS else f"restore-{args.users}"
+    write_result(name, Options(quick=False, repeats=args.rounds, argv=argv_shown), figures, started)
     return 0
 
 
