@@ -199,7 +199,10 @@ class BulkRestore:
             log.info("Bulk restore of %d %s changelog partitions", len(todo), title)
             while todo and time.monotonic() - started < budget_s:
                 fetched = await consumer.getmany(*todo, timeout_ms=1000, max_records=self.batch_records)
-                for ktp, records in fetched.items():
+                for ktp in list(todo):
+                    # a partition without records may still be done: what was left held no record (a transaction
+                    # marker), and only its position says so
+                    records = fetched.get(ktp, [])
                     store, end = todo[ktp]
                     tp = TP(ktp.topic, ktp.partition)
                     batch = WriteBatch(raw_mode=True)
