@@ -195,7 +195,8 @@ class PromptFacts:
     def figures_behind(self) -> int | None:
         """The most characters before its start that a figure trigger's match reads; None when unknown."""
         widths = [_behind(p) for p, _ in self.figures]
-        return None if None in widths else max(widths, default=0)  # type: ignore[type-var]
+        known = [w for w in widths if w is not None]
+        return max(known, default=0) if len(known) == len(widths) else None
 
     def pool(self, sentiment: Sentiment | None) -> frozenset[str]:
         if sentiment is None:
@@ -298,7 +299,8 @@ class _Scan:
     def __init__(self, pattern: re.Pattern[str]) -> None:
         self.pattern, self.reach = pattern, _reach(pattern)
         self.partial = _partial(pattern)
-        self.resume, self.settled = 0, None
+        self.resume = 0
+        self.settled: re.Match[str] | None = None
 
     def advance(self, text: str) -> None:
         """``text`` extends the text of the last call."""
