@@ -202,7 +202,8 @@ def test_a_worker_retries_a_killed_servers_batch_then_dead_letters_it_and_loses_
             first = {(r.user_id, r.history_ref) for r in requests if r.attempt == 0}
             requeued = {(r.user_id, r.history_ref) for r in requests if r.attempt == 1}
             served = {(p.user_id, p.history_ref) for p in values("profiles", records.Profile)}
-            dead = {(json.loads(d.payload)["user_id"], json.loads(d.payload)["history_ref"]) for d in letters}
+            dead_requests = [records.ProfileRequest.model_validate_json(d.payload) for d in letters]
+            dead = {(r.user_id, r.history_ref) for r in dead_requests}
             assert first == served | dead and not served & dead
             assert requeued == dead  # each failed request was queued once more before it was given up
             assert "lettingo_regeneration_failures_total" in worker.metrics()
