@@ -49,7 +49,7 @@ from lettingo.profile_quality import TermSlot, clauses, stated_sentiment, term_s
 from lettingo.prompts.history_stats import RATER_PHRASES, HistoryStats
 from lettingo.prompts.profile import ProfilePrompt
 
-SLOT_MASKS = 2048  # slot masks kept per tokenizer: a vocabulary's booleans each (nano 11 kB, SmolLM2 49 kB)
+SLOT_MASKS = 512  # slot masks kept per tokenizer, a vocabulary of booleans each: at most 6 MB on nano, 25 MB on SmolLM2
 _LEADING_DIGIT = re.compile(r"^\s?\d")
 NO_NUMBER = "\x00"  # required where the history has no such figure (a decade the user never rated): no number fits
 
