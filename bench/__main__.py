@@ -10,7 +10,7 @@ import time
 
 from bench.common import Options
 
-KAFKA_BENCHMARKS = {"ingest", "latency", "state", "chaos", "soak"}
+KAFKA_BENCHMARKS = {"ingest", "latency", "state", "chaos", "soak", "scaleout"}
 # name -> module under bench/; each has run(opts) -> dict
 BENCHMARKS = {
     "ingest": "bench.ingest",
@@ -21,6 +21,7 @@ BENCHMARKS = {
     "evaluation": "bench.evaluation",
     "chaos": "bench.chaos",
     "soak": "bench.soak",
+    "scaleout": "bench.scaleout",
 }
 
 

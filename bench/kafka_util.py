@@ -18,14 +18,15 @@ from streams.kafka.topics import create_topics
 from streams.settings import StreamSettings
 
 
-def run_settings(name: str) -> StreamSettings:
-    """StreamSettings on the running broker with a topic prefix, app id and home of this run only."""
+def run_settings(name: str, partitions: int | None = None) -> StreamSettings:
+    """StreamSettings on the running broker with a topic prefix, app id and home of this run only (and
+    ``partitions`` per user-keyed topic, the configured count when None)."""
     base = StreamSettings.load()
     run = f"bench-{name}-{uuid.uuid4().hex[:8]}"
     return StreamSettings(
         home=WORK / run,
         kafka={"bootstrap": base.bootstrap},
-        topics={"prefix": f"{run}-", "partitions": base.topics.partitions},
+        topics={"prefix": f"{run}-", "partitions": partitions or base.topics.partitions},
         app={"id": run},
     )
 

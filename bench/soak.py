@@ -81,16 +81,6 @@ def applied(fleet: list[BenchWorker]) -> float:
     return sum(w.counter("lettingo_events_total", topic="interactions") for w in fleet)
 
 
-def wait_applied(fleet: list[BenchWorker], target: float, timeout_s: float) -> float:
-    """Seconds until the fleet has applied ``target`` interactions in all (a TimeoutError past ``timeout_s``)."""
-    started = time.monotonic()
-    while applied(fleet) < target:
-        if time.monotonic() - started > timeout_s:
-            raise TimeoutError(f"{applied(fleet):.0f} of {target:.0f} interactions applied in {timeout_s} s")
-        time.sleep(0.2)
-    return time.monotonic() - started
-
-
 def rss_mb(worker: BenchWorker) -> float:
     try:
         p = psutil.Process(worker.proc.pid)

@@ -33,3 +33,29 @@ def test_every_benchmark_module_has_a_run_entry_point() -> None:
 
     for module in BENCHMARKS.values():
         assert callable(importlib.import_module(module).run)
+
+
+def test_scaleout_is_a_kafka_benchmark_and_summarises_medians_per_configuration() -> None:
+    from bench.__main__ import KAFKA_BENCHMARKS
+    from bench.scaleout import summarise
+
+    assert "scaleout" in KAFKA_BENCHMARKS
+
+    def run(workers: int, standby: int, rate: float, per_cpu: float) -> dict:
+        return {
+            "workers": workers,
+            "standby_replicas": standby,
+            "interactions_per_s": rate,
+            "interactions_per_s_10_90": rate,
+            "per_cpu_second": per_cpu,
+            "worker_cpu_share_of_machine": 0.5,
+            "machine_busy_share": 0.9,
+            "load_average_after": [2.0, 2.0, 2.0],
+        }
+
+    runs = [run(1, 0, 1000, 2000), run(1, 0, 3000, 4000), run(1, 0, 2000, 3000), run(2, 1, 3000, 1500)]
+    runs += [run(2, 0, 5000, 2500)]
+    rows = summarise(runs, ((1, 1), (2, 1), (2, 0)))
+    assert [(r["workers"], r["standby_replicas"], r["runs"]) for r in rows] == [(1, 0, 3), (2, 1, 1), (2, 0, 1)]
+    assert rows[0]["interactions_per_s"] == 2000 and rows[0]["per_cpu_second"] == 3000
+    assert [r["speedup_vs_one_worker"] for r in rows] == [1.0, 1.5, 2.5]
