@@ -16,7 +16,8 @@ minute. Lag is spiky (it swings between 0 and a few commit intervals of input as
 least-squares slope says little about it. Lag is *bounded* when, over the second half, (1) its trend, the
 Theil-Sen slope (the median of the slopes between every two samples, which spikes barely move) times the half's
 length, adds less than ``LAG_GROWTH_LIMIT_SECONDS`` of input, and (2) its median is under ``LAG_LIMIT_SECONDS`` of
-input. A backlog that grows fails (1) however slowly it began; a plateau far behind the input fails (2).
+input. A backlog that grows fails (1) however slowly it began; a plateau far behind the input fails (2). And, as
+a check from outside the workers, (3) the fleet applied at least ``KEPT_UP_SHARE`` of what the steady phase sent.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ LAG_METRIC = "lettingo_applied_offset_lag_messages"
 RSS_SLOPE_LIMIT_MB_PER_MIN = 1.0
 LAG_LIMIT_SECONDS = 10.0
 LAG_GROWTH_LIMIT_SECONDS = 5.0
+KEPT_UP_SHARE = 0.95  # of the interactions sent in the steady phase, the share the fleet must have applied
 CAPACITY_WINDOW = (0.3, 0.95)  # share of the capacity backlog applied: after the warm-up, before the tail
 
 
@@ -228,7 +230,11 @@ def run_soak(duration_s: float, sample_s: float, backlog: int, overrides: dict |
             "lag_peak_seconds_of_input": [peak(s) / rate if rate else None for s in lag],
             "rss_peak_mb": [peak(s) for s in rss],
             "rss_bounded": all(s < RSS_SLOPE_LIMIT_MB_PER_MIN for s in rss_slopes),
-            "lag_bounded": all(lag_bounded(s, rate) for s in lag),
+            "lag_series_bounded": all(lag_bounded(s, rate) for s in lag),
+            "input_kept_up": bool(sent_rate and steady_rate >= KEPT_UP_SHARE * sent_rate),
+            # the lag metric is read from each worker: the applied count against the sent one checks it from outside
+            "lag_bounded": all(lag_bounded(s, rate) for s in lag)
+            and bool(sent_rate and steady_rate >= KEPT_UP_SHARE * sent_rate),
         }
     finally:
         fleet.stop()
