@@ -67,6 +67,13 @@ class KafkaSettings(Section):
     heartbeat_seconds: float = Field(
         2.0, gt=0, description="Consumer heartbeat interval: under a third of the session timeout."
     )
+    delivery_timeout_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="How long the commands that send records (`replay`, `users forget`) keep retrying one the "
+        "broker has not taken (a broker restart, a leader election) before they fail; Kafka's own producer default "
+        "is 120 s.",
+    )
     libs: Path | None = Field(
         None, description="Folder of the Kafka jars fetched from Maven Central; unset means `<home>/kafka/libs`."
     )

@@ -53,6 +53,9 @@ async def record_producer(settings: StreamSettings, **overrides: object) -> Asyn
         enable_idempotence=True,  # a retried batch is not written twice
         linger_ms=10,
         max_batch_size=512 * 1024,
+        # aiokafka fails a batch whose partition has had no leader for this long (a broker restart), and its
+        # default of 40 s is shorter than a restart plus a leader election under load.
+        request_timeout_ms=int(settings.kafka.delivery_timeout_seconds * 1000),
         **overrides,
     )
     await producer.start()
