@@ -47,7 +47,7 @@ def raw_table(app: faust.App, settings: StreamSettings, spec: TableSpec) -> Tabl
         key_type=bytes,
         value_type=bytes,
         partitions=partitions_of(spec, settings),
-        help=f"{spec.key} -> {spec.value}",
+        help=spec.help,
         **table_options(settings),  # restore batch and bounded RocksDB memory
     )
 

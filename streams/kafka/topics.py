@@ -20,7 +20,11 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from pydantic import BaseModel
 
 from lettingo import records
+from lettingo.feedback_join import PendingJoin
+from lettingo.regeneration import ProfileHistory
+from lettingo.scoreboard import Scoreboard
 from lettingo.stream_eval import EvalTrigger
+from lettingo.user_state import UserState
 from streams.kafka.access import check_connection, explain_authorization
 from streams.settings import StreamSettings
 
@@ -100,12 +104,13 @@ BY_NAME = {t.name: t for t in ALL_TOPICS}
 @dataclass(frozen=True)
 class TableSpec:
     """A worker table: RocksDB locally, a compacted changelog topic that Faust declares (``topic_allow_declare``)
-    with the partitions given here. Keys are raw bytes; values JSON bytes of ``value`` (a dotted name: some value
-    models live beside the tables that store them)."""
+    with the partitions given here. Keys are raw bytes; values are the JSON bytes of ``value`` (None: a plain
+    string, as the applied offsets)."""
 
     name: str
     key: str  # what a key is
-    value: str
+    value: type[BaseModel] | None
+    about: str = ""
     user_keyed: bool = True  # an erasure deletes the user's key
     partitioning: Partitioning = Partitioning.SHARED
     compacted: bool = True  # a changelog keeps each key's latest value
@@ -114,15 +119,18 @@ class TableSpec:
         """The changelog topic's name (Faust's ``<app id>-<table>-changelog``)."""
         return f"{settings.app.id}-{self.name}-changelog"
 
+    @property
+    def help(self) -> str:
+        value = f"{self.value.__module__}.{self.value.__qualname__}" if self.value else "str"
+        return f"{self.key} -> {value}" + (f": {self.about}" if self.about else "")
 
-USER_STATE = TableSpec("user_state", "user id", "lettingo.user_state.UserState")
-PROFILE_HISTORY = TableSpec(
-    "profiles", "user id", "lettingo.regeneration.ProfileHistory: the serving profile and its earlier versions"
-)
-SCOREBOARD = TableSpec("scoreboard", "user id", "lettingo.scoreboard.Scoreboard: explored candidates and rewards")
-PENDING_JOIN = TableSpec("pending_join", "user id", "lettingo.feedback_join.PendingJoin")
+
+USER_STATE = TableSpec("user_state", "user id", UserState)
+PROFILE_HISTORY = TableSpec("profiles", "user id", ProfileHistory, "the serving profile and its earlier versions")
+SCOREBOARD = TableSpec("scoreboard", "user id", Scoreboard, "explored candidates and rewards")
+PENDING_JOIN = TableSpec("pending_join", "user id", PendingJoin)
 APPLIED_OFFSETS = TableSpec(
-    "applied_offsets", "input topic:partition", "the last applied offset (streams.applied)", user_keyed=False
+    "applied_offsets", "input topic:partition", None, "the last applied offset (streams.applied)", user_keyed=False
 )
 TABLES: tuple[TableSpec, ...] = (USER_STATE, PROFILE_HISTORY, SCOREBOARD, PENDING_JOIN, APPLIED_OFFSETS)
 
