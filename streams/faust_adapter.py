@@ -15,12 +15,14 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, cast
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, cast
 
 import faust
 import faust.streams
+import faust.transport.drivers.aiokafka as faust_aiokafka
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.producer.message_accumulator import BatchBuilder
@@ -29,6 +31,8 @@ from faust.tables import TableManager
 from faust.tables.recovery import Recovery
 from faust.types import TP
 from faust.types.transports import ConsumerT
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
 from rocksdict import WriteBatch
 
 FAUST_VERSION = "0.15.3"  # faust-streaming
@@ -277,3 +281,163 @@ def table_manager(
             return self._recovery
 
     return BulkRestoreTableManager
+
+
+class BatchEvent(Protocol):
+    """What the ingest path reads of an event: its Kafka message (``tp``, ``topic``, ``partition``, ``offset``,
+    ``key``, ``value``, ``timestamp``). A ``faust.Event`` and a :class:`BulkEvent` both are one."""
+
+    @property
+    def message(self) -> Any: ...
+
+
+class BulkEvent:
+    """An event of a bulk topic: only its message. Weak-referenceable, as ``faust.streams._current_event`` holds a
+    weak reference (:func:`current_event`)."""
+
+    __slots__ = ("__weakref__", "message")
+
+    def __init__(self, message: Any) -> None:
+        self.message = message
+
+
+@dataclass
+class Chunk:
+    """The records of one topic partition from one fetch, in offset order."""
+
+    tp: TP
+    events: list[BulkEvent]
+    tracked: Any  # the chunk's last message, tracked by the consumer: a revoke's wait_empty() waits for its ack
+
+
+@dataclass(eq=False)  # hashable: Faust's flow control keeps the queues it clears in a weak set
+class BulkSink:
+    """The chunks of one bulk topic waiting for its agent: at most ``maxsize``, the fetcher waits when full."""
+
+    maxsize: int = 8
+    queue: asyncio.Queue[Chunk] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.queue = asyncio.Queue(self.maxsize)
+
+    def clear(self) -> None:
+        """Drop the queued chunks (Faust's ``flow_control.clear()`` on a revoke, as it clears its channel queues):
+        they were not acked, so the commit stays behind them and they are fetched again."""
+        while not self.queue.empty():
+            self.queue.get_nowait()
+
+    async def batches(self, max_events: int) -> AsyncIterator[list[Chunk]]:
+        """Every chunk waiting (at least one), up to ``max_events`` events or one chunk past it."""
+        while True:
+            chunks = [await self.queue.get()]
+            n = len(chunks[0].events)
+            while n < max_events and not self.queue.empty():
+                chunk = self.queue.get_nowait()
+                chunks.append(chunk)
+                n += len(chunk.events)
+            yield chunks
+
+
+def ack_chunks(consumer: ConsumerT, chunks: list[Chunk]) -> None:
+    """Ack every offset of ``chunks`` as ``Consumer.ack`` acks one message, under its lock taken once: Faust's
+    commit timer then commits up to the last contiguous acked offset."""
+    faust_consumer = cast(Any, consumer)
+    with ack_lock:
+        for chunk in chunks:
+            tp = chunk.tp
+            if faust_consumer.app.topics.acks_enabled_for(tp.topic):
+                committed = faust_consumer._committed_offset[tp]
+                index = faust_consumer._acked_index[tp]
+                fresh = [
+                    e.message.offset
+                    for e in chunk.events
+                    if (committed is None or e.message.offset >= committed) and e.message.offset not in index
+                ]
+                index.update(fresh)
+                faust_consumer._acked[tp].extend(fresh)
+                faust_consumer._n_acked += len(fresh)
+            chunk.tracked.acked = True
+            faust_consumer._unacked_messages.discard(chunk.tracked)
+        notify(faust_consumer._waiting_for_ack)  # a revoke's wait_empty() wakes now, not at its next 1 s poll
+
+
+class BulkConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer whose fetches hand the records of each bulk topic partition to the topic's sink as
+    one chunk; the records of every other topic go on, one message at a time, to Faust's Fetcher loop
+    (``Consumer._drain_messages``) as Faust's own ``getmany`` yields them."""
+
+    bulk_sinks: ClassVar[dict[str, BulkSink]] = {}  # full topic name -> sink; set per app by install_bulk
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
+        # Faust's getmany (pinned by source hash in tests/test_faust_adapter.py), with the bulk topics taken out.
+        records, active_partitions = await self._wait_next_records(timeout)
+        generation_id = self.app.consumer_generation_id
+        if records is None or self.should_stop:
+            return
+        if not self.flow_active:
+            try:
+                await self.perform_seek()
+            except Exception as ex:
+                self.log.warning(f"exception performing seek when flow not active {ex}")
+            return
+        sinks = self.bulk_sinks
+        plain = {}
+        for tp, recs in records.items():
+            sink = sinks.get(tp.topic)
+            if sink is None:
+                plain[tp] = recs
+                continue
+            if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                return  # a rebalance started: what is left is fetched again
+            if active_partitions is None or tp in active_partitions or tp in self._buffered_partitions:
+                self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                await self._hand_over(sink, tp, recs)
+        to_message = self._to_message
+        for tp, record in self.scheduler.iterate(plain):
+            if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                break
+            if active_partitions is None or tp in active_partitions or tp in self._buffered_partitions:
+                self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                yield tp, to_message(tp, record)
+
+    async def _hand_over(self, sink: BulkSink, tp: TP, records: list[Any]) -> None:
+        """One chunk of ``tp`` into ``sink``: what Faust's Fetcher loop and its Conductor do per message, once."""
+        read_offset = self._read_offset[tp]
+        fresh = [r for r in records if read_offset is None or r.offset >= read_offset]  # below it: before a seek
+        if not fresh:
+            return
+        if self.app.topics.acks_enabled_for(tp.topic):
+            previous = read_offset
+            for record in fresh:  # offsets missing before or inside the chunk (compaction, transaction markers)
+                if previous and record.offset - previous > 1:
+                    await self._add_gap(tp, previous + 1, record.offset)
+                previous = record.offset
+        if self._commit_every is not None and self._n_acked >= self._commit_every:
+            self._n_acked = 0
+            await self.commit()
+        await self.app.flow_control.acquire()
+        events = [BulkEvent(self._to_message(tp, r)) for r in fresh]
+        chunk = Chunk(tp, events, events[-1].message)
+        self.track_message(chunk.tracked)
+        self.app.monitor.stream_inbound_time[tp] = time.monotonic()
+        if sink.queue.full():
+            # Blocks the whole fetch loop until the agent takes a batch, or a rebalance suspends the flow. Pausing
+            # the partition instead (Faust's on_buffer_full) is not done: Faust keeps a paused partition in
+            # _buffered_partitions across a revoke, so resuming it later would fetch a partition no longer assigned.
+            put = sink.queue.put(chunk)
+            waited = await self.wait_first(put, self.suspend_flow.wait())
+            if put not in waited.done:
+                self._unacked_messages.discard(chunk.tracked)
+                return
+        else:
+            sink.queue.put_nowait(chunk)
+        if self._read_offset[tp] == read_offset:  # else a seek while the chunk waited: the seek's offset stands
+            self._read_offset[tp] = fresh[-1].offset
+
+
+def install_bulk(app: faust.App, sinks: dict[str, BulkSink]) -> None:
+    """Make ``app``'s consumer a :class:`BulkConsumer` for ``sinks`` (full topic name -> sink); before
+    ``app.consumer`` is first used. Faust's flow control clears the sinks on a revoke."""
+    for sink in sinks.values():
+        app.flow_control.manage_queue(sink)
+    cast(Any, app.transport).Consumer = type("AppBulkConsumer", (BulkConsumer,), {"bulk_sinks": dict(sinks)})

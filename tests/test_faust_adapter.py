@@ -224,7 +224,24 @@ def test_refresh_metadata_makes_a_topic_created_after_start_known(kafka_bootstra
     assert after == {0, 1, 2}
 
 
-@pytest.mark.parametrize("name", ["_read_offset", "_ensure_producer", "_partitioner", "force_metadata_update"])
+CONSUMER_NAMES = [
+    "_read_offset",
+    "_wait_next_records",
+    "_add_gap",
+    "_acked",
+    "_acked_index",
+    "_committed_offset",
+    "_unacked_messages",
+    "_waiting_for_ack",
+    "_buffered_partitions",
+    "_commit_every",
+    "_n_acked",
+]
+
+
+@pytest.mark.parametrize(
+    "name", [*CONSUMER_NAMES, "_to_message", "_ensure_producer", "_partitioner", "force_metadata_update"]
+)
 def test_each_private_name_the_adapter_uses_exists_on_the_pinned_classes(name: str) -> None:
     """A renamed attribute fails here by name, before the behaviour tests above start a worker."""
     import faust.transport.drivers.aiokafka as faust_aiokafka
@@ -232,8 +249,11 @@ def test_each_private_name_the_adapter_uses_exists_on_the_pinned_classes(name: s
     from aiokafka.client import AIOKafkaClient
     from faust.transport.consumer import Consumer
 
+    # an attribute is annotated on the class, defined on it, or set in __init__
+    consumer_names = set(Consumer.__annotations__) | set(vars(Consumer)) | set(Consumer.__init__.__code__.co_names)
     owners = {
-        "_read_offset": Consumer.__annotations__,
+        **{n: consumer_names for n in CONSUMER_NAMES},
+        "_to_message": vars(faust_aiokafka.Consumer),
         "_ensure_producer": vars(faust_aiokafka.Producer),
         "_partitioner": AIOKafkaProducer.__init__.__code__.co_names,  # set in __init__
         "force_metadata_update": vars(AIOKafkaClient),
@@ -284,3 +304,152 @@ def test_the_recovery_steps_the_bulk_restore_hooks_into_run_in_the_order_it_reli
     assert "self._db_for_partition(tp.partition).get(self.offset_key)" in inspect.getsource(Store.persisted_offset)
     batch = inspect.getsource(Store.apply_changelog_batch)
     assert "if msg.value is None:" in batch and ".delete(msg.key)" in batch and ".put(msg.key, msg.value)" in batch
+
+
+# sha256 (first 16 hex digits) of inspect.getsource of the Faust functions BulkConsumer copies or relies on, in
+# faust-streaming 0.15.3: a change upstream must be read before the pins are moved.
+PINNED_SOURCES = {
+    "faust.transport.consumer.Consumer._drain_messages": "44a2500309e83c63",
+    "faust.transport.consumer.Consumer.getmany": "4b168d84882a70d6",
+    "faust.transport.consumer.Consumer._wait_next_records": "6218e1969a636b3f",
+    "faust.transport.consumer.Consumer.ack": "5fcf41cf45153475",
+    "faust.transport.drivers.aiokafka.Consumer._to_message": "7c24f6511b2fcef7",
+}
+
+
+@pytest.mark.parametrize("qualified", sorted(PINNED_SOURCES))
+def test_the_faust_code_the_bulk_consumer_copies_is_the_pinned_source(qualified: str) -> None:
+    """BulkConsumer.getmany is Faust's getmany with the bulk topics taken out, fed to Faust's Fetcher loop
+    (_drain_messages, which sets the read offsets of what it yields), and ack_chunks is Consumer.ack for many
+    offsets: any change to these functions must be re-read against streams/faust_adapter.py."""
+    import hashlib
+    import importlib
+    import inspect
+
+    module, cls, fn = qualified.rsplit(".", 2)
+    source = inspect.getsource(getattr(getattr(importlib.import_module(module), cls), fn))
+    assert hashlib.sha256(source.encode()).hexdigest()[:16] == PINNED_SOURCES[qualified], f"{qualified} changed"
+
+
+BULK_WORKER = r"""
+import asyncio, json, os, sys
+import faust
+from streams import faust_adapter
+
+bootstrap, bulk_name, plain_name, out, n = sys.argv[1:6]
+n = int(n)
+app = faust.App(
+    "adapter-" + bulk_name, broker="kafka://" + bootstrap, store="memory://", web_enabled=False,
+    consumer_auto_offset_reset="earliest", autodiscover=False, topic_allow_declare=False,
+    broker_commit_interval=0.5,
+)
+bulk = app.topic(bulk_name, key_type=bytes, value_type=bytes)
+plain = app.topic(plain_name, key_type=bytes, value_type=bytes)
+sink = faust_adapter.BulkSink(maxsize=1)  # the second partition's chunk waits while the agent takes the first
+faust_adapter.install_bulk(app, {bulk_name: sink})
+seen = {"bulk": {}, "plain": [], "batches": 0}
+sought = []
+
+
+def done():
+    if len(seen["plain"]) == n and sum(map(len, seen["bulk"].values())) == 3 * n - 1 and not os.path.exists(out):
+        seen["consumer"] = type(app.consumer).__name__
+        with open(out + ".tmp", "w") as f:
+            json.dump(seen, f)
+        os.replace(out + ".tmp", out)
+
+
+@app.agent(bulk)
+async def take_bulk(stream):
+    async for chunks in sink.batches(7):
+        seen["batches"] += 1
+        for chunk in chunks:
+            assert all(type(e) is faust_adapter.BulkEvent for e in chunk.events)
+            seen["bulk"].setdefault(str(chunk.tp.partition), []).extend(e.message.offset for e in chunk.events)
+        if not sought:
+            # The other partition's chunk is waiting for the sink (both were fetched before this batch): the seek
+            # must stand once the chunk is in, so that records from the sought offset on are handed out again.
+            waiting = faust.types.TP(bulk_name, 1 - chunks[0].tp.partition)
+            sought.append(waiting.partition)
+            seen["sought"] = waiting.partition
+            await app.consumer.seek(waiting, 1)
+        faust_adapter.ack_chunks(app.consumer, chunks)
+        done()
+
+
+@app.agent(plain)
+async def take_plain(stream):
+    async for event in stream.events():
+        seen["plain"].append(event.message.offset)
+        done()
+
+
+faust.Worker(app, loglevel="WARNING").execute_from_commandline()
+"""
+
+
+async def _produce_to(bootstrap: str, topic: str, partition: int, n: int) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for i in range(n):
+            await producer.send(topic, key=b"k", value=str(i).encode(), partition=partition)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[int | None]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return [await consumer.committed(TopicPartition(topic, p)) for p in range(partitions)]
+    finally:
+        await consumer.stop()
+
+
+def test_a_bulk_topic_reaches_its_sink_in_chunks_and_its_acks_commit_it(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """A worker with a bulk topic (2 partitions) and a plain one: the bulk records reach the sink as chunks of one
+    partition in offset order, each once, except after a seek, which hands out again from the sought offset, also
+    when the seek came while that partition's chunk waited for the full sink; the plain topic's events go through
+    Faust's own path; the acked chunks are committed up to the end."""
+    run = uuid.uuid4().hex[:10]
+    bulk, plain, n = f"adapter-bulk-{run}", f"adapter-plain-{run}", 40
+    asyncio.run(_create(kafka_bootstrap, {bulk: 2, plain: 1}))
+    try:
+        asyncio.run(_produce_to(kafka_bootstrap, plain, 0, n))
+        for partition in (0, 1):
+            asyncio.run(_produce_to(kafka_bootstrap, bulk, partition, n))
+        out = tmp_path / "seen.json"
+        script = tmp_path / "bulk_worker.py"
+        script.write_text(BULK_WORKER)
+        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+        args = [sys.executable, str(script), kafka_bootstrap, bulk, plain, str(out), str(n)]
+        log = (tmp_path / "worker.log").open("w")
+        worker = subprocess.Popen([*args, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 120
+            while not out.exists() and worker.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert out.exists(), (tmp_path / "worker.log").read_text()[-3000:]
+            committed: list[int | None] = []
+            while time.monotonic() < deadline:
+                committed = asyncio.run(_committed(kafka_bootstrap, f"adapter-{bulk}", bulk, 2))
+                if committed == [n, n]:
+                    break
+                time.sleep(1)
+        finally:
+            worker.kill()
+            worker.wait(30)
+        seen = json.loads(out.read_text())
+        assert seen["consumer"] == "AppBulkConsumer"
+        assert seen["plain"] == list(range(n))
+        sought = seen["sought"]
+        assert seen["bulk"][str(1 - sought)] == list(range(n))
+        # all of the partition in the first fetch (produced before the worker started), then again from the seek's 1
+        assert seen["bulk"][str(sought)] == list(range(n)) + list(range(1, n))
+        assert committed == [n, n]
+    finally:
+        asyncio.run(_delete(kafka_bootstrap, [bulk, plain]))
