@@ -193,6 +193,11 @@ class AppSettings(Section):
         "write batches before Faust's per-record recovery reads what is left (`streams.faust_adapter.BulkRestore`); "
         "false: Faust's recovery alone, about 100 µs of CPU a record.",
     )
+    bulk_ingest: bool = Field(
+        True,
+        description="The ingest agent takes each fetch's `interactions` records of a partition as one chunk "
+        "(`streams.faust_adapter.BulkConsumer`) instead of Faust's per-event stream; false: `take_events`.",
+    )
     recovery_buffer: int = Field(
         1000,
         ge=1,

@@ -4,7 +4,7 @@ newly applied rated event -> ``rated-events`` (task evaluation's input).
 Ingest is the only consumer of ``interactions``: Faust commits one offset per topic-partition for the whole
 app, so a second agent on the topic could commit past events this one never applied.
 
-A batch (``take_events``) loads each of its users' states once, applies that user's events in order (the drift
+A batch loads each of its users' states once, applies that user's events in order (the drift
 decision after each one, exactly as one by one) and stores each changed state once, under the partition of one
 of that user's events. Only then does it send what the events caused, in event order, and it waits for the
 broker to take all of it before the batch is recorded as applied (:mod:`streams.applied`). A state is stored
@@ -22,6 +22,9 @@ An event whose processing raises is tried again on the user's state rebuilt from
 applied since the last flush; after ``poison_retries`` tries it is dead-lettered and skipped (streams.quarantine).
 A stored state that does not decode is quarantined and the user starts afresh. Each stored state is cut to
 ``max_state_bytes`` (the oldest history dropped first), so no table write can exceed what the producer sends.
+
+A batch is the fetched chunks of ``interactions`` waiting in a :class:`streams.faust_adapter.BulkSink`
+(acked together once applied) or, with ``app.bulk_ingest`` off, what Faust's ``take_events`` takes.
 
 The outputs go out as one record batch per topic partition (:class:`streams.faust_adapter.BatchSender`), not one
 ``Topic.send`` each.
@@ -45,7 +48,7 @@ from lettingo.user_state import HistoryEvent, UserState, fit_user_state
 from streams import faults, metrics, tables
 from streams.applied import AppliedOffsets, source_position
 from streams.edge import decode_event
-from streams.faust_adapter import BatchSender, flush
+from streams.faust_adapter import BatchSender, BulkSink, ack_chunks, flush, install_bulk
 from streams.kafka.offsets import first_offset_from
 from streams.quarantine import count_evictions, crash_counted, dead_poison, quarantine_value
 
@@ -69,22 +72,35 @@ def register(worker: Worker) -> None:
         AppliedOffsets(app, worker.tables.applied_offsets, partial(first_offset_from, worker.settings))
     )
     topic = worker.topics.interactions
+    sink = BulkSink() if worker.settings.app.bulk_ingest else None
+    if sink is not None:  # the consumer hands the topic's fetched records to the sink, not to the stream
+        install_bulk(app, {topic.name: sink})
 
-    @app.agent(topic.topic)
+    async def apply_events(events: list) -> None:
+        with applied.working():
+            # Applied before, or Faust skipped events before it: see streams.applied.
+            admitted = [event for event in events if await applied.admit(event)]
+            await apply_batch(worker, admitted)
+            faults.crash_point("ingest", admitted)  # test-only: off unless STREAMS_TEST_CRASH_AT names ingest
+            # The batch's state writes are on the broker before the offset that says they are applied: the
+            # applied offset never runs ahead of the stored states (each holds its own position, see step()).
+            await flush(app)
+            applied.applied_batch(admitted)  # after every effect of the batch, so a crash before it replays it
+
+    @app.agent(topic.topic)  # subscribes the topic (assignment, tables' co-partitioning) on either path
     @crash_counted
     async def ingest(stream):
         with applied.working():  # read-ahead while the catalogue loads is not a gap
             await runtime.catalog_ready.wait()  # attributes come from the catalogue: read it before the first event
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-            with applied.working():
-                # Applied before, or Faust skipped events before it: see streams.applied.
-                admitted = [event for event in events if await applied.admit(event)]
-                await apply_batch(worker, admitted)
-                faults.crash_point("ingest", admitted)  # test-only: off unless STREAMS_TEST_CRASH_AT names ingest
-                # The batch's state writes are on the broker before the offset that says they are applied: the
-                # applied offset never runs ahead of the stored states (each holds its own position, see step()).
-                await flush(app)
-                applied.applied_batch(admitted)  # after every effect of the batch, so a crash before it replays it
+        if sink is None:
+            async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+                await apply_events(events)
+            return
+        async for chunks in sink.batches(BATCH_MAX):
+            try:
+                await apply_events([event for chunk in chunks for event in chunk.events])
+            finally:  # acked even when it raised: the applied-offsets guard seeks back to what was not applied
+                ack_chunks(app.consumer, chunks)
 
     @app.timer(WATCH_EVERY_S)
     async def watch_applied() -> None:
