@@ -126,7 +126,11 @@ def component_acls(
             + [Acl(who, "group", trainer_group, "READ")]
         )
     if component == "topics":
-        return sorted(on_topics(contract, "CREATE", "DESCRIBE"))
+        # `lettingo topics create` creates what a worker needs: the contract's, internal and changelog topics.
+        return sorted(
+            on_topics([*contract, *WORKER_INTERNAL_TOPICS], "CREATE", "DESCRIBE")
+            + [Acl(who, "topic", f"{settings.app.id}-", op, "prefixed") for op in ("CREATE", "DESCRIBE")]
+        )
     if component == "forget":
         return sorted(on_topics(["erasures"], "WRITE"))
     raise ValueError(f"unknown component {component!r}: one of {', '.join(COMPONENTS)}")

@@ -103,9 +103,9 @@ BY_NAME = {t.name: t for t in ALL_TOPICS}
 
 @dataclass(frozen=True)
 class TableSpec:
-    """A worker table: RocksDB locally, a compacted changelog topic that Faust declares (``topic_allow_declare``)
-    with the partitions given here. Keys are raw bytes; values are the JSON bytes of ``value`` (None: a plain
-    string, as the applied offsets)."""
+    """A worker table: RocksDB locally, a compacted changelog topic (created by :func:`create_topics`, as Faust
+    would declare it) with the partitions given here. Keys are raw bytes; values are the JSON bytes of ``value``
+    (None: a plain string, as the applied offsets)."""
 
     name: str
     key: str  # what a key is
@@ -139,14 +139,8 @@ def partitions_of(spec: TopicSpec[Any] | TableSpec, settings: StreamSettings) ->
     return 1 if spec.partitioning is Partitioning.SINGLE else settings.topics.partitions
 
 
-def topic_config(spec: TopicSpec[Any]) -> dict[str, str]:
-    if spec.compacted:
-        return {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "3600000"}
-    return {"cleanup.policy": "delete"}
-
-
 async def create_topics(settings: StreamSettings) -> list[tuple[str, str]]:
-    """Create every topic of the contract and every internal one that is missing; report each as created / exists
+    """Create every topic a worker needs that is missing (:func:`wanted_topics`); report each as created / exists
     / MISMATCH (partitions differ).
 
     A client Kafka does not accept, or one whose ACLs do not allow creating and describing the topics, gets a
@@ -165,21 +159,34 @@ async def create_topics(settings: StreamSettings) -> list[tuple[str, str]]:
         await admin.close()
 
 
+def wanted_topics(settings: StreamSettings) -> list[tuple[str, int, bool]]:
+    """(name, partitions, compacted) of every topic a worker needs: the contract's, the internal ones and the tables'
+    changelogs. The changelogs are created here, not left to Faust: a worker whose metadata predates a changelog that
+    another worker's Faust just declared sees it with 0 partitions, and its agents fail on PartitionsMismatch."""
+    topics = [(settings.topic(spec.name), partitions_of(spec, settings), spec.compacted) for spec in ALL_TOPICS]
+    changelogs = [(spec.changelog(settings), partitions_of(spec, settings), spec.compacted) for spec in TABLES]
+    return topics + changelogs
+
+
+def _config(compacted: bool) -> dict[str, str]:
+    if compacted:
+        return {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "3600000"}
+    return {"cleanup.policy": "delete"}
+
+
 async def _create_missing(settings: StreamSettings, admin: AIOKafkaAdminClient) -> list[tuple[str, str]]:
-    existing = await _partition_counts(admin, [settings.topic(spec.name) for spec in ALL_TOPICS])
+    wanted = wanted_topics(settings)
+    existing = await _partition_counts(admin, [name for name, _, _ in wanted])
     report: list[tuple[str, str]] = []
     missing = []
-    for spec in ALL_TOPICS:
-        name = settings.topic(spec.name)
-        want = partitions_of(spec, settings)
+    for name, want, compacted in wanted:
         if name in existing:
             got = existing[name]
             report.append((name, "exists" if got == want else f"MISMATCH: {got} partitions, expected {want}"))
         else:
-            missing.append(NewTopic(name, want, settings.topics.replication, topic_configs=topic_config(spec)))
+            missing.append(NewTopic(name, want, settings.topics.replication, topic_configs=_config(compacted)))
             plural = "s" if want > 1 else ""
-            compacted = ", compacted" if spec.compacted else ""
-            report.append((name, f"created ({want} partition{plural}{compacted})"))
+            report.append((name, f"created ({want} partition{plural}{', compacted' if compacted else ''})"))
     if missing:
         response = await admin.create_topics(missing)
         for name, code, *_ in response.topic_errors:
