@@ -11,6 +11,7 @@ unmarked. A second worker whose ingest always raises shows that a stall is visib
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
@@ -268,7 +269,13 @@ def dead_letters(settings: StreamSettings) -> list[records.DeadLetter]:
 
 
 def user_states(settings: StreamSettings) -> dict[str, UserState]:
-    return {k: UserState.from_bytes(v) for k, v in table_contents(settings, "user_state").items()}
+    """The changelog's states that decode: a corrupt value stays the latest until the agent quarantines it and its
+    fresh state follows, so a reader waiting for that state passes over it."""
+    states = {}
+    for key, value in table_contents(settings, "user_state").items():
+        with contextlib.suppress(ValueError):
+            states[key] = UserState.from_bytes(value)
+    return states
 
 
 def state_of(settings: StreamSettings, user: str, count: int, timeout_s: float = 90) -> UserState:
