@@ -91,6 +91,20 @@ def rss_mb(worker: BenchWorker) -> float:
         return float("nan")
 
 
+def memory_split_mb(worker: BenchWorker) -> dict[str, float]:
+    """The worker's resident memory by kind of mapping: ``heap`` (glibc's main arena, the brk heap: the main
+    thread's mallocs, RocksDB writes on the event loop included), ``anon`` (anonymous mappings: glibc's thread
+    arenas, large mallocs, Python's object arenas) and ``file`` (libraries and other mapped files), in MB."""
+    split = {"heap": 0.0, "anon": 0.0, "file": 0.0}
+    try:
+        for m in psutil.Process(worker.proc.pid).memory_maps(grouped=True):
+            kind = "heap" if m.path == "[heap]" else "file" if m.path.startswith("/") else "anon"
+            split[kind] += m.rss / 2**20
+    except (psutil.Error, AttributeError):
+        return {k: float("nan") for k in split}
+    return {k: round(v, 1) for k, v in split.items()}
+
+
 def slope_per_min(series: list[tuple[float, float]]) -> float:
     """Least-squares slope of (seconds, value) points, per minute."""
     if len(series) < 2:
@@ -188,12 +202,14 @@ def run_soak(duration_s: float, sample_s: float, backlog: int, overrides: dict |
         )
         rss: list[list[tuple[float, float]]] = [[] for _ in fleet.workers]
         lag: list[list[tuple[float, float]]] = [[] for _ in fleet.workers]
+        split: list[list[dict[str, float]]] = [[] for _ in fleet.workers]
         started = time.monotonic()
         applied_at_start = applied(fleet.workers)
         sender.start()
         while (elapsed := time.monotonic() - started) < duration_s:
             for n, worker in enumerate(fleet.workers):
                 rss[n].append((elapsed, rss_mb(worker)))
+                split[n].append({"t": round(elapsed, 1), **memory_split_mb(worker)})
                 lag[n].append((elapsed, worker.counter(LAG_METRIC, topic=settings.topic("interactions"))))
             time.sleep(max(0.0, started + (len(rss[0])) * sample_s - time.monotonic()))
         stop.set()
@@ -215,6 +231,11 @@ def run_soak(duration_s: float, sample_s: float, backlog: int, overrides: dict |
             "applied_rate_per_s": steady_rate,
             "applied_share_of_sent": steady_rate / sent_rate if sent_rate else None,
             "rss_mb": [[[round(t, 1), round(v, 1)] for t, v in s] for s in rss],
+            # where RSS growth lands: the main malloc heap, other anonymous memory, mapped files
+            "rss_split_mb": split,
+            "rss_split_slope_mb_per_min": [
+                {k: slope_per_min([(p["t"], p[k]) for p in s]) for k in ("heap", "anon", "file")} for s in split
+            ],
             "consumer_lag": [[[round(t, 1), v] for t, v in s] for s in lag],
             "rss_slope_mb_per_min": rss_slopes,
             "rss_slope_whole_run_mb_per_min": [slope_per_min(s) for s in rss],
