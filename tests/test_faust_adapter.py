@@ -29,6 +29,23 @@ from streams import faust_adapter
 REPO = Path(__file__).resolve().parents[1]
 
 
+def start_script_worker(tmp_path: Path, source: str, *args: str) -> subprocess.Popen:
+    """A Faust worker from a script of this module (``source``), its output in ``tmp_path / "worker.log"``."""
+    script = tmp_path / "worker_script.py"
+    script.write_text(source)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    log = (tmp_path / "worker.log").open("w")
+    return subprocess.Popen(
+        [sys.executable, str(script), *args, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+
+
+def wait_for_output(worker: subprocess.Popen, out: Path, tmp_path: Path, deadline: float) -> None:
+    while not out.exists() and worker.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert out.exists(), (tmp_path / "worker.log").read_text()[-3000:]
+
+
 def test_the_pinned_versions_are_the_installed_ones() -> None:
     """The adapter's private accesses hold for these versions only: upgrading either library means rerunning
     this file and updating the pins in streams/faust_adapter.py."""
@@ -171,17 +188,11 @@ def test_read_offset_partitioner_flush_on_a_running_worker(kafka_bootstrap: str,
     try:
         asyncio.run(_produce(kafka_bootstrap, topic_in, 3))
         out = tmp_path / "seen.json"
-        script = tmp_path / "worker.py"
-        script.write_text(WORKER)
-        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-        args = [sys.executable, str(script), kafka_bootstrap, topic_in, topic_out, str(out), str(tmp_path / "data")]
-        log = (tmp_path / "worker.log").open("w")
-        worker = subprocess.Popen([*args, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        worker = start_script_worker(
+            tmp_path, WORKER, kafka_bootstrap, topic_in, topic_out, str(out), str(tmp_path / "data")
+        )
         try:
-            deadline = time.monotonic() + 120
-            while not out.exists() and worker.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.5)
-            assert out.exists(), (tmp_path / "worker.log").read_text()[-3000:]
+            wait_for_output(worker, out, tmp_path, time.monotonic() + 120)
             result = json.loads(out.read_text())
             # The flushed records are on the broker before the worker is killed.
             worker.send_signal(signal.SIGKILL)
@@ -423,17 +434,10 @@ def test_a_bulk_topic_reaches_its_sink_in_chunks_and_its_acks_commit_it(kafka_bo
         for partition in (0, 1):
             asyncio.run(_produce_to(kafka_bootstrap, bulk, partition, n))
         out = tmp_path / "seen.json"
-        script = tmp_path / "bulk_worker.py"
-        script.write_text(BULK_WORKER)
-        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-        args = [sys.executable, str(script), kafka_bootstrap, bulk, plain, str(out), str(n)]
-        log = (tmp_path / "worker.log").open("w")
-        worker = subprocess.Popen([*args, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        worker = start_script_worker(tmp_path, BULK_WORKER, kafka_bootstrap, bulk, plain, str(out), str(n))
         try:
             deadline = time.monotonic() + 120
-            while not out.exists() and worker.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.5)
-            assert out.exists(), (tmp_path / "worker.log").read_text()[-3000:]
+            wait_for_output(worker, out, tmp_path, deadline)
             committed: list[int | None] = []
             while time.monotonic() < deadline:
                 committed = asyncio.run(_committed(kafka_bootstrap, f"adapter-{bulk}", bulk, 2))
