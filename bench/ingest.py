@@ -30,7 +30,7 @@ from bench import kafka_util
 from bench.common import DATASET, Options, median, print_table, write_result
 from bench.profiling import profile_worker
 from bench.worker import BenchWorker, remove_home
-from streams.kafka.topics import delete_run_topics
+from streams.kafka.topics import create_topics, delete_run_topics
 
 GOAL = 0.1  # issue 20: a worker applies at least a tenth of what a raw consumer reads
 WORKER_SETTINGS = {"worker_policy": "writer:combined", "explore_rate": 0}
@@ -58,7 +58,7 @@ def load_messages(n: int) -> Messages:
 
 def produce(settings, topic: str, messages: list[tuple[bytes, bytes]]) -> int:
     async def go() -> int:
-        await kafka_util.ensure_topics(settings)
+        await create_topics(settings)
         return await kafka_util.produce_raw(settings, topic, messages)
 
     return asyncio.run(go())

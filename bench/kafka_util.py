@@ -14,7 +14,6 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.common import WORK
 from streams.faust_adapter import refresh_metadata
-from streams.kafka.topics import create_topics
 from streams.settings import StreamSettings
 
 
@@ -29,10 +28,6 @@ def run_settings(name: str, partitions: int | None = None) -> StreamSettings:
         topics={"prefix": f"{run}-", "partitions": partitions or base.topics.partitions},
         app={"id": run},
     )
-
-
-async def ensure_topics(settings: StreamSettings) -> None:
-    await create_topics(settings)
 
 
 async def produce_raw(settings: StreamSettings, topic: str, messages: Iterable[tuple[bytes, bytes]]) -> int:

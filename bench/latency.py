@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from bench import kafka_util
 from bench.common import DATASET, HOME, Options, median, percentile, print_table, write_result
 from bench.worker import BenchWorker, remove_home
-from streams.kafka.topics import delete_run_topics
+from streams.kafka.topics import create_topics, delete_run_topics
 
 LOAD = 0.7  # paced rate, as a share of the measured capacity
 
@@ -183,7 +183,7 @@ def run(opts: Options) -> dict:
         items = ((i.item_id.encode(), to_item_record(i).to_bytes()) for i in data.items.values())
 
         async def prepare() -> None:
-            await kafka_util.ensure_topics(settings)
+            await create_topics(settings)
             await kafka_util.produce_raw(settings, "items", items)
 
         asyncio.run(prepare())

@@ -29,7 +29,7 @@ import psutil
 from bench import kafka_util
 from bench.common import DATASET, REPO, Options, print_table, write_result
 from bench.worker import BenchWorker, du, remove_home
-from streams.kafka.topics import delete_run_topics
+from streams.kafka.topics import create_topics, delete_run_topics
 
 OVERRIDES = {"worker_policy": "writer:combined", "explore_rate": 0}
 LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]")
@@ -188,7 +188,7 @@ def run(opts: Options) -> dict:
         items = ((i.item_id.encode(), to_item_record(i).to_bytes()) for i in data.items.values())
 
         async def fill() -> int:
-            await kafka_util.ensure_topics(settings)
+            await create_topics(settings)
             await kafka_util.produce_raw(settings, "items", items)
             return await kafka_util.produce_raw(settings, "interactions", synthetic(users, sorted(data.items)))
 
@@ -323,7 +323,7 @@ def restore_comparison(users: int, variants: dict[str, dict], rounds: int = 1, p
         item_ids = sorted(load_dataset(DATASET).items)
 
         async def fill() -> int:
-            await kafka_util.ensure_topics(settings)
+            await create_topics(settings)
             return await fill_changelog(settings, users, item_ids)
 
         records = asyncio.run(fill())

@@ -79,8 +79,6 @@ async def decode_event(worker: Worker, event: faust.EventT, topic: BoundTopic[R]
     """The event's record, decoded as ``topic``'s (the event's own topic), or None once it has been
     dead-lettered."""
     message = event.message
-    if message.topic != topic.name:
-        raise ValueError(f"an event of {message.topic} decoded as one of {topic.name}")
     try:
         record = topic.decode(message.value, worker.runtime.input_limits)
         check_key(record, message.key)

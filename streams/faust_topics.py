@@ -7,7 +7,7 @@ to ``dead-letters``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Generic
 
 import faust
@@ -29,7 +29,7 @@ from lettingo.records import (
     Reward,
 )
 from lettingo.stream_eval import EvalTrigger
-from streams.kafka.topics import ALL_TOPICS, BY_NAME, R, TopicSpec, partitions_of
+from streams.kafka.topics import ALL_TOPICS, R, TopicSpec, partitions_of
 from streams.settings import StreamSettings
 
 
@@ -52,11 +52,7 @@ class BoundTopic(Generic[R]):
 
     spec: TopicSpec[R]
     topic: faust.TopicT
-
-    @property
-    def name(self) -> str:
-        """The topic's full name (with the settings' prefix)."""
-        return self.topic.get_topic_name()
+    name: str  # the topic's full name (with the settings' prefix)
 
     def decode(self, payload: bytes | None, limits: InputLimits) -> R:
         return self.spec.decode(payload, limits)
@@ -86,23 +82,15 @@ class Topics:
     rated_events: BoundTopic[EvalTrigger]
     feedback_sweeps: BoundTopic[BaseModel]
 
-    def of(self, full_name: str) -> BoundTopic[Any]:
-        """The bound topic of a message's topic (its full name)."""
-        for f in fields(self):
-            bound: BoundTopic[Any] = getattr(self, f.name)
-            if bound.name == full_name:
-                return bound
-        raise KeyError(f"{full_name} is not a topic of the contract")
-
 
 def attribute(spec: TopicSpec[Any]) -> str:
     return spec.name.replace("-", "_")
 
 
 def build_topics(app: faust.App, settings: StreamSettings) -> Topics:
-    return Topics(**{attribute(spec): BoundTopic(spec, raw_topic(app, settings, spec)) for spec in ALL_TOPICS})
-
-
-def merged_topic(app: faust.App, settings: StreamSettings, *names: str) -> faust.TopicT:
-    """Several contract topics as one Faust topic, for an agent that reads them as one stream."""
-    return raw_topic(app, settings, *(BY_NAME[name] for name in names))
+    return Topics(
+        **{
+            attribute(spec): BoundTopic(spec, raw_topic(app, settings, spec), settings.topic(spec.name))
+            for spec in ALL_TOPICS
+        }
+    )

@@ -72,7 +72,15 @@ class Tables:
 
 
 def build_tables(app: faust.App, settings: StreamSettings) -> Tables:
-    return Tables(**{spec.name: raw_table(app, settings, spec) for spec in TABLES})
+    tables = {spec.name: raw_table(app, settings, spec) for spec in TABLES}
+    for spec in TABLES:
+        # create_topics makes the changelogs under the contract's names before Faust starts: they must be Faust's.
+        faust_name = tables[spec.name].changelog_topic.get_topic_name()
+        if faust_name != spec.changelog(settings):
+            raise RuntimeError(
+                f"Faust names {spec.name}'s changelog {faust_name}, the contract {spec.changelog(settings)}"
+            )
+    return Tables(**tables)
 
 
 def key(user_id: str) -> bytes:

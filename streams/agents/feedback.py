@@ -16,7 +16,7 @@ from lettingo.feedback_join import PendingJoin, add_feedback, add_impression, cl
 from lettingo.records import Reward
 from streams import metrics, tables
 from streams.edge import decode_event
-from streams.faust_topics import merged_topic
+from streams.faust_topics import raw_topic
 from streams.kafka.topics import FEEDBACK, FEEDBACK_SWEEPS, IMPRESSIONS
 from streams.quarantine import count_evictions, crash_counted, guarded, load_owned
 
@@ -32,7 +32,7 @@ def register(worker: Worker) -> None:
     app = worker.app
     tries = worker.settings.app.poison_retries
 
-    @app.agent(merged_topic(app, worker.settings, IMPRESSIONS.name, FEEDBACK.name, FEEDBACK_SWEEPS.name))
+    @app.agent(raw_topic(app, worker.settings, IMPRESSIONS, FEEDBACK, FEEDBACK_SWEEPS))
     @crash_counted
     async def feedback_join(stream):
         async for event in stream.events():

@@ -20,7 +20,7 @@ from streams import metrics, tables
 from streams.agents.regenerate import prompt_for_ref
 from streams.agents.task_eval import EVENT_ID_HEADER
 from streams.edge import decode_event
-from streams.faust_topics import merged_topic
+from streams.faust_topics import raw_topic
 from streams.kafka.topics import PROFILE_CANDIDATES, REWARDS
 from streams.quarantine import count_evictions, crash_counted, guarded, load_owned
 
@@ -36,7 +36,7 @@ def register(worker: Worker) -> None:
     tries = worker.settings.app.poison_retries
     candidates = worker.topics.profile_candidates.name
 
-    @app.agent(merged_topic(app, worker.settings, PROFILE_CANDIDATES.name, REWARDS.name))
+    @app.agent(raw_topic(app, worker.settings, PROFILE_CANDIDATES, REWARDS))
     @crash_counted
     async def preferences(stream):
         async for event in stream.events():

@@ -17,17 +17,12 @@ from streams.kafka.topics import create_topics
 from streams.settings import StreamSettings
 
 
-async def ensure_topics(settings: StreamSettings) -> None:
-    """Create the missing topics of the contract, the worker's internal ones included."""
-    await create_topics(settings)
-
-
 def worker(loglevel: str = typer.Option("info", "--loglevel", "-l", help="Faust log level.")) -> None:
     """Run a stream worker (agents, tables, web views and /metrics on LETTINGO_WEB_PORT)."""
     settings = StreamSettings.load()
     json_lines = settings.log_format == "json"
     configure_safe_logging(json_lines=json_lines)  # escaped, rate-limited lines from the start (topics talk to Kafka)
-    asyncio.run(ensure_topics(settings))
+    asyncio.run(create_topics(settings))  # the contract's, internal and changelog topics
     # A principal without READ on an input stops here with one line, not later among Faust's crash tracebacks.
     asyncio.run(check_reads(settings, [settings.topic(t) for t in ("interactions", "profile-requests", "items")]))
     app = create_worker(settings).app

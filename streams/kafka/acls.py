@@ -106,15 +106,19 @@ def component_acls(
     def on_topics(names: Iterable[str], *operations: str) -> list[Acl]:
         return [Acl(who, "topic", topic(n), op) for n in names for op in operations]
 
-    contract = [t.name for t in TOPICS]
+    def on_app_topics(*operations: str) -> list[Acl]:
+        # Topics prefixed with the app id: the tables' changelogs and Faust's assignor leader topic.
+        return [Acl(who, "topic", f"{settings.app.id}-", op, "prefixed") for op in operations]
+
+    # What create_topics creates (the worker does on start, as `lettingo topics create` does); DESCRIBE lists those
+    # that exist.
+    creates = on_topics([*(t.name for t in TOPICS), *WORKER_INTERNAL_TOPICS], "CREATE", "DESCRIBE")
     if component == "worker":
-        changelogs = f"{settings.app.id}-"  # Faust's own topics: table changelogs, its assignor's leader topic
         return sorted(
-            # `lettingo worker` creates missing topics before Faust starts; DESCRIBE lists those that exist
-            on_topics([*contract, *WORKER_INTERNAL_TOPICS], "CREATE", "DESCRIBE")
+            creates
             + on_topics(WORKER_READS, "READ")
             + on_topics(WORKER_WRITES, "WRITE")
-            + [Acl(who, "topic", changelogs, op, "prefixed") for op in ("CREATE", "DESCRIBE", "READ", "WRITE")]
+            + on_app_topics("CREATE", "DESCRIBE", "READ", "WRITE")
             + [Acl(who, "group", settings.app.id, "READ")]
         )
     if component == "replay":
@@ -126,11 +130,7 @@ def component_acls(
             + [Acl(who, "group", trainer_group, "READ")]
         )
     if component == "topics":
-        # `lettingo topics create` creates what a worker needs: the contract's, internal and changelog topics.
-        return sorted(
-            on_topics([*contract, *WORKER_INTERNAL_TOPICS], "CREATE", "DESCRIBE")
-            + [Acl(who, "topic", f"{settings.app.id}-", op, "prefixed") for op in ("CREATE", "DESCRIBE")]
-        )
+        return sorted(creates + on_app_topics("CREATE", "DESCRIBE"))
     if component == "forget":
         return sorted(on_topics(["erasures"], "WRITE"))
     raise ValueError(f"unknown component {component!r}: one of {', '.join(COMPONENTS)}")
