@@ -39,7 +39,7 @@ from bench.chaos import Fleet
 from bench.common import Options, median, print_table, write_result
 from bench.ingest import WORKER_SETTINGS as INGEST_SETTINGS
 from bench.ingest import Messages, feed_in_background, produce, window_rate
-from bench.soak import interactions
+from bench.soak import applied, interactions
 from bench.worker import BenchWorker, remove_home
 from streams.kafka.topics import delete_run_topics
 
@@ -87,10 +87,6 @@ def machine_busy() -> float:
     return sum(t) - t.idle - getattr(t, "iowait", 0.0)
 
 
-def applied(workers: list[BenchWorker]) -> float:
-    return sum(w.counter("lettingo_events_total", topic="interactions") for w in workers)
-
-
 def partitions_of(health: dict, topic: str) -> list[str]:
     """A worker's active partitions of ``topic``, from its /health."""
     return sorted(p for p in health.get("active_partitions", []) if p.rsplit(":", 1)[0] == topic)
@@ -119,19 +115,6 @@ def wait_settled(workers: list[BenchWorker], topic: str, items_topic: str, items
     raise TimeoutError(f"the group did not settle in {timeout_s} s: {previous}")
 
 
-def start_staggered(fleet: Fleet) -> None:
-    """The first worker alone (it creates the tables' changelog topics), then the others together. Workers started
-    at one instant can read a changelog topic's metadata before it has partitions: Faust's PartitionsMismatch
-    ("... changelog topic ... has 0 partitions") then crashes that worker's ingest agent at every restart."""
-    first = Fleet(fleet.settings, 1, fleet.overrides)
-    rest = Fleet(fleet.settings, fleet.size - 1, fleet.overrides)
-    try:
-        first.start()
-        rest.start()
-    finally:  # so that the caller's fleet.stop() ends whatever started
-        fleet.workers = first.workers + rest.workers
-
-
 def run_group(size: int, standby: int, messages: Messages, timeout_s: float = 900) -> dict[str, Any]:
     """Start ``size`` workers keeping ``standby`` standby replicas, write the interactions and time the group
     until it has applied all of them."""
@@ -140,7 +123,7 @@ def run_group(size: int, standby: int, messages: Messages, timeout_s: float = 90
     fleet = Fleet(settings, size, {**WORKER_SETTINGS, "table_standby_replicas": standby})
     try:
         produce(settings, "items", messages.items)
-        start_staggered(fleet)
+        fleet.start()  # together: create_topics makes the changelogs before Faust starts
         workers = fleet.workers
         settle_s = wait_settled(workers, settings.topic("interactions"), settings.topic("items"), len(messages.items))
         before = applied(workers)

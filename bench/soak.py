@@ -32,6 +32,7 @@ from scipy.stats import theilslopes
 
 from bench.chaos import WORKER, Fleet
 from bench.common import DATASET, Options, median, print_table, write_result
+from bench.ingest import window_rate
 from bench.kafka_util import run_settings
 from bench.worker import BenchWorker, remove_home
 from lettingo.data import load_dataset
@@ -168,8 +169,9 @@ def measure_capacity(settings: StreamSettings, fleet: list[BenchWorker], backlog
     sender.join()
     lo, hi = (next(s for s in samples if s[1] >= share * len(backlog)) for share in CAPACITY_WINDOW)
     burst_rate = len(backlog) / (samples[-1][0] - started)
+    window = window_rate(samples, len(backlog), *CAPACITY_WINDOW)
     return {
-        "capacity_per_s": (hi[1] - lo[1]) / (hi[0] - lo[0]) if hi[0] > lo[0] else burst_rate,
+        "capacity_per_s": window if window == window else burst_rate,  # nan: the window had no width
         "capacity_backlog": len(backlog),
         "capacity_window": list(CAPACITY_WINDOW),
         "capacity_window_seconds": hi[0] - lo[0],
@@ -220,6 +222,8 @@ def run_soak(duration_s: float, sample_s: float, backlog: int, overrides: dict |
 
         rss_slopes = [slope_per_min(second_half(s)) for s in rss]
         lag_slopes = [slope_per_min(second_half(s)) for s in lag]
+        series_bounded = all(lag_bounded(s, rate) for s in lag)
+        kept_up = bool(sent_rate and steady_rate >= KEPT_UP_SHARE * sent_rate)
         return {
             "workers": 2,
             "duration_s": duration_s,
@@ -251,11 +255,10 @@ def run_soak(duration_s: float, sample_s: float, backlog: int, overrides: dict |
             "lag_peak_seconds_of_input": [peak(s) / rate if rate else None for s in lag],
             "rss_peak_mb": [peak(s) for s in rss],
             "rss_bounded": all(s < RSS_SLOPE_LIMIT_MB_PER_MIN for s in rss_slopes),
-            "lag_series_bounded": all(lag_bounded(s, rate) for s in lag),
-            "input_kept_up": bool(sent_rate and steady_rate >= KEPT_UP_SHARE * sent_rate),
+            "lag_series_bounded": series_bounded,
+            "input_kept_up": kept_up,
             # the lag metric is read from each worker: the applied count against the sent one checks it from outside
-            "lag_bounded": all(lag_bounded(s, rate) for s in lag)
-            and bool(sent_rate and steady_rate >= KEPT_UP_SHARE * sent_rate),
+            "lag_bounded": series_bounded and kept_up,
         }
     finally:
         fleet.stop()
