@@ -186,11 +186,6 @@ class PromptFacts:
         false = tuple(sorted({p.lower() for slot in slots if not slot.possible for p in _trigger_phrases(slot)}))
         return cls(titles, tuple(_required_figures(prompt)), (*slots, *([opening] if opening else [])), false)
 
-    def open_slots(self, text: str) -> list[tuple[int, str]]:
-        """(slot index, what follows its trigger) for each slot the text ends inside of: right after its trigger,
-        or part of the way into what may follow it."""
-        return RowState(self).extend(text).open_slots()
-
     @cached_property
     def figures_behind(self) -> int | None:
         """The most characters before its start that a figure trigger's match reads; None when unknown."""
@@ -202,14 +197,6 @@ class PromptFacts:
         if sentiment is None:
             return frozenset(self.titles)
         return frozenset(t for t, s in self.titles.items() if s is sentiment)
-
-    def violated(self, text: str) -> bool:
-        """The text states a figure that is not the true one (its last figure slot, read as far as it goes)."""
-        return RowState(self).extend(text).violated("")
-
-    def requirement(self, text: str) -> tuple[str, str] | None:
-        """(what must be written, what of it is written so far) when the text ends inside a figure's slot."""
-        return RowState(self).extend(text).requirement()
 
 
 @functools.lru_cache(maxsize=1024)
