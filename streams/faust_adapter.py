@@ -18,7 +18,7 @@ import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, cast
+from typing import Any, ClassVar, cast
 
 import faust
 import faust.streams
@@ -210,7 +210,7 @@ class BulkRestore:
                     store, end = todo[ktp]
                     tp = TP(ktp.topic, ktp.partition)
                     batch = WriteBatch(raw_mode=True)
-                    last = None
+                    last, written = None, 0
                     for record in records:
                         if record.offset >= end:
                             break
@@ -218,7 +218,7 @@ class BulkRestore:
                             batch.delete(record.key)
                         else:
                             batch.put(record.key, record.value)
-                        last = record.offset
+                        last, written = record.offset, written + 1
                     done = await consumer.position(ktp) >= end
                     if done:
                         last = end - 1  # offsets past the last record (compaction, transaction markers) hold nothing
@@ -227,7 +227,7 @@ class BulkRestore:
                     batch.put(store.offset_key, str(last).encode())
                     database(store, tp.partition).write(batch)
                     offsets[tp] = last
-                    applied += sum(1 for r in records if r.offset <= last)
+                    applied += written
                     log.debug("Bulk restore: %s to offset %d", tp, last)
                     if done:
                         del todo[ktp]
@@ -283,14 +283,6 @@ def table_manager(
     return BulkRestoreTableManager
 
 
-class BatchEvent(Protocol):
-    """What the ingest path reads of an event: its Kafka message (``tp``, ``topic``, ``partition``, ``offset``,
-    ``key``, ``value``, ``timestamp``). A ``faust.Event`` and a :class:`BulkEvent` both are one."""
-
-    @property
-    def message(self) -> Any: ...
-
-
 class BulkEvent:
     """An event of a bulk topic: only its message. Weak-referenceable, as ``faust.streams._current_event`` holds a
     weak reference (:func:`current_event`)."""
@@ -307,7 +299,11 @@ class Chunk:
 
     tp: TP
     events: list[BulkEvent]
-    tracked: Any  # the chunk's last message, tracked by the consumer: a revoke's wait_empty() waits for its ack
+
+    @property
+    def tracked(self) -> Any:
+        """The chunk's last message, tracked by the consumer: a revoke's wait_empty() waits for its ack."""
+        return self.events[-1].message
 
 
 @dataclass(eq=False)  # hashable: Faust's flow control keeps the queues it clears in a weak set
@@ -417,7 +413,7 @@ class BulkConsumer(faust_aiokafka.Consumer):
             await self.commit()
         await self.app.flow_control.acquire()
         events = [BulkEvent(self._to_message(tp, r)) for r in fresh]
-        chunk = Chunk(tp, events, events[-1].message)
+        chunk = Chunk(tp, events)
         self.track_message(chunk.tracked)
         self.app.monitor.stream_inbound_time[tp] = time.monotonic()
         if sink.queue.full():

@@ -30,13 +30,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def start_script_worker(tmp_path: Path, source: str, *args: str) -> subprocess.Popen:
-    """A Faust worker from a script of this module (``source``), its output in ``tmp_path / "worker.log"``."""
+    """A Faust worker from a script of this module (``source``), run in ``tmp_path`` (where Faust puts a data folder
+    it is not given), its output in ``tmp_path / "worker.log"``."""
     script = tmp_path / "worker_script.py"
     script.write_text(source)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     log = (tmp_path / "worker.log").open("w")
     return subprocess.Popen(
-        [sys.executable, str(script), *args, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
+        [sys.executable, str(script), *args, "worker"], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT
     )
 
 
