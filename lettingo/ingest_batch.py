@@ -1,0 +1,88 @@
+"""The rules of ingesting a batch of interactions, without any I/O: what an applied event queues to send, and when
+a user's next event must wait until what is queued is stored and sent (a flush).
+
+A batch holds each of its users' states while it applies their events (:class:`UserWork`), and the outputs the
+events caused in event order (:class:`Outbox`). A flush stores every changed state and then sends the outputs;
+``streams.ingest_batch`` does it.
+
+A replayed event (a crash after a state was stored but before what it caused was sent) re-sends its rated event
+while the kept window still holds it, and the stored ``last_request`` if that event caused it
+(:func:`lettingo.ingest.ingest_event`). So no state may be stored with an unsent output that this could not
+re-send: before a user's next new event the batch is flushed if that user has an unsent profile request or
+re-sent output (a barrier: the next event may replace ``last_request``), or as many unsent rated events as the
+window keeps (the next one would push the oldest unsent one out of it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from lettingo.ingest import IngestStep
+from lettingo.records import Interaction, ProfileRequest
+from lettingo.user_state import HistoryEvent, UserState
+
+E = TypeVar("E")  # the transport's handle of an event (where its state write is filed)
+Output = HistoryEvent | ProfileRequest  # a rated event for task evaluation, or a profile request
+Position = tuple[str, int]  # (source, offset): where an event sits in its input
+
+
+@dataclass
+class UserWork(Generic[E]):
+    """One user's state while a batch applies their events, and what of it is not stored or sent yet."""
+
+    state: UserState
+    event: E  # the user's latest event
+    changed: bool = False
+    unsent_rated: int = 0  # newly applied rated events not sent yet
+    barrier: bool = False  # an unsent request or re-sent output: the user's next new event waits for a flush
+    # Applied since the state was loaded or stored, with their positions: what a retry replays on the stored state.
+    since_flush: list[tuple[Interaction, Position]] = field(default_factory=list)
+
+    def must_flush_before(self, interaction: Interaction, keep_events: int) -> bool:
+        """Whether the batch must be flushed before ``interaction`` is applied (see the module's doc)."""
+        if not (self.barrier or self.unsent_rated >= keep_events):
+            return False
+        return not self.state.has_applied(interaction.event_id)  # a duplicate changes nothing: no need
+
+    def applied(self, interaction: Interaction, position: Position) -> None:
+        """``interaction`` went through the state (a duplicate too: the state is stored anyway, so that the
+        changelog catches up with a local store that is ahead of it)."""
+        self.since_flush.append((interaction, position))
+        self.changed = True
+
+    def flushed(self) -> None:
+        """The state is stored and every output queued for it sent."""
+        self.changed, self.unsent_rated, self.barrier = False, 0, False
+        self.since_flush.clear()
+
+
+@dataclass
+class Outbox:
+    """The outputs a batch's events caused, in event order, each with its user."""
+
+    queued: list[tuple[str, Output]] = field(default_factory=list)
+
+    def record(self, work: UserWork, result: IngestStep, arrived: float | None) -> None:
+        """Queue what an event caused: a new rated event (no barrier), a request or any re-sent output (a
+        barrier). A new request carries when its event reached the broker (``arrived``), the origin of the profile
+        latency."""
+        if result.rated is not None:
+            self._queue(work, result.rated, barrier=not result.applied)
+        if result.request is not None:
+            request = result.request
+            if result.applied and arrived:
+                request = request.model_copy(update={"caused_at": arrived})
+            self._queue(work, request, barrier=True)
+
+    def _queue(self, work: UserWork, output: Output, *, barrier: bool) -> None:
+        self.queued.append((work.state.user_id, output))
+        if barrier:
+            work.barrier = True
+        elif isinstance(output, HistoryEvent):
+            work.unsent_rated += 1
+
+    def take(self) -> list[tuple[str, Output]]:
+        """Everything queued, in event order; the outbox is empty after."""
+        queued, self.queued = self.queued, []
+        return queued

@@ -1,0 +1,183 @@
+"""Delivery of a batch of ``interactions`` (the ingest agent's one core call, :func:`apply_batch`): states into the
+user_state table, profile requests to ``profile-requests``, each newly applied rated event to ``rated-events``
+(task evaluation's input).
+
+A batch loads each of its users' states once, applies that user's events in order (the drift decision after each
+one, exactly as one by one: :func:`lettingo.ingest.ingest_event`) and stores each changed state once, under the
+partition of one of that user's events. Only then does it send what the events caused, in event order, and it
+waits for the broker to take all of it before the batch is recorded as applied (:mod:`streams.applied`). A state
+is stored before what it caused is sent, because regenerate and task evaluation read the state a request or a
+rated event refers to. When a user's next event must wait for a flush (states stored, outputs sent and
+acknowledged) is decided in :mod:`lettingo.ingest_batch`.
+
+An event whose processing raises is tried again on the user's state rebuilt from the table and the user's events
+applied since the last flush; after ``poison_retries`` tries it is dead-lettered and skipped (streams.quarantine).
+A stored state that does not decode is quarantined and the user starts afresh. Each stored state is cut to
+``max_state_bytes`` (the oldest history dropped first), so no table write can exceed what the producer sends.
+
+The outputs go out as one record batch per topic partition (:class:`streams.faust_adapter.BatchSender`), not one
+``Topic.send`` each.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import faust
+
+from lettingo.bounds import Evictions
+from lettingo.ingest import IngestStep, ingest_event
+from lettingo.ingest_batch import Outbox, Position, UserWork
+from lettingo.records import Interaction, ProfileRequest
+from lettingo.stream_eval import EvalTrigger
+from lettingo.user_state import HistoryEvent, UserState, fit_user_state
+from streams import metrics, tables
+from streams.applied import source_position
+from streams.edge import decode_event
+from streams.faust_adapter import BatchSender
+from streams.quarantine import count_evictions, dead_poison, quarantine_value
+
+if TYPE_CHECKING:
+    from streams.app import Worker
+    from streams.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+async def load_state(worker: Worker, user_id: str, event: faust.EventT) -> UserState:
+    """The stored state, or a fresh one; a state that does not decode is quarantined (streams.quarantine)."""
+    with tables.event_context(event):
+        try:
+            return tables.load(worker.tables.user_state, user_id, UserState) or UserState(user_id=user_id)
+        except tables.CorruptValue as e:
+            await quarantine_value(worker, e, event)
+            return UserState(user_id=user_id)
+
+
+@dataclass
+class Batch:
+    worker: Worker
+    users: dict[str, UserWork[faust.EventT]] = field(default_factory=dict)
+    outbox: Outbox = field(default_factory=Outbox)
+    evicted: Evictions = field(default_factory=Evictions)
+
+    async def work(self, user_id: str, event: faust.EventT) -> UserWork[faust.EventT]:
+        work = self.users.get(user_id)
+        if work is None:
+            work = self.users[user_id] = UserWork(await load_state(self.worker, user_id, event), event)
+        work.event = event
+        return work
+
+    async def flush(self) -> None:
+        """Store every changed state, then send the outputs and wait until the broker has them all."""
+        worker = self.worker
+        max_bytes = worker.settings.bounds.max_state_bytes
+        # Users forgotten while this batch ran (streams.agents.erasures): nothing of theirs is stored or sent.
+        forgotten = {u for u, w in self.users.items() if worker.runtime.forgotten(u, w.event.message.timestamp)}
+        for work in self.users.values():
+            if work.changed and work.state.user_id not in forgotten:
+                payload = fit_user_state(work.state, max_bytes, self.evicted)
+                with tables.event_context(work.event):
+                    worker.tables.user_state[tables.key(work.state.user_id)] = payload
+            work.flushed()
+        count_evictions("user_state", self.evicted)
+        outputs = [(user_id, output) for user_id, output in self.outbox.take() if user_id not in forgotten]
+        sender = BatchSender(worker.app)
+        requests, rated = worker.topics.profile_requests.name, worker.topics.rated_events.name
+        for user_id, output in outputs:
+            key = tables.key(user_id)
+            if isinstance(output, ProfileRequest):
+                await sender.add(requests, key, output.to_bytes())
+            else:
+                await sender.add(rated, key, rated_trigger(user_id, output))
+        await sender.sent()
+        for _, output in outputs:
+            if isinstance(output, ProfileRequest):
+                metrics.PROFILE_REQUESTS.labels(reason=output.reason.value).inc()
+                log.info(
+                    "profile request user_id=%s reason=%s drift=%.3f history=%s",
+                    output.user_id,
+                    output.reason.value,
+                    output.drift_score,
+                    output.history_ref,
+                    extra={"user_id": output.user_id},
+                )
+
+
+async def apply_batch(worker: Worker, events: list) -> None:
+    """Apply a batch of admitted interaction events in order (see the module's doc)."""
+    batch = Batch(worker)
+    keep_events = worker.runtime.keep_events
+    kinds: Counter[str] = Counter()
+    for event in events:
+        interaction = await decode_event(worker, event, worker.topics.interactions)
+        if interaction is None:
+            continue
+        kinds[interaction.kind.value] += 1
+        work = await batch.work(interaction.user_id, event)
+        if work.must_flush_before(interaction, keep_events):
+            await batch.flush()
+        result = await step_guarded(batch, work, interaction, event)
+        if result is not None:
+            if result.drift_score:
+                metrics.DRIFT_SCORE.observe(result.drift_score)
+            if not result.applied:
+                metrics.DUPLICATES.inc()
+            batch.outbox.record(work, result, event.message.timestamp)
+    await batch.flush()
+    for kind, n in kinds.items():
+        metrics.EVENTS.labels(topic="interactions", kind=kind).inc(n)
+
+
+def step(
+    runtime: Runtime, state: UserState, interaction: Interaction, evicted: Evictions, position: Position
+) -> IngestStep:
+    """Apply one event; the state stores ``position`` (its input partition and offset) with itself, so that the
+    state and the record that the event was applied are one changelog record: a replay of it is a duplicate."""
+    item = runtime.catalog.get(interaction.item_id)
+    return ingest_event(
+        state, interaction, item, runtime.labels, runtime.drift, runtime.ingest_limits, evicted, position
+    )
+
+
+async def step_guarded(
+    batch: Batch, work: UserWork[faust.EventT], interaction: Interaction, event: faust.EventT
+) -> IngestStep | None:
+    """:func:`step`, tried ``poison_retries`` times, each on the user's state rebuilt from the table and the events
+    applied since (a failed step may have changed the state half-way); then the event is dead-lettered."""
+    worker = batch.worker
+    tries = worker.settings.app.poison_retries
+    error: Exception | None = None
+    position = source_position(event, worker.settings.topics.prefix)
+    for attempt in range(tries):
+        try:
+            result = step(worker.runtime, work.state, interaction, batch.evicted, position)
+        except Exception as e:
+            error = e
+            log.warning(
+                "ingest: event %s of user %s raised (try %d of %d): %s: %s",
+                interaction.event_id,
+                interaction.user_id,
+                attempt + 1,
+                tries,
+                type(e).__name__,
+                e,
+            )
+            work.state = await load_state(worker, interaction.user_id, event)
+            for done, at in work.since_flush:  # what they caused is queued already: only the state is rebuilt
+                step(worker.runtime, work.state, done, Evictions(), at)
+            continue
+        work.applied(interaction, position)
+        return result
+    await dead_poison(worker, event, "ingest", error)
+    return None
+
+
+def rated_trigger(user_id: str, event: HistoryEvent) -> bytes:
+    """An applied rated event, with its position in the user's sequence, as task evaluation's input."""
+    return EvalTrigger(
+        user_id=user_id, event_id=event.event_id, seq=event.seq, item_id=event.item_id, rating=event.rating, ts=event.ts
+    ).to_bytes()

@@ -1,0 +1,90 @@
+"""The batch rules of ingest (lettingo.ingest_batch), without Kafka: what an event queues, and when a user's next
+event waits for a flush, driven by the real ingest step (lettingo.ingest.ingest_event)."""
+
+from __future__ import annotations
+
+from lettingo.bounds import Evictions, StateBounds
+from lettingo.data import LabelScheme
+from lettingo.drift import DriftConfig
+from lettingo.ingest import IngestLimits, IngestStep, ingest_event
+from lettingo.ingest_batch import Outbox, UserWork
+from lettingo.records import Interaction, Item, ProfileRequest
+from lettingo.user_state import HistoryEvent, UserState
+
+ITEM = Item(item_id="h", title="H", attributes=["Horror"])
+KEEP = 3
+LIMITS = IngestLimits(keep_events=KEEP, seen_max=1000, bounds=StateBounds())
+COLD_AFTER_2 = DriftConfig(threshold=0.2, min_new_events=3, cooldown_seconds=0, cold_start_after=2)
+NEVER = DriftConfig(cold_start_after=10**9)
+
+
+def event(n: int, kind: str = "rating") -> Interaction:
+    return Interaction(
+        event_id=f"e{n}", user_id="u", item_id="h", kind=kind, rating=4.0 if kind == "rating" else None, ts=float(n)
+    )
+
+
+def apply(work: UserWork, outbox: Outbox, n: int, drift: DriftConfig = NEVER, kind: str = "rating") -> IngestStep:
+    position = ("interactions:0", n)
+    result = ingest_event(work.state, event(n, kind), ITEM, LabelScheme(), drift, LIMITS, Evictions(), position)
+    work.applied(event(n, kind), position)
+    outbox.record(work, result, arrived=1000.0 + n)
+    return result
+
+
+def test_new_rated_events_queue_without_a_barrier_until_the_window_is_full_of_unsent_ones():
+    work, outbox = UserWork(UserState(user_id="u"), event=None), Outbox()
+    for n in range(KEEP):
+        assert not work.must_flush_before(event(n), KEEP)
+        apply(work, outbox, n)
+    assert work.unsent_rated == KEEP and not work.barrier
+    # the next one would push the oldest unsent rated event out of the kept window: a replay could not re-send it
+    assert work.must_flush_before(event(KEEP), KEEP)
+    assert [type(o) for _, o in outbox.take()] == [HistoryEvent] * KEEP and outbox.take() == []
+
+
+def test_an_event_without_a_rating_queues_nothing():
+    work, outbox = UserWork(UserState(user_id="u"), event=None), Outbox()
+    apply(work, outbox, 0, kind="click")
+    assert outbox.queued == [] and work.unsent_rated == 0 and work.changed
+
+
+def test_a_request_is_a_barrier_and_carries_when_its_event_arrived():
+    work, outbox = UserWork(UserState(user_id="u"), event=None), Outbox()
+    apply(work, outbox, 0, COLD_AFTER_2)
+    assert not work.must_flush_before(event(1), KEEP)
+    apply(work, outbox, 1, COLD_AFTER_2)  # the second event cold-starts the user
+    assert work.barrier and work.must_flush_before(event(2), KEEP)
+    request = outbox.queued[-1][1]
+    assert isinstance(request, ProfileRequest) and request.caused_at == 1001.0
+
+
+def test_a_replayed_event_re_sends_as_a_barrier_and_needs_no_flush_itself():
+    work, outbox = UserWork(UserState(user_id="u"), event=None), Outbox()
+    apply(work, outbox, 0, COLD_AFTER_2)
+    apply(work, outbox, 1, COLD_AFTER_2)
+    outbox.take()
+    work.flushed()
+    assert not (work.changed or work.barrier or work.unsent_rated or work.since_flush)
+    assert not work.must_flush_before(event(1), KEEP)
+    replayed = apply(work, outbox, 1, COLD_AFTER_2)
+    assert not replayed.applied
+    rated, request = (o for _, o in outbox.queued)
+    assert isinstance(rated, HistoryEvent) and rated.event_id == "e1"
+    # the stored request, re-sent: not a new latency sample, so it carries no arrival time
+    assert isinstance(request, ProfileRequest) and request.history_ref.event_id == "e1" and request.caused_at is None
+    assert work.barrier and work.unsent_rated == 0
+    # a further duplicate changes nothing, so it needs no flush; a new event does
+    assert not work.must_flush_before(event(1), KEEP)
+    assert work.must_flush_before(event(2), KEEP)
+
+
+def test_outputs_keep_event_order_across_users():
+    outbox = Outbox()
+    a, b = UserWork(UserState(user_id="a"), event=None), UserWork(UserState(user_id="b"), event=None)
+    for n, work in enumerate((a, b, a)):
+        position = ("interactions:0", n)
+        interaction = event(n).model_copy(update={"user_id": work.state.user_id})
+        result = ingest_event(work.state, interaction, ITEM, LabelScheme(), NEVER, LIMITS, Evictions(), position)
+        outbox.record(work, result, arrived=None)
+    assert [(user, o.event_id) for user, o in outbox.take()] == [("a", "e0"), ("b", "e1"), ("a", "e2")]
