@@ -45,35 +45,49 @@ class DriftDecision:
 def jensen_shannon(p_counts: Mapping[str, float], q_counts: Mapping[str, float]) -> float:
     """JS divergence (base 2) between two count vectors; 0 when either is empty (nothing to compare).
 
-    Negative counts count as 0. Computed once per applied event, so in one pass over the keys (sorted, so the
-    sums do not depend on the order of the dictionaries)."""
+    Negative counts count as 0."""
+    return _divergence(p_counts, q_counts, {})
+
+
+def _divergence(p_counts: Mapping[str, float], q_counts: Mapping[str, float], base: Mapping[str, float]) -> float:
+    """JS divergence (base 2) between ``p_counts`` less ``base`` (what was added since ``base``) and ``q_counts``.
+
+    Computed for every applied event past the minimum evidence, so in one pass over the keys, without normalising
+    the two vectors first: with a, b the counts and A, B their totals, a key adds (a/A) log2(2aB / (aB + bA)) and
+    (b/B) log2(2bA / (aB + bA)), which is x log2(x/m) + y log2(y/m) for the shares x, y and their mean m. The keys
+    are sorted, so that the sums do not depend on the order of the dictionaries."""
     keys = sorted(p_counts.keys() | q_counts.keys())
-    p_get, q_get = p_counts.get, q_counts.get
-    p = [v if (v := p_get(k, 0.0)) > 0 else 0.0 for k in keys]
-    q = [v if (v := q_get(k, 0.0)) > 0 else 0.0 for k in keys]
-    p_total, q_total = sum(p), sum(q)
+    p_get, q_get, base_get = p_counts.get, q_counts.get, base.get
+    pairs = []
+    p_total = q_total = 0.0
+    for k in keys:
+        a = p_get(k)
+        a = 0.0 if a is None else a - base_get(k, 0.0)
+        b = q_get(k, 0.0)
+        a = a if a > 0 else 0.0
+        b = b if b > 0 else 0.0
+        p_total += a
+        q_total += b
+        pairs.append((a, b))
     if not p_total or not q_total:
         return 0.0
     kl_p = kl_q = 0.0
-    for x, y in zip(p, q, strict=True):
-        x, y = x / p_total, y / q_total
-        m = (x + y) / 2
-        if x > 0:
-            kl_p += x * log2(x / m)
-        if y > 0:
-            kl_q += y * log2(y / m)
-    return max(0.0, min(1.0, (kl_p + kl_q) / 2))
-
-
-def since(current: Mapping[str, float], reference: Mapping[str, float]) -> dict[str, float]:
-    """What was added to ``current`` after ``reference`` was taken (positive differences only)."""
-    ref = reference.get
-    return {k: d for k, v in current.items() if (d := v - ref(k, 0.0)) > 0}
+    for a, b in pairs:
+        a_q, b_p = a * q_total, b * p_total
+        mixed = a_q + b_p
+        if a_q > 0:
+            kl_p += a * log2(2 * a_q / mixed)
+        if b_p > 0:
+            kl_q += b * log2(2 * b_p / mixed)
+    return max(0.0, min(1.0, (kl_p / p_total + kl_q / q_total) / 2))
 
 
 def drift_score(state: UserState) -> float:
-    attributes = jensen_shannon(since(state.attribute_counts, state.reference_attributes), state.reference_attributes)
-    sentiments = jensen_shannon(since(state.sentiment_counts, state.reference_sentiments), state.reference_sentiments)
+    """The larger of the attribute and the sentiment divergences between what the user did since the last profile
+    and what they had done when it was profiled."""
+    reference_attributes, reference_sentiments = state.reference_attributes, state.reference_sentiments
+    attributes = _divergence(state.attribute_counts, reference_attributes, reference_attributes)
+    sentiments = _divergence(state.sentiment_counts, reference_sentiments, reference_sentiments)
     return max(attributes, sentiments)
 
 

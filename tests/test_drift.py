@@ -99,3 +99,42 @@ def test_seen_ids_match_whole_digests_only_whether_scanned_or_looked_up_in_a_set
     assert a in seen and b in seen and straddling not in seen  # by now from a set
     seen.add(bytes(range(16, 24)), limit=2)
     assert a not in seen and b in seen and len(seen) == 2
+
+
+def textbook_js(p: dict[str, float], q: dict[str, float]) -> float:
+    """The definition, term by term: the mean m of the two normalised vectors, then the mean of KL(p||m) and
+    KL(q||m) in bits."""
+    from math import log2
+
+    keys = p.keys() | q.keys()
+    p_total, q_total = sum(max(v, 0.0) for v in p.values()), sum(max(v, 0.0) for v in q.values())
+    if not p_total or not q_total:
+        return 0.0
+    x = {k: max(p.get(k, 0.0), 0.0) / p_total for k in keys}
+    y = {k: max(q.get(k, 0.0), 0.0) / q_total for k in keys}
+    m = {k: (x[k] + y[k]) / 2 for k in keys}
+    kl_x = sum(x[k] * log2(x[k] / m[k]) for k in keys if x[k] > 0)
+    kl_y = sum(y[k] * log2(y[k] / m[k]) for k in keys if y[k] > 0)
+    return (kl_x + kl_y) / 2
+
+
+def test_the_drift_score_is_the_textbook_divergence_of_what_was_added_since_the_profile():
+    import random
+
+    from lettingo.drift import drift_score
+
+    rnd = random.Random(7)
+    for _ in range(500):
+        keys = [f"g{i}" for i in range(rnd.randint(0, 12))]
+        current = {k: float(rnd.randint(0, 40)) for k in keys if rnd.random() < 0.8}
+        reference = {k: float(rnd.randint(0, 30)) for k in keys if rnd.random() < 0.7}
+        added = {k: v - reference.get(k, 0.0) for k, v in current.items() if v - reference.get(k, 0.0) > 0}
+        state = UserState(
+            user_id="u",
+            attribute_counts=current,
+            reference_attributes=reference,
+            sentiment_counts={"like": 2.0},
+            reference_sentiments={"like": 1.0},
+        )
+        assert abs(jensen_shannon(current, reference) - textbook_js(current, reference)) < 1e-12
+        assert abs(drift_score(state) - textbook_js(added, reference)) < 1e-12
