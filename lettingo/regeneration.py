@@ -11,9 +11,14 @@ decoding a request and sending what it returns (``streams.agents.regenerate``).
   offline pipeline give one text of one user's history the same candidate id (:func:`explored_candidates`).
 - **Versions.** The serving profile keeps its earlier versions, newest last, at most
   :data:`MAX_PROFILE_VERSIONS` (:class:`ProfileHistory`).
+- **Generation.** One policy call writes every request's serving profile of a batch, one explorer call the K
+  candidates of the exploring ones, each prompt seeded from :data:`SEED` and its text (:func:`generate`).
+- **Retries.** A request whose batch failed is asked again with ``attempt + 1``, until its last attempt
+  (:func:`retry`).
 
-:func:`regenerate` is the one call: the request, the serving history and the generated texts in, the new
-serving history and the records to send out (or None for a stale request).
+:func:`plan` says what a request needs (nothing when it is stale); :func:`regenerate` is the one call after
+generation: the request, the serving history and the generated texts in, the new serving history and the records
+to send out (or None for a stale request).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
@@ -29,8 +35,15 @@ from lettingo.history_ref import HistoryRef, HistoryRefField, to_wire
 from lettingo.prompts.escape import escape_output
 from lettingo.records import Profile, ProfileCandidate, ProfileRequest
 
+if TYPE_CHECKING:
+    from lettingo.generators import Generator
+    from lettingo.prompts.profile import ProfilePrompt
+    from lettingo.settings import Settings
+    from lettingo.user_state import HistoryEvent, UserState
+
 MAX_PROFILE_VERSIONS = 20
 DRAW_BUCKETS = 10_000
+SEED = 0  # the generators derive each prompt's sampling seed from this and the prompt text
 
 
 class ProfileVersion(BaseModel):
@@ -75,6 +88,78 @@ def exploration_draw(user_id: str, history: HistoryRef | None) -> float:
 def explores(user_id: str, history: HistoryRef | None, rate: float, k: int) -> bool:
     """Whether regenerating for this (user, history) also explores ``k`` candidates, at ``rate`` of requests."""
     return k > 0 and exploration_draw(user_id, history) < rate
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What regenerating a request generates: its serving profile, and ``explore``: K candidates too."""
+
+    explore: bool
+
+
+def plan(request: ProfileRequest, serving: ProfileHistory | None, rate: float, k: int) -> Plan | None:
+    """What ``request`` needs generated given the ``serving`` profile: nothing (None) when it is stale; else its
+    profile, and K candidates when it draws under the exploration ``rate``."""
+    if is_stale(request.history_ref, serving):
+        return None
+    return Plan(explores(request.user_id, request.history_ref, rate, k))
+
+
+def kept_history(state: UserState, history: HistoryRef | None, history_max: int) -> list[HistoryEvent]:
+    """What a prompt describes of a request that carries no H_u of its own: the events of ``history`` the user's
+    kept window still holds, the most recent ``history_max``."""
+    return state.events_up_to(history)[-history_max:]
+
+
+@dataclass(frozen=True, slots=True)
+class Generated:
+    """One request's generated texts: its serving profile, and for an exploring request each sampled candidate's
+    ``(text, generator)`` (None: it does not explore)."""
+
+    profile: str
+    samples: list[tuple[str, str]] | None
+
+
+def generate(
+    policy: Generator, explorer: Generator, prompts: Sequence[ProfilePrompt], explore: Sequence[bool], s: Settings
+) -> list[Generated]:
+    """One ``policy`` call for every prompt's serving profile, one ``explorer`` call for the K candidates of each
+    prompt whose ``explore`` is set.
+
+    Samples are seeded per prompt by the generators (from :data:`SEED` and the prompt text), so a profile does not
+    depend on which requests share its batch, and a retried or replayed request writes the same text.
+    """
+    served = policy.generate(
+        list(prompts), n=1, temperature=s.worker.serve_temperature, max_new_tokens=s.worker.max_new_tokens, seed=SEED
+    )
+    exploring = [i for i, e in enumerate(explore) if e]
+    explored = (
+        explorer.generate(
+            [prompts[i] for i in exploring],
+            n=s.explore.k,
+            temperature=s.explore.temperature,
+            max_new_tokens=s.worker.max_new_tokens,
+            seed=SEED,
+        )
+        if exploring
+        else []
+    )
+    samples = {i: [(g.text, g.generator) for g in gens] for i, gens in zip(exploring, explored, strict=True)}
+    return [Generated(gens[0].text, samples.get(i)) for i, gens in zip(range(len(prompts)), served, strict=True)]
+
+
+def explored_tokens(samples: Sequence[tuple[str, str]] | None, policy: Generator, explorer: Generator) -> int:
+    """Tokens of the sampled candidates, each counted by the tokenizer of the generator that wrote it (the
+    served ``policy`` or the ``explorer``)."""
+    return sum((policy if name == policy.name else explorer).count_tokens(text) for text, name in samples or ())
+
+
+def retry(request: ProfileRequest, max_attempts: int) -> ProfileRequest | None:
+    """``request`` asked again after its generation batch failed (``attempt`` one more), or None when that was its
+    last of ``max_attempts``: it is dead-lettered."""
+    if request.attempt + 1 >= max_attempts:
+        return None
+    return request.model_copy(update={"attempt": request.attempt + 1})
 
 
 def next_versions(serving: ProfileHistory | None, profile: Profile) -> list[ProfileVersion]:

@@ -1,5 +1,5 @@
 """Regenerating a serving profile as pure decisions (lettingo.regeneration): ids, staleness, the exploration
-draw, explored candidates and bounded versions."""
+draw, what a request needs generated, the generation calls, explored candidates, bounded versions and retries."""
 
 from __future__ import annotations
 
@@ -8,18 +8,28 @@ from itertools import pairwise
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lettingo.data import Item, LabelScheme, Rating
 from lettingo.explore import candidate_id, normalize_profile
+from lettingo.generators import make_generator
 from lettingo.history_ref import HistoryRef
+from lettingo.prompts.profile import history_entries, profile_prompt_from_entries
 from lettingo.records import ProfileRequest, RequestReason
 from lettingo.regeneration import (
     MAX_PROFILE_VERSIONS,
     ProfileHistory,
     exploration_draw,
+    explored_tokens,
     explores,
+    generate,
     is_stale,
+    kept_history,
+    plan,
     profile_id,
     regenerate,
+    retry,
 )
+from lettingo.settings import Settings
+from lettingo.user_state import HistoryEvent, UserState
 
 
 def request(count: int | None, user: str = "u1") -> ProfileRequest:
@@ -119,3 +129,66 @@ def test_explored_candidates_are_deduplicated_and_named_as_lettingo_explore_name
     assert all(c.history_ref == req.history_ref and c.prompt == "the prompt" for c in done.candidates)
     quiet = regenerate(req, None, text="t", samples=None, policy_version="v1", generator="g", prompt="p", seed=0)
     assert quiet is not None and quiet.candidates == []
+
+
+@given(st.integers(0, 50), st.one_of(st.none(), st.integers(0, 50)), st.floats(0, 1), st.integers(0, 5))
+def test_a_request_needs_nothing_when_stale_else_its_profile_and_candidates_at_the_draw(
+    served: int, asked: int | None, rate: float, k: int
+) -> None:
+    serving = serve(request(served), None)
+    req = request(asked)
+    needed = plan(req, serving, rate, k)
+    assert (needed is None) == is_stale(req.history_ref, serving)
+    assert needed is None or needed.explore == explores(req.user_id, req.history_ref, rate, k)
+    assert plan(req, None, rate, k) is not None  # nothing served yet: never stale
+
+
+@given(st.lists(st.integers(1, 30), max_size=30), st.one_of(st.none(), st.integers(0, 40)), st.integers(1, 10))
+def test_a_prompt_without_its_own_history_describes_the_most_recent_kept_events_the_request_covers(
+    seqs: list[int], upto: int | None, history_max: int
+) -> None:
+    events = [HistoryEvent(seq=n, event_id=f"e{n}", item_id="i", kind="rating", ts=n) for n in sorted(set(seqs))]
+    state = UserState(user_id="u", events=events, count=max(seqs, default=0))
+    ref = None if upto is None else HistoryRef.of(upto, f"e{upto}")
+    described = kept_history(state, ref, history_max)
+    covered = [e for e in events if upto is None or e.seq <= upto]
+    assert described == covered[-history_max:]
+
+
+ITEMS = {f"i{n}": Item(f"i{n}", f"Film {n}", ("Drama",) if n % 2 else ("Comedy",), 1990 + n) for n in range(12)}
+WRITERS = make_generator("writer:mix")
+
+
+def prompt(user: int):
+    ratings = [Rating(f"u{user}", f"i{(user + n) % 12}", float(1 + (user * n) % 5), n) for n in range(user % 6 + 1)]
+    return profile_prompt_from_entries(history_entries(ratings, ITEMS, LabelScheme()), f"u{user}")
+
+
+@given(st.lists(st.tuples(st.integers(0, 40), st.booleans()), min_size=1, max_size=8))
+def test_a_generated_profile_does_not_depend_on_the_batch_it_was_generated_in(batch: list[tuple[int, bool]]) -> None:
+    s = Settings()
+    prompts, explore = [prompt(u) for u, _ in batch], [e for _, e in batch]
+    together = generate(WRITERS, WRITERS, prompts, explore, s)
+    alone = [generate(WRITERS, WRITERS, [p], [e], s)[0] for p, e in zip(prompts, explore, strict=True)]
+    assert together == alone
+    for generated, explored in zip(together, explore, strict=True):
+        assert generated.profile.strip()
+        assert (generated.samples is None) == (not explored)
+        assert generated.samples is None or len(generated.samples) == s.explore.k
+
+
+def test_explored_tokens_count_every_sample_and_nothing_for_a_request_that_did_not_explore() -> None:
+    samples = [("likes long dramas", "writer:titles"), ("two words", "writer:era")]
+    assert explored_tokens(samples, WRITERS, WRITERS) == 5
+    assert explored_tokens(None, WRITERS, WRITERS) == explored_tokens([], WRITERS, WRITERS) == 0
+
+
+@given(st.integers(1, 10))
+def test_a_failing_request_is_tried_max_attempts_times_then_dead_lettered(max_attempts: int) -> None:
+    first = request(3)
+    tries, current = 1, first
+    while (again := retry(current, max_attempts)) is not None:
+        assert again.attempt == current.attempt + 1
+        assert again.model_copy(update={"attempt": 0}) == first  # only the attempt changes: same ids on success
+        tries, current = tries + 1, again
+    assert tries == max_attempts

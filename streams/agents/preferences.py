@@ -17,12 +17,12 @@ from lettingo.records import ProfileCandidate, Reward, RewardSource
 from lettingo.scoreboard import Scoreboard, task_key
 from lettingo.stream_eval import EvalTrigger
 from streams import metrics, tables
-from streams.agents.regenerate import prompt_for_ref
 from streams.agents.task_eval import EVENT_ID_HEADER
 from streams.edge import decode_event
 from streams.faust_topics import raw_topic
 from streams.kafka.topics import PROFILE_CANDIDATES, REWARDS
 from streams.quarantine import count_evictions, crash_counted, guarded, load_owned
+from streams.regen_jobs import prompt_for_ref
 
 if TYPE_CHECKING:
     from streams.app import Worker
