@@ -146,7 +146,7 @@ def test_a_late_candidate_catches_up_only_on_the_earliest_events_it_still_needs(
 
 
 def test_the_task_evaluation_worker_stops_testing_a_candidate_once_its_needed_rewards_are_acknowledged():
-    from streams.agents.task_eval import SentPairs
+    from lettingo.sent_pairs import SentPairs
 
     state, board = _state_with_ratings("u", 8), _board_with("3@e3", "p", "q")
     sent = SentPairs()

@@ -1,0 +1,87 @@
+"""A task-evaluation worker's memory of the pairs it tested (lettingo.sent_pairs): no pair sent twice while
+remembered, no candidate tested once its round has its rewards, bounded with the oldest forgotten first."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lettingo.data import LabelScheme, Rating
+from lettingo.records import Interaction, ProfileCandidate
+from lettingo.scoreboard import Scoreboard
+from lettingo.sent_pairs import SentPairs
+from lettingo.stream_eval import EvalTrigger, OpenCandidate, StreamCase
+from lettingo.user_state import UserState, apply_interaction
+
+CANDIDATES = ("p", "q", "r")
+
+
+def state_with_ratings(n: int) -> UserState:
+    state = UserState(user_id="u")
+    for k in range(1, n + 1):
+        event = Interaction(event_id=f"e{k}", user_id="u", item_id=f"i{k}", kind="rating", rating=4.0, ts=k)
+        apply_interaction(state, event, None, LabelScheme(), keep_events=50, seen_max=100)
+    return state
+
+
+def board_with(*pids: str) -> Scoreboard:
+    board = Scoreboard()
+    for pid in pids:
+        candidate = ProfileCandidate(
+            profile_id=pid, user_id="u", text=pid, generator="g", model_version="v", history_ref="2@e2"
+        )
+        board.add_candidate(candidate, prompt="P")
+    return board
+
+
+def trigger(state: UserState, pick: int | str) -> EvalTrigger:
+    if isinstance(pick, str):  # a newly opened candidate
+        return EvalTrigger(user_id="u", profile_id=pick)
+    e = state.events[pick]
+    return EvalTrigger(user_id="u", event_id=e.event_id, seq=e.seq, item_id=e.item_id, rating=e.rating, ts=e.ts)
+
+
+picks = st.lists(st.one_of(st.integers(0, 11), st.sampled_from(CANDIDATES)), max_size=40)
+
+
+@given(picks, st.integers(1, 4), st.lists(st.booleans(), max_size=40))
+def test_no_pair_is_sent_twice_and_no_candidate_past_the_rewards_its_round_needs(
+    order: list[int | str], enough: int, acks: list[bool]
+) -> None:
+    state, board, sent = state_with_ratings(12), board_with(*CANDIDATES), SentPairs()
+    seen: set[tuple[str, str]] = set()
+    acked = dict.fromkeys(CANDIDATES, 0)
+    for n, pick in enumerate(order):
+        cases = sent.cases(trigger(state, pick), state, board, enough)
+        for case in cases:
+            for c in case.candidates:
+                assert (c.profile_id, case.event_id) not in seen
+                assert acked[c.profile_id] < enough
+                seen.add((c.profile_id, case.event_id))
+        if n < len(acks) and acks[n]:  # the broker acknowledged the rewards of these cases (as a batch)
+            for case in cases:
+                sent.acknowledged(case)
+                for c in case.candidates:
+                    acked[c.profile_id] += 1
+        if isinstance(pick, str):  # a catch-up tests at most what the round still needs
+            assert len(cases) <= enough
+
+
+def case(event: str, *pids: str) -> StreamCase:
+    candidates = tuple(OpenCandidate(pid, pid) for pid in pids)
+    return StreamCase("u", candidates, (), Rating("u", "i", 4.0, 0), 0.0, event)
+
+
+pairs = st.lists(st.tuples(st.integers(0, 30), st.sampled_from(CANDIDATES)), unique=True, max_size=60)
+
+
+@given(pairs, st.integers(1, 8))
+def test_the_memory_is_bounded_and_forgets_the_oldest_pairs_first(sent_pairs: list[tuple[int, str]], size: int) -> None:
+    sent = SentPairs(max_size=size)
+    for event, pid in sent_pairs:
+        sent.add(case(f"e{event}", pid))
+    remembered = [sent.skips(pid, f"e{event}", enough=1) for event, pid in sent_pairs]
+    assert remembered == [i >= len(sent_pairs) - size for i in range(len(sent_pairs))]
+    for n in range(size + 5):
+        sent.acknowledged(case("x", f"c{n}"))
+    assert not sent.skips("c0", "y", enough=1) and sent.skips(f"c{size + 4}", "y", enough=1)
