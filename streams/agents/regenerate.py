@@ -4,8 +4,8 @@ exploration rate, K explored candidates (``profile-candidates``).
 Regenerating is idempotent: the profile id is a digest of (user, history, policy), a request whose history is not
 newer than the serving profile's is stale and skipped, and the serving profile's ``history_ref`` is stored in the
 same table value as the profile. Those decisions, the exploration draw, the generation calls, the candidates, the
-versions and a failed request's retry are :mod:`lettingo.regeneration`'s; generating with retries, re-enqueueing,
-sending and storing are :mod:`streams.regen_jobs`'. This agent decodes, calls them, and sends what they return.
+versions and a failed request's retry are :mod:`lettingo.regeneration`'s; the delivery (generating with retries,
+re-enqueueing, sending, storing) is :mod:`streams.regen_jobs`'. This agent decodes, calls them, sends the result.
 """
 
 from __future__ import annotations
