@@ -57,15 +57,25 @@ class WorkerProcess:
     def start(self, timeout_s: float = 150, evaluator: bool = True) -> WorkerProcess:
         """Start the worker; return once its catalogue is read, partitions assigned and generators loaded (and,
         with ``evaluator``, the task evaluator's reader: a worker stopped before that waits for it to drain)."""
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            ["nice", sys.executable, "-m", "streams.cli.worker", "-l", "warning"],
-            cwd=REPO,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        return self.launch().ready(timeout_s, evaluator)
+
+    def launch(self) -> WorkerProcess:
+        """Start the worker's process and return at once: processes launched side by side load their models at
+        the same time, then :meth:`ready` waits for each."""
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                ["nice", sys.executable, "-m", "streams.cli.worker", "-l", "warning"],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    def ready(self, timeout_s: float = 150, evaluator: bool = True) -> WorkerProcess:
+        """Wait until the launched worker is ready as :meth:`start` says."""
+        assert self.proc is not None, "launch() the worker first"
         deadline = time.time() + timeout_s
         while time.time() < deadline:
             if self.proc.poll() is not None:

@@ -21,7 +21,7 @@ import pytest
 from lettingo import records
 from streams.settings import StreamSettings
 from tests.conftest import REPO, delete_test_topics
-from tests.streams_harness import WorkerProcess, catalogue_settings, free_port, produce, running_worker, wait_for
+from tests.streams_harness import WorkerProcess, catalogue_settings, free_port, produce, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -58,46 +58,59 @@ def settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(scope="module")
-def worker(settings: StreamSettings, frozen_reader: Path) -> Iterator[WorkerProcess]:
-    with running_worker(settings, frozen_reader, **WORKER) as w:
-        yield w
+def live(settings: StreamSettings, frozen_reader: Path, nano_model: Path) -> Iterator[tuple[WorkerProcess, int]]:
+    """A worker and `lettingo train --watch` with its /metrics, launched side by side (each spends its start-up
+    loading models) and stopped together. The trainer never trains here (min pairs out of reach): its rounds are
+    counted as skipped."""
+    worker = WorkerProcess(settings, settings.home / "worker.log", reader_path=frozen_reader, **WORKER)
+    port = free_port()
+    env = {**worker.env, "LETTINGO_TRAINER_METRICS_PORT": str(port)}
+    trainer: subprocess.Popen | None = None
+    try:
+        worker.launch()
+        with (settings.home / "trainer.log").open("ab") as log:
+            trainer = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "lettingo.cli.main",
+                    "train",
+                    "--watch",
+                    "--wait",
+                    "2",
+                    "--min-pairs",
+                    "100000",
+                    "--group-id",
+                    f"{settings.app.id}-trainer",
+                    "--base-model",
+                    str(nano_model),
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        worker.ready()
+        wait_for("the trainer's /metrics", lambda: scrape(port), 60)
+        yield worker, port
+    finally:
+        if trainer is not None:
+            trainer.terminate()  # both shut down at once: the worker's stop waits for its own
+        worker.stop()
+        if trainer is not None:
+            trainer.wait(30)
 
 
 @pytest.fixture(scope="module")
-def trainer(settings: StreamSettings, worker: WorkerProcess, nano_model: Path) -> Iterator[int]:
-    """`lettingo train --watch` with its /metrics; it never trains here (min pairs out of reach): its rounds are
-    counted as skipped."""
-    port = free_port()
-    env = {**worker.env, "LETTINGO_TRAINER_METRICS_PORT": str(port)}
-    log = (settings.home / "trainer.log").open("ab")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lettingo.cli.main",
-            "train",
-            "--watch",
-            "--wait",
-            "2",
-            "--min-pairs",
-            "100000",
-            "--group-id",
-            f"{settings.app.id}-trainer",
-            "--base-model",
-            str(nano_model),
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        wait_for("the trainer's /metrics", lambda: scrape(port), 60)
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(30)
+def worker(live: tuple[WorkerProcess, int]) -> WorkerProcess:
+    return live[0]
+
+
+@pytest.fixture(scope="module")
+def trainer(live: tuple[WorkerProcess, int]) -> int:
+    """The port of the trainer's /metrics."""
+    return live[1]
 
 
 @pytest.fixture(scope="module")

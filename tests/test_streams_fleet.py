@@ -62,9 +62,14 @@ def test_two_workers_share_the_partitions_and_the_survivor_takes_over_a_killed_o
     try:
         asyncio.run(create_topics(s))
         asyncio.run(produce(s, [("items", i.item_id, i.to_bytes()) for i in ITEMS]))
-        a = WorkerProcess(s, tmp_path / "a.log", reader_path=frozen_reader, **FLEET).start()
-        b = WorkerProcess(s, tmp_path / "b.log", reader_path=frozen_reader, **FLEET).start()
+        a = WorkerProcess(s, tmp_path / "a.log", reader_path=frozen_reader, **FLEET)
+        b = WorkerProcess(s, tmp_path / "b.log", reader_path=frozen_reader, **FLEET)
         try:
+            # Launched side by side: their start-ups (model loading) overlap, and the group's rebalances settle once.
+            for worker in (a, b):
+                worker.launch()
+            for worker in (a, b):
+                worker.ready()
             all_partitions = {f"{s.topic('interactions')}:{p}" for p in range(s.topics.partitions)}
             wait_for(
                 "the partitions split between the two",
