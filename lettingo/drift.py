@@ -91,6 +91,17 @@ def drift_score(state: UserState) -> float:
     return max(attributes, sentiments)
 
 
+def may_request_next(state: UserState, ts: float, config: DriftConfig) -> bool:
+    """Whether applying one more new event, of event time ``ts``, to ``state`` can make :func:`decide` request a
+    profile: False is certain (too little evidence since the last profile, or within its cooldown)."""
+    count = state.count + 1
+    if state.requests == 0:
+        return count >= config.cold_start_after
+    if count - state.profiled_at < config.min_new_events:
+        return False
+    return max(state.last_ts, ts) - state.profiled_ts >= config.cooldown_seconds
+
+
 def decide(state: UserState, config: DriftConfig) -> DriftDecision:
     if state.requests == 0:
         if state.count >= config.cold_start_after:

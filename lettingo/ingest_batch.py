@@ -2,15 +2,18 @@
 a user's next event must wait until what is queued is stored and sent (a flush).
 
 A batch holds each of its users' states while it applies their events (:class:`UserWork`), and the outputs the
-events caused in event order (:class:`Outbox`). A flush stores every changed state and then sends the outputs;
-``streams.ingest_batch`` does it.
+events caused in event order (:class:`Outbox`). A flush stores every changed state and then sends the outputs,
+and no later flush stores a state before the broker has acknowledged them; ``streams.ingest_batch`` does it.
 
 A replayed event (a crash after a state was stored but before what it caused was sent) re-sends its rated event
 while the kept window still holds it, and the stored ``last_request`` if that event caused it
 (:func:`lettingo.ingest.ingest_event`). So no state may be stored with an unsent output that this could not
-re-send: before a user's next new event the batch is flushed if that user has an unsent profile request or
-re-sent output (a barrier: the next event may replace ``last_request``), or as many unsent rated events as the
-window keeps (the next one would push the oldest unsent one out of it).
+re-send: before a user's next new event the batch is flushed if that user has
+
+- as many unsent rated events as the window keeps (the next one would push the oldest unsent one out of it),
+- an unsent profile request and the next event may cause another one (which would replace ``last_request``;
+  :func:`lettingo.drift.may_request_next` says when it cannot: too little evidence since, or within the cooldown),
+- or a re-sent output (a barrier: the next new event may replace what it was re-sent from).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from lettingo.drift import DriftConfig, may_request_next
 from lettingo.ingest import IngestStep
 from lettingo.records import Interaction, ProfileRequest
 from lettingo.user_state import HistoryEvent, UserState
@@ -35,13 +39,18 @@ class UserWork(Generic[E]):
     event: E  # the user's latest event
     changed: bool = False
     unsent_rated: int = 0  # newly applied rated events not sent yet
-    barrier: bool = False  # an unsent request or re-sent output: the user's next new event waits for a flush
+    unsent_request: bool = False  # a new profile request not sent yet
+    barrier: bool = False  # a re-sent output not sent yet: the user's next new event waits for a flush
     # Applied since the state was loaded or stored, with their positions: what a retry replays on the stored state.
     since_flush: list[tuple[Interaction, Position]] = field(default_factory=list)
 
-    def must_flush_before(self, interaction: Interaction, keep_events: int) -> bool:
+    def must_flush_before(self, interaction: Interaction, keep_events: int, drift: DriftConfig) -> bool:
         """Whether the batch must be flushed before ``interaction`` is applied (see the module's doc)."""
-        if not (self.barrier or self.unsent_rated >= keep_events):
+        if not (
+            self.barrier
+            or self.unsent_rated >= keep_events
+            or (self.unsent_request and may_request_next(self.state, interaction.ts, drift))
+        ):
             return False
         return not self.state.has_applied(interaction.event_id)  # a duplicate changes nothing: no need
 
@@ -53,7 +62,7 @@ class UserWork(Generic[E]):
 
     def flushed(self) -> None:
         """The state is stored and every output queued for it sent."""
-        self.changed, self.unsent_rated, self.barrier = False, 0, False
+        self.changed, self.unsent_rated, self.unsent_request, self.barrier = False, 0, False, False
         self.since_flush.clear()
 
 
@@ -64,16 +73,15 @@ class Outbox:
     queued: list[tuple[str, Output]] = field(default_factory=list)
 
     def record(self, work: UserWork, result: IngestStep, arrived: float | None) -> None:
-        """Queue what an event caused: a new rated event (no barrier), a request or any re-sent output (a
-        barrier). A new request carries when its event reached the broker (``arrived``), the origin of the profile
-        latency."""
+        """Queue what an event caused: a new rated event or request, or a re-sent output (a barrier). A new request
+        carries when its event reached the broker (``arrived``), the origin of the profile latency."""
         if result.rated is not None:
             self._queue(work, result.rated, barrier=not result.applied)
         if result.request is not None:
             request = result.request
             if result.applied and arrived:
                 request = request.model_copy(update={"caused_at": arrived})
-            self._queue(work, request, barrier=True)
+            self._queue(work, request, barrier=not result.applied)
 
     def _queue(self, work: UserWork, output: Output, *, barrier: bool) -> None:
         self.queued.append((work.state.user_id, output))
@@ -81,6 +89,8 @@ class Outbox:
             work.barrier = True
         elif isinstance(output, HistoryEvent):
             work.unsent_rated += 1
+        else:
+            work.unsent_request = True
 
     def take(self) -> list[tuple[str, Output]]:
         """Everything queued, in event order; the outbox is empty after."""

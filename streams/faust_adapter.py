@@ -122,10 +122,14 @@ class BatchSender:
         batch = self._batches.pop((topic, partition))
         self._sent.append(await self._producer.send_batch(batch, topic, partition=partition))
 
-    async def sent(self) -> None:
-        """Submit what is left and wait until the broker has every batch."""
+    async def submit(self) -> None:
+        """Hand what is left to the producer, without waiting for the broker."""
         for topic, partition in list(self._batches):
             await self._submit(topic, partition)
+
+    async def sent(self) -> None:
+        """Submit what is left and wait until the broker has every batch."""
+        await self.submit()
         sent, self._sent = self._sent, []
         await asyncio.gather(*sent)
 

@@ -7,8 +7,10 @@ one, exactly as one by one: :func:`lettingo.ingest.ingest_event`) and stores eac
 partition of one of that user's events. Only then does it send what the events caused, in event order, and it
 waits for the broker to take all of it before the batch is recorded as applied (:mod:`streams.applied`). A state
 is stored before what it caused is sent, because regenerate and task evaluation read the state a request or a
-rated event refers to. When a user's next event must wait for a flush (states stored, outputs sent and
-acknowledged) is decided in :mod:`lettingo.ingest_batch`.
+rated event refers to. When a user's next event must wait for a flush is decided in :mod:`lettingo.ingest_batch`;
+such a flush in the middle of a batch stores the states and sends their outputs, and the batch goes on applying
+while the broker acknowledges them: the next flush waits for that acknowledgement before it stores any state, so
+no stored state is ever ahead of an output the broker may not have.
 
 An event whose processing raises is tried again on the user's state rebuilt from the table and the user's events
 applied since the last flush; after ``poison_retries`` tries it is dead-lettered and skipped (streams.quarantine).
@@ -63,6 +65,7 @@ class Batch:
     users: dict[str, UserWork[faust.EventT]] = field(default_factory=dict)
     outbox: Outbox = field(default_factory=Outbox)
     evicted: Evictions = field(default_factory=Evictions)
+    sending: tuple[BatchSender, list[ProfileRequest]] | None = None  # the last flush's outputs, not yet acked
 
     async def work(self, user_id: str, event: faust.EventT) -> UserWork[faust.EventT]:
         work = self.users.get(user_id)
@@ -71,8 +74,11 @@ class Batch:
         work.event = event
         return work
 
-    async def flush(self) -> None:
-        """Store every changed state, then send the outputs and wait until the broker has them all."""
+    async def flush(self, *, wait: bool = True) -> None:
+        """Store every changed state, then send the outputs; wait until the broker has them all, or (``wait``
+        False) only before the next flush stores anything: a state stored after an output never reaches the
+        changelog before the broker has that output, and the batch goes on applying its next events meanwhile."""
+        await self.acked()
         worker = self.worker
         max_bytes = worker.settings.bounds.max_state_bytes
         # Users forgotten while this batch ran (streams.agents.erasures): nothing of theirs is stored or sent.
@@ -93,24 +99,34 @@ class Batch:
                 await sender.add(requests, key, output.to_bytes())
             else:
                 await sender.add(rated, key, rated_trigger(user_id, output))
+        await sender.submit()
+        self.sending = (sender, [output for _, output in outputs if isinstance(output, ProfileRequest)])
+        if wait:
+            await self.acked()
+
+    async def acked(self) -> None:
+        """Wait until the broker has the outputs of the last flush."""
+        if self.sending is None:
+            return
+        sender, requests = self.sending
         await sender.sent()
-        for _, output in outputs:
-            if isinstance(output, ProfileRequest):
-                metrics.PROFILE_REQUESTS.labels(reason=output.reason.value).inc()
-                log.info(
-                    "profile request user_id=%s reason=%s drift=%.3f history=%s",
-                    output.user_id,
-                    output.reason.value,
-                    output.drift_score,
-                    output.history_ref,
-                    extra={"user_id": output.user_id},
-                )
+        self.sending = None
+        for request in requests:
+            metrics.PROFILE_REQUESTS.labels(reason=request.reason.value).inc()
+            log.info(
+                "profile request user_id=%s reason=%s drift=%.3f history=%s",
+                request.user_id,
+                request.reason.value,
+                request.drift_score,
+                request.history_ref,
+                extra={"user_id": request.user_id},
+            )
 
 
 async def apply_batch(worker: Worker, events: list) -> None:
     """Apply a batch of admitted interaction events in order (see the module's doc)."""
     batch = Batch(worker)
-    keep_events = worker.runtime.keep_events
+    keep_events, drift = worker.runtime.keep_events, worker.runtime.drift
     kinds: Counter[str] = Counter()
     for event in events:
         interaction = await decode_event(worker, event, worker.topics.interactions)
@@ -118,8 +134,8 @@ async def apply_batch(worker: Worker, events: list) -> None:
             continue
         kinds[interaction.kind.value] += 1
         work = await batch.work(interaction.user_id, event)
-        if work.must_flush_before(interaction, keep_events):
-            await batch.flush()
+        if work.must_flush_before(interaction, keep_events, drift):
+            await batch.flush(wait=False)
         result = await step_guarded(batch, work, interaction, event)
         if result is not None:
             if result.drift_score:

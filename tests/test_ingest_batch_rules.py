@@ -35,11 +35,11 @@ def apply(work: UserWork, outbox: Outbox, n: int, drift: DriftConfig = NEVER, ki
 def test_new_rated_events_queue_without_a_barrier_until_the_window_is_full_of_unsent_ones():
     work, outbox = UserWork(UserState(user_id="u"), event=None), Outbox()
     for n in range(KEEP):
-        assert not work.must_flush_before(event(n), KEEP)
+        assert not work.must_flush_before(event(n), KEEP, NEVER)
         apply(work, outbox, n)
     assert work.unsent_rated == KEEP and not work.barrier
     # the next one would push the oldest unsent rated event out of the kept window: a replay could not re-send it
-    assert work.must_flush_before(event(KEEP), KEEP)
+    assert work.must_flush_before(event(KEEP), KEEP, NEVER)
     assert [type(o) for _, o in outbox.take()] == [HistoryEvent] * KEEP and outbox.take() == []
 
 
@@ -49,14 +49,46 @@ def test_an_event_without_a_rating_queues_nothing():
     assert outbox.queued == [] and work.unsent_rated == 0 and work.changed
 
 
-def test_a_request_is_a_barrier_and_carries_when_its_event_arrived():
+def test_an_unsent_request_holds_the_next_event_back_only_while_it_could_request_again():
     work, outbox = UserWork(UserState(user_id="u"), event=None), Outbox()
     apply(work, outbox, 0, COLD_AFTER_2)
-    assert not work.must_flush_before(event(1), KEEP)
+    assert not work.must_flush_before(event(1), KEEP, COLD_AFTER_2)
     apply(work, outbox, 1, COLD_AFTER_2)  # the second event cold-starts the user
-    assert work.barrier and work.must_flush_before(event(2), KEEP)
     request = outbox.queued[-1][1]
     assert isinstance(request, ProfileRequest) and request.caused_at == 1001.0
+    assert work.unsent_request and not work.barrier
+    # the next events cannot request again before min_new_events (3) since the profile: no flush needed
+    assert not work.must_flush_before(event(2), KEEP * 10, COLD_AFTER_2)
+    apply(work, outbox, 2, COLD_AFTER_2)
+    apply(work, outbox, 3, COLD_AFTER_2)
+    # the third one could drift (cooldown 0), replacing the stored request before it is sent: flush first
+    assert work.must_flush_before(event(4), KEEP * 10, COLD_AFTER_2)
+    # within a cooldown it cannot
+    cooldown = DriftConfig(threshold=0.2, min_new_events=3, cooldown_seconds=100.0, cold_start_after=2)
+    assert not work.must_flush_before(event(4), KEEP * 10, cooldown)
+
+
+def test_may_request_next_never_says_no_to_an_event_that_requests():
+    import random
+
+    from lettingo.drift import may_request_next
+
+    rnd = random.Random(3)
+    items = [Item(item_id=f"i{g}", title="T", attributes=[f"g{g}"]) for g in range(4)]
+    for config in (COLD_AFTER_2, DriftConfig(threshold=0.05, min_new_events=2, cooldown_seconds=5, cold_start_after=3)):
+        state, ts, requests = UserState(user_id="u"), 0.0, 0
+        for n in range(3000):
+            ts += rnd.choice((0.0, 1.0, 4.0))
+            item = rnd.choice(items)
+            interaction = Interaction(
+                event_id=f"e{n}", user_id="u", item_id=item.item_id, kind="rating", rating=rnd.choice((1.0, 5.0)), ts=ts
+            )
+            possible = may_request_next(state, ts, config)
+            result = ingest_event(state, interaction, item, LabelScheme(), config, LIMITS, Evictions(), None)
+            if result.request is not None:
+                requests += 1
+                assert possible
+        assert requests > 10  # the property was exercised
 
 
 def test_a_replayed_event_re_sends_as_a_barrier_and_needs_no_flush_itself():
@@ -65,18 +97,18 @@ def test_a_replayed_event_re_sends_as_a_barrier_and_needs_no_flush_itself():
     apply(work, outbox, 1, COLD_AFTER_2)
     outbox.take()
     work.flushed()
-    assert not (work.changed or work.barrier or work.unsent_rated or work.since_flush)
-    assert not work.must_flush_before(event(1), KEEP)
+    assert not (work.changed or work.barrier or work.unsent_rated or work.unsent_request or work.since_flush)
+    assert not work.must_flush_before(event(1), KEEP, COLD_AFTER_2)
     replayed = apply(work, outbox, 1, COLD_AFTER_2)
     assert not replayed.applied
     rated, request = (o for _, o in outbox.queued)
     assert isinstance(rated, HistoryEvent) and rated.event_id == "e1"
     # the stored request, re-sent: not a new latency sample, so it carries no arrival time
     assert isinstance(request, ProfileRequest) and request.history_ref.event_id == "e1" and request.caused_at is None
-    assert work.barrier and work.unsent_rated == 0
+    assert work.barrier and work.unsent_rated == 0 and not work.unsent_request
     # a further duplicate changes nothing, so it needs no flush; a new event does
-    assert not work.must_flush_before(event(1), KEEP)
-    assert work.must_flush_before(event(2), KEEP)
+    assert not work.must_flush_before(event(1), KEEP, NEVER)
+    assert work.must_flush_before(event(2), KEEP, NEVER)
 
 
 def test_outputs_keep_event_order_across_users():
