@@ -1,12 +1,13 @@
-"""Delivery of profile regeneration, for the ``regenerate`` agent (:mod:`streams.agents.regenerate`): a batch's
-generation run in the model executor with a timeout and retries, a failed batch's requests re-enqueued or
-dead-lettered, a regenerated profile sent and stored, and its metrics. What to generate, and what a generated text
-becomes, are :mod:`lettingo.regeneration`'s.
+"""Delivery of profile regeneration, for the ``regenerate`` agent (:mod:`streams.agents.regenerate`); what to
+generate, and what a generated text becomes, are :mod:`lettingo.regeneration`'s.
 
-Generation runs in the model executor with a timeout, through the generators' interface
-(:func:`lettingo.generators.make_generator`), on the real profile prompt over the user's H_u. A failed batch
-keeps every previous profile; it is retried ``regen_retries`` times with exponential backoff, then its requests
-are re-enqueued with ``attempt + 1``, and dead-lettered after ``regen_max_attempts``.
+- :func:`generate_or_requeue` runs a batch's generation in the model executor with a timeout, through the
+  generators' interface (:func:`lettingo.generators.make_generator`), on the real profile prompt over each user's
+  H_u (:func:`prompt_for_ref`). A failed batch keeps every previous profile: it is retried ``regen_retries`` times
+  with exponential backoff, then its requests are re-enqueued with ``attempt + 1``, and dead-lettered after
+  ``regen_max_attempts``.
+- :func:`send_then_store` sends a regenerated profile and its candidates, then stores the serving history.
+- :func:`observe` counts a published regeneration in the metrics and logs it.
 """
 
 from __future__ import annotations
@@ -62,12 +63,12 @@ def prompt_for_ref(
     return runtime.profile_prompt(history_entries(described, runtime.catalog, runtime.labels), user_id)
 
 
-async def generate(worker: Worker, policy: LoadedPolicy, jobs: list[Job]) -> list[Generated] | None:
+async def generate_or_requeue(worker: Worker, policy: LoadedPolicy, jobs: list[Job]) -> list[Generated] | None:
     """Every job's texts (:func:`lettingo.regeneration.generate`), or None when the batch failed its retries: then
-    each of its requests is re-enqueued or dead-lettered (:func:`retry_later`)."""
+    each of its requests has been re-enqueued or dead-lettered (:func:`_retry_later`)."""
     started = time.perf_counter()
     try:
-        results = await _generate(worker, policy, jobs)
+        results = await _generate_with_retries(worker, policy, jobs)
     except Exception as e:
         error = f"{type(e).__name__}: {e}"
         metrics.REGENERATION_FAILURES.labels(error=type(e).__name__).inc()
@@ -75,13 +76,13 @@ async def generate(worker: Worker, policy: LoadedPolicy, jobs: list[Job]) -> lis
             "generation failed model_version=%s users=%s: %s", policy.version, [j.request.user_id for j in jobs], error
         )
         for job in jobs:
-            await retry_later(worker, job, error)
+            await _retry_later(worker, job, error)
         return None
     metrics.GENERATION_SECONDS.observe(time.perf_counter() - started)
     return results
 
 
-async def _generate(worker: Worker, policy: LoadedPolicy, jobs: list[Job]) -> list[Generated]:
+async def _generate_with_retries(worker: Worker, policy: LoadedPolicy, jobs: list[Job]) -> list[Generated]:
     loop = asyncio.get_running_loop()
     s, runtime = worker.settings, worker.runtime
     prompts, explore = [j.prompt for j in jobs], [j.explore for j in jobs]
@@ -100,7 +101,7 @@ async def _generate(worker: Worker, policy: LoadedPolicy, jobs: list[Job]) -> li
     raise AssertionError("unreachable")
 
 
-async def retry_later(worker: Worker, job: Job, error: str) -> None:
+async def _retry_later(worker: Worker, job: Job, error: str) -> None:
     """Re-enqueue the job's request for another attempt, or dead-letter it after its last
     (:func:`lettingo.regeneration.retry`)."""
     retry = regeneration.retry(job.request, worker.settings.regen.max_attempts)
@@ -111,7 +112,7 @@ async def retry_later(worker: Worker, job: Job, error: str) -> None:
     await (await worker.topics.profile_requests.send(tables.key(retry.user_id), retry.to_bytes()))
 
 
-async def send(worker: Worker, event: EventT, done: Regeneration) -> None:
+async def send_then_store(worker: Worker, event: EventT, done: Regeneration) -> None:
     """Send the profile and its candidates, and once the broker has them, store the serving history: a kill in
     between regenerates the request on restart and sends them again (same ids), so none is lost from the output
     topics."""

@@ -5,7 +5,8 @@ Regenerating is idempotent: the profile id is a digest of (user, history, policy
 newer than the serving profile's is stale and skipped, and the serving profile's ``history_ref`` is stored in the
 same table value as the profile. Those decisions, the exploration draw, the generation calls, the candidates, the
 versions and a failed request's retry are :mod:`lettingo.regeneration`'s; the delivery (generating with retries,
-re-enqueueing, sending, storing) is :mod:`streams.regen_jobs`'. This agent decodes, calls them, sends the result.
+re-enqueueing, sending then storing, metrics) is :mod:`streams.regen_jobs`'. This agent batches and decodes the
+requests and calls them.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ async def regenerate_batch(worker: Worker, events: list[EventT]) -> None:
     if not jobs:
         return
     policy = worker.runtime.serving.current
-    results = await regen_jobs.generate(worker, policy, jobs)
+    results = await regen_jobs.generate_or_requeue(worker, policy, jobs)
     if results is None:
         return  # the batch failed: its requests are re-enqueued or dead-lettered
     for job, generated in zip(jobs, results, strict=True):
@@ -117,5 +118,5 @@ async def _publish(worker: Worker, job: Job, generated: Generated, policy: Loade
     )
     if done is None:
         return  # the same request twice in one batch
-    await regen_jobs.send(worker, job.event, done)
+    await regen_jobs.send_then_store(worker, job.event, done)
     regen_jobs.observe(worker, request, done, generated, policy)
