@@ -129,15 +129,14 @@ async def send_then_store(worker: Worker, event: EventT, done: Regeneration) -> 
 def observe(
     worker: Worker, request: ProfileRequest, done: Regeneration, generated: Generated, policy: LoadedPolicy
 ) -> None:
-    """A published regeneration's metrics and log line."""
+    """A published regeneration's metrics and log line; ``policy`` is the one its batch was generated with."""
     metrics.REGENERATIONS.labels(reason=request.reason.value).inc()
     if request.caused_at:
         metrics.PROFILE_LATENCY.observe(max(0.0, time.time() - request.caused_at))
     metrics.GENERATED_TOKENS.labels(use="serve").inc(policy.generator.count_tokens(generated.profile))
     if generated.samples:
-        runtime = worker.runtime
-        served_by = runtime.serving.current.generator
-        explored = regeneration.explored_tokens(generated.samples, served_by, runtime.exploring)
+        # the policy the batch was generated with: the one served now may have been hot-swapped since
+        explored = regeneration.explored_tokens(generated.samples, policy.generator, worker.runtime.exploring)
         metrics.GENERATED_TOKENS.labels(use="explore").inc(explored)
     metrics.CANDIDATES.inc(len(done.candidates))
     profile = done.profile
