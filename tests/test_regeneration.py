@@ -4,6 +4,7 @@ draw, what a request needs generated, the generation calls, explored candidates,
 from __future__ import annotations
 
 from itertools import pairwise
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,11 +12,13 @@ from hypothesis import strategies as st
 from lettingo.data import Item, LabelScheme, Rating
 from lettingo.explore import candidate_id, normalize_profile
 from lettingo.generators import make_generator
+from lettingo.generators.hf import HFGenerator
 from lettingo.history_ref import HistoryRef
 from lettingo.prompts.profile import history_entries, profile_prompt_from_entries
 from lettingo.records import ProfileRequest, RequestReason
 from lettingo.regeneration import (
     MAX_PROFILE_VERSIONS,
+    Plan,
     ProfileHistory,
     exploration_draw,
     explored_tokens,
@@ -131,28 +134,48 @@ def test_explored_candidates_are_deduplicated_and_named_as_lettingo_explore_name
     assert quiet is not None and quiet.candidates == []
 
 
+def test_a_request_needs_nothing_when_stale_else_its_profile_and_candidates_at_the_draw() -> None:
+    serving = serve(request(5), None)
+    assert plan(request(5), serving, 1.0, 3) is None  # already served
+    assert plan(request(4), serving, 1.0, 3) is None  # older than what is served
+    assert plan(request(6), serving, 1.0, 3) is not None
+    assert plan(request(None), serving, 0.0, 3) is not None  # no history named: the user's latest
+    assert plan(request(5), None, 0.0, 3) is not None  # nothing served yet
+    # request(12)'s draw is pinned at 0.221 (test_ids_and_draws_are_the_ones_the_stream_made_before)
+    assert plan(request(12), serving, 0.23, 3) == Plan(explore=True)
+    assert plan(request(12), serving, 0.22, 3) == Plan(explore=False)
+    assert plan(request(12), serving, 1.0, 0) == Plan(explore=False)  # K = 0: nothing to explore
+
+
 @given(st.integers(0, 50), st.one_of(st.none(), st.integers(0, 50)), st.floats(0, 1), st.integers(0, 5))
-def test_a_request_needs_nothing_when_stale_else_its_profile_and_candidates_at_the_draw(
+def test_a_request_is_planned_unless_served_and_explores_only_at_a_positive_rate_and_k(
     served: int, asked: int | None, rate: float, k: int
 ) -> None:
-    serving = serve(request(served), None)
-    req = request(asked)
-    needed = plan(req, serving, rate, k)
-    assert (needed is None) == is_stale(req.history_ref, serving)
-    assert needed is None or needed.explore == explores(req.user_id, req.history_ref, rate, k)
-    assert plan(req, None, rate, k) is not None  # nothing served yet: never stale
+    needed = plan(request(asked), serve(request(served), None), rate, k)
+    if asked is not None and asked <= served:
+        assert needed is None
+        return
+    assert needed is not None
+    if k == 0 or rate == 0.0:
+        assert not needed.explore
+    if k > 0 and rate == 1.0:
+        assert needed.explore
 
 
-@given(st.lists(st.integers(1, 30), max_size=30), st.one_of(st.none(), st.integers(0, 40)), st.integers(1, 10))
-def test_a_prompt_without_its_own_history_describes_the_most_recent_kept_events_the_request_covers(
-    seqs: list[int], upto: int | None, history_max: int
-) -> None:
-    events = [HistoryEvent(seq=n, event_id=f"e{n}", item_id="i", kind="rating", ts=n) for n in sorted(set(seqs))]
-    state = UserState(user_id="u", events=events, count=max(seqs, default=0))
-    ref = None if upto is None else HistoryRef.of(upto, f"e{upto}")
-    described = kept_history(state, ref, history_max)
-    covered = [e for e in events if upto is None or e.seq <= upto]
-    assert described == covered[-history_max:]
+def test_a_prompt_without_its_own_history_describes_the_most_recent_kept_events_the_request_covers() -> None:
+    # seq 1-3 have left the kept window; 4-10 are kept
+    kept = [HistoryEvent(seq=n, event_id=f"e{n}", item_id=f"i{n}", kind="rating", ts=n) for n in range(4, 11)]
+    state = UserState(user_id="u", events=kept, count=10)
+
+    def seqs(upto: int | None, history_max: int) -> list[int]:
+        ref = None if upto is None else HistoryRef.of(upto, f"e{upto}")
+        return [e.seq for e in kept_history(state, ref, history_max)]
+
+    assert seqs(8, 3) == [6, 7, 8]
+    assert seqs(8, 70) == [4, 5, 6, 7, 8]  # what the window still holds of the request's history
+    assert seqs(None, 3) == [8, 9, 10]  # no history named: the user's latest
+    assert seqs(3, 70) == []  # all of it has left the window
+    assert seqs(12, 2) == [9, 10]
 
 
 ITEMS = {f"i{n}": Item(f"i{n}", f"Film {n}", ("Drama",) if n % 2 else ("Comedy",), 1990 + n) for n in range(12)}
@@ -177,10 +200,16 @@ def test_a_generated_profile_does_not_depend_on_the_batch_it_was_generated_in(ba
         assert generated.samples is None or len(generated.samples) == s.explore.k
 
 
-def test_explored_tokens_count_every_sample_and_nothing_for_a_request_that_did_not_explore() -> None:
-    samples = [("likes long dramas", "writer:titles"), ("two words", "writer:era")]
-    assert explored_tokens(samples, WRITERS, WRITERS) == 5
-    assert explored_tokens(None, WRITERS, WRITERS) == explored_tokens([], WRITERS, WRITERS) == 0
+def test_explored_tokens_count_each_sample_by_the_tokenizer_of_the_generator_that_wrote_it(nano_model: Path) -> None:
+    nano, writer = HFGenerator(str(nano_model), device="cpu"), make_generator("writer:titles")
+    by_nano, by_writer = 'Likes "Heat (1995)" and dark, slow-burning dramas.', "Dislikes musicals, likes westerns."
+    assert nano.count_tokens(by_nano) != writer.count_tokens(by_nano)
+    assert nano.count_tokens(by_writer) != writer.count_tokens(by_writer)
+    samples = [(by_nano, nano.name), (by_writer, writer.name)]
+    expected = nano.count_tokens(by_nano) + writer.count_tokens(by_writer)
+    assert explored_tokens(samples, nano, writer) == expected  # the policy wrote one, the explorer the other
+    assert explored_tokens(samples, writer, nano) == expected
+    assert explored_tokens(None, nano, writer) == explored_tokens([], nano, writer) == 0
 
 
 @given(st.integers(1, 10))
