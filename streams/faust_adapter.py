@@ -174,6 +174,12 @@ class BulkRestore:
                 stores[tp] = store
         if not stores:
             return 0
+        highwaters = recovery.active_highwaters if title == "active" else {}
+        if all(tp in highwaters and _first_to_read(store, tp) > highwaters[tp] for tp, store in stores.items()):
+            # Faust built the active highwaters (last offsets) a moment ago: every store holds its partition up to
+            # it, so no consumer is started and no end offsets asked (each rebalance of a warm worker)
+            log.debug("Bulk restore: the %d %s changelog partitions are up to date", len(stores), title)
+            return 0
         consumer = AIOKafkaConsumer(
             **self.client_config,
             group_id=None,
@@ -195,8 +201,7 @@ class BulkRestore:
                 if title == "active" and tp in recovery.active_highwaters:
                     # Faust checks the active offsets against the highwaters it built a moment ago
                     end = min(end, recovery.active_highwaters[tp] + 1)
-                persisted = stores[tp].persisted_offset(tp)
-                firsts[ktp] = 0 if persisted is None else persisted + 1
+                firsts[ktp] = _first_to_read(stores[tp], tp)
                 if firsts[ktp] < end:
                     todo[ktp] = (stores[tp], end)
             if not todo:
@@ -247,6 +252,12 @@ class BulkRestore:
             return applied
         finally:
             await consumer.stop()
+
+
+def _first_to_read(store: RocksDBStore, tp: TP) -> int:
+    """The first changelog offset ``store`` does not hold yet (the one after its persisted offset)."""
+    persisted = store.persisted_offset(tp)
+    return 0 if persisted is None else persisted + 1
 
 
 def database(store: RocksDBStore, partition: int) -> Any:

@@ -42,7 +42,9 @@ app = faust.App(
     consumer_auto_offset_reset="earliest", autodiscover=False, topic_partitions=partitions,
     table_standby_replicas=1,
     broker_session_timeout=10,  # a killed worker's partitions move on 10 s after (Faust: 60 s)
-    TableManager=faust_adapter.table_manager({"bootstrap_servers": bootstrap} if bulk == "1" else None, int(batch)),
+    TableManager=faust_adapter.table_manager(
+        {"bootstrap_servers": os.environ.get("BULK_BOOTSTRAP", bootstrap)} if bulk == "1" else None, int(batch)
+    ),
 )
 per_record = 0
 
@@ -146,7 +148,15 @@ async def delete_topics(bootstrap: str, app_id: str) -> None:
 
 class Worker:
     def __init__(
-        self, tmp: Path, bootstrap: str, app_id: str, partitions: int, bulk: bool, name: str, batch: int = 10_000
+        self,
+        tmp: Path,
+        bootstrap: str,
+        app_id: str,
+        partitions: int,
+        bulk: bool,
+        name: str,
+        batch: int = 10_000,
+        bulk_bootstrap: str | None = None,  # the bulk restore's consumer's broker, if not the worker's
     ) -> None:
         script = tmp / "worker.py"
         script.write_text(WORKER)
@@ -156,6 +166,8 @@ class Worker:
         self.datadir = tmp / f"{name}-data"
         args = [bootstrap, app_id, str(partitions), "1" if bulk else "0", str(batch), str(self.out), str(self.datadir)]
         env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+        if bulk_bootstrap is not None:
+            env["BULK_BOOTSTRAP"] = bulk_bootstrap
         with self.log_path.open("a") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, str(script), *args, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
@@ -303,3 +315,29 @@ def test_a_joining_worker_bulk_restores_its_active_and_standby_partitions(
     # The joining worker's active and standby partitions came in write batches, none through Faust's recovery.
     assert dump_b["per_record"] == 0
     assert "of standby changelog partitions" in second.log()
+
+
+def test_a_worker_whose_stores_are_up_to_date_starts_no_bulk_restore_consumer(
+    kafka_bootstrap: str, app_id: str, tmp_path: Path
+):
+    """Restarted on its restored stores, a worker's bulk restore finds each persisted offset at the highwater Faust
+    built a moment ago and reads nothing: it starts no consumer, so even a bulk restore whose broker cannot be
+    reached does not fail (it would, and log that it stopped, if it asked the broker for end offsets)."""
+    records = changelog_records(partitions=2, keys=500, records=2000)
+    asyncio.run(fill(kafka_bootstrap, app_id, 2, records))
+    expected = last_values(records)
+    first = Worker(tmp_path, kafka_bootstrap, app_id, 2, True, "w")
+    try:
+        first.wait(lambda d: d["active"] == [0, 1] and held(d, [0, 1]) == expected)
+    finally:
+        first.kill()
+    logged, batched = len(first.log()), len(first.batches())
+    again = Worker(tmp_path, kafka_bootstrap, app_id, 2, True, "w", bulk_bootstrap="127.0.0.1:1")
+    try:
+        dump = again.wait(lambda d: d["active"] == [0, 1] and held(d, [0, 1]) == expected)
+    finally:
+        again.kill()
+    log = again.log()[logged:]
+    assert held(dump, [0, 1]) == expected and dump["per_record"] == 0
+    assert "Bulk restore of active changelog partitions stopped" not in log, log[-3000:]
+    assert "Bulk restore: the 2 active changelog partitions are up to date" in again.batches()[batched:]
