@@ -6,32 +6,13 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lettingo.data import LabelScheme, Rating
-from lettingo.records import Interaction, ProfileCandidate
-from lettingo.scoreboard import Scoreboard
+from lettingo.data import Rating
 from lettingo.sent_pairs import SentPairs
 from lettingo.stream_eval import EvalTrigger, OpenCandidate, StreamCase
-from lettingo.user_state import UserState, apply_interaction
+from lettingo.user_state import UserState
+from tests.task_eval_helpers import board_with, state_with_ratings
 
 CANDIDATES = ("p", "q", "r")
-
-
-def state_with_ratings(n: int) -> UserState:
-    state = UserState(user_id="u")
-    for k in range(1, n + 1):
-        event = Interaction(event_id=f"e{k}", user_id="u", item_id=f"i{k}", kind="rating", rating=4.0, ts=k)
-        apply_interaction(state, event, None, LabelScheme(), keep_events=50, seen_max=100)
-    return state
-
-
-def board_with(*pids: str) -> Scoreboard:
-    board = Scoreboard()
-    for pid in pids:
-        candidate = ProfileCandidate(
-            profile_id=pid, user_id="u", text=pid, generator="g", model_version="v", history_ref="2@e2"
-        )
-        board.add_candidate(candidate, prompt="P")
-    return board
 
 
 def trigger(state: UserState, pick: int | str) -> EvalTrigger:
@@ -48,7 +29,7 @@ picks = st.lists(st.one_of(st.integers(0, 11), st.sampled_from(CANDIDATES)), max
 def test_no_pair_is_sent_twice_and_no_candidate_past_the_rewards_its_round_needs(
     order: list[int | str], enough: int, acks: list[bool]
 ) -> None:
-    state, board, sent = state_with_ratings(12), board_with(*CANDIDATES), SentPairs()
+    state, board, sent = state_with_ratings(12), board_with("2@e2", *CANDIDATES), SentPairs()
     seen: set[tuple[str, str]] = set()
     acked = dict.fromkeys(CANDIDATES, 0)
     for n, pick in enumerate(order):

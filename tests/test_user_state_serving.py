@@ -7,14 +7,13 @@ import json
 
 import pytest
 
-from lettingo.data import LabelScheme
 from lettingo.feedback_join import PendingJoin, add_feedback, add_impression, close_expired
-from lettingo.records import Feedback, Impression, Interaction, ModelStatus, ModelVersion, ProfileCandidate, Reward
+from lettingo.records import Feedback, Impression, ModelStatus, ModelVersion, ProfileCandidate, Reward
 from lettingo.registry import ManifestDraft, ModelRegistry
 from lettingo.scoreboard import Scoreboard, task_key
 from lettingo.serving import ModelRefusedError, PolicyHolder
 from lettingo.stream_eval import EvalTrigger, cases_for
-from lettingo.user_state import UserState, apply_interaction
+from tests.task_eval_helpers import board_with, state_with_ratings
 
 
 def publish(registry: ModelRegistry, folder, promote: bool = True) -> ModelVersion:
@@ -88,28 +87,8 @@ def test_scoreboard_counts_each_reward_once_and_pairs_better_with_worse():
     assert board.new_pairs("u", min_rewards=2) == [] and board.open_candidates() == []  # the round closed
 
 
-def _state_with_ratings(user: str, n: int) -> UserState:
-    state = UserState(user_id=user)
-    for k in range(1, n + 1):
-        event = Interaction(event_id=f"e{k}", user_id=user, item_id=f"i{k}", kind="rating", rating=4.0, ts=k)
-        apply_interaction(state, event, None, LabelScheme(), keep_events=50, seen_max=100)
-    return state
-
-
-def _board_with(history_ref: str, *pids: str) -> Scoreboard:
-    board = Scoreboard()
-    for pid in pids:
-        board.add_candidate(
-            ProfileCandidate(
-                profile_id=pid, user_id="u", text=pid, generator="g", model_version="v", history_ref=history_ref
-            ),
-            prompt="P",
-        )
-    return board
-
-
 def test_a_candidate_is_only_tested_on_rated_events_after_its_history():
-    state, board = _state_with_ratings("u", 6), _board_with("3@e3", "p", "q")
+    state, board = state_with_ratings(6), board_with("3@e3", "p", "q")
     for e in state.events:
         trigger = EvalTrigger(user_id="u", event_id=e.event_id, seq=e.seq, item_id=e.item_id, rating=e.rating, ts=e.ts)
         cases = cases_for(trigger, state, board)
@@ -122,7 +101,7 @@ def test_a_candidate_is_only_tested_on_rated_events_after_its_history():
 
 
 def test_a_late_candidate_is_tested_at_once_on_the_kept_later_events_and_each_pair_rewarded_once():
-    state, board = _state_with_ratings("u", 6), _board_with("3@e3", "p")
+    state, board = state_with_ratings(6), board_with("3@e3", "p")
     cases = cases_for(EvalTrigger(user_id="u", profile_id="p"), state, board)
     assert [(c.event_id, c.target.item_id) for c in cases] == [("e4", "i4"), ("e5", "i5"), ("e6", "i6")]
     reward = Reward(user_id="u", profile_id="p", source="task_eval", target="i4", correct=True, value=1.0)
@@ -134,7 +113,7 @@ def test_a_late_candidate_is_tested_at_once_on_the_kept_later_events_and_each_pa
 
 
 def test_a_late_candidate_catches_up_only_on_the_earliest_events_it_still_needs():
-    state, board = _state_with_ratings("u", 8), _board_with("3@e3", "p")
+    state, board = state_with_ratings(8), board_with("3@e3", "p")
     late = EvalTrigger(user_id="u", profile_id="p")
     assert [c.event_id for c in cases_for(late, state, board, catch_up=2)] == ["e4", "e5"]
     reward = Reward(user_id="u", profile_id="p", source="task_eval", target="i4", correct=True, value=1.0)
@@ -148,7 +127,7 @@ def test_a_late_candidate_catches_up_only_on_the_earliest_events_it_still_needs(
 def test_the_task_evaluation_worker_stops_testing_a_candidate_once_its_needed_rewards_are_acknowledged():
     from lettingo.sent_pairs import SentPairs
 
-    state, board = _state_with_ratings("u", 8), _board_with("3@e3", "p", "q")
+    state, board = state_with_ratings(8), board_with("3@e3", "p", "q")
     sent = SentPairs()
 
     def live(e):
