@@ -66,3 +66,28 @@ def test_the_memory_is_bounded_and_forgets_the_oldest_pairs_first(sent_pairs: li
     for n in range(size + 5):
         sent.acknowledged(case("x", f"c{n}"))
     assert not sent.skips("c0", "y", enough=1) and sent.skips(f"c{size + 4}", "y", enough=1)
+
+
+def test_the_worker_stops_testing_a_candidate_once_its_needed_rewards_are_acknowledged() -> None:
+    state, board, sent = state_with_ratings(8), board_with("3@e3", "p", "q"), SentPairs()
+    e4, e5, e6, e7 = (trigger(state, n) for n in range(3, 7))
+    [case4] = sent.cases(e4, state, board, 2)
+    assert sent.cases(e4, state, board, 2) == []  # sent, not acknowledged yet: not sent twice, not counted either
+    [case5] = sent.cases(e5, state, board, 2)
+    sent.acknowledged(case4)
+    [case6] = sent.cases(e6, state, board, 2)
+    assert [c.profile_id for c in case6.candidates] == ["p", "q"]  # one acknowledged reward each: not enough
+    sent.acknowledged(case5)
+    assert sent.cases(e7, state, board, 2) == []  # both have the 2 their round needs
+    # a restarted worker counts from nothing: it may test them again
+    assert [c.event_id for c in SentPairs().cases(e7, state, board, 2)] == ["e7"]
+
+
+def test_a_new_candidate_catches_up_on_at_most_the_rewards_its_round_needs_and_never_on_a_sent_pair() -> None:
+    state, board, sent = state_with_ratings(8), board_with("3@e3", "p"), SentPairs()
+    opened = EvalTrigger(user_id="u", profile_id="p")
+    [live] = sent.cases(trigger(state, 3), state, board, 2)  # e4 arrived live before the candidate's own trigger
+    assert live.event_id == "e4"
+    assert [c.event_id for c in sent.cases(opened, state, board, 2)] == ["e5", "e6"]
+    assert [c.event_id for c in sent.cases(opened, state, board, 2)] == ["e7", "e8"]  # a replay: the unsent ones
+    assert sent.cases(opened, state, board, 2) == []

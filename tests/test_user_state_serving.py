@@ -122,26 +122,3 @@ def test_a_late_candidate_catches_up_only_on_the_earliest_events_it_still_needs(
     board.record(reward.model_copy(update={"target": "i5"}), task_key("e5"))
     assert cases_for(late, state, board, catch_up=2) == []
     assert [c.event_id for c in cases_for(late, state, board)] == ["e6", "e7", "e8"]  # no limit: every one
-
-
-def test_the_task_evaluation_worker_stops_testing_a_candidate_once_its_needed_rewards_are_acknowledged():
-    from lettingo.sent_pairs import SentPairs
-
-    state, board = state_with_ratings(8), board_with("3@e3", "p", "q")
-    sent = SentPairs()
-
-    def live(e):
-        trigger = EvalTrigger(user_id="u", event_id=e.event_id, seq=e.seq, item_id=e.item_id, rating=e.rating, ts=e.ts)
-        return cases_for(trigger, state, board, skip=lambda pid, eid: sent.skips(pid, eid, enough=2))
-
-    e4, e5, e6 = state.events[3:6]
-    [case4] = live(e4)
-    sent.add(case4)
-    assert live(e4) == []  # sent, not acknowledged yet: not sent twice, not counted either
-    [case5] = live(e5)
-    sent.add(case5)
-    sent.acknowledged(case4)
-    assert [c.profile_id for c in live(e6)[0].candidates] == ["p", "q"]  # one acknowledged reward each: not enough
-    sent.acknowledged(case5)
-    assert live(e6) == []  # both have the 2 their round needs
-    assert not SentPairs().skips("p", "e6", enough=2)  # a restarted worker counts from nothing: may test it again
