@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from streams.app import Worker
 
 log = logging.getLogger(__name__)
+# The header naming a task-evaluation reward's rated event: the scoreboard (streams.agents.preferences) counts a
+# reward once per (candidate, event).
+EVENT_ID_HEADER = "event-id"
 
 
 async def score(worker: Worker, cases: list[StreamCase], events_of: dict[int, EventT]) -> Sequence[list[Reward] | None]:

@@ -17,8 +17,8 @@ from lettingo.records import ProfileCandidate, Reward, RewardSource
 from lettingo.scoreboard import Scoreboard, task_key
 from lettingo.stream_eval import EvalTrigger
 from streams import metrics, tables
-from streams.agents.task_eval import EVENT_ID_HEADER
 from streams.edge import decode_event
+from streams.eval_jobs import EVENT_ID_HEADER
 from streams.faust_topics import raw_topic
 from streams.kafka.topics import PROFILE_CANDIDATES, REWARDS
 from streams.quarantine import count_evictions, crash_counted, guarded, load_owned

@@ -28,13 +28,13 @@ from lettingo.stream_eval import StreamCase
 from lettingo.user_state import UserState
 from streams import eval_jobs, metrics, tables
 from streams.edge import dead_letter
+from streams.eval_jobs import EVENT_ID_HEADER
 from streams.quarantine import crash_counted, guarded
 
 if TYPE_CHECKING:
     from streams.app import Worker
 
 log = logging.getLogger(__name__)
-EVENT_ID_HEADER = "event-id"
 
 
 def register(worker: Worker) -> None:
@@ -62,7 +62,9 @@ async def evaluate_stream(worker: Worker, sent_pairs: SentPairs, stream) -> None
             continue
         results = await eval_jobs.score(worker, cases, events_of)  # None: a case that could not be scored
         scored = [(case, rewards) for case, rewards in zip(cases, results, strict=True) if rewards is not None]
-        sent = [future for case, rewards in scored for future in await _send(worker, case, rewards)]
+        sent: list[asyncio.Future] = []
+        for case, rewards in scored:
+            sent.extend(await _send(worker, case, rewards))
         await asyncio.gather(*sent)  # acknowledged together: one round trip per batch, not per reward
         for case, _ in scored:
             sent_pairs.acknowledged(case)
