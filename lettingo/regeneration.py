@@ -92,7 +92,8 @@ def explores(user_id: str, history: HistoryRef | None, rate: float, k: int) -> b
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """What regenerating a request generates: its serving profile, and ``explore``: K candidates too."""
+    """What regenerating a request generates: its serving profile, and ``explore``: K candidates too. (Not a
+    ``bool | None``: there "explores nothing" and "needs nothing" would both be falsy.)"""
 
     explore: bool
 
