@@ -11,7 +11,8 @@ from bench.chaos import run_chaos
 pytestmark = pytest.mark.kafka
 
 
-def test_random_sigkills_of_a_two_worker_fleet_lose_double_and_change_nothing(frozen_reader) -> None:
+def test_random_sigkills_of_a_two_worker_fleet_lose_double_and_change_nothing(kafka_bootstrap, frozen_reader) -> None:
+    # kafka_bootstrap: the broker the harness's settings name is up when this file runs alone too
     result = run_chaos(events=1200, kills=4, workers=2, rate=40, seed=11)
     assert result["kills"] == 4
     assert (result["lost"], result["doubled"], result["mismatched_histories"], result["mismatched_profiles"]) == (
