@@ -24,15 +24,23 @@ from streams.settings import StreamSettings
 M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger(__name__)
 
+# Changelog records a standby table partition buffers before writing them to RocksDB. Faust keeps a standby's
+# events in one buffer per table and writes it only once it holds this many (no timer flushes it): at the
+# restore's batch (1,000) a table written a few times a minute held minutes of events, then wrote them in one
+# large write batch, a transient peak that raised the worker's malloc arenas in steps of 15-70 MB
+# (``python -m bench.memory_probe``). Standbys are written as the changes come, so a small batch costs little.
+STANDBY_BUFFER = 20
+
 
 def table_options(settings: StreamSettings) -> dict[str, Any]:
-    """Keyword arguments of every ``app.Table``: the restore batch and the bounded RocksDB memory of each table
-    partition's database (``options`` reach :class:`faust.stores.rocksdb.RocksDBOptions`; Faust's defaults, 3 x
-    64 MiB memtables and a 2 GiB block cache per database, grow a worker by GiBs over its many databases)."""
+    """Keyword arguments of every ``app.Table``: the restore batch, the standby batch (:data:`STANDBY_BUFFER`) and
+    the bounded RocksDB memory of each table partition's database (``options`` reach
+    :class:`faust.stores.rocksdb.RocksDBOptions`; Faust's defaults, 3 x 64 MiB memtables and a 2 GiB block cache per
+    database, grow a worker by GiBs over its many databases)."""
     app = settings.app
     return {
         "recovery_buffer_size": app.recovery_buffer,
-        "standby_buffer_size": app.recovery_buffer,
+        "standby_buffer_size": min(app.recovery_buffer, STANDBY_BUFFER),
         "options": {
             "write_buffer_size": app.rocksdb_write_buffer_mib * 2**20,
             "max_write_buffer_number": app.rocksdb_write_buffers,
