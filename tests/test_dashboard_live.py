@@ -215,7 +215,7 @@ def test_every_dashboard_panel_returns_data_from_a_live_worker_and_trainer(
 
     deadline = time.time() + 120
     while (empty := missing()) and time.time() < deadline:
-        time.sleep(3)
+        time.sleep(1)  # Prometheus scrapes and evaluates the rules every second
     assert not empty, f"panels with no data: {empty}"
     targets = json.loads(get(f"{prometheus}/api/v1/targets"))["data"]["activeTargets"]
     assert {t["labels"]["job"]: t["health"] for t in targets} == {"lettingo-worker": "up", "lettingo-trainer": "up"}
