@@ -136,6 +136,9 @@ class Fleet:
         raise TimeoutError(f"the fleet did not settle in {timeout_s}s")
 
     def stop(self) -> None:
+        # All asked at once: stopped one by one, each leaving worker makes the others rebalance before they stop.
+        for w in self.workers:
+            w.terminate()
         for w in self.workers:
             w.stop()
 

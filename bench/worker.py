@@ -57,6 +57,7 @@ class BenchWorker:
         self.peak_rss = 0
         self._sampling = False
         self._sampler: threading.Thread | None = None
+        self._terminated_pid: int | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -129,10 +130,16 @@ class BenchWorker:
     def log_tail(self, n: int = 3000) -> str:
         return self.log_path.read_text(errors="replace")[-n:] if self.log_path.exists() else ""
 
-    def stop(self, timeout_s: float = 30) -> None:
+    def terminate(self) -> None:
+        """Ask the worker to stop (SIGTERM), without waiting: :meth:`stop` waits."""
         self._sampling = False
+        if self.proc and self.proc.poll() is None and self._terminated_pid != self.proc.pid:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # once: a second SIGTERM may cut Faust's shutdown short
+            self._terminated_pid = self.proc.pid
+
+    def stop(self, timeout_s: float = 30) -> None:
+        self.terminate()
         if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
