@@ -55,8 +55,8 @@ def register(worker: Worker) -> None:
             admitted = [event for event in events if await applied.admit(event)]
             await apply_batch(worker, admitted)
             faults.crash_point("ingest", admitted)  # test-only: off unless STREAMS_TEST_CRASH_AT names ingest
-            # The batch's state writes are on the broker before the offset that says they are applied: the
-            # applied offset never runs ahead of the stored states (each holds its own position, see step()).
+            # The batch's state writes are on the broker before the offset that says they are applied: the applied
+            # offset never runs ahead of the stored states (each holds its own position: streams.ingest_batch.step).
             await flush(app)
             applied.applied_batch(admitted)  # after every effect of the batch, so a crash before it replays it
 
