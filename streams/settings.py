@@ -201,9 +201,10 @@ class AppSettings(Section):
     recovery_buffer: int = Field(
         1000,
         ge=1,
-        description="Changelog records a table restore writes to RocksDB in one batch (Faust's `recovery_buffer_size` "
-        "and `standby_buffer_size`). The restore is bound by Faust's Python work per record, not by RocksDB: larger "
-        "batches measured no faster (`python -m bench.state`).",
+        description="Changelog records a table restore writes to RocksDB in one batch (Faust's "
+        "`recovery_buffer_size`; a standby replica writes at most `streams.tables.STANDBY_BUFFER`, 20, at once). The "
+        "restore is bound by Faust's Python work per record, not by RocksDB: larger batches measured no faster "
+        "(`python -m bench.state`).",
     )
     stream_buffer: int = Field(
         4096,
