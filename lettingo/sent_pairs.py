@@ -1,5 +1,5 @@
 """What one task-evaluation worker remembers of the (candidate, rated event) pairs it tested, as a pure,
-bounded memory: which pairs it sent, so it rarely sends one twice, and how many rewards of each candidate the
+memory bounded in bytes: which pairs it sent, so it rarely sends one twice, and how many rewards of each candidate the
 broker acknowledged, so a candidate whose round has the rewards it needs is not tested again.
 
 The scoreboard counts a reward once per (candidate, event) in any case; this memory only saves work. On a lagging
@@ -9,42 +9,52 @@ worker the scoreboard's own count trails far behind, and without the cap a full 
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import TYPE_CHECKING
 
+from lettingo.byte_lru import MIB, ByteLRU
 from lettingo.stream_eval import EvalTrigger, StreamCase, cases_for
 
 if TYPE_CHECKING:
     from lettingo.scoreboard import Scoreboard
     from lettingo.user_state import UserState
 
-SENT_MAX = 200_000
+# About 100,000 sent pairs and as many candidates' counts: far more than the candidates open on one worker.
+SENT_BYTES = 32 * MIB
 
 
 class SentPairs:
-    """(candidate, event) pairs this worker evaluated, and each candidate's acknowledged rewards; the oldest
-    forgotten first, past ``max_size`` of each."""
+    """(candidate, event) pairs this worker evaluated, and each candidate's acknowledged rewards, in at most
+    ``max_bytes`` together (half each); the least recently added or counted forgotten first."""
 
-    def __init__(self, max_size: int = SENT_MAX) -> None:
-        self.max_size = max_size
-        self._pairs: OrderedDict[tuple[str, str], None] = OrderedDict()
-        self._acked: OrderedDict[str, int] = OrderedDict()
+    def __init__(self, max_bytes: int = SENT_BYTES) -> None:
+        self._pairs: ByteLRU[tuple[str, str], None] = ByteLRU(max_bytes // 2)
+        self._acked: ByteLRU[str, int] = ByteLRU(max_bytes - max_bytes // 2)
+
+    @property
+    def max_bytes(self) -> int:
+        return self._pairs.max_bytes + self._acked.max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, value: int) -> None:
+        self._pairs.max_bytes, self._acked.max_bytes = value // 2, value - value // 2
+        self._pairs.shrink()
+        self._acked.shrink()
+
+    def memory_usage(self) -> tuple[int, int]:
+        """(entries, bytes) of both memories together."""
+        return len(self._pairs) + len(self._acked), self._pairs.bytes + self._acked.bytes
 
     def add(self, case: StreamCase) -> None:
         for candidate in case.candidates:
-            self._pairs[(candidate.profile_id, case.event_id)] = None
-        while len(self._pairs) > self.max_size:
-            self._pairs.popitem(last=False)
+            self._pairs.put((candidate.profile_id, case.event_id), None)
 
     def acknowledged(self, case: StreamCase) -> None:
         """Count the case's rewards once the broker has them: a reward lost in a crash is not counted."""
         for candidate in case.candidates:
-            self._acked[candidate.profile_id] = self._acked.pop(candidate.profile_id, 0) + 1
-        while len(self._acked) > self.max_size:
-            self._acked.popitem(last=False)
+            self._acked.put(candidate.profile_id, (self._acked.get(candidate.profile_id) or 0) + 1)
 
     def skips(self, profile_id: str, event_id: str, enough: int) -> bool:
-        return (profile_id, event_id) in self._pairs or self._acked.get(profile_id, 0) >= enough
+        return (profile_id, event_id) in self._pairs or (self._acked.get(profile_id) or 0) >= enough
 
     def cases(
         self, trigger: EvalTrigger, state: UserState | None, board: Scoreboard | None, enough: int

@@ -70,6 +70,21 @@ MODELS_REFUSED = Counter(
 TABLE_KEYS = Gauge(
     "lettingo_table_keys", "Keys in this worker's active table partitions.", ["table"], registry=REGISTRY
 )
+CACHE_ENTRIES = Gauge(
+    "lettingo_cache_entries", "Entries of an in-process cache of this worker.", ["cache"], registry=REGISTRY
+)
+CACHE_BYTES = Gauge(
+    "lettingo_cache_bytes",
+    "Approximate bytes an in-process cache holds (keys, values and the dict's own cost).",
+    ["cache"],
+    registry=REGISTRY,
+)
+CACHE_MAX_BYTES = Gauge(
+    "lettingo_cache_max_bytes",
+    "The memory bound of an in-process cache (LETTINGO_CACHE_*_MIB).",
+    ["cache"],
+    registry=REGISTRY,
+)
 CONSUMER_LAG = Gauge(
     "lettingo_consumer_lag_messages",
     "High watermark minus the consumer's position, per assigned partition.",

@@ -13,13 +13,16 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from lettingo.bounds import StateBounds
+from lettingo.byte_lru import MIB
 from lettingo.data import LabelScheme
 from lettingo.drift import DriftConfig
 from lettingo.errors import ConfigError
 from lettingo.generators import Generator, make_generator
 from lettingo.ingest import IngestLimits
 from lettingo.prompts.profile import HistoryEntry, ProfilePrompt, profile_prompt_from_entries, profile_prompt_within
+from lettingo.recommenders.reader import EmbeddingReader
 from lettingo.records import InputLimits, Item
+from lettingo.sent_pairs import SentPairs
 from lettingo.serving import PolicyHolder
 from lettingo.stream_eval import StreamEvalConfig, StreamTaskEvaluator, load_stream_evaluator
 from streams.settings import StreamSettings
@@ -45,6 +48,20 @@ class Runtime:
     erasures_ready: asyncio.Event = field(default_factory=asyncio.Event)
     generators_ready: asyncio.Event = field(default_factory=asyncio.Event)
     evaluator_ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @cached_property
+    def sent_pairs(self) -> SentPairs:
+        """What task evaluation on this worker sent and had acknowledged (``LETTINGO_CACHE_SENT_PAIRS_MIB``)."""
+        return SentPairs(self.settings.cache.sent_pairs_mib * MIB)
+
+    def caches(self) -> dict[str, tuple[int, int, int]]:
+        """Each in-process cache's (entries, bytes, bound in bytes), for ``lettingo_cache_*``."""
+        found = {"sent_pairs": (*self.sent_pairs.memory_usage(), self.sent_pairs.max_bytes)}
+        reader = self.evaluator.reader if self.evaluator else None
+        if isinstance(reader, EmbeddingReader):
+            found["profile_vectors"] = (*reader.memory_usage(), reader.max_profile_bytes)
+            found["text_vectors"] = (*reader.encoder.memory_usage(), reader.encoder.max_memory_bytes)
+        return found
 
     @cached_property
     def input_limits(self) -> InputLimits:
@@ -148,3 +165,7 @@ class Runtime:
             s.reader_path,
             StreamEvalConfig(draws=s.eval.draws, n_negatives=s.eval.negatives),
         )
+        reader = self.evaluator.reader
+        if isinstance(reader, EmbeddingReader):
+            reader.max_profile_bytes = s.cache.profile_vectors_mib * MIB
+            reader.encoder.max_memory_bytes = s.cache.text_vectors_mib * MIB

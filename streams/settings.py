@@ -260,6 +260,32 @@ class WebSettings(Section):
     )
 
 
+class CacheSettings(Section):
+    """In-process caches of a worker's task evaluation, each bounded in memory; the least recently used entry is
+    evicted first. Their fill shows as `lettingo_cache_bytes` against `lettingo_cache_max_bytes`."""
+
+    model_config = section_config("CACHE_")
+
+    text_vectors_mib: int = Field(
+        64,
+        ge=1,
+        description="Sentence vectors of texts not cached on disk (profile chunks) kept in memory, MiB: about "
+        "30,000 vectors.",
+    )
+    profile_vectors_mib: int = Field(
+        64,
+        ge=1,
+        description="Chunk vectors of the profiles scored lately, keyed by the profile text, MiB: about 10,000 "
+        "profiles of a few chunks.",
+    )
+    sent_pairs_mib: int = Field(
+        32,
+        ge=1,
+        description="The (candidate, rated event) pairs task evaluation sent and the candidates' acknowledged "
+        "rewards, MiB: about 100,000 of each; a forgotten pair may be scored again (counted once).",
+    )
+
+
 class StreamSettings(Settings):
     """The core's settings and the stream layer's infrastructure."""
 
@@ -268,6 +294,7 @@ class StreamSettings(Settings):
     topics: TopicSettings = _section(TopicSettings)
     app: AppSettings = _section(AppSettings)
     web: WebSettings = _section(WebSettings)
+    cache: CacheSettings = _section(CacheSettings)
 
     @property
     def bootstrap(self) -> str:

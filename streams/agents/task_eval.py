@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 def register(worker: Worker) -> None:
     """Declare the task evaluation agent on ``worker``'s app, with the pairs it has sent (this worker's memory)."""
-    sent = SentPairs()
+    sent = worker.runtime.sent_pairs
 
     @worker.app.agent(worker.topics.rated_events.topic)
     @crash_counted
