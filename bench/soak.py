@@ -16,7 +16,12 @@ read-ahead.) The steady phase starts once the saturating input is applied; it cy
 (deterministic writer, no model).
 
 Memory is *bounded* when the RSS slope over the second half of the run, after warm-up, is under one megabyte a
-minute. Lag is spiky (it swings between 0 and a few commit intervals of input as the workers commit), so a
+minute. The worker's in-process caches (``lettingo_cache_bytes``: text vectors, profile vectors, sent pairs) fill
+up to their bounds (``lettingo_cache_max_bytes``) over tens of minutes, faster than a ten-minute run's RSS may
+grow; their bytes are sampled with the RSS, and memory is also judged *bounded net of the caches* when the slope
+of the RSS minus the caches' bytes is under the same limit, telling caches filling up to their caps from a leak.
+
+Lag is spiky (it swings between 0 and a few commit intervals of input as the workers commit), so a
 least-squares slope says little about it. Lag is *bounded* when, over the second half, (1) its trend, the
 Theil-Sen slope (the median of the slopes between every two samples, which spikes barely move) times the half's
 length, adds less than ``LAG_GROWTH_LIMIT_SECONDS`` of input, and (2) its median is under ``LAG_LIMIT_SECONDS`` of
@@ -53,6 +58,7 @@ RSS_SLOPE_LIMIT_MB_PER_MIN = 1.0
 LAG_LIMIT_SECONDS = 10.0
 LAG_GROWTH_LIMIT_SECONDS = 5.0
 KEPT_UP_SHARE = 0.95  # of the interactions sent in the steady phase, the share the fleet must have applied
+CACHES = ("text_vectors", "profile_vectors", "sent_pairs")  # the label values of lettingo_cache_bytes
 CAPACITY_WINDOW = (0.3, 0.95)  # share of the capacity backlog applied: after the warm-up, before the tail
 SATURATE_SECONDS = 90.0  # input paced at the backlog rate: long enough that its second half is past the warm-up
 
@@ -109,6 +115,18 @@ def memory_split_mb(worker: BenchWorker) -> dict[str, float]:
     except (psutil.Error, AttributeError):
         return {k: float("nan") for k in split}
     return {k: round(v, 1) for k, v in split.items()}
+
+
+def cache_mb(worker: BenchWorker, metric: str = "lettingo_cache_bytes") -> dict[str, float]:
+    """Each in-process cache's bytes (or, with ``lettingo_cache_max_bytes``, its bound) as the worker serves
+    them, and their ``total``, in MB (0 for a cache not reported yet)."""
+    out = {name: round(worker.counter(metric, cache=name) / 2**20, 2) for name in CACHES}
+    return {**out, "total": round(sum(out.values()), 2)}
+
+
+def net_of(rss: list[tuple[float, float]], caches: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(seconds, RSS minus the caches' bytes) of samples taken together."""
+    return [(t, v - c) for (t, v), (_, c) in zip(rss, caches, strict=True)]
 
 
 def slope_per_min(series: list[tuple[float, float]]) -> float:
@@ -251,6 +269,7 @@ def run_soak(
         rss: list[list[tuple[float, float]]] = [[] for _ in fleet.workers]
         lag: list[list[tuple[float, float]]] = [[] for _ in fleet.workers]
         split: list[list[dict[str, float]]] = [[] for _ in fleet.workers]
+        caches: list[list[dict[str, float]]] = [[] for _ in fleet.workers]
         started = time.monotonic()
         applied_at_start = applied(fleet.workers)
         sender.start()
@@ -258,6 +277,7 @@ def run_soak(
             for n, worker in enumerate(fleet.workers):
                 rss[n].append((elapsed, rss_mb(worker)))
                 split[n].append({"t": round(elapsed, 1), **memory_split_mb(worker)})
+                caches[n].append({"t": round(elapsed, 1), **cache_mb(worker)})
                 lag[n].append((elapsed, worker.counter(LAG_METRIC, topic=settings.topic("interactions"))))
             time.sleep(max(0.0, started + (len(rss[0])) * sample_s - time.monotonic()))
         stop.set()
@@ -267,6 +287,8 @@ def run_soak(
         sent_rate = (sent[0] if sent else float("nan")) / elapsed
 
         rss_slopes = [slope_per_min(second_half(s)) for s in rss]
+        cache_totals = [[(p["t"], p["total"]) for p in c] for c in caches]
+        net_slopes = [slope_per_min(second_half(net_of(r, c))) for r, c in zip(rss, cache_totals, strict=True)]
         lag_slopes = [slope_per_min(second_half(s)) for s in lag]
         series_bounded = all(lag_bounded(s, rate) for s in lag)
         kept_up = bool(sent_rate and steady_rate >= KEPT_UP_SHARE * sent_rate)
@@ -301,6 +323,12 @@ def run_soak(
             "lag_peak_seconds_of_input": [peak(s) / rate if rate else None for s in lag],
             "rss_peak_mb": [peak(s) for s in rss],
             "rss_bounded": all(s < RSS_SLOPE_LIMIT_MB_PER_MIN for s in rss_slopes),
+            # the caches' bytes sampled with rss_mb, their bounds, and the RSS slope without them
+            "cache_mb": caches,
+            "cache_caps_mb": [cache_mb(w, "lettingo_cache_max_bytes") for w in fleet.workers],
+            "cache_slope_mb_per_min": [slope_per_min(second_half(c)) for c in cache_totals],
+            "rss_net_of_caches_slope_mb_per_min": net_slopes,
+            "rss_bounded_net_of_caches": all(s < RSS_SLOPE_LIMIT_MB_PER_MIN for s in net_slopes),
             "lag_series_bounded": series_bounded,
             "input_kept_up": kept_up,
             # the lag metric is read from each worker: the applied count against the sent one checks it from outside
@@ -324,6 +352,8 @@ def run(opts: Options) -> dict[str, Any]:
             f"worker {n}",
             f"{figures['rss_mb'][n][0][1]:.0f} -> {figures['rss_mb'][n][-1][1]:.0f}",
             f"{figures['rss_slope_mb_per_min'][n]:+.2f}",
+            f"{figures['rss_net_of_caches_slope_mb_per_min'][n]:+.2f}",
+            f"{figures['cache_mb'][n][-1]['total']:.0f} / {figures['cache_caps_mb'][n]['total']:.0f}",
             f"{figures['lag_median'][n]:.0f}",
             f"{figures['lag_peak_first_half'][n]:.0f} -> {figures['lag_peak_second_half'][n]:.0f}",
         ]
@@ -331,12 +361,21 @@ def run(opts: Options) -> dict[str, Any]:
     ]
     print_table(
         "soak",
-        ["worker", "RSS MB first -> last", "RSS slope MB/min (2nd half)", "lag median", "lag peak 1st -> 2nd half"],
+        [
+            "worker",
+            "RSS MB first -> last",
+            "RSS slope MB/min (2nd half)",
+            "net of caches",
+            "caches MB / cap",
+            "lag median",
+            "lag peak 1st -> 2nd half",
+        ],
         rows,
         note=(
             f"capacity {figures['capacity_per_s']:.0f}/s, input {figures['input_rate_per_s']:.0f}/s, applied "
             f"{figures['applied_rate_per_s']:.0f}/s; "
-            f"bounded: rss {figures['rss_bounded']}, lag {figures['lag_bounded']}"
+            f"bounded: rss {figures['rss_bounded']}, rss net of caches {figures['rss_bounded_net_of_caches']}, "
+            f"lag {figures['lag_bounded']}"
         ),
     )
     write_result("soak", opts, figures, started)
