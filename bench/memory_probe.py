@@ -34,7 +34,7 @@ import psutil
 from bench.chaos import WORKER
 from bench.common import REPO
 from bench.kafka_util import run_settings
-from bench.soak import interactions, second_half, send, slope_per_min
+from bench.soak import cache_mb, interactions, net_of, second_half, send, slope_per_min
 from bench.worker import BenchWorker, remove_home
 from streams.kafka.topics import create_topics, delete_run_topics
 from streams.settings import StreamSettings
@@ -169,6 +169,7 @@ def probe(variants: list[Variant], minutes: float, rate: float, sample_s: float,
                         "t": round(elapsed, 1),
                         **w.sample(),
                         "applied": w.counter("lettingo_events_total", topic="interactions"),
+                        "caches": cache_mb(w),
                     }
                 )
             s = series[0][-1]
@@ -185,8 +186,9 @@ def probe(variants: list[Variant], minutes: float, rate: float, sample_s: float,
             "load_average": os.getloadavg(),
             "variants": {},
         }
-        for v, s in zip(variants, series, strict=True):
+        for v, s, w in zip(variants, series, workers, strict=True):
             pts = [(p["t"], p["rss"]) for p in s]
+            cached = {name: [(p["t"], p["caches"][name]) for p in s] for name in s[-1]["caches"]}
             out["variants"][v.name] = {
                 "env": v.env,
                 "wrap": v.wrap,
@@ -195,6 +197,12 @@ def probe(variants: list[Variant], minutes: float, rate: float, sample_s: float,
                 "rss_slope_whole_mb_per_min": round(slope_per_min(pts), 2),
                 "heap_slope_mb_per_min": round(slope_per_min([(p["t"], p["heap"]) for p in s]), 2),
                 "anon_slope_mb_per_min": round(slope_per_min([(p["t"], p["anon"]) for p in s]), 2),
+                "caches_first_last_mb": {name: [c[0][1], c[-1][1]] for name, c in cached.items()},
+                "cache_slope_mb_per_min": {name: round(slope_per_min(c), 2) for name, c in cached.items()},
+                "cache_caps_mb": cache_mb(w, "lettingo_cache_max_bytes"),
+                "rss_net_of_caches_slope_second_half_mb_per_min": round(
+                    slope_per_min(second_half(net_of(pts, cached["total"]))), 2
+                ),
                 "applied": s[-1]["applied"],
                 "series": s,
             }
@@ -236,6 +244,8 @@ def main() -> None:
             f"{name}: RSS {v['rss_first_last_mb'][0]:.0f} -> {v['rss_first_last_mb'][1]:.0f} MB, "
             f"slope {v['rss_slope_second_half_mb_per_min']:+.2f} MB/min (second half), "
             f"heap {v['heap_slope_mb_per_min']:+.2f}, anon {v['anon_slope_mb_per_min']:+.2f}, "
+            f"caches {v['cache_slope_mb_per_min']} MB/min, "
+            f"net of caches {v['rss_net_of_caches_slope_second_half_mb_per_min']:+.2f} MB/min, "
             f"applied {v['applied']:.0f}"
         )
     print(f"load average {out['load_average']}; figures in {args.out}")

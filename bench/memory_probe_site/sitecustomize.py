@@ -7,6 +7,9 @@ worker's ``PYTHONPATH``); each is on only where its variable is set, and writes 
 - ``MEMPROBE_TRIM=1``: ``malloc_trim(0)`` before each sample (returns the arenas' free pages).
 - ``MEMPROBE_GC=1``: a full collection every 10 s that keeps what it finds; the garbage's types go to
   ``<pid>.gc.txt`` before it is freed.
+- ``MEMPROBE_TRACEMALLOC=N``: trace Python's allocations (objects, and numpy's buffers) from the start with N
+  frames, and every 60 s write to ``<pid>.tracemalloc.txt`` the 15 sites whose live bytes grew most since the
+  snapshot after the first minute (the warm-up): what the live Python memory that keeps growing is.
 - ``MEMPROBE_STANDBY_BUFFER=N``: the tables' standby batch (``streams.tables.STANDBY_BUFFER``), to compare it.
 """
 
@@ -99,6 +102,27 @@ def gc_sample() -> str:
     return f"collected={found} {sum(size.values()) / MB:.2f}MB {top}"
 
 
+def _short(path: str) -> str:
+    for marker in ("/site-packages/", "/work/main/", "/lib/python3"):
+        path = path.rsplit(marker, 1)[-1]
+    return path
+
+
+def tracemalloc_sample(baseline: list) -> str:
+    import tracemalloc
+
+    snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+    if not baseline:
+        baseline.append(snap)
+        return f"baseline {tracemalloc.get_traced_memory()[0] / MB:.1f}MB"
+    stats = snap.compare_to(baseline[0], "traceback")
+    lines = [f"traced {tracemalloc.get_traced_memory()[0] / MB:.1f}MB"]
+    for stat in stats[:15]:
+        where = " <- ".join(f"{_short(f.filename)}:{f.lineno}" for f in stat.traceback)
+        lines.append(f"  {stat.size_diff / MB:+.2f}MB {stat.count_diff:+d} blocks  {where}")
+    return "\n".join(lines)
+
+
 if OUT:
     LIBC = ctypes.CDLL("libc.so.6")
     LIBC.mallinfo2.restype = MallInfo2
@@ -106,6 +130,12 @@ if OUT:
     every(10, "rocks.tsv", "t\tdbs\tmemtables\ttable_readers\tblock_cache\tlive_versions\tsst", rocks_sample)
     if os.environ.get("MEMPROBE_GC") == "1":
         every(10, "gc.txt", None, gc_sample)
+    if os.environ.get("MEMPROBE_TRACEMALLOC"):
+        import tracemalloc
+
+        tracemalloc.start(int(os.environ["MEMPROBE_TRACEMALLOC"]))
+        baseline: list = []
+        every(60, "tracemalloc.txt", None, lambda: tracemalloc_sample(baseline))
     if os.environ.get("MEMPROBE_STANDBY_BUFFER"):
         import streams.tables
 
