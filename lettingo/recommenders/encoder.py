@@ -23,7 +23,7 @@ from lettingo.byte_lru import MIB, ByteLRU
 log = logging.getLogger(__name__)
 
 EMBEDDING_DIM = 384
-# Vectors of texts not persisted (profile chunks) kept in memory: about 30,000 of 384 float32 with their keys.
+# Vectors of texts not persisted (profile chunks) kept in memory: about 36,000 of 384 float32 with their keys.
 MEMORY_BYTES = 64 * MIB
 
 

@@ -39,7 +39,7 @@ from lettingo.recommenders.scorer import LinearScorer, read_frozen, write_frozen
 log = logging.getLogger(__name__)
 
 Query = SentimentQuery | RankingQuery
-# Chunk vectors of the profiles scored lately (keyed by the profile text): a few thousand open candidates.
+# Chunk vectors of the profiles scored lately (keyed by the profile text): about 6,000 profiles of 1 KB.
 PROFILE_CACHE_BYTES = 64 * MIB
 BLOCK_QUERIES = 512  # queries whose padded vectors are gathered at once (a few MB each), bounding the memory
 
