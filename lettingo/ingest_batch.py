@@ -10,7 +10,8 @@ while the kept window still holds it, and the stored ``last_request`` if that ev
 (:func:`lettingo.ingest.ingest_event`). So no state may be stored with an unsent output that this could not
 re-send: before a user's next new event the batch is flushed if that user has
 
-- as many unsent rated events as the window keeps (the next one would push the oldest unsent one out of it),
+- an unsent rated event that the next event would push out of the window (every event enters it, of any kind,
+  so it counts the events applied since that rated one, not the rated events),
 - an unsent profile request and the next event may cause another one (which would replace ``last_request``;
   :func:`lettingo.drift.may_request_next` says when it cannot: too little evidence since, or within the cooldown),
 - or a re-sent output (a barrier: the next new event may replace what it was re-sent from).
@@ -29,6 +30,7 @@ from lettingo.user_state import HistoryEvent, UserState
 E = TypeVar("E")  # the transport's handle of an event (where its state write is filed)
 Output = HistoryEvent | ProfileRequest  # a rated event for task evaluation, or a profile request
 Position = tuple[str, int]  # (source, offset): where an event sits in its input
+Applied = tuple[Interaction, Position, float | None]  # an applied event, where it sits, when it reached the broker
 
 
 @dataclass
@@ -37,33 +39,56 @@ class UserWork(Generic[E]):
 
     state: UserState
     event: E  # the user's latest event
+    # When the user was last erased as the state was loaded (``None``: never): an erasure learned after the load
+    # means the state holds history the user asked to forget (:meth:`erased_since_load`).
+    erased_at: float | None = None
     changed: bool = False
-    unsent_rated: int = 0  # newly applied rated events not sent yet
+    oldest_unsent_seq: int | None = None  # the seq of the oldest newly applied rated event not sent yet
     unsent_request: bool = False  # a new profile request not sent yet
     barrier: bool = False  # a re-sent output not sent yet: the user's next new event waits for a flush
-    # Applied since the state was loaded or stored, with their positions: what a retry replays on the stored state.
-    since_flush: list[tuple[Interaction, Position]] = field(default_factory=list)
+    # Applied since the state was loaded or stored, with their positions and arrival times: what a retry replays on
+    # the stored state, and what an erasure learned meanwhile applies again on a fresh one.
+    since_flush: list[Applied] = field(default_factory=list)
 
     def must_flush_before(self, interaction: Interaction, keep_events: int, drift: DriftConfig) -> bool:
         """Whether the batch must be flushed before ``interaction`` is applied (see the module's doc)."""
         if not (
             self.barrier
-            or self.unsent_rated >= keep_events
+            # The window keeps the events of seq count+1-keep_events .. count+1 once the next one is applied.
+            or (self.oldest_unsent_seq is not None and self.state.count + 1 - self.oldest_unsent_seq >= keep_events)
             or (self.unsent_request and may_request_next(self.state, interaction.ts, drift))
         ):
             return False
         return not self.state.has_applied(interaction.event_id)  # a duplicate changes nothing: no need
 
-    def applied(self, interaction: Interaction, position: Position) -> None:
-        """``interaction`` went through the state (a duplicate too: the state is stored anyway, so that the
-        changelog catches up with a local store that is ahead of it)."""
-        self.since_flush.append((interaction, position))
+    def applied(self, interaction: Interaction, position: Position, arrived: float | None) -> None:
+        """``interaction`` (which reached the broker at ``arrived``) went through the state (a duplicate too: the
+        state is stored anyway, so that the changelog catches up with a local store that is ahead of it)."""
+        self.since_flush.append((interaction, position, arrived))
         self.changed = True
 
     def flushed(self) -> None:
-        """The state is stored and every output queued for it sent."""
-        self.changed, self.unsent_rated, self.unsent_request, self.barrier = False, 0, False, False
+        """The state is stored and every output queued for it handed to the producer. They may not be acknowledged
+        yet; that is safe because no state is stored again before the broker has acknowledged them (the delivery's
+        next flush waits for that first)."""
+        self.changed, self.oldest_unsent_seq, self.unsent_request, self.barrier = False, None, False, False
         self.since_flush.clear()
+
+    def erased_since_load(self, erased_at: float | None) -> bool:
+        """Whether the user was erased (last at ``erased_at``) after the state was loaded: it then holds history the
+        user asked to forget, and must not be stored, nor the outputs of the events before the erasure sent."""
+        return erased_at is not None and erased_at != self.erased_at
+
+    def restart_after_erasure(self, erased_at: float) -> list[Applied]:
+        """Start the user afresh after an erasure at ``erased_at`` learned since the load; what is not stored yet is
+        dropped (the caller drops the queued outputs: :meth:`Outbox.drop`). Returns the events applied since the last
+        flush that reached the broker after the erasure (new data), in order, to apply again on the fresh state; an
+        event without an arrival time counts as old, as :meth:`streams.runtime.Runtime.forgotten` counts it."""
+        again = [(i, p, a) for i, p, a in self.since_flush if a is not None and a > erased_at]
+        self.state = UserState(user_id=self.state.user_id)
+        self.erased_at = erased_at
+        self.flushed()
+        return again
 
 
 @dataclass
@@ -88,9 +113,14 @@ class Outbox:
         if barrier:
             work.barrier = True
         elif isinstance(output, HistoryEvent):
-            work.unsent_rated += 1
+            if work.oldest_unsent_seq is None:
+                work.oldest_unsent_seq = output.seq
         else:
             work.unsent_request = True
+
+    def drop(self, user_id: str) -> None:
+        """Forget every output queued for ``user_id`` (erased while the batch ran)."""
+        self.queued = [(user, output) for user, output in self.queued if user != user_id]
 
     def take(self) -> list[tuple[str, Output]]:
         """Everything queued, in event order; the outbox is empty after."""

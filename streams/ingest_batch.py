@@ -3,14 +3,21 @@ user_state table, profile requests to ``profile-requests``, each newly applied r
 (task evaluation's input).
 
 A batch loads each of its users' states once, applies that user's events in order (the drift decision after each
-one, exactly as one by one: :func:`lettingo.ingest.ingest_event`) and stores each changed state once, under the
-partition of one of that user's events. Only then does it send what the events caused, in event order, and it
-waits for the broker to take all of it before the batch is recorded as applied (:mod:`streams.applied`). A state
-is stored before what it caused is sent, because regenerate and task evaluation read the state a request or a
-rated event refers to. When a user's next event must wait for a flush is decided in :mod:`lettingo.ingest_batch`;
-such a flush in the middle of a batch stores the states and sends their outputs, and the batch goes on applying
-while the broker acknowledges them: the next flush waits for that acknowledgement before it stores any state, so
-no stored state is ever ahead of an output the broker may not have.
+one, exactly as one by one: :func:`lettingo.ingest.ingest_event`) and stores each changed state at each flush,
+under the partition of that user's latest event: once at the end of the batch, and at each flush in the middle of
+it. A flush stores the states, then sends what the events caused, in event order; the last one waits for the
+broker to take all of it before the batch is recorded as applied (:mod:`streams.applied`). A state is stored
+before what it caused is sent, because regenerate and task evaluation read the state a request or a rated event
+refers to. When a user's next event must wait for a flush is decided in :mod:`lettingo.ingest_batch`; such a
+flush in the middle of a batch does not wait: the batch goes on applying while the broker acknowledges the
+outputs, and the next flush waits for that acknowledgement before it stores any state, so no stored state is
+ever ahead of an output the broker may not have. If the batch raises, what was handed to the producer is still
+awaited (its requests counted) before the error goes on.
+
+A user erased while the batch ran (:mod:`streams.agents.erasures`; the erasure noted when the state was loaded
+differs at a flush) is started afresh: the state loaded before the erasure is not stored, the outputs queued for
+the user are dropped, and the events since the last flush that reached Kafka after the erasure are applied again
+on a fresh state (:meth:`lettingo.ingest_batch.UserWork.restart_after_erasure`).
 
 An event whose processing raises is tried again on the user's state rebuilt from the table and the user's events
 applied since the last flush; after ``poison_retries`` tries it is dead-lettered and skipped (streams.quarantine).
@@ -70,27 +77,41 @@ class Batch:
     async def work(self, user_id: str, event: faust.EventT) -> UserWork[faust.EventT]:
         work = self.users.get(user_id)
         if work is None:
-            work = self.users[user_id] = UserWork(await load_state(self.worker, user_id, event), event)
+            erased_at = self.worker.runtime.erased.get(user_id)  # noted before the load: an erasure after it shows
+            work = self.users[user_id] = UserWork(await load_state(self.worker, user_id, event), event, erased_at)
         work.event = event
         return work
+
+    def restart_erased(self) -> None:
+        """Start afresh each user erased since their state was loaded (see the module's doc); with no await between
+        this and the stores, no erasure can be learned in between."""
+        runtime = self.worker.runtime
+        for user_id, work in self.users.items():
+            erased_at = runtime.erased.get(user_id)
+            if erased_at is None or not work.erased_since_load(erased_at):
+                continue
+            self.outbox.drop(user_id)
+            for interaction, position, arrived in work.restart_after_erasure(erased_at):
+                result = step(runtime, work.state, interaction, self.evicted, position)
+                work.applied(interaction, position, arrived)
+                self.outbox.record(work, result, arrived)
 
     async def flush(self, *, wait: bool = True) -> None:
         """Store every changed state, then send the outputs; wait until the broker has them all, or (``wait``
         False) only before the next flush stores anything: a state stored after an output never reaches the
         changelog before the broker has that output, and the batch goes on applying its next events meanwhile."""
-        await self.acked()
+        await self.wait_acked()
         worker = self.worker
         max_bytes = worker.settings.bounds.max_state_bytes
-        # Users forgotten while this batch ran (streams.agents.erasures): nothing of theirs is stored or sent.
-        forgotten = {u for u, w in self.users.items() if worker.runtime.forgotten(u, w.event.message.timestamp)}
+        self.restart_erased()
         for work in self.users.values():
-            if work.changed and work.state.user_id not in forgotten:
+            if work.changed:
                 payload = fit_user_state(work.state, max_bytes, self.evicted)
                 with tables.event_context(work.event):
                     worker.tables.user_state[tables.key(work.state.user_id)] = payload
             work.flushed()
         count_evictions("user_state", self.evicted)
-        outputs = [(user_id, output) for user_id, output in self.outbox.take() if user_id not in forgotten]
+        outputs = self.outbox.take()
         sender = BatchSender(worker.app)
         requests, rated = worker.topics.profile_requests.name, worker.topics.rated_events.name
         for user_id, output in outputs:
@@ -102,15 +123,14 @@ class Batch:
         await sender.submit()
         self.sending = (sender, [output for _, output in outputs if isinstance(output, ProfileRequest)])
         if wait:
-            await self.acked()
+            await self.wait_acked()
 
-    async def acked(self) -> None:
+    async def wait_acked(self) -> None:
         """Wait until the broker has the outputs of the last flush."""
         if self.sending is None:
             return
-        sender, requests = self.sending
+        (sender, requests), self.sending = self.sending, None
         await sender.sent()
-        self.sending = None
         for request in requests:
             metrics.PROFILE_REQUESTS.labels(reason=request.reason.value).inc()
             log.info(
@@ -122,28 +142,40 @@ class Batch:
                 extra={"user_id": request.user_id},
             )
 
+    async def settle(self) -> None:
+        """After the batch raised: wait for what the last flush handed the producer (so no future's error goes
+        unretrieved and its requests are counted), without hiding the batch's own error behind a failure here."""
+        try:
+            await self.wait_acked()
+        except Exception:
+            log.warning("ingest: the outputs of a batch that raised were not all acknowledged", exc_info=True)
+
 
 async def apply_batch(worker: Worker, events: list) -> None:
     """Apply a batch of admitted interaction events in order (see the module's doc)."""
     batch = Batch(worker)
     keep_events, drift = worker.runtime.keep_events, worker.runtime.drift
     kinds: Counter[str] = Counter()
-    for event in events:
-        interaction = await decode_event(worker, event, worker.topics.interactions)
-        if interaction is None:
-            continue
-        kinds[interaction.kind.value] += 1
-        work = await batch.work(interaction.user_id, event)
-        if work.must_flush_before(interaction, keep_events, drift):
-            await batch.flush(wait=False)
-        result = await step_guarded(batch, work, interaction, event)
-        if result is not None:
-            if result.drift_score:
-                metrics.DRIFT_SCORE.observe(result.drift_score)
-            if not result.applied:
-                metrics.DUPLICATES.inc()
-            batch.outbox.record(work, result, event.message.timestamp)
-    await batch.flush()
+    try:
+        for event in events:
+            interaction = await decode_event(worker, event, worker.topics.interactions)
+            if interaction is None:
+                continue
+            kinds[interaction.kind.value] += 1
+            work = await batch.work(interaction.user_id, event)
+            if work.must_flush_before(interaction, keep_events, drift):
+                await batch.flush(wait=False)
+            result = await step_guarded(batch, work, interaction, event)
+            if result is not None:
+                if result.drift_score:
+                    metrics.DRIFT_SCORE.observe(result.drift_score)
+                if not result.applied:
+                    metrics.DUPLICATES.inc()
+                batch.outbox.record(work, result, event.message.timestamp)
+        await batch.flush()
+    except Exception:
+        await batch.settle()
+        raise
     for kind, n in kinds.items():
         metrics.EVENTS.labels(topic="interactions", kind=kind).inc(n)
 
@@ -168,6 +200,7 @@ async def step_guarded(
     tries = worker.settings.app.poison_retries
     error: Exception | None = None
     position = source_position(event, worker.settings.topics.prefix)
+    arrived = event.message.timestamp
     for attempt in range(tries):
         try:
             result = step(worker.runtime, work.state, interaction, batch.evicted, position)
@@ -183,10 +216,10 @@ async def step_guarded(
                 e,
             )
             work.state = await load_state(worker, interaction.user_id, event)
-            for done, at in work.since_flush:  # what they caused is queued already: only the state is rebuilt
+            for done, at, _ in work.since_flush:  # what they caused is queued already: only the state is rebuilt
                 step(worker.runtime, work.state, done, Evictions(), at)
             continue
-        work.applied(interaction, position)
+        work.applied(interaction, position, arrived)
         return result
     await dead_poison(worker, event, "ingest", error)
     return None

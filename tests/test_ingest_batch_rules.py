@@ -27,7 +27,7 @@ def event(n: int, kind: str = "rating") -> Interaction:
 def apply(work: UserWork, outbox: Outbox, n: int, drift: DriftConfig = NEVER, kind: str = "rating") -> IngestStep:
     position = ("interactions:0", n)
     result = ingest_event(work.state, event(n, kind), ITEM, LabelScheme(), drift, LIMITS, Evictions(), position)
-    work.applied(event(n, kind), position)
+    work.applied(event(n, kind), position, arrived=1000.0 + n)
     outbox.record(work, result, arrived=1000.0 + n)
     return result
 
@@ -37,7 +37,7 @@ def test_new_rated_events_queue_without_a_barrier_until_the_window_is_full_of_un
     for n in range(KEEP):
         assert not work.must_flush_before(event(n), KEEP, NEVER)
         apply(work, outbox, n)
-    assert work.unsent_rated == KEEP and not work.barrier
+    assert work.oldest_unsent_seq == 1 and not work.barrier
     # the next one would push the oldest unsent rated event out of the kept window: a replay could not re-send it
     assert work.must_flush_before(event(KEEP), KEEP, NEVER)
     assert [type(o) for _, o in outbox.take()] == [HistoryEvent] * KEEP and outbox.take() == []
@@ -46,7 +46,54 @@ def test_new_rated_events_queue_without_a_barrier_until_the_window_is_full_of_un
 def test_an_event_without_a_rating_queues_nothing():
     work, outbox = UserWork(UserState(user_id="u"), event=None), Outbox()
     apply(work, outbox, 0, kind="click")
-    assert outbox.queued == [] and work.unsent_rated == 0 and work.changed
+    assert outbox.queued == [] and work.oldest_unsent_seq is None and work.changed
+
+
+def test_events_of_any_kind_after_an_unsent_rated_event_flush_before_it_leaves_the_window():
+    """Every event enters the kept window, so clicks after an unsent rating push it out as surely as ratings: the
+    state stored then could not re-send it on a replay."""
+    work, outbox = UserWork(UserState(user_id="u"), event=None), Outbox()
+    apply(work, outbox, 0)
+    for n in range(1, KEEP):
+        assert not work.must_flush_before(event(n, "click"), KEEP, NEVER)
+        apply(work, outbox, n, kind="click")
+    assert [e.event_id for e in work.state.events] == [f"e{n}" for n in range(KEEP)]
+    # the next click would evict e0, whose rated output is still unsent
+    assert work.must_flush_before(event(KEEP, "click"), KEEP, NEVER)
+    work.flushed()
+    assert not work.must_flush_before(event(KEEP, "click"), KEEP, NEVER)
+
+
+def test_an_erasure_learned_during_a_batch_restarts_the_user_from_the_events_after_it():
+    """The state loaded before an erasure holds the user's old history: it is neither stored nor are the outputs of
+    the events before the erasure sent; the events that reached Kafka after it are applied again on a fresh state."""
+    work, outbox = UserWork(UserState(user_id="u"), event=None, erased_at=None), Outbox()
+    other = UserWork(UserState(user_id="v"), event=None)
+    apply(work, outbox, 0)  # reached Kafka at 1000.0, before the erasure
+    outbox.record(
+        other,
+        ingest_event(
+            other.state,
+            event(9).model_copy(update={"user_id": "v"}),
+            ITEM,
+            LabelScheme(),
+            NEVER,
+            LIMITS,
+            Evictions(),
+            None,
+        ),
+        None,
+    )
+    apply(work, outbox, 2)  # at 1002.0, after it
+    assert not work.erased_since_load(None)
+    erased_at = 1001.0
+    assert work.erased_since_load(erased_at)
+    again = work.restart_after_erasure(erased_at)
+    assert [(i.event_id, p, a) for i, p, a in again] == [("e2", ("interactions:0", 2), 1002.0)]
+    assert work.state == UserState(user_id="u") and not work.changed and work.since_flush == []
+    assert not work.erased_since_load(erased_at)  # noted: a later flush does not restart it again
+    outbox.drop("u")
+    assert [(user, o.event_id) for user, o in outbox.queued] == [("v", "e9")]
 
 
 def test_an_unsent_request_holds_the_next_event_back_only_while_it_could_request_again():
@@ -78,7 +125,7 @@ def test_may_request_next_never_says_no_to_an_event_that_requests():
     for config in (COLD_AFTER_2, DriftConfig(threshold=0.05, min_new_events=2, cooldown_seconds=5, cold_start_after=3)):
         state, ts, requests = UserState(user_id="u"), 0.0, 0
         for n in range(3000):
-            ts += rnd.choice((0.0, 1.0, 4.0))
+            ts = max(0.0, ts + rnd.choice((-3.0, 0.0, 1.0, 4.0)))  # out of order too: event time may go back
             item = rnd.choice(items)
             interaction = Interaction(
                 event_id=f"e{n}", user_id="u", item_id=item.item_id, kind="rating", rating=rnd.choice((1.0, 5.0)), ts=ts
@@ -88,7 +135,7 @@ def test_may_request_next_never_says_no_to_an_event_that_requests():
             if result.request is not None:
                 requests += 1
                 assert possible
-        assert requests > 10  # the property was exercised
+        assert requests > 3  # the property was exercised
 
 
 def test_a_replayed_event_re_sends_as_a_barrier_and_needs_no_flush_itself():
@@ -97,7 +144,7 @@ def test_a_replayed_event_re_sends_as_a_barrier_and_needs_no_flush_itself():
     apply(work, outbox, 1, COLD_AFTER_2)
     outbox.take()
     work.flushed()
-    assert not (work.changed or work.barrier or work.unsent_rated or work.unsent_request or work.since_flush)
+    assert not (work.changed or work.barrier or work.oldest_unsent_seq or work.unsent_request or work.since_flush)
     assert not work.must_flush_before(event(1), KEEP, COLD_AFTER_2)
     replayed = apply(work, outbox, 1, COLD_AFTER_2)
     assert not replayed.applied
@@ -105,7 +152,7 @@ def test_a_replayed_event_re_sends_as_a_barrier_and_needs_no_flush_itself():
     assert isinstance(rated, HistoryEvent) and rated.event_id == "e1"
     # the stored request, re-sent: not a new latency sample, so it carries no arrival time
     assert isinstance(request, ProfileRequest) and request.history_ref.event_id == "e1" and request.caused_at is None
-    assert work.barrier and work.unsent_rated == 0 and not work.unsent_request
+    assert work.barrier and work.oldest_unsent_seq is None and not work.unsent_request
     # a further duplicate changes nothing, so it needs no flush; a new event does
     assert not work.must_flush_before(event(1), KEEP, NEVER)
     assert work.must_flush_before(event(2), KEEP, NEVER)
