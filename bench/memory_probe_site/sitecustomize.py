@@ -7,9 +7,10 @@ worker's ``PYTHONPATH``); each is on only where its variable is set, and writes 
 - ``MEMPROBE_TRIM=1``: ``malloc_trim(0)`` before each sample (returns the arenas' free pages).
 - ``MEMPROBE_GC=1``: a full collection every 10 s that keeps what it finds; the garbage's types go to
   ``<pid>.gc.txt`` before it is freed.
-- ``MEMPROBE_TRACEMALLOC=N``: trace Python's allocations (objects, and numpy's buffers) from the start with N
-  frames, and every 60 s write to ``<pid>.tracemalloc.txt`` the 15 sites whose live bytes grew most since the
-  snapshot after the first minute (the warm-up): what the live Python memory that keeps growing is.
+- ``MEMPROBE_TRACEMALLOC=N``: trace Python's allocations (objects, and numpy's buffers) with N frames from
+  ``MEMPROBE_TRACEMALLOC_AFTER`` seconds on (120: past the start, which tracing would slow several times), and
+  every 60 s write to ``<pid>.tracemalloc.txt`` the 15 sites holding the most of what was allocated since then
+  and is still alive: where the live Python memory that keeps growing is.
 - ``MEMPROBE_STANDBY_BUFFER=N``: the tables' standby batch (``streams.tables.STANDBY_BUFFER``), to compare it.
 """
 
@@ -108,19 +109,25 @@ def _short(path: str) -> str:
     return path
 
 
-def tracemalloc_sample(baseline: list) -> str:
+def tracemalloc_sample() -> str:
     import tracemalloc
 
+    if not tracemalloc.is_tracing():
+        return "not tracing yet"
     snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
-    if not baseline:
-        baseline.append(snap)
-        return f"baseline {tracemalloc.get_traced_memory()[0] / MB:.1f}MB"
-    stats = snap.compare_to(baseline[0], "traceback")
-    lines = [f"traced {tracemalloc.get_traced_memory()[0] / MB:.1f}MB"]
+    stats = snap.statistics("traceback")
+    lines = [f"live since tracing began {sum(st.size for st in stats) / MB:.2f}MB in {len(stats)} sites"]
     for stat in stats[:15]:
-        where = " <- ".join(f"{_short(f.filename)}:{f.lineno}" for f in stat.traceback)
-        lines.append(f"  {stat.size_diff / MB:+.2f}MB {stat.count_diff:+d} blocks  {where}")
+        where = " <- ".join(f"{_short(f.filename)}:{f.lineno}" for f in reversed(stat.traceback))
+        lines.append(f"  {stat.size / MB:+.2f}MB {stat.count:+d} blocks  {where}")
     return "\n".join(lines)
+
+
+def start_tracing(frames: int, after_s: float) -> None:
+    import tracemalloc
+
+    time.sleep(after_s)
+    tracemalloc.start(frames)
 
 
 if OUT:
@@ -131,11 +138,12 @@ if OUT:
     if os.environ.get("MEMPROBE_GC") == "1":
         every(10, "gc.txt", None, gc_sample)
     if os.environ.get("MEMPROBE_TRACEMALLOC"):
-        import tracemalloc
-
-        tracemalloc.start(int(os.environ["MEMPROBE_TRACEMALLOC"]))
-        baseline: list = []
-        every(60, "tracemalloc.txt", None, lambda: tracemalloc_sample(baseline))
+        frames, after = (
+            int(os.environ["MEMPROBE_TRACEMALLOC"]),
+            float(os.environ.get("MEMPROBE_TRACEMALLOC_AFTER", 120)),
+        )
+        threading.Thread(target=start_tracing, args=(frames, after), daemon=True, name="memprobe-trace").start()
+        every(60, "tracemalloc.txt", None, tracemalloc_sample)
     if os.environ.get("MEMPROBE_STANDBY_BUFFER"):
         import streams.tables
 
