@@ -9,8 +9,9 @@
   reach the changelogs, so a restored worker does not see them either) and writes a tombstone to the compacted
   ``profiles`` topic.
 
-Agents that store after an await (ingest's flush, regenerate's publish) check ``Runtime.forgotten`` again
-before they store, since an erasure may have been applied meanwhile.
+Agents that store after an await check again before they store, since an erasure may have been applied
+meanwhile: regenerate's publish asks ``Runtime.forgotten``; ingest's flush compares each user's erasure time with
+the one it read when it loaded the state, and starts an erased user afresh (:mod:`streams.ingest_batch`).
 """
 
 from __future__ import annotations
