@@ -63,15 +63,32 @@ CAPACITY_WINDOW = (0.3, 0.95)  # share of the capacity backlog applied: after th
 SATURATE_SECONDS = 90.0  # input paced at the backlog rate: long enough that its second half is past the warm-up
 
 
-def interactions(passes: int) -> tuple[list, list[Interaction]]:
-    """The catalogue, and ``passes`` passes over every rating in time order, each pass with its own event ids."""
+def interactions(passes: int, first: int = 0) -> tuple[list, list[Interaction]]:
+    """The catalogue, and ``passes`` passes over every rating in time order, each pass with its own event ids
+    (pass ``first`` onwards: phases that ask for events one after the other never repeat an id)."""
     dataset = load_dataset(DATASET)
     ratings = sorted((r for rs in dataset.ratings_by_user.values() for r in rs), key=lambda r: (r.ts, r.user_id))
     base = [to_interaction(dataset.name, r) for r in ratings]
     events = [
-        e if n == 0 else e.model_copy(update={"event_id": f"{e.event_id}:soak{n}"}) for n in range(passes) for e in base
+        e if n == 0 else e.model_copy(update={"event_id": f"{e.event_id}:soak{n}"})
+        for n in range(first, first + passes)
+        for e in base
     ]
     return [to_item_record(i) for i in dataset.items.values()], events
+
+
+class EventSupply:
+    """Interactions for one phase after another, each phase's from passes over the ratings no earlier phase used."""
+
+    def __init__(self) -> None:
+        self.next_pass = 0
+        self.pass_size = len(interactions(1)[1])
+
+    def take(self, count: int) -> list[Interaction]:
+        passes = -(-count // self.pass_size)
+        _, events = interactions(passes, first=self.next_pass)
+        self.next_pass += passes
+        return events[:count]
 
 
 async def send(
@@ -247,18 +264,22 @@ def run_soak(
         items, _ = interactions(0)
         asyncio.run(send(settings, "items", items, rate=0))
         fleet.start()
-        # Enough passes that the steady phase never runs out, at any capacity this machine can reach.
-        _, events = interactions(passes=1 + int((duration_s + saturate_s) * 2000 // 100_000))
-        backlog_events, events = events[:backlog], events[backlog:]
-        measured = measure_backlog_rate(settings, fleet.workers, backlog_events, timeout_s=900)
+        # Each phase's events are made once its rate is known, from passes no earlier phase used: a phase that
+        # ran out of input would measure an idle fleet (a run whose steady input ran out after 3 minutes did).
+        supply = EventSupply()
+        measured = measure_backlog_rate(settings, fleet.workers, supply.take(backlog), timeout_s=900)
         saturate_rate = measured["backlog_window_rate_per_s"]
-        saturate_count = int(saturate_rate * saturate_s) + 1
-        saturate_events, steady_events = events[:saturate_count], events[saturate_count:]
         measured |= measure_saturated_rate(
-            settings, fleet.workers, saturate_events, saturate_rate, saturate_s, timeout_s=900
+            settings,
+            fleet.workers,
+            supply.take(int(saturate_rate * saturate_s) + 1),
+            saturate_rate,
+            saturate_s,
+            timeout_s=900,
         )
         capacity = measured["capacity_per_s"]
         rate = LOAD_SHARE * capacity
+        steady_events = supply.take(int(rate * duration_s * 1.2) + 1)
 
         stop = threading.Event()
         sent: list[int] = []
@@ -291,6 +312,8 @@ def run_soak(
         net_slopes = [slope_per_min(second_half(net_of(r, c))) for r, c in zip(rss, cache_totals, strict=True)]
         lag_slopes = [slope_per_min(second_half(s)) for s in lag]
         series_bounded = all(lag_bounded(s, rate) for s in lag)
+        # the input held its pace: else the fleet was measured idle and no verdict stands
+        on_pace = bool(sent_rate >= KEPT_UP_SHARE * rate)
         kept_up = bool(sent_rate and steady_rate >= KEPT_UP_SHARE * sent_rate)
         return {
             "workers": 2,
@@ -332,7 +355,8 @@ def run_soak(
             "lag_series_bounded": series_bounded,
             "input_kept_up": kept_up,
             # the lag metric is read from each worker: the applied count against the sent one checks it from outside
-            "lag_bounded": series_bounded and kept_up,
+            "input_on_pace": on_pace,
+            "lag_bounded": series_bounded and kept_up and on_pace,
         }
     finally:
         fleet.stop()
@@ -375,7 +399,7 @@ def run(opts: Options) -> dict[str, Any]:
             f"capacity {figures['capacity_per_s']:.0f}/s, input {figures['input_rate_per_s']:.0f}/s, applied "
             f"{figures['applied_rate_per_s']:.0f}/s; "
             f"bounded: rss {figures['rss_bounded']}, rss net of caches {figures['rss_bounded_net_of_caches']}, "
-            f"lag {figures['lag_bounded']}"
+            f"lag {figures['lag_bounded']}; input on pace {figures['input_on_pace']}"
         ),
     )
     write_result("soak", opts, figures, started)
