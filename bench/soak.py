@@ -60,7 +60,7 @@ LAG_GROWTH_LIMIT_SECONDS = 5.0
 KEPT_UP_SHARE = 0.95  # of the interactions sent in the steady phase, the share the fleet must have applied
 CACHES = ("text_vectors", "profile_vectors", "sent_pairs")  # the label values of lettingo_cache_bytes
 CAPACITY_WINDOW = (0.3, 0.95)  # share of the capacity backlog applied: after the warm-up, before the tail
-SATURATE_SECONDS = 90.0  # input paced at the backlog rate: long enough that its second half is past the warm-up
+SATURATE_SECONDS = 60.0  # input paced at the backlog rate: its second half is past the warm-up
 
 
 def interactions(passes: int, first: int = 0) -> tuple[list, list[Interaction]]:
