@@ -84,7 +84,7 @@ class UserWork(Generic[E]):
         dropped (the caller drops the queued outputs: :meth:`Outbox.drop`). Returns the events applied since the last
         flush that reached the broker after the erasure (new data), in order, to apply again on the fresh state; an
         event without an arrival time counts as old, as :meth:`streams.runtime.Runtime.forgotten` counts it."""
-        again = [(i, p, a) for i, p, a in self.since_flush if a is not None and a > erased_at]
+        again: list[Applied] = [(i, p, a) for i, p, a in self.since_flush if a is not None and a > erased_at]
         self.state = UserState(user_id=self.state.user_id)
         self.erased_at = erased_at
         self.flushed()
