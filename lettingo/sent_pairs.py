@@ -9,6 +9,7 @@ worker the scoreboard's own count trails far behind, and without the cap a full 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from lettingo.byte_lru import MIB, ByteLRU
@@ -57,14 +58,18 @@ class SentPairs:
         return (profile_id, event_id) in self._pairs or (self._acked.get(profile_id) or 0) >= enough
 
     def cases(
-        self, trigger: EvalTrigger, state: UserState | None, board: Scoreboard | None, enough: int
+        self,
+        trigger: EvalTrigger,
+        load_state: Callable[[], UserState | None],
+        board: Scoreboard | None,
+        enough: int,
     ) -> list[StreamCase]:
         """The cases ``trigger`` asks for (:func:`lettingo.stream_eval.cases_for`) that this worker has not sent
         and whose candidates lack ``enough`` acknowledged rewards, a new candidate catching up on at most
         ``enough``; each remembered as sent."""
         found = cases_for(
             trigger,
-            state,
+            load_state,
             board,
             skip=lambda profile_id, event_id: self.skips(profile_id, event_id, enough),
             catch_up=enough,

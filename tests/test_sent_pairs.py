@@ -3,6 +3,9 @@ remembered, no candidate tested once its round has its rewards, bounded in bytes
 
 from __future__ import annotations
 
+from collections import Counter
+from functools import partial
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -23,6 +26,11 @@ def trigger(state: UserState, pick: int | str) -> EvalTrigger:
     return EvalTrigger(user_id="u", event_id=e.event_id, seq=e.seq, item_id=e.item_id, rating=e.rating, ts=e.ts)
 
 
+def load(state: UserState, loads: Counter[str]) -> UserState:
+    loads["state"] += 1
+    return state
+
+
 picks = st.lists(st.one_of(st.integers(0, 11), st.sampled_from(CANDIDATES)), max_size=40)
 
 
@@ -34,7 +42,10 @@ def test_no_pair_is_sent_twice_and_no_candidate_past_the_rewards_its_round_needs
     seen: set[tuple[str, str]] = set()
     acked = dict.fromkeys(CANDIDATES, 0)
     for n, pick in enumerate(order):
-        cases = sent.cases(trigger(state, pick), state, board, enough)
+        loads = Counter[str]()
+        cases = sent.cases(trigger(state, pick), partial(load, state, loads), board, enough)
+        if isinstance(pick, int):  # a rated event reads the user's state only for a case (most have none to test)
+            assert bool(loads) == bool(cases)
         for case in cases:
             for c in case.candidates:
                 assert (c.profile_id, case.event_id) not in seen
@@ -78,23 +89,30 @@ def test_the_memory_is_bounded_in_bytes_and_forgets_the_oldest_pairs_first(
 def test_the_worker_stops_testing_a_candidate_once_its_needed_rewards_are_acknowledged() -> None:
     state, board, sent = state_with_ratings(8), board_with("3@e3", "p", "q"), SentPairs()
     e4, e5, e6, e7 = (trigger(state, n) for n in range(3, 7))
-    [case4] = sent.cases(e4, state, board, 2)
-    assert sent.cases(e4, state, board, 2) == []  # sent, not acknowledged yet: not sent twice, not counted either
-    [case5] = sent.cases(e5, state, board, 2)
+    [case4] = sent.cases(e4, lambda: state, board, 2)
+    assert (
+        sent.cases(e4, lambda: state, board, 2) == []
+    )  # sent, not acknowledged yet: not sent twice, not counted either
+    [case5] = sent.cases(e5, lambda: state, board, 2)
     sent.acknowledged(case4)
-    [case6] = sent.cases(e6, state, board, 2)
+    [case6] = sent.cases(e6, lambda: state, board, 2)
     assert [c.profile_id for c in case6.candidates] == ["p", "q"]  # one acknowledged reward each: not enough
     sent.acknowledged(case5)
-    assert sent.cases(e7, state, board, 2) == []  # both have the 2 their round needs
+    assert sent.cases(e7, lambda: state, board, 2) == []  # both have the 2 their round needs
     # a restarted worker counts from nothing: it may test them again
-    assert [c.event_id for c in SentPairs().cases(e7, state, board, 2)] == ["e7"]
+    assert [c.event_id for c in SentPairs().cases(e7, lambda: state, board, 2)] == ["e7"]
 
 
 def test_a_new_candidate_catches_up_on_at_most_the_rewards_its_round_needs_and_never_on_a_sent_pair() -> None:
     state, board, sent = state_with_ratings(8), board_with("3@e3", "p"), SentPairs()
     opened = EvalTrigger(user_id="u", profile_id="p")
-    [live] = sent.cases(trigger(state, 3), state, board, 2)  # e4 arrived live before the candidate's own trigger
+    [live] = sent.cases(
+        trigger(state, 3), lambda: state, board, 2
+    )  # e4 arrived live before the candidate's own trigger
     assert live.event_id == "e4"
-    assert [c.event_id for c in sent.cases(opened, state, board, 2)] == ["e5", "e6"]
-    assert [c.event_id for c in sent.cases(opened, state, board, 2)] == ["e7", "e8"]  # a replay: the unsent ones
-    assert sent.cases(opened, state, board, 2) == []
+    assert [c.event_id for c in sent.cases(opened, lambda: state, board, 2)] == ["e5", "e6"]
+    assert [c.event_id for c in sent.cases(opened, lambda: state, board, 2)] == [
+        "e7",
+        "e8",
+    ]  # a replay: the unsent ones
+    assert sent.cases(opened, lambda: state, board, 2) == []

@@ -79,7 +79,7 @@ async def _event_cases(worker: Worker, sent: SentPairs, event: EventT) -> list[S
         return []
     with tables.event_context(event):  # the tables read this event's partition, not the batch's last
         board = tables.read(worker.tables.scoreboard, trigger.user_id, Scoreboard)
-        state = tables.read(worker.tables.user_state, trigger.user_id, UserState)
+        state = partial(tables.read, worker.tables.user_state, trigger.user_id, UserState)
         return sent.cases(trigger, state, board, worker.settings.pairs.min_rewards)
 
 
