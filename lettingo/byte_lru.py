@@ -69,10 +69,18 @@ class ByteLRU(Generic[K, V]):
             return
         self._data[key] = (value, size)
         self.bytes += size
-        self.shrink()
+        self._evict()
 
-    def shrink(self) -> None:
-        """Evict the least recently used entries until the bound holds (after ``max_bytes`` was lowered)."""
+    def resize(self, max_bytes: int) -> None:
+        """Bound the cache at ``max_bytes`` from now on, evicting the least recently used entries down to it."""
+        self.max_bytes = max_bytes
+        self._evict()
+
+    def usage(self) -> tuple[int, int]:
+        """(entries, bytes) held now."""
+        return len(self._data), self.bytes
+
+    def _evict(self) -> None:
         while self.bytes > self.max_bytes:
             _, (_, size) = self._data.popitem(last=False)
             self.bytes -= size

@@ -37,13 +37,13 @@ class SentPairs:
 
     @max_bytes.setter
     def max_bytes(self, value: int) -> None:
-        self._pairs.max_bytes, self._acked.max_bytes = value // 2, value - value // 2
-        self._pairs.shrink()
-        self._acked.shrink()
+        self._pairs.resize(value // 2)
+        self._acked.resize(value - value // 2)
 
     def memory_usage(self) -> tuple[int, int]:
         """(entries, bytes) of both memories together."""
-        return len(self._pairs) + len(self._acked), self._pairs.bytes + self._acked.bytes
+        (pairs, pair_bytes), (acked, acked_bytes) = self._pairs.usage(), self._acked.usage()
+        return pairs + acked, pair_bytes + acked_bytes
 
     def add(self, case: StreamCase) -> None:
         for candidate in case.candidates:

@@ -59,8 +59,8 @@ class Runtime:
         found = {"sent_pairs": (*self.sent_pairs.memory_usage(), self.sent_pairs.max_bytes)}
         reader = self.evaluator.reader if self.evaluator else None
         if isinstance(reader, EmbeddingReader):
-            found["profile_vectors"] = (*reader.memory_usage(), reader.max_profile_bytes)
-            found["text_vectors"] = (*reader.encoder.memory_usage(), reader.encoder.max_memory_bytes)
+            caches = {"profile_vectors": reader.profile_vectors, "text_vectors": reader.encoder.text_vectors}
+            found |= {name: (*cache.usage(), cache.max_bytes) for name, cache in caches.items()}
         return found
 
     @cached_property
@@ -167,5 +167,5 @@ class Runtime:
         )
         reader = self.evaluator.reader
         if isinstance(reader, EmbeddingReader):
-            reader.max_profile_bytes = s.cache.profile_vectors_mib * MIB
-            reader.encoder.max_memory_bytes = s.cache.text_vectors_mib * MIB
+            reader.profile_vectors.resize(s.cache.profile_vectors_mib * MIB)
+            reader.encoder.text_vectors.resize(s.cache.text_vectors_mib * MIB)

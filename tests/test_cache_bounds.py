@@ -50,19 +50,50 @@ def test_the_bytes_never_pass_the_bound_and_the_least_recently_used_goes_first(
         assert list(cache._data) == order
 
 
+@given(
+    st.lists(st.tuples(st.integers(0, 20), st.integers(0, 300)), max_size=40),
+    st.integers(1, 4000),
+    st.integers(0, 4000),
+    st.integers(0, 300),
+)
+def test_a_resize_evicts_the_least_recently_used_down_to_the_new_bound_and_usage_counts_what_stays(
+    puts: list[tuple[int, int]], bound: int, new_bound: int, later: int
+) -> None:
+    cache: ByteLRU[int, bytes] = ByteLRU(bound)
+    lengths: dict[int, int] = {}
+    for key, length in puts:
+        cache.put(key, b"x" * length)
+        lengths[key] = length
+
+    def size(key: int) -> int:
+        return size_of(key) + size_of(b"x" * lengths[key]) + ENTRY_OVERHEAD
+
+    before, evictions = list(cache._data), cache.evictions
+    cache.resize(new_bound)
+    kept = list(cache._data)
+    assert cache.max_bytes == new_bound
+    assert kept == before[len(before) - len(kept) :]  # the most recently used stay, in their order
+    assert cache.usage() == (len(kept), sum(size(k) for k in kept)) and cache.usage()[1] <= new_bound
+    assert cache.evictions - evictions == len(before) - len(kept)
+    if len(kept) < len(before):  # one at a time, only until the bound holds: the last one evicted did not fit
+        assert cache.usage()[1] + size(before[len(before) - len(kept) - 1]) > new_bound
+    cache.put(-1, b"x" * later)  # later puts keep to the new bound
+    assert cache.usage()[1] <= new_bound
+
+
 def test_a_full_encoder_forgets_one_vector_at_a_time_and_a_hit_returns_the_first_vector() -> None:
     encoder = TextEncoder(max_memory_bytes=4 * VECTOR)
     texts = [f"a profile about film number {n}" for n in range(6)]
     first = encoder.encode(texts[:4])
-    assert encoder.memory_usage() == (4, 4 * VECTOR)
+    assert encoder.text_vectors.usage() == (4, 4 * VECTOR)
     encoder.encode(texts[:1])  # a hit makes the first text the most recently used
     encoder.encode(texts[4:5])  # full: the least recently used (texts[1]) goes, and only it
-    assert [k in encoder._memory for k in map(_key, texts)] == [True, False, True, True, True, False]
-    assert encoder.memory_usage()[1] <= encoder.max_memory_bytes
+    assert [k in encoder.text_vectors for k in map(_key, texts)] == [True, False, True, True, True, False]
+    assert encoder.text_vectors.usage()[1] <= encoder.text_vectors.max_bytes
     again = encoder.encode(texts[:4])  # texts[1] is encoded again, the others are hits
     np.testing.assert_allclose(again, first, atol=1e-6)
     assert np.array_equal(again[[0, 2, 3]], first[[0, 2, 3]])  # hits: the very vectors the misses computed
-    assert encoder.memory_usage()[1] <= encoder.max_memory_bytes
+    assert encoder.text_vectors.usage()[1] <= encoder.text_vectors.max_bytes
 
 
 def test_a_batch_larger_than_the_encoder_cache_is_encoded_whole() -> None:
@@ -70,7 +101,7 @@ def test_a_batch_larger_than_the_encoder_cache_is_encoded_whole() -> None:
     texts = [f"one of many texts, number {n}" for n in range(5)]
     vectors = encoder.encode(texts)
     assert vectors.shape == (5, EMBEDDING_DIM) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
-    assert encoder.memory_usage() == (2, 2 * VECTOR)
+    assert encoder.text_vectors.usage() == (2, 2 * VECTOR)
 
 
 def test_the_reader_profile_cache_stays_under_its_bound_and_scores_as_an_unbounded_one(
@@ -80,22 +111,22 @@ def test_the_reader_profile_cache_stays_under_its_bound_and_scores_as_an_unbound
     split = split_dataset(ds)
     cache = frozen_reader.parents[1] / "cache"
     unbounded = EmbeddingReader.load(frozen_reader, ds, TextEncoder(cache))
-    unbounded.max_profile_bytes = 2**30
+    unbounded.profile_vectors.resize(2**30)
     bounded = EmbeddingReader.load(frozen_reader, ds, TextEncoder(cache))
     queries = []
     for n, case in enumerate(split.cases(ds, "test")[:12]):
         profile = (titles_profile if n % 2 else genre_profile)(case.long_history, ds.items)
         queries.append(RankingQuery(profile, case.recent, (case.target.item_id,)))
     unbounded.prepare([q.profile for q in queries], [])
-    one = max(size_of(q.profile) + size_of(unbounded._profile_vectors[q.profile]) for q in queries) + ENTRY_OVERHEAD
-    bounded.max_profile_bytes = 3 * one  # a few profiles: a batch of twelve passes it
+    one = max(size_of(q.profile) + size_of(unbounded.profile_vectors[q.profile]) for q in queries) + ENTRY_OVERHEAD
+    bounded.profile_vectors.resize(3 * one)  # a few profiles: a batch of twelve passes it
     for block in (queries, queries[:4], queries[::-1]):
         expected = unbounded.score_batch("ranking", block)
         got = bounded.score_batch("ranking", block)
         for e, g in zip(expected, got, strict=True):
             np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
-        entries, used = bounded.memory_usage()
-        assert 0 < entries < len(queries) and used <= bounded.max_profile_bytes
+        entries, used = bounded.profile_vectors.usage()
+        assert 0 < entries < len(queries) and used <= bounded.profile_vectors.max_bytes
 
 
 def test_the_runtime_reports_each_cache_with_the_bound_its_setting_gives() -> None:

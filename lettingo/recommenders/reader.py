@@ -75,7 +75,7 @@ class EmbeddingReader:
         self._item_rows: dict[str, int] = {}
         self._item_matrix = np.zeros((1, EMBEDDING_DIM), dtype=np.float32)
         self._item_stat_rows = np.zeros((1, 2), dtype=np.float64)  # (log1p count, smoothed mean) as ItemStats.lookup
-        self._profile_vectors: ByteLRU[str, np.ndarray] = ByteLRU(PROFILE_CACHE_BYTES)
+        self.profile_vectors: ByteLRU[str, np.ndarray] = ByteLRU(PROFILE_CACHE_BYTES)
         self._batch_profiles: dict[str, np.ndarray] = {}  # the last prepared batch's, held while it is scored
 
     # --- embeddings -------------------------------------------------------------------------------------------
@@ -89,7 +89,7 @@ class EmbeddingReader:
         self._batch_profiles = {}
         new_profiles = []
         for p in dict.fromkeys(profiles):
-            cached = self._profile_vectors.get(p)
+            cached = self.profile_vectors.get(p)
             if cached is None:
                 new_profiles.append(p)
             else:
@@ -100,27 +100,14 @@ class EmbeddingReader:
             start = 0
             for profile, chunks in zip(new_profiles, chunked, strict=True):
                 own = vectors[start : start + len(chunks)].copy()  # a view would keep the whole batch alive
-                self._profile_vectors.put(profile, own)
+                self.profile_vectors.put(profile, own)
                 self._batch_profiles[profile] = own
                 start += len(chunks)
 
     def _profile(self, profile: str) -> np.ndarray:
         """A prepared profile's chunk vectors: this batch's own, even where the bounded cache let them go."""
         found = self._batch_profiles.get(profile)
-        return found if found is not None else self._profile_vectors[profile]
-
-    @property
-    def max_profile_bytes(self) -> int:
-        return self._profile_vectors.max_bytes
-
-    @max_profile_bytes.setter
-    def max_profile_bytes(self, value: int) -> None:
-        self._profile_vectors.max_bytes = value
-        self._profile_vectors.shrink()
-
-    def memory_usage(self) -> tuple[int, int]:
-        """(entries, bytes) of the profile vectors cache."""
-        return len(self._profile_vectors), self._profile_vectors.bytes
+        return found if found is not None else self.profile_vectors[profile]
 
     def warm_items(self) -> None:
         """Embed the whole catalogue now (cached on disk), so that scoring never waits on a new item."""
