@@ -155,14 +155,15 @@ async def _delete(bootstrap: str, topics: list[str]) -> None:
         await admin.close()
 
 
-async def _produce(bootstrap: str, topic: str, n: int) -> None:
+async def _produce(bootstrap: str, topic: str, n: int, partition: int = 0) -> None:
+    """``n`` records (values "0" to "n-1", key "k") into one partition of ``topic``, in order; each acknowledged."""
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
     try:
-        for i in range(n):
-            await producer.send_and_wait(topic, key=b"k", value=str(i).encode(), partition=0)
+        sent = [await producer.send(topic, key=b"k", value=str(i).encode(), partition=partition) for i in range(n)]
+        await asyncio.gather(*sent)  # raises if the broker refused one
     finally:
         await producer.stop()
 
@@ -400,19 +401,6 @@ faust.Worker(app, loglevel="WARNING").execute_from_commandline()
 """
 
 
-async def _produce_to(bootstrap: str, topic: str, partition: int, n: int) -> None:
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        for i in range(n):
-            await producer.send(topic, key=b"k", value=str(i).encode(), partition=partition)
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
 async def _committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[int | None]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     await consumer.start()
@@ -431,9 +419,9 @@ def test_a_bulk_topic_reaches_its_sink_in_chunks_and_its_acks_commit_it(kafka_bo
     bulk, plain, n = f"adapter-bulk-{run}", f"adapter-plain-{run}", 40
     asyncio.run(_create(kafka_bootstrap, {bulk: 2, plain: 1}))
     try:
-        asyncio.run(_produce_to(kafka_bootstrap, plain, 0, n))
+        asyncio.run(_produce(kafka_bootstrap, plain, n))
         for partition in (0, 1):
-            asyncio.run(_produce_to(kafka_bootstrap, bulk, partition, n))
+            asyncio.run(_produce(kafka_bootstrap, bulk, n, partition))
         out = tmp_path / "seen.json"
         worker = start_script_worker(tmp_path, BULK_WORKER, kafka_bootstrap, bulk, plain, str(out), str(n))
         try:
