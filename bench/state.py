@@ -129,22 +129,14 @@ def restore_once(settings, overrides: dict, records: int, profile: Path | None =
     watcher = threading.Thread(target=watch_restore, daemon=True)
     watcher.start()
     try:
-        worker.start(loglevel="info", timeout_s=240 + records / 500)
-        deadline = time.time() + 1800
-        while time.time() < deadline and log_time(worker, RESTORE_END) is None:
-            time.sleep(0.5)
+        figures = timed_restore(worker, records)
         watcher.join(5)
-        t_start, t_done = log_time(worker, RESTORE_START), log_time(worker, RESTORE_END)
-        seconds = (t_done - t_start) if t_start and t_done else float("nan")
         cpu_s = cpu.get(RESTORE_END, float("nan")) - cpu.get(RESTORE_START, float("nan"))
         return {
-            "restore_seconds": seconds,
-            "restore_records_per_second": records / seconds if seconds == seconds and seconds else None,
+            **figures,
             "restore_cpu_seconds": cpu_s,
             "restore_records_per_cpu_second": records / cpu_s if cpu_s == cpu_s and cpu_s else None,
             "load_average": os.getloadavg()[0],
-            "restart_peak_rss_mib": worker.peak_rss / 2**20,
-            "restored_rocksdb_bytes": du(worker.data_dir),
         }
     finally:
         for spy in spies:
@@ -152,6 +144,27 @@ def restore_once(settings, overrides: dict, records: int, profile: Path | None =
             spy.wait(60)
         worker.stop()
         shutil.rmtree(worker.data_dir, ignore_errors=True)
+
+
+def timed_restore(worker: BenchWorker, records: int) -> dict:
+    """Start ``worker`` (its data folder empty) and wait, at most 30 minutes, for its changelog restore of
+    ``records`` to end: the restore's seconds and rate (from the log's times), the seconds from the launch to the
+    end, and what the restored worker holds."""
+    launched = time.time()
+    # the worker answers only once every table is restored: at 1M users that is minutes, not the default 240 s
+    worker.start(loglevel="info", timeout_s=240 + records / 500)
+    deadline = time.time() + 1800
+    while time.time() < deadline and log_time(worker, RESTORE_END) is None:
+        time.sleep(0.5)
+    t_start, t_done = log_time(worker, RESTORE_START), log_time(worker, RESTORE_END)
+    seconds = (t_done - t_start) if t_start and t_done else float("nan")
+    return {
+        "restore_seconds": seconds,
+        "restore_records_per_second": records / seconds if seconds == seconds and seconds else None,
+        "restart_to_recovered_seconds": (t_done - launched) if t_done else None,
+        "restart_peak_rss_mib": worker.peak_rss / 2**20,
+        "restored_rocksdb_bytes": du(worker.data_dir),
+    }
 
 
 def log_time(worker: BenchWorker, marker: str) -> float | None:
@@ -218,26 +231,7 @@ def run(opts: Options) -> dict:
         shutil.rmtree(data_dir, ignore_errors=True)  # wipe the data folder: the restart must restore it all
         second = BenchWorker(settings, **OVERRIDES)
         try:
-            launched = time.time()
-            # the worker answers only once every table is restored: at 1M users that is minutes, not the default 240 s
-            second.start(loglevel="info", timeout_s=240 + users / 500)
-            deadline = time.time() + 1800
-            while time.time() < deadline and log_time(second, RESTORE_END) is None:
-                time.sleep(0.5)
-            t_start, t_done = log_time(second, RESTORE_START), log_time(second, RESTORE_END)
-            restore_s = (t_done - t_start) if t_start and t_done else float("nan")
-            figures.update(
-                {
-                    "changelog_records": changelog,
-                    "restore_seconds": restore_s,
-                    "restore_records_per_second": changelog / restore_s
-                    if restore_s == restore_s and restore_s
-                    else None,
-                    "restart_to_recovered_seconds": (t_done - launched) if t_done else None,
-                    "restored_rocksdb_bytes": du(second.data_dir),
-                    "restart_peak_rss_mib": second.peak_rss / 2**20,
-                }
-            )
+            figures.update({"changelog_records": changelog, **timed_restore(second, changelog)})
         finally:
             second.stop()
     finally:
