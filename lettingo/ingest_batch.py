@@ -22,10 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from lettingo.bounds import Evictions
 from lettingo.drift import DriftConfig, may_request_next
 from lettingo.ingest import IngestStep
 from lettingo.records import Interaction, ProfileRequest
-from lettingo.user_state import HistoryEvent, UserState
+from lettingo.user_state import HistoryEvent, UserState, fit_user_state
 
 E = TypeVar("E")  # the transport's handle of an event (where its state write is filed)
 Output = HistoryEvent | ProfileRequest  # a rated event for task evaluation, or a profile request
@@ -50,6 +51,12 @@ class UserWork(Generic[E]):
     # the stored state, and what an erasure learned meanwhile applies again on a fresh one.
     since_flush: list[Applied] = field(default_factory=list)
 
+    @classmethod
+    def loaded(cls, state: UserState, event: E, erased_at: float | None) -> UserWork[E]:
+        """The work on ``state`` as the table held it, the user last erased at ``erased_at`` (read before the load, with
+        no await between it and the check of the event that caused the load: :func:`streams.edge.decode_event`)."""
+        return cls(state, event, erased_at)
+
     def must_flush_before(self, interaction: Interaction, keep_events: int, drift: DriftConfig) -> bool:
         """Whether the batch must be flushed before ``interaction`` is applied (see the module's doc)."""
         if not (
@@ -66,6 +73,10 @@ class UserWork(Generic[E]):
         state is stored anyway, so that the changelog catches up with a local store that is ahead of it)."""
         self.since_flush.append((interaction, position, arrived))
         self.changed = True
+
+    def stored(self, max_bytes: int, evicted: Evictions) -> bytes:
+        """The state as a flush stores it: serialized under ``max_bytes`` (:func:`fit_user_state`)."""
+        return fit_user_state(self.state, max_bytes, evicted)
 
     def flushed(self) -> None:
         """The state is stored and every output queued for it handed to the producer. They may not be acknowledged

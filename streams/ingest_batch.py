@@ -42,7 +42,7 @@ from lettingo.ingest import IngestStep, ingest_event
 from lettingo.ingest_batch import Outbox, Position, UserWork
 from lettingo.records import Interaction, ProfileRequest
 from lettingo.stream_eval import EvalTrigger
-from lettingo.user_state import HistoryEvent, UserState, fit_user_state
+from lettingo.user_state import HistoryEvent, UserState
 from streams import metrics, tables
 from streams.applied import source_position
 from streams.edge import decode_event
@@ -78,7 +78,9 @@ class Batch:
         work = self.users.get(user_id)
         if work is None:
             erased_at = self.worker.runtime.erased.get(user_id)  # noted before the load: an erasure after it shows
-            work = self.users[user_id] = UserWork(await load_state(self.worker, user_id, event), event, erased_at)
+            work = self.users[user_id] = UserWork.loaded(
+                await load_state(self.worker, user_id, event), event, erased_at
+            )
         work.event = event
         return work
 
@@ -106,7 +108,7 @@ class Batch:
         self.restart_erased()
         for work in self.users.values():
             if work.changed:
-                payload = fit_user_state(work.state, max_bytes, self.evicted)
+                payload = work.stored(max_bytes, self.evicted)
                 with tables.event_context(work.event):
                     worker.tables.user_state[tables.key(work.state.user_id)] = payload
             work.flushed()
