@@ -15,6 +15,23 @@ re-send: before a user's next new event the batch is flushed if that user has
 - an unsent profile request and the next event may cause another one (which would replace ``last_request``;
   :func:`lettingo.drift.may_request_next` says when it cannot: too little evidence since, or within the cooldown),
 - or a re-sent output (a barrier: the next new event may replace what it was re-sent from).
+
+A flush cuts each state to the byte bound before it stores it (:meth:`UserWork.stored`); that cut too keeps every
+event whose rated output is not sent yet, in the window, and drops their attributes instead (nothing reads an
+event's attributes back), so that a replay can re-send them.
+
+Erasure. The worker hears of a user's erasure (``Runtime.erased``, its time) from its erasure follower, and the
+forget agent deletes the user's state; the two are separate consumers, so a batch may load the old state between
+the two. Its flush, after the forget agent ran, would store the forgotten history again, and nothing would ever
+delete it. So each state records the latest erasure known when it was begun (``UserState.erased_at``: every event
+it holds reached Kafka after it), and a state loaded under a later erasure is not worked on: the batch begins a
+fresh one (:func:`after_erasure`). The mark is in the same stored value as the state, so the rule holds for what
+a crashed worker left in its table and for a replay, which the follower's erasures (read in full before the first
+event) let through only where the event reached Kafka after the erasure. It needs no record of what the forget
+agent has done, which a restarted worker would have to restore; and the forget agent can keep a state begun after
+the erasure it acts on (new data, :func:`begun_after`). A state may be begun after an erasure this worker has not
+heard of yet (another worker stored it): it is kept, but its mark becomes this worker's, so that the events this
+worker applies before it hears of that erasure are forgotten once it does.
 """
 
 from __future__ import annotations
@@ -55,7 +72,7 @@ class UserWork(Generic[E]):
     def loaded(cls, state: UserState, event: E, erased_at: float | None) -> UserWork[E]:
         """The work on ``state`` as the table held it, the user last erased at ``erased_at`` (read before the load, with
         no await between it and the check of the event that caused the load: :func:`streams.edge.decode_event`)."""
-        return cls(state, event, erased_at)
+        return cls(after_erasure(state, erased_at), event, erased_at)
 
     def must_flush_before(self, interaction: Interaction, keep_events: int, drift: DriftConfig) -> bool:
         """Whether the batch must be flushed before ``interaction`` is applied (see the module's doc)."""
@@ -75,8 +92,9 @@ class UserWork(Generic[E]):
         self.changed = True
 
     def stored(self, max_bytes: int, evicted: Evictions) -> bytes:
-        """The state as a flush stores it: serialized under ``max_bytes`` (:func:`fit_user_state`)."""
-        return fit_user_state(self.state, max_bytes, evicted)
+        """The state as a flush stores it: serialized under ``max_bytes`` (:func:`fit_user_state`), keeping the
+        events from the oldest whose rated output is not sent yet (see the module's doc)."""
+        return fit_user_state(self.state, max_bytes, evicted, unsent_from=self.oldest_unsent_seq)
 
     def flushed(self) -> None:
         """The state is stored and every output queued for it handed to the producer. They may not be acknowledged
@@ -96,10 +114,26 @@ class UserWork(Generic[E]):
         flush that reached the broker after the erasure (new data), in order, to apply again on the fresh state; an
         event without an arrival time counts as old, as :meth:`streams.runtime.Runtime.forgotten` counts it."""
         again: list[Applied] = [(i, p, a) for i, p, a in self.since_flush if a is not None and a > erased_at]
-        self.state = UserState(user_id=self.state.user_id)
+        self.state = UserState(user_id=self.state.user_id, erased_at=erased_at)
         self.erased_at = erased_at
         self.flushed()
         return again
+
+
+def after_erasure(state: UserState, erased_at: float | None) -> UserState:
+    """``state`` as a batch may apply events to it, the user last erased at ``erased_at`` as far as this worker
+    knows: a fresh state if it was begun before that erasure (see the module's doc). Its ``erased_at`` becomes this
+    worker's: one begun after an erasure this worker has not heard of yet is kept, but counts as begun before it
+    once it hears of it (the events this worker applies meanwhile may predate it)."""
+    if erased_at is not None and (state.erased_at is None or state.erased_at < erased_at):
+        return UserState(user_id=state.user_id, erased_at=erased_at)
+    state.erased_at = erased_at
+    return state
+
+
+def begun_after(state: UserState, erased_at: float) -> bool:
+    """Whether ``state`` holds only events that reached Kafka after the erasure at ``erased_at``."""
+    return state.erased_at is not None and state.erased_at >= erased_at
 
 
 @dataclass

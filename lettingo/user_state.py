@@ -164,6 +164,10 @@ class UserState(BaseModel):
     # applied are written at once: a replayed event at or below its source's position is a duplicate, whatever
     # the bounded ``seen`` ids still remember (see :func:`lettingo.ingest.ingest_event`).
     positions: dict[str, int] = Field(default_factory=dict)
+    # The user's latest erasure (its time) known when this state was begun or stored: every event it holds reached
+    # Kafka after it. None: no erasure was known. A state loaded under a later erasure holds history the user asked
+    # to forget, even when the forget agent has not deleted it yet (:mod:`lettingo.ingest_batch`).
+    erased_at: float | None = None
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json(exclude_defaults=True).encode()
@@ -256,24 +260,53 @@ def apply_interaction(
     return True
 
 
-def fit_user_state(state: UserState, max_bytes: int, evicted: Evictions) -> bytes:
-    """``state`` serialized under ``max_bytes``: the oldest kept events are dropped until it fits (a catalogue of
-    long attribute lists can make a full history too large to store), then the oldest remembered ids. Raises
-    :class:`StateTooLarge` only if the rest (bounded attribute counts) is over the bound."""
+def fit_user_state(state: UserState, max_bytes: int, evicted: Evictions, unsent_from: int | None = None) -> bytes:
+    """``state`` serialized under ``max_bytes`` (a catalogue of long attribute lists can make a full history too large
+    to store). Until it fits, in place, what goes first:
+
+    1. the oldest kept events before seq ``unsent_from`` (``history_bytes``; all but the newest when it is None);
+    2. the attributes of the events from ``unsent_from`` on, the oldest first (``event_attributes``): their rated
+       outputs are not sent yet, and a replay after a crash re-sends one only while the kept events hold it
+       (:mod:`lettingo.ingest_batch`); an event's attributes are counted when it is applied and not read back;
+    3. the oldest remembered ids (``seen_ids_bytes``; only with ``seen_events_max`` set near the byte bound);
+    4. the oldest of the unsent events themselves (``unsent_history_bytes``): a crash before the send would lose
+       their outputs.
+
+    Raises :class:`StateTooLarge` only if the rest (bounded attribute counts) is over the bound."""
     payload = state.to_bytes()
-    while len(payload) > max_bytes and len(state.events) > 1:
-        # Drop in proportion to the excess, at least one event: a few serializations at most.
-        drop = max(1, min(len(state.events) - 1, len(state.events) * (len(payload) - max_bytes) // len(payload) + 1))
-        del state.events[:drop]
-        evicted["history_bytes"] += drop
+    if len(payload) <= max_bytes:
+        return payload
+    events = state.events
+    unsent = 0 if unsent_from is None else sum(1 for e in events if e.seq >= unsent_from)
+    payload = _drop_oldest(state, payload, max_bytes, len(events) - max(unsent, 1), evicted, "history_bytes")
+    at = len(events) - unsent  # strip the unsent events' attributes, the oldest first
+    while len(payload) > max_bytes and at < len(events):
+        n = max(1, (len(events) - at) * (len(payload) - max_bytes) // len(payload) + 1)
+        for i in range(at, min(at + n, len(events))):
+            evicted["event_attributes"] += len(events[i].attributes)
+            events[i] = events[i].model_copy(update={"attributes": ()})
+        at += n
         payload = state.to_bytes()
-    while len(payload) > max_bytes and len(state.seen) > 1:  # only with seen_events_max set near the byte bound
+    while len(payload) > max_bytes and len(state.seen) > 1:
         keep = len(state.seen) // 2
         evicted["seen_ids_bytes"] += len(state.seen) - keep
         state.seen = SeenIds(list(state.seen)[-keep:])
         payload = state.to_bytes()
+    payload = _drop_oldest(state, payload, max_bytes, len(events) - 1, evicted, "unsent_history_bytes")
     if len(payload) > max_bytes:
         raise StateTooLarge(f"user state of {state.user_id}: {len(payload)} bytes is over the bound of {max_bytes}")
+    return payload
+
+
+def _drop_oldest(state: UserState, payload: bytes, max_bytes: int, most: int, evicted: Evictions, what: str) -> bytes:
+    """Drop up to ``most`` of the oldest kept events until the state fits; its payload."""
+    while len(payload) > max_bytes and most > 0:
+        # In proportion to the excess, at least one event: a few serializations at most.
+        drop = min(most, len(state.events) * (len(payload) - max_bytes) // len(payload) + 1)
+        del state.events[:drop]
+        evicted[what] += drop
+        most -= drop
+        payload = state.to_bytes()
     return payload
 
 

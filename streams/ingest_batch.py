@@ -14,15 +14,19 @@ outputs, and the next flush waits for that acknowledgement before it stores any 
 ever ahead of an output the broker may not have. If the batch raises, what was handed to the producer is still
 awaited (its requests counted) before the error goes on.
 
-A user erased while the batch ran (:mod:`streams.agents.erasures`; the erasure noted when the state was loaded
-differs at a flush) is started afresh: the state loaded before the erasure is not stored, the outputs queued for
-the user are dropped, and the events since the last flush that reached Kafka after the erasure are applied again
-on a fresh state (:meth:`lettingo.ingest_batch.UserWork.restart_after_erasure`).
+A state begun before the user's latest erasure known when it is loaded is not worked on: the erasure follower
+may have heard of the erasure before the forget agent deleted the state, and storing it again would bring the
+forgotten history back; the batch begins a fresh one (:func:`lettingo.ingest_batch.after_erasure`). A user erased
+while the batch ran (:mod:`streams.agents.erasures`; the erasure noted when the state was loaded differs at a
+flush) is started afresh: the state loaded before the erasure is not stored, the outputs queued for the user are
+dropped, and the events since the last flush that reached Kafka after the erasure are applied again on a fresh
+state (:meth:`lettingo.ingest_batch.UserWork.restart_after_erasure`).
 
 An event whose processing raises is tried again on the user's state rebuilt from the table and the user's events
 applied since the last flush; after ``poison_retries`` tries it is dead-lettered and skipped (streams.quarantine).
 A stored state that does not decode is quarantined and the user starts afresh. Each stored state is cut to
-``max_state_bytes`` (the oldest history dropped first), so no table write can exceed what the producer sends.
+``max_state_bytes`` (the oldest history dropped first, never an event whose output is not sent yet unless nothing
+else is left: :meth:`lettingo.ingest_batch.UserWork.stored`), so no table write can exceed what the producer sends.
 
 The outputs go out as one record batch per topic partition (:class:`streams.faust_adapter.BatchSender`), not one
 ``Topic.send`` each.
@@ -39,7 +43,7 @@ import faust
 
 from lettingo.bounds import Evictions
 from lettingo.ingest import IngestStep, ingest_event
-from lettingo.ingest_batch import Outbox, Position, UserWork
+from lettingo.ingest_batch import Outbox, Position, UserWork, after_erasure
 from lettingo.records import Interaction, ProfileRequest
 from lettingo.stream_eval import EvalTrigger
 from lettingo.user_state import HistoryEvent, UserState
@@ -217,7 +221,7 @@ async def step_guarded(
                 type(e).__name__,
                 e,
             )
-            work.state = await load_state(worker, interaction.user_id, event)
+            work.state = after_erasure(await load_state(worker, interaction.user_id, event), work.erased_at)
             for done, at, _ in work.since_flush:  # what they caused is queued already: only the state is rebuilt
                 step(worker.runtime, work.state, done, Evictions(), at)
             continue

@@ -90,10 +90,48 @@ def test_an_erasure_learned_during_a_batch_restarts_the_user_from_the_events_aft
     assert work.erased_since_load(erased_at)
     again = work.restart_after_erasure(erased_at)
     assert [(i.event_id, p, a) for i, p, a in again] == [("e2", ("interactions:0", 2), 1002.0)]
-    assert work.state == UserState(user_id="u") and not work.changed and work.since_flush == []
+    assert work.state == UserState(user_id="u", erased_at=erased_at) and not work.changed and work.since_flush == []
     assert not work.erased_since_load(erased_at)  # noted: a later flush does not restart it again
     outbox.drop("u")
     assert [(user, o.event_id) for user, o in outbox.queued] == [("v", "e9")]
+
+
+def flush_as_the_batch_does(work: UserWork, erased_at: float | None) -> UserState:
+    """What :meth:`streams.ingest_batch.Batch.flush` stores for ``work``, the user last erased at ``erased_at``."""
+    if erased_at is not None and work.erased_since_load(erased_at):
+        work.restart_after_erasure(erased_at)
+    stored = UserState.from_bytes(work.stored(10**6, Evictions()))
+    work.flushed()
+    return stored
+
+
+def test_a_state_loaded_after_the_erasure_was_heard_but_before_it_was_deleted_is_not_stored_again():
+    """The erasure follower may hear of an erasure before the forget agent deletes the user's state. A batch that
+    loads the state in between notes the new erasure time, so at its flush no erasure was learned since the load;
+    yet the state holds the history the user asked to forget, and storing it (after the forget agent deleted it)
+    would bring that history back. Only the events that reached Kafka after the erasure may be kept."""
+    old, outbox = UserWork(UserState(user_id="u"), event=None), Outbox()
+    for n in range(3):
+        apply(old, outbox, n)  # reached Kafka at 1000.0 .. 1002.0
+    table = flush_as_the_batch_does(old, None)
+    outbox.take()
+    erased_at = 1010.0
+
+    work = UserWork.loaded(table, event=None, erased_at=erased_at)  # the forget agent has not deleted it yet
+    apply(work, outbox, 20)  # reached Kafka at 1020.0: new data
+    [(_, rated)] = outbox.take()
+    assert isinstance(rated, HistoryEvent) and rated.seq == 1  # its output does not count the forgotten history
+    table = flush_as_the_batch_does(work, erased_at)
+    assert table.count == 1 and [e.event_id for e in table.events] == ["e20"]
+    assert not any(table.has_applied(f"e{n}") for n in range(3))
+
+    # The state begun after the erasure holds only new data: loaded again under the same erasure, it is kept.
+    again = UserWork.loaded(table, event=None, erased_at=erased_at)
+    apply(again, outbox, 21)
+    assert [e.event_id for e in flush_as_the_batch_does(again, erased_at).events] == ["e20", "e21"]
+    # A later erasure forgets it too.
+    later = UserWork.loaded(UserState.from_bytes(table.to_bytes()), event=None, erased_at=2000.0)
+    assert later.state.count == 0
 
 
 def test_an_unsent_request_holds_the_next_event_back_only_while_it_could_request_again():

@@ -10,6 +10,7 @@ from lettingo.data import LabelScheme
 from lettingo.drift import DriftConfig
 from lettingo.feedback_join import PendingJoin, add_feedback, add_impression
 from lettingo.ingest import IngestLimits, ingest_event
+from lettingo.ingest_batch import Outbox, UserWork
 from lettingo.prompts.escape import escape_output, quote
 from lettingo.records import Feedback, Impression, Interaction, Item, ProfileCandidate, RequestReason, Reward
 from lettingo.scoreboard import Scoreboard
@@ -71,6 +72,53 @@ def test_a_state_too_large_to_store_drops_its_oldest_history_first() -> None:
     payload = fit_user_state(state, 150_000, evicted)
     assert len(payload) <= 150_000 and UserState.from_bytes(payload).events[-1].event_id == "e99"
     assert evicted["history_bytes"] == 100 - len(state.events) > 0
+
+
+def test_a_crash_between_a_flush_s_store_and_its_send_loses_no_output_of_a_state_cut_to_its_byte_bound() -> None:
+    """A flush stores each state cut to ``max_state_bytes``, then sends what the events caused. After a crash in
+    between, the events are replayed as duplicates on the stored state, which re-sends a rated event only while
+    its kept events still hold it (:func:`lettingo.ingest.ingest_event`). Here one batch applies more rated events
+    of large items than the byte bound holds: none of their outputs may be lost."""
+    big = Item(item_id="big", title="Big", attributes=["x" * 128] * 32)
+    limits = IngestLimits(keep_events=80, seen_max=1000, bounds=StateBounds(max_event_attributes=32))
+    never = DriftConfig(cold_start_after=10**9)
+    max_bytes = 128 * 1024  # the least LETTINGO_MAX_STATE_BYTES allows: about 29 such events
+
+    def step(state: UserState, n: int):
+        position = ("interactions:0", n)
+        return ingest_event(state, rated(n, "big"), big, LabelScheme(), never, limits, Evictions(), position)
+
+    work, outbox, sent, table = UserWork(UserState(user_id="u"), event=None), Outbox(), [], b""
+    for n in range(60):
+        if work.must_flush_before(rated(n, "big"), limits.keep_events, never):
+            table = work.stored(max_bytes, Evictions())
+            sent += [o.event_id for _, o in outbox.take()]
+            work.flushed()
+        result = step(work.state, n)
+        work.applied(rated(n, "big"), ("interactions:0", n), None)
+        outbox.record(work, result, None)
+    evicted = Evictions()
+    table = work.stored(max_bytes, evicted)  # the last flush stores, then the worker crashes before the send
+    assert len(table) <= max_bytes and evicted
+    unsent = [o.event_id for _, o in outbox.take()]
+
+    replayed = UserState.from_bytes(table)
+    resent = [r.rated.event_id for n in range(60) if (r := step(replayed, n)).rated is not None and not r.applied]
+    assert set(sent) | set(resent) == {f"e{n}" for n in range(60)}
+    assert set(unsent) <= set(resent)
+
+
+def test_fit_drops_an_unsent_event_only_when_nothing_else_is_left_and_counts_it() -> None:
+    state, evicted = UserState(user_id="u"), Evictions()
+    item = Item(item_id="big", title="Big", attributes=["x" * 128] * 8)
+    for n in range(30):
+        apply_interaction(state, rated(n), item, LabelScheme(), keep_events=30, seen_max=1, evicted=evicted)
+    evicted.clear()
+    payload = fit_user_state(state, 2_000, evicted, unsent_from=11)
+    kept = [e.seq for e in UserState.from_bytes(payload).events]
+    assert len(payload) <= 2_000 and kept == list(range(31 - len(kept), 31))
+    assert evicted["history_bytes"] == 10 and evicted["event_attributes"] == 20 * 8
+    assert evicted["unsent_history_bytes"] == 20 - len(kept) > 0
 
 
 def test_fit_drops_remembered_ids_only_when_the_history_alone_cannot_make_room() -> None:
