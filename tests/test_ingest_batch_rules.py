@@ -7,7 +7,7 @@ from lettingo.bounds import Evictions, StateBounds
 from lettingo.data import LabelScheme
 from lettingo.drift import DriftConfig
 from lettingo.ingest import IngestLimits, IngestStep, ingest_event
-from lettingo.ingest_batch import Outbox, UserWork
+from lettingo.ingest_batch import Outbox, UserWork, begun_after
 from lettingo.records import Interaction, Item, ProfileRequest
 from lettingo.user_state import HistoryEvent, UserState
 
@@ -132,6 +132,18 @@ def test_a_state_loaded_after_the_erasure_was_heard_but_before_it_was_deleted_is
     # A later erasure forgets it too.
     later = UserWork.loaded(UserState.from_bytes(table.to_bytes()), event=None, erased_at=2000.0)
     assert later.state.count == 0
+
+
+def test_a_state_begun_after_an_erasure_this_worker_has_not_heard_of_yet_is_kept_but_marked_with_what_it_knows():
+    """Another worker may have stored a state begun after an erasure this worker's follower has not read yet; the
+    events this worker applies meanwhile may predate that erasure, so the state counts as begun before it: the
+    forget agent deletes it, and a flush after the follower hears of it starts the user afresh."""
+    ahead = UserState(user_id="u", count=2, erased_at=2000.0)
+    work = UserWork.loaded(ahead, event=None, erased_at=1000.0)
+    assert work.state.count == 2 and work.state.erased_at == 1000.0
+    assert not begun_after(work.state, 2000.0) and work.erased_since_load(2000.0)
+    assert begun_after(UserState(user_id="u", erased_at=2000.0), 2000.0)
+    assert not begun_after(UserState(user_id="u"), 1.0)
 
 
 def test_an_unsent_request_holds_the_next_event_back_only_while_it_could_request_again():

@@ -7,11 +7,15 @@
 - The worker that owns the user's partition (the ``forget`` agent) deletes the user from every user-keyed table
   of the contract (:meth:`streams.tables.Tables.user_keyed`; the deletions
   reach the changelogs, so a restored worker does not see them either) and writes a tombstone to the compacted
-  ``profiles`` topic.
+  ``profiles`` topic. It keeps a user state begun after the erasure: the follower heard of it first and ingest
+  began the user afresh, with events that reached Kafka after the erasure (new data).
 
 Agents that store after an await check again before they store, since an erasure may have been applied
 meanwhile: regenerate's publish asks ``Runtime.forgotten``; ingest's flush compares each user's erasure time with
-the one it read when it loaded the state, and starts an erased user afresh (:mod:`streams.ingest_batch`).
+the one it read when it loaded the state, and starts an erased user afresh (:mod:`streams.ingest_batch`). Ingest
+also begins afresh a state it loads that was begun before the erasure it knows of: the follower may hear of an
+erasure before this agent deletes the state, and storing that state again would undo the deletion
+(:mod:`lettingo.ingest_batch`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from lettingo.ingest_batch import begun_after
 from lettingo.records import Erasure, RecordError
+from lettingo.user_state import UserState
 from streams import metrics, tables
 from streams.agents.follower import follow
 from streams.edge import check_key, dead_letter
@@ -55,6 +61,8 @@ def register(worker: Worker) -> None:
             remember(runtime, erasure)
             key = tables.key(erasure.user_id)
             for table in worker.tables.user_keyed():
+                if table is worker.tables.user_state and _begun_after(worker, erasure):
+                    continue
                 table.pop(key, None)
             await (await worker.topics.profiles.send(key, None))
             metrics.ERASURES.inc()
@@ -71,3 +79,14 @@ def register(worker: Worker) -> None:
     @app.task
     async def follow_erasures() -> None:
         await follow(worker.settings, ERASURES.name, remember_message, runtime.erasures_ready)
+
+
+def _begun_after(worker: Worker, erasure: Erasure) -> bool:
+    """Whether the user's stored state holds only events that reached Kafka after ``erasure``: ingest began it
+    afresh once it knew of the erasure (:func:`lettingo.ingest_batch.after_erasure`), before this agent got to it.
+    A state that does not decode is deleted."""
+    try:
+        state = tables.load(worker.tables.user_state, erasure.user_id, UserState)
+    except tables.CorruptValue:
+        return False
+    return state is not None and begun_after(state, erasure.ts)
