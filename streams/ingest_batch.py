@@ -47,7 +47,7 @@ from lettingo.ingest_batch import Outbox, Position, UserWork, after_erasure
 from lettingo.records import Interaction, ProfileRequest
 from lettingo.stream_eval import EvalTrigger
 from lettingo.user_state import HistoryEvent, UserState
-from streams import metrics, tables
+from streams import faults, metrics, tables
 from streams.applied import source_position
 from streams.edge import decode_event
 from streams.faust_adapter import BatchSender
@@ -118,6 +118,7 @@ class Batch:
             work.flushed()
         count_evictions("user_state", self.evicted)
         outputs = self.outbox.take()
+        faults.crash_point("ingest_send", outputs)  # test-only: the states are stored, what they caused is not sent
         sender = BatchSender(worker.app)
         requests, rated = worker.topics.profile_requests.name, worker.topics.rated_events.name
         for user_id, output in outputs:
