@@ -127,7 +127,8 @@ def after_erasure(state: UserState, erased_at: float | None) -> UserState:
     once it hears of it (the events this worker applies meanwhile may predate it)."""
     if erased_at is not None and (state.erased_at is None or state.erased_at < erased_at):
         return UserState(user_id=state.user_id, erased_at=erased_at)
-    state.erased_at = erased_at
+    if state.erased_at != erased_at:
+        state.erased_at = erased_at
     return state
 
 
