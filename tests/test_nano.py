@@ -1,4 +1,4 @@
-"""The nano model, built once for this module with the quick config: cached build, plain HF loading,
+"""The nano model of the quick config (the suite's, built once per session): cached build, plain HF loading,
 TRL-compatible tokenization, and samples at temperature 1.0 that are diverse and cite only prompt titles."""
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ def dataset(dataset_path: Path):
 
 
 @pytest.fixture(scope="module")
-def nano(dataset_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_nano(dataset_path, tmp_path_factory.mktemp("models"), NanoConfig.quick(), threads=1)
+def nano(nano_model: Path) -> Path:
+    # The session's build of the same config (tests/conftest.py): a second cold build would add 1.5 minutes.
+    return nano_model
 
 
 @pytest.fixture(scope="module")
