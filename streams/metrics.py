@@ -143,7 +143,15 @@ def render() -> bytes:
 # count a counter's first appearance as an increase) and dashboards show 0 rather than no data.
 AGENTS = ("ingest", "regenerate", "feedback_join", "preferences", "task_eval", "forget")
 EVICTIONS = {
-    "user_state": ("history", "history_bytes", "seen_ids", "seen_ids_bytes", "event_attributes", "attribute_keys"),
+    "user_state": (
+        "history",
+        "history_bytes",
+        "unsent_history_bytes",
+        "seen_ids",
+        "seen_ids_bytes",
+        "event_attributes",
+        "attribute_keys",
+    ),
     "pending_join": ("impressions", "impression_items", "early_clicks"),
     "scoreboard": ("rounds", "candidates", "rewards"),
 }
