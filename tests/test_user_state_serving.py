@@ -91,7 +91,7 @@ def test_a_candidate_is_only_tested_on_rated_events_after_its_history():
     state, board = state_with_ratings(6), board_with("3@e3", "p", "q")
     for e in state.events:
         trigger = EvalTrigger(user_id="u", event_id=e.event_id, seq=e.seq, item_id=e.item_id, rating=e.rating, ts=e.ts)
-        cases = cases_for(trigger, state, board)
+        cases = cases_for(trigger, lambda: state, board)
         if e.seq <= 3:  # in the prompt's history: testing on it would leak the answer
             assert cases == []
         else:
@@ -102,23 +102,26 @@ def test_a_candidate_is_only_tested_on_rated_events_after_its_history():
 
 def test_a_late_candidate_is_tested_at_once_on_the_kept_later_events_and_each_pair_rewarded_once():
     state, board = state_with_ratings(6), board_with("3@e3", "p")
-    cases = cases_for(EvalTrigger(user_id="u", profile_id="p"), state, board)
+    cases = cases_for(EvalTrigger(user_id="u", profile_id="p"), lambda: state, board)
     assert [(c.event_id, c.target.item_id) for c in cases] == [("e4", "i4"), ("e5", "i5"), ("e6", "i6")]
     reward = Reward(user_id="u", profile_id="p", source="task_eval", target="i4", correct=True, value=1.0)
     assert board.record(reward, task_key("e4")) and not board.record(reward, task_key("e4"))
-    assert [c.event_id for c in cases_for(EvalTrigger(user_id="u", profile_id="p"), state, board)] == ["e5", "e6"]
+    assert [c.event_id for c in cases_for(EvalTrigger(user_id="u", profile_id="p"), lambda: state, board)] == [
+        "e5",
+        "e6",
+    ]
     live = EvalTrigger(user_id="u", event_id="e4", seq=4, item_id="i4", rating=4.0, ts=4)
-    assert cases_for(live, state, board) == []  # already rewarded on e4
-    assert cases_for(live, state, board, skip=lambda pid, eid: True) == []
+    assert cases_for(live, lambda: state, board) == []  # already rewarded on e4
+    assert cases_for(live, lambda: state, board, skip=lambda pid, eid: True) == []
 
 
 def test_a_late_candidate_catches_up_only_on_the_earliest_events_it_still_needs():
     state, board = state_with_ratings(8), board_with("3@e3", "p")
     late = EvalTrigger(user_id="u", profile_id="p")
-    assert [c.event_id for c in cases_for(late, state, board, catch_up=2)] == ["e4", "e5"]
+    assert [c.event_id for c in cases_for(late, lambda: state, board, catch_up=2)] == ["e4", "e5"]
     reward = Reward(user_id="u", profile_id="p", source="task_eval", target="i4", correct=True, value=1.0)
     board.record(reward, task_key("e4"))
-    assert [c.event_id for c in cases_for(late, state, board, catch_up=2)] == ["e5"]
+    assert [c.event_id for c in cases_for(late, lambda: state, board, catch_up=2)] == ["e5"]
     board.record(reward.model_copy(update={"target": "i5"}), task_key("e5"))
-    assert cases_for(late, state, board, catch_up=2) == []
-    assert [c.event_id for c in cases_for(late, state, board)] == ["e6", "e7", "e8"]  # no limit: every one
+    assert cases_for(late, lambda: state, board, catch_up=2) == []
+    assert [c.event_id for c in cases_for(late, lambda: state, board)] == ["e6", "e7", "e8"]  # no limit: every one
