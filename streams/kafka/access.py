@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 
 from aiokafka.conn import create_conn
 from aiokafka.errors import (
@@ -228,15 +229,21 @@ async def check_reads(settings: StreamSettings, topics: list[str], timeout_s: fl
     before a worker starts (Faust's own refusal comes later, among crash tracebacks)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(**settings.kafka_client_config(), group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        **settings.kafka_client_config(), group_id=None, enable_auto_commit=False, fetch_max_wait_ms=100
+    )
     await consumer.start()
     try:
         for topic in topics:
             tp = TopicPartition(topic, 0)
             consumer.assign([tp])
+            deadline = time.monotonic() + timeout_s
             try:
                 await consumer.seek_to_beginning(tp)
-                await consumer.getmany(tp, timeout_ms=int(timeout_s * 1000), max_records=1)
+                # A fetch the broker answered without an error sets the partition's poll timestamp, records or
+                # none: an empty topic is readable after one fetch, not after the whole timeout.
+                while consumer.last_poll_timestamp(tp) is None and time.monotonic() < deadline:
+                    await consumer.getmany(tp, timeout_ms=100, max_records=1)
             except KafkaError as e:
                 refused = explain_authorization(e, settings, f"reading {topic}")
                 if refused is None:
