@@ -22,6 +22,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 
 MB = 2**20
 OUT = os.environ.get("MEMPROBE_DIR")
@@ -76,10 +77,25 @@ ROCKS_PROPS = (
 )
 
 
+# Faust's RocksDB stores, recorded as they are made: the worker freezes its heap out of the collector's reach
+# after each model load (streams.agents.loading), and gc.get_objects() does not list frozen objects.
+STORES: "weakref.WeakSet[object]" = weakref.WeakSet()
+
+
+def record_stores() -> None:
+    from faust.stores import rocksdb
+
+    made = rocksdb.Store.__init__
+
+    def init(self, *args, **kwargs):
+        made(self, *args, **kwargs)
+        STORES.add(self)
+
+    rocksdb.Store.__init__ = init
+
+
 def rocks_sample() -> str:
-    store = sys.modules.get("faust.stores.rocksdb")
-    stores = [o for o in gc.get_objects() if isinstance(o, store.Store)] if store else []
-    dbs = [db for s in stores for db in list(s._dbs.values())]
+    dbs = [db for s in list(STORES) for db in list(s._dbs.values())]
     totals = [0] * len(ROCKS_PROPS)
     for db in dbs:
         for i, prop in enumerate(ROCKS_PROPS):
@@ -134,6 +150,7 @@ if OUT:
     LIBC = ctypes.CDLL("libc.so.6")
     LIBC.mallinfo2.restype = MallInfo2
     every(10, "tsv", "t\tarena\thblkhd\tuordblks\tfordblks\tkeepcost\trss", malloc_sample)
+    record_stores()
     every(10, "rocks.tsv", "t\tdbs\tmemtables\ttable_readers\tblock_cache\tlive_versions\tsst", rocks_sample)
     if os.environ.get("MEMPROBE_GC") == "1":
         every(10, "gc.txt", None, gc_sample)
