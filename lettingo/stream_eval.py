@@ -154,8 +154,10 @@ def cases_for(
         return []
     if trigger.profile_id:  # a new candidate: the kept rated events after its history
         found = board.find(trigger.profile_id)
-        state = None if found is None else load_state()
-        if found is None or state is None:
+        if found is None:
+            return []
+        state = load_state()
+        if state is None:
             return []
         candidate = OpenCandidate(trigger.profile_id, found[1].text)
         cases = [
