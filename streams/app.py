@@ -20,7 +20,7 @@ from streams.faust_topics import Topics, build_topics
 from streams.kafka.credentials import faust_broker_credentials
 from streams.runtime import Runtime
 from streams.settings import StreamSettings
-from streams.tables import Tables, build_tables
+from streams.tables import Tables, build_tables, rocksdb_memory
 
 
 def web_host(settings: StreamSettings) -> str:
@@ -70,19 +70,21 @@ def create_app(settings: StreamSettings) -> faust.App:
 @dataclass(frozen=True)
 class Worker:
     """What one worker runs: its settings, its Faust app, the runtime its agents share, and the Faust topics and
-    tables of the topic contract on its app."""
+    tables of the topic contract on its app (their RocksDB databases on one memory budget)."""
 
     settings: StreamSettings
     app: faust.App
     runtime: Runtime
     topics: Topics
     tables: Tables
+    rocksdb: faust_adapter.RocksDBMemory  # the block cache and memtable budget of every table's databases
 
 
 def create_worker(settings: StreamSettings) -> Worker:
     """A worker for ``settings`` with its agents, timers, tasks and web views registered on its app."""
-    app = create_app(settings)
-    worker = Worker(settings, app, Runtime(settings), build_topics(app, settings), build_tables(app, settings))
+    app, memory = create_app(settings), rocksdb_memory(settings)
+    tables = build_tables(app, settings, memory)
+    worker = Worker(settings, app, Runtime(settings), build_topics(app, settings), tables, memory)
     agents.register_all(worker)
     web.register(worker)
     return worker

@@ -85,6 +85,19 @@ CACHE_MAX_BYTES = Gauge(
     ["cache"],
     registry=REGISTRY,
 )
+ROCKSDB_BYTES = Gauge(
+    "lettingo_rocksdb_memory_bytes",
+    "Bytes RocksDB holds in this worker's shared block cache and in all its memtables (RocksDB's own accounting).",
+    ["part"],
+    registry=REGISTRY,
+)
+ROCKSDB_MAX_BYTES = Gauge(
+    "lettingo_rocksdb_memory_max_bytes",
+    "The bound of a part of lettingo_rocksdb_memory_bytes (LETTINGO_APP_ROCKSDB_BLOCK_CACHE_MIB, "
+    "LETTINGO_APP_ROCKSDB_MEMTABLES_MIB).",
+    ["part"],
+    registry=REGISTRY,
+)
 CONSUMER_LAG = Gauge(
     "lettingo_consumer_lag_messages",
     "High watermark minus the consumer's position, per assigned partition.",

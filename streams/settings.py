@@ -229,11 +229,16 @@ class AppSettings(Section):
         description="Memtables one table partition's database keeps before writes stall (Faust: 3).",
     )
     rocksdb_block_cache_mib: int = Field(
-        16,
+        64,
         ge=1,
-        description="RocksDB block cache of each table partition's database, MiB (Faust: 2048). A worker's RocksDB "
-        "memory stays under topic partitions x tables x (write buffer x write buffers + block cache): one database "
-        "per table and partition the worker holds, active or standby.",
+        description="RocksDB block cache of the worker, MiB, shared by every database it opens (one per table and "
+        "partition it holds, active or standby; Faust: 2048 per database).",
+    )
+    rocksdb_memtables_mib: int = Field(
+        64,
+        ge=1,
+        description="All RocksDB memtables of the worker together, MiB (RocksDB's write buffer manager): past it the "
+        "largest is flushed to disk. A memtable is also flushed when it reaches the write buffer size.",
     )
 
 

@@ -17,7 +17,7 @@ from faust.types import TableT
 from pydantic import BaseModel
 
 from lettingo.errors import InputError
-from streams.faust_adapter import current_event
+from streams.faust_adapter import RocksDBMemory, current_event, share_rocksdb_memory
 from streams.kafka.topics import TABLES, TableSpec, partitions_of
 from streams.settings import StreamSettings
 
@@ -34,9 +34,9 @@ STANDBY_BUFFER = 20
 
 def table_options(settings: StreamSettings) -> dict[str, Any]:
     """Keyword arguments of every ``app.Table``: the restore batch, the standby batch (:data:`STANDBY_BUFFER`) and
-    the bounded RocksDB memory of each table partition's database (``options`` reach
-    :class:`faust.stores.rocksdb.RocksDBOptions`; Faust's defaults, 3 x 64 MiB memtables and a 2 GiB block cache per
-    database, grow a worker by GiBs over its many databases)."""
+    the memtables of each table partition's database (``options`` reach
+    :class:`faust.stores.rocksdb.RocksDBOptions`; Faust's defaults, 3 x 64 MiB memtables per database, grow a worker
+    by GiBs over its many databases). The block cache is the worker's (:func:`rocksdb_memory`)."""
     app = settings.app
     return {
         "recovery_buffer_size": app.recovery_buffer,
@@ -44,20 +44,27 @@ def table_options(settings: StreamSettings) -> dict[str, Any]:
         "options": {
             "write_buffer_size": app.rocksdb_write_buffer_mib * 2**20,
             "max_write_buffer_number": app.rocksdb_write_buffers,
-            "block_cache_size": app.rocksdb_block_cache_mib * 2**20,
         },
     }
 
 
-def raw_table(app: faust.App, settings: StreamSettings, spec: TableSpec) -> TableT:
-    return app.Table(
+def rocksdb_memory(settings: StreamSettings) -> RocksDBMemory:
+    """The block cache and memtable budget every database of one worker shares."""
+    app = settings.app
+    return RocksDBMemory(app.rocksdb_block_cache_mib * 2**20, app.rocksdb_memtables_mib * 2**20)
+
+
+def raw_table(app: faust.App, settings: StreamSettings, spec: TableSpec, memory: RocksDBMemory) -> TableT:
+    table = app.Table(
         spec.name,
         key_type=bytes,
         value_type=bytes,
         partitions=partitions_of(spec, settings),
         help=spec.help,
-        **table_options(settings),  # restore batch and bounded RocksDB memory
+        **table_options(settings),  # restore batch and memtable sizes
     )
+    share_rocksdb_memory(table, memory)
+    return table
 
 
 @dataclass(frozen=True)
@@ -79,8 +86,8 @@ class Tables:
         return [getattr(self, spec.name) for spec in TABLES if spec.user_keyed]
 
 
-def build_tables(app: faust.App, settings: StreamSettings) -> Tables:
-    tables = {spec.name: raw_table(app, settings, spec) for spec in TABLES}
+def build_tables(app: faust.App, settings: StreamSettings, memory: RocksDBMemory) -> Tables:
+    tables = {spec.name: raw_table(app, settings, spec, memory) for spec in TABLES}
     for spec in TABLES:
         # create_topics makes the changelogs under the contract's names before Faust starts: they must be Faust's.
         faust_name = tables[spec.name].changelog_topic.get_topic_name()

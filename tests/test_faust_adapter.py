@@ -75,6 +75,39 @@ def test_current_event_is_what_faust_files_a_table_write_under_and_is_restored_a
     assert table.data._db_for_partition(1).get(b"o") == b"v"
 
 
+def test_every_database_of_every_table_reads_through_the_one_shared_block_cache_and_memtable_budget(
+    tmp_path: Path,
+) -> None:
+    """With Faust's own options each database opens a block cache of its own: the shared cache would see no use."""
+    app = faust.App("adapter-test", broker="kafka://127.0.0.1:1", store="rocksdb://", datadir=str(tmp_path))
+    memory = faust_adapter.RocksDBMemory(block_cache_bytes=8 * 2**20, memtable_bytes=4 * 2**20)
+    tables = [app.Table(name, key_type=bytes, value_type=bytes, partitions=2) for name in ("a", "b")]
+    for table in tables:
+        faust_adapter.share_rocksdb_memory(table, memory)
+    databases = [faust_adapter.database(table.data, partition) for table in tables for partition in (0, 1)]
+    value = os.urandom(2000)  # incompressible: each read loads a block of its own size into the cache
+    written = memory.usage()["memtables"]
+    for n, db in enumerate(databases):
+        for i in range(50):
+            db[b"%d-%d" % (n, i)] = value
+    assert memory.usage()["memtables"] > written  # every memtable is counted in the shared budget
+    read = []
+    for n, db in enumerate(databases):
+        db.flush()  # to an SST file: reads now go through the block cache
+        before = memory.usage()["block_cache"]
+        assert all(db[b"%d-%d" % (n, i)] == value for i in range(50))
+        read.append(memory.usage()["block_cache"] - before)
+    assert all(grown >= 50 * 2000 for grown in read), read  # each database's blocks landed in the shared cache
+    assert memory.usage()["block_cache"] <= memory.bounds["block_cache"]
+
+
+def test_sharing_rocksdb_memory_refuses_a_table_not_on_rocksdict(tmp_path: Path) -> None:
+    app = faust.App("adapter-test", broker="kafka://127.0.0.1:1", store="memory://", datadir=str(tmp_path))
+    table = app.Table("t", key_type=bytes, value_type=bytes, partitions=1)
+    with pytest.raises(TypeError, match="a RocksDB store on rocksdict"):
+        faust_adapter.share_rocksdb_memory(table, faust_adapter.RocksDBMemory(2**20, 2**20))
+
+
 def message(partition: int, key: bytes) -> faust.types.Message:
     return faust.types.Message(
         topic="in",
@@ -319,7 +352,7 @@ def test_the_recovery_steps_the_bulk_restore_hooks_into_run_in_the_order_it_reli
     assert "if msg.value is None:" in batch and ".delete(msg.key)" in batch and ".put(msg.key, msg.value)" in batch
 
 
-# sha256 (first 16 hex digits) of inspect.getsource of the Faust functions BulkConsumer copies or relies on, in
+# sha256 (first 16 hex digits) of inspect.getsource of the Faust functions the adapter copies or relies on, in
 # faust-streaming 0.15.3: a change upstream must be read before the pins are moved.
 PINNED_SOURCES = {
     "faust.transport.consumer.Consumer._drain_messages": "44a2500309e83c63",
@@ -327,14 +360,19 @@ PINNED_SOURCES = {
     "faust.transport.consumer.Consumer._wait_next_records": "6218e1969a636b3f",
     "faust.transport.consumer.Consumer.ack": "5fcf41cf45153475",
     "faust.transport.drivers.aiokafka.Consumer._to_message": "7c24f6511b2fcef7",
+    # RocksDBMemory's options copy the table factory of as_options and rely on open() building its options there
+    "faust.stores.rocksdb.RocksDBOptions.as_options": "d2a1bea17736d2eb",
+    "faust.stores.rocksdb.RocksDBOptions.open": "ff87e92d69e2f487",
+    "faust.stores.rocksdb.Store._open_for_partition": "1dc4e0113d67379d",
 }
 
 
 @pytest.mark.parametrize("qualified", sorted(PINNED_SOURCES))
-def test_the_faust_code_the_bulk_consumer_copies_is_the_pinned_source(qualified: str) -> None:
+def test_the_faust_code_the_adapter_copies_or_relies_on_is_the_pinned_source(qualified: str) -> None:
     """BulkConsumer.getmany is Faust's getmany with the bulk topics taken out, fed to Faust's Fetcher loop
     (_drain_messages, which sets the read offsets of what it yields), and ack_chunks is Consumer.ack for many
-    offsets: any change to these functions must be re-read against streams/faust_adapter.py."""
+    offsets; RocksDBMemory's options rebuild as_options' table factory: any change to these functions must be
+    re-read against streams/faust_adapter.py."""
     import hashlib
     import importlib
     import inspect

@@ -1,5 +1,5 @@
 """Gauges that need polling: table sizes of this worker's active partitions, the fill of its in-process caches
-and consumer lag.
+and of RocksDB's shared block cache and memtables, and consumer lag.
 
 Lag is the high watermark minus the consumer's position, both from the consumer's public API; the series of a
 partition that left this worker's assignment (a rebalance) are removed, so a dashboard never sums stale lag.
@@ -30,14 +30,17 @@ def register(worker: Worker) -> None:
 
 
 async def sample(worker: Worker, lagged: set[tuple[str, str]]) -> None:
-    """Set the table sizes, the caches' fill and the lag of every assigned partition; drop the lag series in
-    ``lagged`` of partitions no longer assigned, and leave ``lagged`` holding the series set now."""
+    """Set the table sizes, the caches' and RocksDB's fill and the lag of every assigned partition; drop the lag
+    series in ``lagged`` of partitions no longer assigned, and leave ``lagged`` holding the series set now."""
     for name, table in worker.tables.all().items():
         metrics.TABLE_KEYS.labels(table=name).set(len(table))
     for name, (entries, used, bound) in worker.runtime.caches().items():
         metrics.CACHE_ENTRIES.labels(cache=name).set(entries)
         metrics.CACHE_BYTES.labels(cache=name).set(used)
         metrics.CACHE_MAX_BYTES.labels(cache=name).set(bound)
+    for part, used in worker.rocksdb.usage().items():
+        metrics.ROCKSDB_BYTES.labels(part=part).set(used)
+        metrics.ROCKSDB_MAX_BYTES.labels(part=part).set(worker.rocksdb.bounds[part])
     consumer = worker.app.consumer
     assigned = set()
     for tp in consumer.assignment():
