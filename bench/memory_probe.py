@@ -199,7 +199,7 @@ def probe(variants: list[Variant], minutes: float, rate: float, sample_s: float,
                 "anon_slope_mb_per_min": round(slope_per_min([(p["t"], p["anon"]) for p in s]), 2),
                 "caches_first_last_mb": {name: [c[0][1], c[-1][1]] for name, c in cached.items()},
                 "cache_slope_mb_per_min": {name: round(slope_per_min(c), 2) for name, c in cached.items()},
-                "cache_caps_mb": cache_mb(w, "lettingo_cache_max_bytes"),
+                "cache_caps_mb": cache_mb(w, bounds=True),
                 "rss_net_of_caches_slope_second_half_mb_per_min": round(
                     slope_per_min(second_half(net_of(pts, cached["total"]))), 2
                 ),

@@ -18,8 +18,9 @@ read-ahead.) The steady phase starts once the saturating input is applied; it cy
 Memory is *bounded* when the RSS slope over the second half of the run, after warm-up, is under one megabyte a
 minute. The worker's in-process caches (``lettingo_cache_bytes``: text vectors, profile vectors, sent pairs) fill
 up to their bounds (``lettingo_cache_max_bytes``) over tens of minutes, faster than a ten-minute run's RSS may
-grow; their bytes are sampled with the RSS, and memory is also judged *bounded net of the caches* when the slope
-of the RSS minus the caches' bytes is under the same limit, telling caches filling up to their caps from a leak.
+grow, and so do RocksDB's block cache and memtables (``lettingo_rocksdb_memory_bytes``, one bound per worker); their
+bytes are sampled with the RSS, and memory is also judged *bounded net of the caches* when the slope of the RSS
+minus the caches' bytes is under the same limit, telling caches filling up to their caps from a leak.
 
 Lag is spiky (it swings between 0 and a few commit intervals of input as the workers commit), so a
 least-squares slope says little about it. Lag is *bounded* when, over the second half, (1) its trend, the
@@ -58,7 +59,12 @@ RSS_SLOPE_LIMIT_MB_PER_MIN = 1.0
 LAG_LIMIT_SECONDS = 10.0
 LAG_GROWTH_LIMIT_SECONDS = 5.0
 KEPT_UP_SHARE = 0.95  # of the interactions sent in the steady phase, the share the fleet must have applied
-CACHES = ("text_vectors", "profile_vectors", "sent_pairs")  # the label values of lettingo_cache_bytes
+# What fills up to a bound inside a worker, as (gauge, label, value): its in-process caches, and RocksDB's shared
+# block cache and memtables. Each gauge has a twin of the bounds, named with "_max" before "_bytes".
+CACHES = {
+    **{name: ("lettingo_cache_bytes", "cache", name) for name in ("text_vectors", "profile_vectors", "sent_pairs")},
+    **{f"rocksdb_{part}": ("lettingo_rocksdb_memory_bytes", "part", part) for part in ("block_cache", "memtables")},
+}
 CAPACITY_WINDOW = (0.3, 0.95)  # share of the capacity backlog applied: after the warm-up, before the tail
 SATURATE_SECONDS = 60.0  # input paced at the backlog rate: its second half is past the warm-up
 
@@ -134,10 +140,15 @@ def memory_split_mb(worker: BenchWorker) -> dict[str, float]:
     return {k: round(v, 1) for k, v in split.items()}
 
 
-def cache_mb(worker: BenchWorker, metric: str = "lettingo_cache_bytes") -> dict[str, float]:
-    """Each in-process cache's bytes (or, with ``lettingo_cache_max_bytes``, its bound) as the worker serves
-    them, and their ``total``, in MB (0 for a cache not reported yet)."""
-    out = {name: round(worker.counter(metric, cache=name) / 2**20, 2) for name in CACHES}
+def cache_mb(worker: BenchWorker, bounds: bool = False) -> dict[str, float]:
+    """The bytes of each of :data:`CACHES` (with ``bounds``, its bound) as the worker serves them, and their
+    ``total``, in MB (0 for one not reported yet)."""
+    out = {
+        name: round(
+            worker.counter(metric.replace("_bytes", "_max_bytes") if bounds else metric, **{label: value}) / 2**20, 2
+        )
+        for name, (metric, label, value) in CACHES.items()
+    }
     return {**out, "total": round(sum(out.values()), 2)}
 
 
@@ -348,7 +359,7 @@ def run_soak(
             "rss_bounded": all(s < RSS_SLOPE_LIMIT_MB_PER_MIN for s in rss_slopes),
             # the caches' bytes sampled with rss_mb, their bounds, and the RSS slope without them
             "cache_mb": caches,
-            "cache_caps_mb": [cache_mb(w, "lettingo_cache_max_bytes") for w in fleet.workers],
+            "cache_caps_mb": [cache_mb(w, bounds=True) for w in fleet.workers],
             "cache_slope_mb_per_min": [slope_per_min(second_half(c)) for c in cache_totals],
             "rss_net_of_caches_slope_mb_per_min": net_slopes,
             "rss_bounded_net_of_caches": all(s < RSS_SLOPE_LIMIT_MB_PER_MIN for s in net_slopes),
