@@ -57,9 +57,6 @@ class UserWork(Generic[E]):
 
     state: UserState
     event: E  # the user's latest event
-    # When the user was last erased as the state was loaded (``None``: never): an erasure learned after the load
-    # means the state holds history the user asked to forget (:meth:`erased_since_load`).
-    erased_at: float | None = None
     changed: bool = False
     oldest_unsent_seq: int | None = None  # the seq of the oldest newly applied rated event not sent yet
     unsent_request: bool = False  # a new profile request not sent yet
@@ -72,7 +69,7 @@ class UserWork(Generic[E]):
     def loaded(cls, state: UserState, event: E, erased_at: float | None) -> UserWork[E]:
         """The work on ``state`` as the table held it, the user last erased at ``erased_at`` (read before the load, with
         no await between it and the check of the event that caused the load: :func:`streams.edge.decode_event`)."""
-        return cls(after_erasure(state, erased_at), event, erased_at)
+        return cls(after_erasure(state, erased_at), event)
 
     def must_flush_before(self, interaction: Interaction, keep_events: int, drift: DriftConfig) -> bool:
         """Whether the batch must be flushed before ``interaction`` is applied (see the module's doc)."""
@@ -105,8 +102,9 @@ class UserWork(Generic[E]):
 
     def erased_since_load(self, erased_at: float | None) -> bool:
         """Whether the user was erased (last at ``erased_at``) after the state was loaded: it then holds history the
-        user asked to forget, and must not be stored, nor the outputs of the events before the erasure sent."""
-        return erased_at is not None and erased_at != self.erased_at
+        user asked to forget, and must not be stored, nor the outputs of the events before the erasure sent. The
+        state carries the erasure known at its load (:func:`after_erasure`)."""
+        return erased_at is not None and erased_at != self.state.erased_at
 
     def restart_after_erasure(self, erased_at: float) -> list[Applied]:
         """Start the user afresh after an erasure at ``erased_at`` learned since the load; what is not stored yet is
@@ -115,7 +113,6 @@ class UserWork(Generic[E]):
         event without an arrival time counts as old, as :meth:`streams.runtime.Runtime.forgotten` counts it."""
         again: list[Applied] = [(i, p, a) for i, p, a in self.since_flush if a is not None and a > erased_at]
         self.state = UserState(user_id=self.state.user_id, erased_at=erased_at)
-        self.erased_at = erased_at
         self.flushed()
         return again
 

@@ -222,7 +222,7 @@ async def step_guarded(
                 type(e).__name__,
                 e,
             )
-            work.state = after_erasure(await load_state(worker, interaction.user_id, event), work.erased_at)
+            work.state = after_erasure(await load_state(worker, interaction.user_id, event), work.state.erased_at)
             for done, at, _ in work.since_flush:  # what they caused is queued already: only the state is rebuilt
                 step(worker.runtime, work.state, done, Evictions(), at)
             continue

@@ -67,7 +67,7 @@ def test_events_of_any_kind_after_an_unsent_rated_event_flush_before_it_leaves_t
 def test_an_erasure_learned_during_a_batch_restarts_the_user_from_the_events_after_it():
     """The state loaded before an erasure holds the user's old history: it is neither stored nor are the outputs of
     the events before the erasure sent; the events that reached Kafka after it are applied again on a fresh state."""
-    work, outbox = UserWork(UserState(user_id="u"), event=None, erased_at=None), Outbox()
+    work, outbox = UserWork(UserState(user_id="u"), event=None), Outbox()
     other = UserWork(UserState(user_id="v"), event=None)
     apply(work, outbox, 0)  # reached Kafka at 1000.0, before the erasure
     outbox.record(
