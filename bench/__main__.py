@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 import time
 
@@ -41,8 +42,15 @@ def parse_args(argv: list[str]) -> tuple[Options, list[str]]:
     return Options(quick=args.quick, repeats=repeats, argv=["python -m bench", *argv]), names
 
 
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into ``SystemExit``, as SIGINT is turned into ``KeyboardInterrupt``: the benchmarks' cleanup
+    (stopping workers, deleting topics) runs in ``finally`` blocks, which the default SIGTERM skips."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def main(argv: list[str] | None = None) -> int:
     opts, names = parse_args(sys.argv[1:] if argv is None else argv)
+    exit_on_sigterm()
     if KAFKA_BENCHMARKS & set(names):
         from streams.kafka import broker
         from streams.settings import StreamSettings

@@ -1,8 +1,15 @@
 """One stream worker as a subprocess with a run's own topics, app id, home and web port; its /metrics, its
-RSS (sampled with psutil) and its data folder. ``stop`` ends it; :func:`cleanup` removes what the run left."""
+RSS (sampled with psutil) and its data folder. ``stop`` ends it; :func:`remove_home` removes what the run left.
+
+A worker runs in a session of its own (a SIGKILL of the chaos harness must reach its whole process group, and a
+terminal's Ctrl-C must not reach it): so nothing but this process stops it. Every worker started is tracked, and
+the ones still running when the benchmark exits, however it exits, are killed (:func:`kill_leftovers`).
+"""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import re
 import shutil
@@ -31,6 +38,25 @@ def frozen_reader() -> Path | None:
     """The newest frozen reader cached under .lettingo/models, so a worker does not build one."""
     readers = sorted((HOME / "models").glob("reader-*"), key=lambda p: p.stat().st_mtime)
     return readers[-1] if readers else None
+
+
+_RUNNING: set[subprocess.Popen] = set()
+
+
+def track(proc: subprocess.Popen) -> None:
+    """Kill ``proc``'s process group if it still runs when this process exits."""
+    _RUNNING.add(proc)
+
+
+@atexit.register
+def kill_leftovers() -> None:
+    """SIGKILL the process group of every tracked process still running: a benchmark that failed or was stopped
+    left it (an orphaned worker from a killed run once spun under later runs for 80 minutes)."""
+    for proc in list(_RUNNING):
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        _RUNNING.discard(proc)
 
 
 class BenchWorker:
@@ -79,6 +105,7 @@ class BenchWorker:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        track(self.proc)
         self._sampling = True
         self._sampler = threading.Thread(target=self._sample_rss, daemon=True)
         self._sampler.start()
