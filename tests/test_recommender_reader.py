@@ -30,7 +30,7 @@ from lettingo.recommenders.history_text import genre_profile, titles_profile
 @pytest.fixture(scope="module")
 def cache_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Item embeddings are content-addressed, so reusing them across runs is safe and saves a minute.
-    cache = request.config.cache
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
     return Path(cache.mkdir("lettingo-embeddings")) if cache else tmp_path_factory.mktemp("embeddings")
 
 
