@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import psutil
@@ -102,19 +101,31 @@ def start_ready(settings, messages: Messages, bulk: bool = True) -> BenchWorker:
     return worker
 
 
-def feed_in_background(settings, messages: Messages) -> Callable[[], int]:
-    """Write the interactions from a thread; the returned function waits for it and gives the count."""
-    result: list[int] = []
-    thread = threading.Thread(target=lambda: result.append(produce(settings, "interactions", messages.interactions)))
-    thread.start()
+class Feeder:
+    """Writes the interactions from a thread, so the worker is timed while they arrive."""
 
-    def join() -> int:
-        thread.join()
-        if not result:
-            raise RuntimeError("writing the interactions failed")
-        return result[0]
+    def __init__(self, settings, messages: Messages) -> None:
+        self._result: list[int] = []
+        self._error: list[BaseException] = []
+        self._thread = threading.Thread(target=self._write, args=(settings, messages.interactions))
+        self._thread.start()
 
-    return join
+    def _write(self, settings, interactions: list[tuple[bytes, bytes]]) -> None:
+        try:
+            self._result.append(produce(settings, "interactions", interactions))
+        except BaseException as e:  # handed to the timing loop, which would otherwise wait out its timeout
+            self._error.append(e)
+
+    def check(self) -> None:
+        """Raise at once if writing failed (the broker went away): nothing more will arrive."""
+        if self._error:
+            raise RuntimeError("writing the interactions failed") from self._error[0]
+
+    def join(self) -> int:
+        """Wait for the writer; the count written."""
+        self._thread.join()
+        self.check()
+        return self._result[0]
 
 
 PATHS = {"take_events": False, "bulk": True}  # path name -> LETTINGO_APP_BULK_INGEST; the last one is the default
@@ -128,18 +139,19 @@ def run_worker(settings, messages: Messages, timeout_s: float, bulk: bool = True
         cpu = lambda: sum(proc.cpu_times()[:2])  # noqa: E731  (user + system)
         before = worker.counter("lettingo_events_total", topic="interactions")
         started = time.perf_counter()
-        written = feed_in_background(settings, messages)
+        feeder = Feeder(settings, messages)
         samples: list[tuple[float, float, float]] = []
         while time.perf_counter() < started + timeout_s:
             if worker.proc.poll() is not None:
                 raise RuntimeError(f"the worker exited with {worker.proc.returncode}:\n{worker.log_tail()}")
+            feeder.check()
             done = worker.counter("lettingo_events_total", topic="interactions")
             samples.append((time.perf_counter(), done, cpu()))
             if done >= n:
                 break
             time.sleep(POLL_S)
         finished = samples[-1]
-        sent = written()
+        sent = feeder.join()
         time.sleep(1.5)  # one commit interval, so the committed offsets include the last events
         committed = asyncio.run(kafka_util.committed_total(settings, settings.app.id, "interactions"))
         return {
@@ -196,9 +208,7 @@ def run(opts: Options) -> dict:
         settings = kafka_util.run_settings("ingest-prof")
         try:
             seconds = max(3.0, min(15.0, 0.8 * n / worker))  # while it ingests, not after
-            profile = profile_worker(
-                start_ready(settings, messages), lambda: feed_in_background(settings, messages), seconds
-            )
+            profile = profile_worker(start_ready(settings, messages), lambda: Feeder(settings, messages).join, seconds)
         finally:
             cleanup(settings)
     rows = [["raw aiokafka (getmany + json)", raw, "", "", len(raw_runs)]]

@@ -38,7 +38,7 @@ from bench import kafka_util
 from bench.chaos import Fleet
 from bench.common import Options, median, print_table, write_result
 from bench.ingest import WORKER_SETTINGS as INGEST_SETTINGS
-from bench.ingest import Messages, feed_in_background, produce, window_rate
+from bench.ingest import Feeder, Messages, produce, window_rate
 from bench.soak import applied, interactions
 from bench.worker import BenchWorker, remove_home
 from streams.kafka.topics import delete_run_topics
@@ -128,7 +128,7 @@ def run_group(size: int, standby: int, messages: Messages, timeout_s: float = 90
         settle_s = wait_settled(workers, settings.topic("interactions"), settings.topic("items"), len(messages.items))
         before = applied(workers)
         load_before = os.getloadavg()
-        written = feed_in_background(settings, messages)
+        feeder = Feeder(settings, messages)
         samples: list[tuple[float, float, float, float]] = []  # time, applied, workers' CPU, machine busy CPU
         deadline = time.monotonic() + timeout_s
         progressed = time.monotonic()
@@ -136,6 +136,7 @@ def run_group(size: int, standby: int, messages: Messages, timeout_s: float = 90
             dead = [w for w in workers if w.proc is not None and w.proc.poll() is not None]
             if dead:
                 raise RuntimeError(f"a worker exited with {dead[0].proc.returncode}:\n{dead[0].log_tail()}")  # type: ignore[union-attr]
+            feeder.check()
             done = applied(workers) - before
             samples.append((time.monotonic(), done, sum(worker_cpu(w) for w in workers), machine_busy()))
             if done >= n:
@@ -148,7 +149,7 @@ def run_group(size: int, standby: int, messages: Messages, timeout_s: float = 90
                     + "\n".join(w.log_tail(1500) for w in workers)
                 )
             time.sleep(POLL_S)
-        sent = written()
+        sent = feeder.join()
         first = next((s for s in samples if s[1] > 0), None)
         last = samples[-1]
         if first is None or last[1] < n:
