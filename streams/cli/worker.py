@@ -14,11 +14,13 @@ from lettingo.logsafe import configure_safe_logging
 from streams.app import create_worker
 from streams.kafka.access import check_reads
 from streams.kafka.topics import create_topics
+from streams.malloc import fix_malloc_thresholds
 from streams.settings import StreamSettings
 
 
 def worker(loglevel: str = typer.Option("info", "--loglevel", "-l", help="Faust log level.")) -> None:
     """Run a stream worker (agents, tables, web views and /metrics on LETTINGO_WEB_PORT)."""
+    fix_malloc_thresholds()  # before RocksDB and the models allocate: a heap that stops creeping (streams.malloc)
     settings = StreamSettings.load()
     json_lines = settings.log_format == "json"
     configure_safe_logging(json_lines=json_lines)  # escaped, rate-limited lines from the start (topics talk to Kafka)
