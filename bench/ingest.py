@@ -19,8 +19,8 @@ chunks, the default: the after). The top-level ``ratio_worker_to_raw`` is the de
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import psutil
@@ -105,27 +105,21 @@ class Feeder:
     """Writes the interactions from a thread, so the worker is timed while they arrive."""
 
     def __init__(self, settings, messages: Messages) -> None:
-        self._result: list[int] = []
-        self._error: list[BaseException] = []
-        self._thread = threading.Thread(target=self._write, args=(settings, messages.interactions))
-        self._thread.start()
-
-    def _write(self, settings, interactions: list[tuple[bytes, bytes]]) -> None:
-        try:
-            self._result.append(produce(settings, "interactions", interactions))
-        except BaseException as e:  # handed to the timing loop, which would otherwise wait out its timeout
-            self._error.append(e)
+        self._pool = ThreadPoolExecutor(max_workers=1)
+        self._written = self._pool.submit(produce, settings, "interactions", messages.interactions)
+        self._pool.shutdown(wait=False)
 
     def check(self) -> None:
         """Raise at once if writing failed (the broker went away): nothing more will arrive."""
-        if self._error:
-            raise RuntimeError("writing the interactions failed") from self._error[0]
+        if self._written.done() and self._written.exception() is not None:
+            raise RuntimeError("writing the interactions failed") from self._written.exception()
 
     def join(self) -> int:
         """Wait for the writer; the count written."""
-        self._thread.join()
-        self.check()
-        return self._result[0]
+        try:
+            return self._written.result()
+        except Exception as e:
+            raise RuntimeError("writing the interactions failed") from e
 
 
 PATHS = {"take_events": False, "bulk": True}  # path name -> LETTINGO_APP_BULK_INGEST; the last one is the default

@@ -16,11 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 # next 1 MiB allocations were mmapped (glibc's mallinfo2: bytes in mmapped chunks).
 PROBE = """
 import ctypes, sys
+from bench.memory_probe_site.sitecustomize import MallInfo2
 from streams.malloc import fix_malloc_thresholds
-
-class MallInfo2(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                                              "fsmblks", "uordblks", "fordblks", "keepcost")]
 
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
