@@ -289,6 +289,10 @@ def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+# One decoder for every record: json.loads with a hook builds a new JSONDecoder per call (a tenth of decoding one).
+_DUPLICATE_REFUSING = json.JSONDecoder(object_pairs_hook=_refuse_duplicates)
+
+
 def _clip(text: str, limit: int = 60) -> str:
     """``text`` fit for a logged detail: escaped if it holds unprintable characters, at most ``limit`` long."""
     if not text.isprintable():
@@ -327,7 +331,7 @@ def decode_record(
         raise RecordError("invalid_json", f"{name}: not UTF-8 at byte {e.start}") from None
     # The duplicate-key check: pydantic's parser keeps the last of two equal keys, so parse once more with a hook.
     try:
-        json.loads(text, object_pairs_hook=_refuse_duplicates)
+        _DUPLICATE_REFUSING.decode(text)
     except _DuplicateKeyError as e:
         raise RecordError("duplicate_key", f"{name}: key '{_clip(e.key, 40)}' appears twice") from None
     except json.JSONDecodeError as e:

@@ -27,7 +27,7 @@ DEAD_LETTERS = Counter(
 )
 DRIFT_SCORE = Histogram(
     "lettingo_drift_score",
-    "Drift scores measured (Jensen-Shannon, base 2).",
+    "Drift scores where they decide: past the minimum evidence and the cooldown (Jensen-Shannon, base 2).",
     buckets=(0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0),
     registry=REGISTRY,
 )

@@ -58,6 +58,21 @@ def test_min_new_evidence_and_cooldown_hold_a_request_back():
     assert decide(state, CONFIG).request
 
 
+def test_the_score_is_measured_only_where_it_decides_past_the_cooldown():
+    state = UserState(user_id="u")
+    for n in range(3):
+        feed(state, "h", 5, n)
+    state.mark_profiled()
+    for n in range(3, 6):
+        feed(state, "c", 1, n)
+    within = decide(state, DriftConfig(0.2, 3, cooldown_seconds=1e6, cold_start_after=3))
+    past = decide(state, DriftConfig(0.2, 3, cooldown_seconds=1.0, cold_start_after=3))
+    # Inside the cooldown nothing can be requested: the divergence is not computed (most events of an active user
+    # fall there, and it was the largest single cost of ingesting one), so the histogram holds deciding scores.
+    assert (within.reason, within.score) == (None, 0.0)
+    assert past.reason is RequestReason.DRIFT and past.score >= 0.2
+
+
 def test_a_replayed_event_changes_the_state_once():
     state = UserState(user_id="u")
     assert feed(state, "h", 5, 1)
