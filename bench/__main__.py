@@ -15,6 +15,7 @@ KAFKA_BENCHMARKS = {"ingest", "latency", "state", "chaos", "soak", "scaleout"}
 # name -> module under bench/; each has run(opts) -> dict
 BENCHMARKS = {
     "ingest": "bench.ingest",
+    "ingest_core": "bench.ingest_core",
     "generation": "bench.generation",
     "latency": "bench.latency",
     "state": "bench.state",
