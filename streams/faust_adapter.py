@@ -498,9 +498,12 @@ class BulkConsumer(faust_aiokafka.Consumer):
 
 
 def install_bulk(app: faust.App, sinks: dict[str, BulkSink]) -> None:
-    """Make ``app``'s consumer a :class:`BulkConsumer` for ``sinks`` (full topic name -> sink); before
-    ``app.consumer`` is first used. Faust's flow control clears the sinks on a revoke."""
+    """Make ``app``'s consumer a :class:`BulkConsumer` for ``sinks`` (full topic name -> sink), beside the sinks
+    installed on it before (each agent installs its own); before ``app.consumer`` is first used. Faust's flow
+    control clears the sinks on a revoke."""
     for sink in sinks.values():
         # typed for mode's FlowControlQueue; of a managed queue mode's flow control calls only clear()
         app.flow_control.manage_queue(cast(Any, sink))
-    cast(Any, app.transport).Consumer = type("AppBulkConsumer", (BulkConsumer,), {"bulk_sinks": dict(sinks)})
+    transport = cast(Any, app.transport)
+    installed = transport.Consumer.bulk_sinks if issubclass(transport.Consumer, BulkConsumer) else {}
+    transport.Consumer = type("AppBulkConsumer", (BulkConsumer,), {"bulk_sinks": {**installed, **sinks}})

@@ -195,8 +195,9 @@ class AppSettings(Section):
     )
     bulk_ingest: bool = Field(
         True,
-        description="The ingest agent takes each fetch's `interactions` records of a partition as one chunk "
-        "(`streams.faust_adapter.BulkConsumer`) instead of Faust's per-event stream; false: `take_events`.",
+        description="The ingest and task evaluation agents take each fetch's records of a partition (`interactions`, "
+        "`rated-events`) as one chunk (`streams.faust_adapter.BulkConsumer`) instead of Faust's per-event stream; "
+        "false: `take_events`.",
     )
     recovery_buffer: int = Field(
         1000,

@@ -484,3 +484,15 @@ def test_a_bulk_topic_reaches_its_sink_in_chunks_and_its_acks_commit_it(kafka_bo
         assert committed == [n, n]
     finally:
         asyncio.run(_delete(kafka_bootstrap, [bulk, plain]))
+
+
+def test_each_install_of_bulk_sinks_keeps_the_sinks_installed_before() -> None:
+    """Ingest and task evaluation each install their own sink on the one app: the second must not drop the first
+    (its topic's records would then go to Faust's per-event stream, which no agent reads on the bulk path)."""
+    app = faust.App(f"adapter-install-{uuid.uuid4().hex[:8]}", broker="kafka://127.0.0.1:1", autodiscover=False)
+    interactions, rated = faust_adapter.BulkSink(), faust_adapter.BulkSink()
+    faust_adapter.install_bulk(app, {"interactions": interactions})
+    faust_adapter.install_bulk(app, {"rated-events": rated})
+    consumer = app.transport.Consumer
+    assert issubclass(consumer, faust_adapter.BulkConsumer)
+    assert consumer.bulk_sinks == {"interactions": interactions, "rated-events": rated}

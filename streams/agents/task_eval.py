@@ -5,7 +5,9 @@ ingest, one message per newly applied rated event with its position in the user'
 scoreboard's agent, one per newly opened candidate. A candidate is tested only on rated events after the history
 its prompt was built from (no leakage); a late candidate (its generator lagged behind the stream) is tested at once
 on the later rated events the user's state still holds. Which pairs to test is
-:meth:`lettingo.sent_pairs.SentPairs.cases`; a batch of cases is scored in one executor call.
+:meth:`lettingo.sent_pairs.SentPairs.cases`; a batch of cases is scored in one executor call. The rated events
+arrive as ingest's interactions do: each fetch's records of a partition as one chunk
+(:class:`streams.faust_adapter.BulkSink`), or with ``app.bulk_ingest`` off through Faust's ``take_events``.
 
 Each reward carries its rated event's id in the ``event-id`` header: the scoreboard counts a reward once per
 (candidate, event), so a pair evaluated twice (a replay after a restart, a catch-up racing a live event) is
@@ -29,6 +31,7 @@ from lettingo.user_state import UserState
 from streams import eval_jobs, metrics, tables
 from streams.edge import dead_letter
 from streams.eval_jobs import EVENT_ID_HEADER
+from streams.faust_adapter import BulkSink, ack_chunks, install_bulk
 from streams.quarantine import crash_counted, guarded
 
 if TYPE_CHECKING:
@@ -39,35 +42,54 @@ log = logging.getLogger(__name__)
 
 def register(worker: Worker) -> None:
     """Declare the task evaluation agent on ``worker``'s app, with the pairs it has sent (this worker's memory)."""
-    sent = worker.runtime.sent_pairs
+    app, sent = worker.app, worker.runtime.sent_pairs
+    topic = worker.topics.rated_events
+    # Ingest writes one rated event per rated interaction: through Faust's per-event stream they cost as much CPU
+    # as the interaction's own ingest (bench ingest), so they take the bulk path as interactions do.
+    sink = BulkSink() if worker.settings.app.bulk_ingest else None
+    if sink is not None:
+        install_bulk(app, {topic.name: sink})
 
-    @worker.app.agent(worker.topics.rated_events.topic)
+    @app.agent(topic.topic)  # subscribes the topic on either path
     @crash_counted
     async def task_eval(stream):
-        await evaluate_stream(worker, sent, stream)
+        s = worker.settings
+        if sink is None:
+            async for events in stream.take_events(s.eval.batch_size, within=s.regen.batch_seconds):
+                await evaluate_batch(worker, sent, events)
+            return
+        async for chunks in sink.batches(s.eval.batch_size):
+            events = [event for chunk in chunks for event in chunk.events]
+            try:
+                for at in range(0, len(events), s.eval.batch_size):
+                    await evaluate_batch(worker, sent, events[at : at + s.eval.batch_size])
+            finally:  # acked even when it raised, as take_events acks a batch whose agent raised
+                ack_chunks(app.consumer, chunks)
 
 
-async def evaluate_stream(worker: Worker, sent_pairs: SentPairs, stream) -> None:
+async def evaluate_batch(worker: Worker, sent_pairs: SentPairs, events: list[EventT]) -> None:
+    """Test the open candidates each rated event of ``events`` is a case for, in one scoring call, and send the
+    rewards. The frozen reader is waited for only when there is a case: a batch without one (no open candidate,
+    the common case) goes by while the reader loads, so the fetch loop a full bulk sink holds up is not held."""
+    cases: list[StreamCase] = []
+    events_of: dict[int, EventT] = {}  # id(case) -> its event, to dead-letter a case that cannot be scored
+    retries = worker.settings.app.poison_retries
+    for event in events:
+        step = partial(_event_cases, worker, sent_pairs, event)
+        for case in await guarded(worker, event, step, "task_eval", retries) or []:
+            cases.append(case)
+            events_of[id(case)] = event
+    if not cases:
+        return
     await worker.runtime.evaluator_ready.wait()
-    s = worker.settings
-    async for events in stream.take_events(s.eval.batch_size, within=s.regen.batch_seconds):
-        cases: list[StreamCase] = []
-        events_of: dict[int, EventT] = {}  # id(case) -> its event, to dead-letter a case that cannot be scored
-        for event in events:
-            step = partial(_event_cases, worker, sent_pairs, event)
-            for case in await guarded(worker, event, step, "task_eval", s.app.poison_retries) or []:
-                cases.append(case)
-                events_of[id(case)] = event
-        if not cases:
-            continue
-        results = await eval_jobs.score(worker, cases, events_of)  # None: a case that could not be scored
-        scored = [(case, rewards) for case, rewards in zip(cases, results, strict=True) if rewards is not None]
-        sent: list[asyncio.Future] = []
-        for case, rewards in scored:
-            sent.extend(await _send(worker, case, rewards))
-        await asyncio.gather(*sent)  # acknowledged together: one round trip per batch, not per reward
-        for case, _ in scored:
-            sent_pairs.acknowledged(case)
+    results = await eval_jobs.score(worker, cases, events_of)  # None: a case that could not be scored
+    scored = [(case, rewards) for case, rewards in zip(cases, results, strict=True) if rewards is not None]
+    sent: list[asyncio.Future] = []
+    for case, rewards in scored:
+        sent.extend(await _send(worker, case, rewards))
+    await asyncio.gather(*sent)  # acknowledged together: one round trip per batch, not per reward
+    for case, _ in scored:
+        sent_pairs.acknowledged(case)
 
 
 async def _event_cases(worker: Worker, sent: SentPairs, event: EventT) -> list[StreamCase]:
