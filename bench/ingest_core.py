@@ -89,7 +89,6 @@ def run(opts: Options) -> dict:
         f"ingest core: {n:,} MovieLens interactions in batches of {BATCH}, no Kafka (medians of {opts.repeats})",
         ["stage", "us/event"],
         [*([stage, us[stage]] for stage in STAGES), ["total", total]],
-        note="bench ingest's worker CPU per event less this: Faust, aiokafka, RocksDB",
     )
     figures = {
         "events": n,
