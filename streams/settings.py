@@ -196,8 +196,9 @@ class AppSettings(Section):
     bulk_ingest: bool = Field(
         True,
         description="The ingest and task evaluation agents take each fetch's records of a partition (`interactions`, "
-        "`rated-events`) as one chunk (`streams.faust_adapter.BulkConsumer`) instead of Faust's per-event stream; "
-        "false: `take_events`.",
+        "`rated-events`) as one chunk (`streams.faust_adapter.BulkConsumer`) instead of Faust's per-event stream "
+        "(while the reader loads, a rated event with an open candidate to test waits for it, and with it the "
+        "worker's fetches); false: `take_events`.",
     )
     recovery_buffer: int = Field(
         1000,

@@ -70,8 +70,9 @@ def register(worker: Worker) -> None:
 async def evaluate_batch(worker: Worker, sent_pairs: SentPairs, events: list[EventT]) -> None:
     """Test the open candidates each rated event of ``events`` is a case for, in one scoring call, and send the
     rewards. The frozen reader is waited for only when there is a case: a batch without one (no open candidate,
-    the common case) goes by while the reader loads. A batch with one waits for it (seconds, at start-up), and
-    once the bulk sink is full so does the fetch loop, every topic's: Faust's path paused only this topic."""
+    the common case) goes by while the reader loads. A batch with one waits for it (seconds at start-up; minutes
+    while a reader is built cold, without ``LETTINGO_READER_PATH``), and once the bulk sink is full so does the fetch
+    loop, ingest's too: Faust's path paused only this topic. The worker is not ready meanwhile either (/ready)."""
     cases: list[StreamCase] = []
     events_of: dict[int, EventT] = {}  # id(case) -> its event, to dead-letter a case that cannot be scored
     retries = worker.settings.app.poison_retries
