@@ -17,6 +17,7 @@ BENCHMARKS = {
     "ingest": "bench.ingest",
     "ingest_core": "bench.ingest_core",
     "generation": "bench.generation",
+    "generation_smollm2": "bench.generation_smollm2",
     "latency": "bench.latency",
     "state": "bench.state",
     "training": "bench.training",

@@ -48,11 +48,13 @@ def prompts(n: int):
     return out
 
 
-def measure(generators: dict, pool, sampling, repeats: int) -> dict[str, list[dict]]:
+def measure(
+    generators: dict, pool, sampling, repeats: int, batch_sizes: tuple[int, ...] = BATCH_SIZES
+) -> dict[str, list[dict]]:
     """Batched and one-at-a-time profiles/s and tokens/s by batch size (medians of ``repeats``) for each
     setting; the settings take turns within each repeat, so load from other jobs falls on all of them alike."""
     runs: dict[str, dict[int, dict[str, dict[str, list[float]]]]] = {name: {} for name in generators}
-    for b in BATCH_SIZES:
+    for b in batch_sizes:
         batch = pool[:b]
         for _rep in range(repeats):
             for name, (generator, decoding) in generators.items():
