@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, cast
@@ -507,3 +507,36 @@ def install_bulk(app: faust.App, sinks: dict[str, BulkSink]) -> None:
     transport = cast(Any, app.transport)
     installed = transport.Consumer.bulk_sinks if issubclass(transport.Consumer, BulkConsumer) else {}
     transport.Consumer = type("AppBulkConsumer", (BulkConsumer,), {"bulk_sinks": {**installed, **sinks}})
+
+
+def bulk_sink(app: faust.App, topic: str, enabled: bool) -> BulkSink | None:
+    """A sink installed on ``app`` for ``topic`` (its full name) when ``enabled`` (``app.bulk_ingest``); None: the
+    topic's agent reads Faust's own stream."""
+    if not enabled:
+        return None
+    sink = BulkSink()
+    install_bulk(app, {topic: sink})
+    return sink
+
+
+async def consume_batches(
+    app: faust.App,
+    stream: faust.Stream,
+    sink: BulkSink | None,
+    max_events: int,
+    within: float,
+    handle: Callable[[Sequence[Any]], Awaitable[None]],
+) -> None:
+    """Hand ``handle`` an agent's events a batch at a time: every chunk waiting in ``sink`` (up to ``max_events`` or
+    one chunk past it), or without a sink what Faust's ``take_events`` takes (``max_events`` within ``within`` s).
+    A batch is acked once handled, also when ``handle`` raised, as ``take_events`` acks it; an agent that must not
+    lose such a batch keeps its own guard (ingest's applied offsets seek back to it)."""
+    if sink is None:
+        async for events in stream.take_events(max_events, within=within):
+            await handle(events)
+        return
+    async for chunks in sink.batches(max_events):
+        try:
+            await handle([event for chunk in chunks for event in chunk.events])
+        finally:
+            ack_chunks(app.consumer, chunks)

@@ -16,17 +16,20 @@ A batch is the fetched chunks of ``interactions`` waiting in a :class:`streams.f
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
 from streams import faults
 from streams.applied import AppliedOffsets
-from streams.faust_adapter import BulkSink, ack_chunks, flush, install_bulk
+from streams.faust_adapter import bulk_sink, consume_batches, flush
 from streams.ingest_batch import apply_batch
 from streams.kafka.offsets import first_offset_from
 from streams.quarantine import crash_counted
 
 if TYPE_CHECKING:
+    import faust
+
     from streams.app import Worker
 
 log = logging.getLogger(__name__)
@@ -45,11 +48,10 @@ def register(worker: Worker) -> None:
         AppliedOffsets(app, worker.tables.applied_offsets, partial(first_offset_from, worker.settings))
     )
     topic = worker.topics.interactions
-    sink = BulkSink() if worker.settings.app.bulk_ingest else None
-    if sink is not None:  # the consumer hands the topic's fetched records to the sink, not to the stream
-        install_bulk(app, {topic.name: sink})
+    # With a sink the consumer hands the topic's fetched records to it, not to the stream.
+    sink = bulk_sink(app, topic.name, worker.settings.app.bulk_ingest)
 
-    async def apply_events(events: list) -> None:
+    async def apply_events(events: Sequence[faust.EventT]) -> None:
         with applied.working():
             # Applied before, or Faust skipped events before it: see streams.applied.
             admitted = [event for event in events if await applied.admit(event)]
@@ -65,15 +67,8 @@ def register(worker: Worker) -> None:
     async def ingest(stream):
         with applied.working():  # read-ahead while the catalogue loads is not a gap
             await runtime.catalog_ready.wait()  # attributes come from the catalogue: read it before the first event
-        if sink is None:
-            async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-                await apply_events(events)
-            return
-        async for chunks in sink.batches(BATCH_MAX):
-            try:
-                await apply_events([event for chunk in chunks for event in chunk.events])
-            finally:  # acked even when it raised: the applied-offsets guard seeks back to what was not applied
-                ack_chunks(app.consumer, chunks)
+        # A batch is acked even when it raised: the applied-offsets guard seeks back to what was not applied.
+        await consume_batches(app, stream, sink, BATCH_MAX, BATCH_WITHIN_S, apply_events)
 
     @app.timer(WATCH_EVERY_S)
     async def watch_applied() -> None:

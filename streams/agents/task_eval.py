@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -31,7 +32,7 @@ from lettingo.user_state import UserState
 from streams import eval_jobs, metrics, tables
 from streams.edge import dead_letter
 from streams.eval_jobs import EVENT_ID_HEADER
-from streams.faust_adapter import BulkSink, ack_chunks, install_bulk
+from streams.faust_adapter import bulk_sink, consume_batches
 from streams.quarantine import crash_counted, guarded
 
 if TYPE_CHECKING:
@@ -42,32 +43,23 @@ log = logging.getLogger(__name__)
 
 def register(worker: Worker) -> None:
     """Declare the task evaluation agent on ``worker``'s app, with the pairs it has sent (this worker's memory)."""
-    app, sent = worker.app, worker.runtime.sent_pairs
+    app, sent, s = worker.app, worker.runtime.sent_pairs, worker.settings
     topic = worker.topics.rated_events
     # Ingest writes one rated event per rated interaction: through Faust's per-event stream they cost as much CPU
     # as the interaction's own ingest (bench ingest), so they take the bulk path as interactions do.
-    sink = BulkSink() if worker.settings.app.bulk_ingest else None
-    if sink is not None:
-        install_bulk(app, {topic.name: sink})
+    sink = bulk_sink(app, topic.name, s.app.bulk_ingest)
+
+    async def evaluate(events: Sequence[EventT]) -> None:
+        for at in range(0, len(events), s.eval.batch_size):  # a bulk batch may hold more events than one call scores
+            await evaluate_batch(worker, sent, events[at : at + s.eval.batch_size])
 
     @app.agent(topic.topic)  # subscribes the topic on either path
     @crash_counted
     async def task_eval(stream):
-        s = worker.settings
-        if sink is None:
-            async for events in stream.take_events(s.eval.batch_size, within=s.regen.batch_seconds):
-                await evaluate_batch(worker, sent, events)
-            return
-        async for chunks in sink.batches(s.eval.batch_size):
-            events = [event for chunk in chunks for event in chunk.events]
-            try:
-                for at in range(0, len(events), s.eval.batch_size):
-                    await evaluate_batch(worker, sent, events[at : at + s.eval.batch_size])
-            finally:  # acked even when it raised, as take_events acks a batch whose agent raised
-                ack_chunks(app.consumer, chunks)
+        await consume_batches(app, stream, sink, s.eval.batch_size, s.regen.batch_seconds, evaluate)
 
 
-async def evaluate_batch(worker: Worker, sent_pairs: SentPairs, events: list[EventT]) -> None:
+async def evaluate_batch(worker: Worker, sent_pairs: SentPairs, events: Sequence[EventT]) -> None:
     """Test the open candidates each rated event of ``events`` is a case for, in one scoring call, and send the
     rewards. The frozen reader is waited for only when there is a case: a batch without one (no open candidate,
     the common case) goes by while the reader loads. A batch with one waits for it (seconds at start-up; minutes
