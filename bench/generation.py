@@ -79,6 +79,32 @@ def measure(
     return out
 
 
+def load_generators(model_path, settings: dict) -> dict:
+    """Per setting of ``settings`` (name -> (HFGenerator options, Decoding options)): the model on the CPU and its
+    decoding."""
+    from lettingo.generators.decoding import Decoding
+    from lettingo.generators.hf import HFGenerator
+
+    path = str(model_path)
+    return {name: (HFGenerator(path, device="cpu", **kw), Decoding(**dec)) for name, (kw, dec) in settings.items()}
+
+
+def model_facts(generator, pool, max_new: int) -> dict:
+    """What both generation benchmarks report beside their speeds: the model's size, the threads, the sampling,
+    and how much of the prompts of ``pool`` is the shared prefix the cache computes once."""
+    import torch
+
+    prefix = generator._shared_prefix()  # the fast decoder's Prefix, or (ids, cache) on transformers' generate
+    return {
+        "parameters": sum(p.numel() for p in generator.model.parameters()),
+        "torch_threads": torch.get_num_threads(),
+        "max_new_tokens": max_new,
+        "temperature": 1.0,
+        "shared_prefix_tokens": 0 if prefix is None else len(prefix.ids if hasattr(prefix, "ids") else prefix[0]),
+        "prompt_tokens_median": median([len(generator.encode(p)) for p in pool]),
+    }
+
+
 def profile_batched(generator, decoding, batch, sampling) -> dict:
     """Cumulative seconds of the main parts of one batched call, under cProfile (which inflates Python-heavy
     parts such as the grounding rule somewhat)."""
@@ -103,10 +129,6 @@ def profile_batched(generator, decoding, batch, sampling) -> dict:
 
 def run(opts: Options) -> dict:
     started = time.perf_counter()
-    import torch
-
-    from lettingo.generators.decoding import Decoding
-    from lettingo.generators.hf import HFGenerator
     from lettingo.nano.build import build_nano
     from lettingo.nano.config import NanoConfig
 
@@ -115,14 +137,10 @@ def run(opts: Options) -> dict:
     max_new = 48 if opts.quick else 96
     pool = prompts(max(BATCH_SIZES))
     sampling = {"n": 1, "temperature": 1.0, "max_new_tokens": max_new, "seed": 0}
-    generators = {
-        name: (HFGenerator(str(model), device="cpu", **kw), Decoding(**dec)) for name, (kw, dec) in SETTINGS.items()
-    }
+    generators = load_generators(model, SETTINGS)
     for generator, decoding in generators.values():
         generator.generate(pool[:2], decoding=decoding, **sampling)  # warm-up: kernels, the prefix cache
-    after = generators["after"][0]
-    prefix_tokens = len(after._shared_prefix().ids)
-    prompt_tokens = [len(after.encode(p)) for p in pool]
+    facts = model_facts(generators["after"][0], pool, max_new)
     by_setting = measure(generators, pool, sampling, opts.repeats)
     profiles = {name: profile_batched(g, d, pool, sampling) for name, (g, d) in generators.items()}
     rows = []
@@ -140,11 +158,10 @@ def run(opts: Options) -> dict:
                     f"{r['batched_speedup']:.2f}",
                 ]
             )
-    params = sum(p.numel() for p in after.model.parameters())
     print_table(
-        f"generation: {model.name} ({params:,} params), CPU, {torch.get_num_threads()} threads, temperature 1.0, "
-        f"max {max_new} new tokens (medians); shared prefix {prefix_tokens} of {median(prompt_tokens):.0f} "
-        "prompt tokens (median)",
+        f"generation: {model.name} ({facts['parameters']:,} params), CPU, {facts['torch_threads']} threads, "
+        f"temperature 1.0, max {max_new} new tokens (medians); shared prefix {facts['shared_prefix_tokens']} of "
+        f"{facts['prompt_tokens_median']:.0f} prompt tokens (median)",
         ["setting", "batch", "batched prof/s", "batched tok/s", "single prof/s", "single tok/s", "batched_speedup"],
         rows,
         note=f"{opts.repeats} repeats",
@@ -169,12 +186,7 @@ def run(opts: Options) -> dict:
     figures = {
         "model": model.name,
         "nano_config": "quick" if opts.quick else "full",
-        "parameters": params,
-        "torch_threads": torch.get_num_threads(),
-        "max_new_tokens": max_new,
-        "temperature": 1.0,
-        "shared_prefix_tokens": prefix_tokens,
-        "prompt_tokens_median": median(prompt_tokens),
+        **facts,
         "batched_speedup": speedup["after"],
         "batched_speedup_before": speedup["before"],
         "batched_speedup_batch_size": largest,

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import time
 
-from bench.common import HOME, Options, median, print_table, write_result
-from bench.generation import PROFILED, SETTINGS, measure, profile_batched, prompts
+from bench.common import HOME, Options, print_table, write_result
+from bench.generation import PROFILED, SETTINGS, load_generators, measure, model_facts, profile_batched, prompts
 
 
 def smollm2_path():
@@ -26,28 +26,17 @@ def smollm2_path():
 
 def run(opts: Options) -> dict:
     started = time.perf_counter()
-    import torch
-
-    from lettingo.generators.decoding import Decoding
-    from lettingo.generators.hf import HFGenerator
-
-    path = smollm2_path()
     batch, max_new = (4, 24) if opts.quick else (16, 96)
     pool = prompts(batch)
     sampling = {"n": 1, "temperature": 1.0, "max_new_tokens": max_new, "seed": 0}
     settings = {name: SETTINGS[name] for name in ("before", "after")}
-    generators = {
-        name: (HFGenerator(str(path), device="cpu", **kw), Decoding(**dec)) for name, (kw, dec) in settings.items()
-    }
+    generators = load_generators(smollm2_path(), settings)
     for generator, decoding in generators.values():
         generator.generate(pool[:1], decoding=decoding, max_new_tokens=4)  # warm-up: kernels, the prefix cache
-    after = generators["after"][0]
-    prefix = after._shared_prefix()  # the fast decoder's Prefix, or (ids, cache) on transformers' generate
-    prefix_tokens = 0 if prefix is None else len(prefix.ids if hasattr(prefix, "ids") else prefix[0])
-    prompt_tokens = [len(after.encode(p)) for p in pool]
+    facts = model_facts(generators["after"][0], pool, max_new)
     by_setting = measure(generators, pool, sampling, opts.repeats, batch_sizes=(batch,))
-    profile = profile_batched(*generators["after"], pool, sampling)
-    params = sum(p.numel() for p in after.model.parameters())
+    generator, decoding = generators["after"]
+    profile = profile_batched(generator, decoding, pool, sampling)
     rows = []
     for name, (r,) in by_setting.items():
         med = r["medians"]
@@ -61,8 +50,9 @@ def run(opts: Options) -> dict:
             ]
         )
     print_table(
-        f"generation: SmolLM2-135M-Instruct ({params:,} params), CPU, {torch.get_num_threads()} threads, "
-        f"max {max_new} new tokens; shared prefix {prefix_tokens} of {median(prompt_tokens):.0f} prompt tokens",
+        f"generation: SmolLM2-135M-Instruct ({facts['parameters']:,} params), CPU, {facts['torch_threads']} "
+        f"threads, max {max_new} new tokens; shared prefix {facts['shared_prefix_tokens']} of "
+        f"{facts['prompt_tokens_median']:.0f} prompt tokens",
         ["setting", "batch", "batched prof/s", "single prof/s", "batched_speedup"],
         rows,
     )
@@ -74,12 +64,7 @@ def run(opts: Options) -> dict:
     )
     figures = {
         "model": "smollm2-135m-instruct",
-        "parameters": params,
-        "torch_threads": torch.get_num_threads(),
-        "max_new_tokens": max_new,
-        "temperature": 1.0,
-        "shared_prefix_tokens": prefix_tokens,
-        "prompt_tokens_median": median(prompt_tokens),
+        **facts,
         "batched_speedup": by_setting["after"][0]["batched_speedup"],
         "batched_speedup_before": by_setting["before"][0]["batched_speedup"],
         "batched_speedup_batch_size": batch,

@@ -14,21 +14,21 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 
-from bench.common import DATASET, Options, median, print_table, write_result
+from bench.common import Options, median, print_table, write_result
+from bench.ingest import load_messages
 
 BATCH = 1000  # streams.agents.ingest.BATCH_MAX
 STAGES = ("decode", "load", "apply", "outputs", "store")
 
 
 def load_payloads(n: int) -> tuple[list[bytes], dict]:
-    """The first ``n`` interactions as the worker reads them, and the catalogue as its items agent holds it."""
-    from lettingo.data import load_dataset
-    from streams.replay import to_interaction, to_item_record
+    """The first ``n`` interactions as the worker reads them (``bench.ingest``'s messages), and the catalogue as its
+    items agent holds it."""
+    from lettingo.records import Item
 
-    data = load_dataset(DATASET)
-    ratings = data.all_ratings_in_time_order()[:n]
-    catalog = {item.item_id: to_item_record(item) for item in data.items.values()}
-    return [to_interaction(data.name, r).to_bytes() for r in ratings], catalog
+    messages = load_messages(n)
+    items = (Item.from_bytes(value) for _, value in messages.items)
+    return [value for _, value in messages.interactions], {item.item_id: item for item in items}
 
 
 def one_pass(payloads: list[bytes], catalog: dict) -> dict[str, float]:
