@@ -33,7 +33,7 @@ def create_app(settings: StreamSettings) -> faust.App:
     """A Faust app for ``settings``; its data folder (one per worker process) is made here, not at import."""
     datadir = settings.path("worker", f"{settings.app.id}-{settings.web.port}").resolve()
     datadir.parent.mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    app = faust.App(
         settings.app.id,
         broker=[f"kafka://{host}" for host in settings.bootstrap.split(",")],
         broker_credentials=faust_broker_credentials(settings),  # SASL / SSL, as for the aiokafka clients
@@ -65,6 +65,8 @@ def create_app(settings: StreamSettings) -> faust.App:
         autodiscover=False,
         version=1,
     )
+    faust_adapter.tune_fetches(app, settings.app.fetch_min_bytes, settings.app.fetch_max_wait_ms)
+    return app
 
 
 @dataclass(frozen=True)

@@ -423,12 +423,30 @@ def ack_chunks(consumer: ConsumerT, chunks: list[Chunk]) -> None:
         notify(faust_consumer._waiting_for_ack)  # a revoke's wait_empty() wakes now, not at its next 1 s poll
 
 
+class _FetchTunedThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, whose aiokafka consumer fetches as its Faust consumer class says."""
+
+    def _create_worker_consumer(self, transport: Any) -> AIOKafkaConsumer:
+        created = super()._create_worker_consumer(transport)
+        tuned = cast(BulkConsumer, self.consumer)  # created by BulkConsumer._new_consumer_thread
+        # read by AIOKafkaConsumer.start() when it builds its Fetcher; Faust passes neither
+        created._fetch_min_bytes = tuned.fetch_min_bytes
+        created._fetch_max_wait_ms = tuned.fetch_max_wait_ms
+        return created
+
+
 class BulkConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer whose fetches hand the records of each bulk topic partition to the topic's sink as
     one chunk; the records of every other topic go on, one message at a time, to Faust's Fetcher loop
-    (``Consumer._drain_messages``) as Faust's own ``getmany`` yields them."""
+    (``Consumer._drain_messages``) as Faust's own ``getmany`` yields them. Its fetches wait for the data
+    :func:`tune_fetches` sets."""
 
     bulk_sinks: ClassVar[dict[str, BulkSink]] = {}  # full topic name -> sink; set per app by install_bulk
+    fetch_min_bytes: ClassVar[int] = 1  # aiokafka's default, which Faust keeps
+    fetch_max_wait_ms: ClassVar[int] = 1500  # what Faust passes
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _FetchTunedThread(self, loop=self.loop, beacon=self.beacon)
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
         # Faust's getmany (pinned by source hash in tests/test_faust_adapter.py), with the bulk topics taken out.
@@ -504,9 +522,25 @@ def install_bulk(app: faust.App, sinks: dict[str, BulkSink]) -> None:
     for sink in sinks.values():
         # typed for mode's FlowControlQueue; of a managed queue mode's flow control calls only clear()
         app.flow_control.manage_queue(cast(Any, sink))
-    transport = cast(Any, app.transport)
-    installed = transport.Consumer.bulk_sinks if issubclass(transport.Consumer, BulkConsumer) else {}
-    transport.Consumer = type("AppBulkConsumer", (BulkConsumer,), {"bulk_sinks": {**installed, **sinks}})
+    base = _app_consumer(app)
+    cast(Any, app.transport).Consumer = type("AppBulkConsumer", (base,), {"bulk_sinks": {**base.bulk_sinks, **sinks}})
+
+
+def tune_fetches(app: faust.App, min_bytes: int, max_wait_ms: int) -> None:
+    """Make each fetch of ``app``'s consumer wait, up to ``max_wait_ms``, for ``min_bytes`` of new records; before
+    ``app.consumer`` is first used. Faust leaves aiokafka's 1 byte: a trickle of events is then fetched a few
+    records per round trip, and the round trips (fetch requests in the consumer thread, Faust's fetch loop in the
+    worker's) cost far more CPU than the records."""
+    base = _app_consumer(app)
+    cast(Any, app.transport).Consumer = type(
+        "AppTunedConsumer", (base,), {"fetch_min_bytes": min_bytes, "fetch_max_wait_ms": max_wait_ms}
+    )
+
+
+def _app_consumer(app: faust.App) -> type[BulkConsumer]:
+    """The consumer class installed on ``app`` so far, or :class:`BulkConsumer`: each install subclasses it."""
+    current = cast(Any, app.transport).Consumer
+    return current if issubclass(current, BulkConsumer) else BulkConsumer
 
 
 def bulk_sink(app: faust.App, topic: str, enabled: bool) -> BulkSink | None:

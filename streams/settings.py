@@ -220,6 +220,19 @@ class AppSettings(Section):
         description="Most data the broker returns per partition in one fetch, MiB (Faust's `consumer_max_fetch_size`); "
         "at least the largest message.",
     )
+    fetch_min_bytes: int = Field(
+        65536,
+        ge=1,
+        description="New data the broker gathers before it answers a fetch of the worker's consumer (Kafka's "
+        "`fetch.min.bytes`, which Faust leaves at 1): under a trickle of events each fetch would bring a few records, "
+        "and its round trip costs the worker more CPU than they do.",
+    )
+    fetch_max_wait_ms: int = Field(
+        100,
+        ge=1,
+        description="Longest the broker holds a fetch for `fetch_min_bytes` (Kafka's `fetch.max.wait.ms`; Faust "
+        "passes 1,500): the most a trickle of events waits per topic it crosses.",
+    )
     rocksdb_write_buffer_mib: int = Field(
         8,
         ge=1,

@@ -496,3 +496,37 @@ def test_each_install_of_bulk_sinks_keeps_the_sinks_installed_before() -> None:
     consumer = app.transport.Consumer
     assert issubclass(consumer, faust_adapter.BulkConsumer)
     assert consumer.bulk_sinks == {"interactions": interactions, "rated-events": rated}
+
+
+def test_tuned_fetches_reach_the_consumer_faust_creates_and_survive_the_bulk_sinks() -> None:
+    """Faust passes aiokafka neither fetch_min_bytes (so 1 byte) nor a fetch wait of the app's choosing (1.5 s):
+    tune_fetches sets both on the aiokafka consumer Faust's consumer thread creates, with or without bulk sinks
+    installed before or after it."""
+    app = faust.App(f"adapter-fetch-{uuid.uuid4().hex[:8]}", broker="kafka://127.0.0.1:1", autodiscover=False)
+    interactions, rated = faust_adapter.BulkSink(), faust_adapter.BulkSink()
+    faust_adapter.install_bulk(app, {"interactions": interactions})
+    faust_adapter.tune_fetches(app, min_bytes=4096, max_wait_ms=50)
+    faust_adapter.install_bulk(app, {"rated-events": rated})
+    assert app.transport.Consumer.bulk_sinks == {"interactions": interactions, "rated-events": rated}
+
+    async def create() -> AIOKafkaConsumer:  # aiokafka creates its consumer inside a running loop only
+        return app.consumer._thread._create_worker_consumer(app.transport)
+
+    created = asyncio.run(create())
+    assert (created._fetch_min_bytes, created._fetch_max_wait_ms) == (4096, 50)
+
+
+def test_a_fetch_setting_set_on_an_unstarted_consumer_is_what_its_fetcher_uses(kafka_bootstrap: str) -> None:
+    """What tune_fetches relies on: aiokafka's consumer builds its Fetcher at start() from these two attributes."""
+
+    async def started_fetcher() -> tuple[int, int]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
+        consumer._fetch_min_bytes, consumer._fetch_max_wait_ms = 4096, 50
+        await consumer.start()
+        try:
+            await consumer.topics()  # a started consumer that talked to the broker (and stops cleanly)
+            return consumer._fetcher._fetch_min_bytes, consumer._fetcher._fetch_max_wait_ms
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(started_fetcher()) == (4096, 50)

@@ -81,12 +81,15 @@ def test_the_app_settings_bound_each_table_partitions_rocksdb_and_size_the_resto
 
         app_settings = {{
             "id": "bounded", "recovery_buffer": 1234, "stream_buffer": 999, "fetch_max_mib": 3,
+            "fetch_min_bytes": 16384, "fetch_max_wait_ms": 40,
             "rocksdb_write_buffer_mib": 5, "rocksdb_write_buffers": 2, "rocksdb_block_cache_mib": 7,
             "rocksdb_memtables_mib": 9,
         }}
         worker = create_worker(StreamSettings(home={str(tmp_path)!r}, app=app_settings))
         conf = worker.app.conf
         assert conf.stream_buffer_maxsize == 999 and conf.consumer_max_fetch_size == 3 * 2**20
+        consumer = worker.app.transport.Consumer
+        assert (consumer.fetch_min_bytes, consumer.fetch_max_wait_ms) == (16 * 1024, 40)
         assert worker.rocksdb.bounds == {{"block_cache": 7 * 2**20, "memtables": 9 * 2**20}}
         for table in worker.tables.all().values():
             # a standby writes in small batches whatever the restore's (tests/test_standby_buffer.py)
