@@ -13,7 +13,9 @@ Two phases on one worker. **Capacity**: the interactions of one set of users are
 goes, so the worker's regeneration queue fills; interactions per second from the first one sent to the last
 profile written are its capacity (every part of the work included). **Paced**: the interactions of other users
 are sent at :data:`LOAD` (70 %) of that rate, and latency is measured there: one profile's cost and its
-batching wait, not queueing behind a backlog.
+batching wait, not queueing behind a backlog. Both phases run twice, each on a fresh worker: as the worker ran
+before (:data:`BEFORE`) and with the defaults. Beside the latency: what the worker did while paced (share of the
+time generating, batch sizes, CPU per interaction), which says what a latency is made of.
 """
 
 from __future__ import annotations
@@ -30,13 +32,21 @@ from bench.worker import BenchWorker, remove_home
 from streams.kafka.topics import create_topics, delete_run_topics
 
 LOAD = 0.7  # paced rate, as a share of the measured capacity
+USER_WINDOW = 0.5  # share of a phase over which one user's ratings are sent
+# How the worker ran before issue 20's latency work: Faust's fetches (answered at the first byte, else held 1.5 s)
+# and a half-second regeneration batch window. Measured beside the defaults in the same run.
+MAX_RATE = 200.0  # a writer policy's capacity is far above what one paced producer sends
+BEFORE = {"app_fetch_min_bytes": 1, "app_fetch_max_wait_ms": 1500, "regen_batch_seconds": 0.5}
 
 
 def schedule(users: int, per_user: int, run: str, skip: int = 0) -> list:
     """Interactions of ``users`` users (their first ``per_user`` ratings each), each user's in order, the users
-    merged at random (seeded): in strict round-robin every user would cross the cold-start threshold, and then
-    the drift checks, in the same round, a burst of requests no input rate smooths out. The users are those
-    after the first ``skip`` of those with enough ratings."""
+    interleaved as a steady stream would bring them: each user's ratings fall at sorted random moments of a window
+    of :data:`USER_WINDOW` of the phase that starts at a random moment (seeded). Cold-start and drift fire at a
+    user's k-th rating, so when every user's ratings spanned the whole phase (as a uniform shuffle does), every
+    user's last drift checks fell in its last seconds, a burst of three times the mean request rate; in strict
+    round-robin every trigger of a kind came in one round. The users are those after the first ``skip`` of those
+    with enough ratings."""
     import random
 
     from lettingo.data import load_dataset
@@ -44,26 +54,24 @@ def schedule(users: int, per_user: int, run: str, skip: int = 0) -> list:
 
     data = load_dataset(DATASET)
     chosen = [u for u, rs in sorted(data.ratings_by_user.items()) if len(rs) >= per_user][skip : skip + users]
-    # each draw is a user with events left, in proportion to how many: a uniform random interleaving
-    order = [u for u in chosen for _ in range(per_user)]
-    random.Random(f"{skip}:{users}:{per_user}").shuffle(order)
-    taken = dict.fromkeys(chosen, 0)
-    ratings = {u: sorted(data.ratings_by_user[u], key=lambda r: (r.ts, r.item_id)) for u in chosen}
-    out = []
-    for u in order:
-        i = taken[u]
-        taken[u] += 1
-        r = ratings[u][i]
-        out.append(
-            Interaction(
-                event_id=f"{run}:{u}:{i}",
-                user_id=u,
-                item_id=r.item_id,
-                kind=InteractionKind.RATING,
-                rating=r.rating,
-                ts=0.0,
-            )
+    draw = random.Random(f"{skip}:{users}:{per_user}")
+    moments = []
+    for u in chosen:
+        start = draw.uniform(0.0, 1.0 - USER_WINDOW)
+        ratings = sorted(data.ratings_by_user[u], key=lambda r: (r.ts, r.item_id))[:per_user]
+        at = sorted(start + draw.uniform(0.0, USER_WINDOW) for _ in ratings)
+        moments += [(t, u, i, r) for i, (t, r) in enumerate(zip(at, ratings, strict=True))]
+    out = [
+        Interaction(
+            event_id=f"{run}:{u}:{i}",
+            user_id=u,
+            item_id=r.item_id,
+            kind=InteractionKind.RATING,
+            rating=r.rating,
+            ts=0.0,
         )
+        for _, u, i, r in sorted(moments, key=lambda m: m[0])
+    ]
     return out, data
 
 
@@ -149,6 +157,42 @@ def capacity(seen: list[dict], interactions: int, sent_from: float) -> dict:
     }
 
 
+def worker_meter(worker: BenchWorker) -> dict:
+    """The worker's generation counters and CPU seconds (all threads, and the main thread's: Faust's event loop)
+    now: the difference of two readings is what a phase cost."""
+    import psutil
+
+    proc = psutil.Process(worker.proc.pid) if worker.proc else None
+    cpu = proc.cpu_times() if proc else None
+    main = next((t for t in proc.threads() if t.id == proc.pid), None) if proc else None
+    return {
+        "batches": worker.counter("lettingo_generation_seconds_count"),
+        "generation_seconds": worker.counter("lettingo_generation_seconds_sum"),
+        "profiles": worker.counter("lettingo_regenerations_total"),
+        "cpu_seconds": (cpu.user + cpu.system) if cpu else 0.0,
+        "main_thread_cpu_seconds": (main.user_time + main.system_time) if main else 0.0,
+        "wall": time.time(),
+    }
+
+
+def phase_cost(before: dict, after: dict, interactions: int) -> dict:
+    """What the worker did between two :func:`worker_meter` readings: generation batches, their mean size and
+    wall time, the share of the phase spent generating, CPU seconds per wall second, and CPU ms per interaction."""
+    d = {k: after[k] - before[k] for k in before}
+    wall, batches = d["wall"], d["batches"]
+    return {
+        "seconds": wall,
+        "generation_batches": batches,
+        "profiles": d["profiles"],
+        "mean_batch": d["profiles"] / batches if batches else float("nan"),
+        "seconds_per_batch": d["generation_seconds"] / batches if batches else float("nan"),
+        "generating_share": d["generation_seconds"] / wall if wall else float("nan"),
+        "cpu_per_second": d["cpu_seconds"] / wall if wall else float("nan"),
+        "main_thread_cpu_per_second": d["main_thread_cpu_seconds"] / wall if wall else float("nan"),
+        "cpu_ms_per_interaction": 1000 * d["cpu_seconds"] / interactions,
+    }
+
+
 def latency_summary(seen: list[dict]) -> dict:
     lat = [s["record_ts"] - s["event_ts"] for s in seen]
     recv = [s["received"] - s["event_ts"] for s in seen]
@@ -159,38 +203,24 @@ def latency_summary(seen: list[dict]) -> dict:
     return {"all": lat, "received": recv, "by_reason": by_reason}
 
 
-def run(opts: Options) -> dict:
-    started = time.perf_counter()
-    # (users, ratings each) of the capacity phase, then of the paced phase (other users)
-    burst_users, users, per_user = (40, 60, 12) if opts.quick else (80, 150, 20)
-    max_rate = 200.0  # a writer policy's capacity is far above what one paced producer sends
-    settings = kafka_util.run_settings("latency")
-    if opts.quick:
-        policy = "writer:combined"
-    else:
-        from lettingo.nano.build import build_nano
-        from lettingo.nano.config import NanoConfig
-
-        policy = f"hf:{build_nano(DATASET, HOME / 'models', NanoConfig.quick())}?device=cpu"
-    overrides = {"worker_policy": policy, "explore_rate": 0, "drift_cooldown_seconds": 0}
-    run_id = uuid.uuid4().hex[:8]
-    burst, data = schedule(burst_users, per_user, f"{run_id}-capacity")
-    events, _ = schedule(users, per_user, run_id, skip=burst_users)
+def measure(settings, policy: str, burst: list, events: list, items: list, **settings_overrides: object) -> dict:
+    """The two phases on one fresh worker with ``settings_overrides``: its capacity, then latency paced at
+    :data:`LOAD` of it."""
+    overrides = {"worker_policy": policy, "explore_rate": 0, "drift_cooldown_seconds": 0, **settings_overrides}
     worker = BenchWorker(settings, **overrides)
     try:
-        from streams.replay import to_item_record
-
-        items = ((i.item_id.encode(), to_item_record(i).to_bytes()) for i in data.items.values())
 
         async def prepare() -> None:
             await create_topics(settings)
-            await kafka_util.produce_raw(settings, "items", items)
+            await kafka_util.produce_raw(settings, "items", iter(items))
 
         asyncio.run(prepare())
         worker.start()
+        before = worker_meter(worker)
         burst_seen, burst_rate, burst_from = asyncio.run(drive(settings, burst, None, drain_s=180.0))
+        burst_cost = phase_cost(before, before := worker_meter(worker), len(burst))
         cap = capacity(burst_seen, len(burst), burst_from)
-        rate = min(max_rate, LOAD * cap["interactions_per_s"])
+        rate = min(MAX_RATE, LOAD * cap["interactions_per_s"])
         print(
             f"capacity: {cap['profiles']} profiles from {len(burst)} interactions sent at {burst_rate:.0f}/s: "
             f"{cap['profiles_per_s']:.2f} profiles/s, {cap['profiles_per_interaction']:.3f} profiles/interaction, "
@@ -198,6 +228,7 @@ def run(opts: Options) -> dict:
             flush=True,
         )
         seen, achieved, _ = asyncio.run(drive(settings, events, rate, drain_s=120.0))
+        paced_cost = phase_cost(before, worker_meter(worker), len(events))
     finally:
         worker.stop()
         asyncio.run(delete_run_topics(settings))
@@ -213,29 +244,25 @@ def run(opts: Options) -> dict:
         ]
     ]
     print_table(
-        f"end-to-end latency, seconds: {len(events)} interactions of {users} users at {achieved:.1f}/s "
-        f"({LOAD:.0%} of the measured {cap['interactions_per_s']:.1f}/s), policy "
-        f"{policy.split('?')[0].rsplit('/', 1)[-1]}",
+        f"end-to-end latency, seconds: {len(events)} interactions at {achieved:.1f}/s "
+        f"({LOAD:.0%} of the measured {cap['interactions_per_s']:.1f}/s), {settings_overrides or 'the defaults'}",
         ["profiles", "n", "p50 s", "p95 s", "p99 s", "max s"],
         rows,
-        note="regen batch window 0.5 s (LETTINGO_REGEN_BATCH_SECONDS); exploration off; drift cooldown 0",
+        note=f"worker while paced: {paced_cost['generating_share']:.0%} of the time generating, mean batch "
+        f"{paced_cost['mean_batch']:.1f} in {paced_cost['seconds_per_batch']:.2f} s, "
+        f"{paced_cost['cpu_ms_per_interaction']:.1f} CPU ms per interaction",
     )
     p99 = percentile(lat, 99)
-    figures = {
+    return {
+        "worker_settings": overrides,
         "p99_seconds": p99,
-        "p99_goal_seconds": 2.0,
-        "p99_goal_met": bool(p99 <= 2.0),
-        "capacity": {**cap, "sent_per_second": burst_rate, "users": burst_users},
-        "load_share_of_capacity": LOAD,
-        "interactions": len(events),
-        "users": users,
+        "capacity": {**cap, "sent_per_second": burst_rate, "worker": burst_cost},
         "target_rate_per_second": rate,
         "achieved_rate_per_second": achieved,
-        "policy": policy,
-        "worker_settings": overrides,
         "profiles": len(seen),
         "profiles_per_interaction": len(seen) / len(events),
         "profiles_per_s_needed": achieved * len(seen) / len(events),
+        "worker_while_paced": paced_cost,
         "latency_s": {
             "p50": percentile(lat, 50),
             "p95": percentile(lat, 95),
@@ -248,6 +275,44 @@ def run(opts: Options) -> dict:
             r: {"n": len(v), "p50": percentile(v, 50), "p95": percentile(v, 95), "p99": percentile(v, 99)}
             for r, v in by_reason.items()
         },
+    }
+
+
+def run(opts: Options) -> dict:
+    started = time.perf_counter()
+    # (users, ratings each) of the capacity phase, then of the paced phase (other users)
+    burst_users, users, per_user = (40, 60, 12) if opts.quick else (80, 150, 20)
+    if opts.quick:
+        policy = "writer:combined"
+    else:
+        from lettingo.nano.build import build_nano
+        from lettingo.nano.config import NanoConfig
+
+        policy = f"hf:{build_nano(DATASET, HOME / 'models', NanoConfig.quick())}?device=cpu"
+    run_id = uuid.uuid4().hex[:8]
+    burst, data = schedule(burst_users, per_user, f"{run_id}-capacity")
+    events, _ = schedule(users, per_user, run_id, skip=burst_users)
+    from streams.replay import to_item_record
+
+    items = [(i.item_id.encode(), to_item_record(i).to_bytes()) for i in data.items.values()]
+    variants = {"before": BEFORE, "defaults": {}}
+    measured = {}
+    for name, overrides in variants.items():  # a fresh run's topics for each: one's output is not the other's
+        measured[name] = measure(kafka_util.run_settings(f"latency-{name}"), policy, burst, events, items, **overrides)
+    after = measured["defaults"]
+    p99 = after["p99_seconds"]
+    figures = {
+        "p99_seconds": p99,
+        "p99_goal_seconds": 2.0,
+        "p99_goal_met": bool(p99 <= 2.0),
+        "p99_seconds_before": measured["before"]["p99_seconds"],
+        "load_share_of_capacity": LOAD,
+        "interactions": len(events),
+        "users": users,
+        "capacity_users": burst_users,
+        "user_window_share": USER_WINDOW,
+        "policy": policy,
+        "variants": measured,
     }
     write_result("latency", opts, figures, started)
     return figures
