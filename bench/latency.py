@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -39,7 +40,7 @@ MAX_RATE = 200.0  # a writer policy's capacity is far above what one paced produ
 BEFORE = {"app_fetch_min_bytes": 1, "app_fetch_max_wait_ms": 1500, "regen_batch_seconds": 0.5}
 
 
-def schedule(users: int, per_user: int, run: str, skip: int = 0) -> list:
+def schedule(users: int, per_user: int, run: str, skip: int = 0) -> tuple[list, Any]:  # the interactions, the dataset
     """Interactions of ``users`` users (their first ``per_user`` ratings each), each user's in order, the users
     interleaved as a steady stream would bring them: each user's ratings fall at sorted random moments of a window
     of :data:`USER_WINDOW` of the phase that starts at a random moment (seeded). Cold-start and drift fire at a

@@ -230,6 +230,7 @@ class AppSettings(Section):
     fetch_max_wait_ms: int = Field(
         100,
         ge=1,
+        le=10_000,  # far below the consumer's request timeout (Faust's 90 s), which a held fetch must not reach
         description="Longest the broker holds a fetch for `fetch_min_bytes` (Kafka's `fetch.max.wait.ms`; Faust "
         "passes 1,500): the most a trickle of events waits per topic it crosses.",
     )

@@ -106,3 +106,16 @@ def test_the_app_settings_bound_each_table_partitions_rocksdb_and_size_the_resto
     assert f"write_buffer_size={5 * 2**20}" in options.replace(" ", "")
     assert "max_write_buffer_number=2" in options.replace(" ", "")
     assert f"capacity : {7 * 2**20}" in (path / "LOG").read_text()
+
+
+def test_a_fetch_wait_beyond_ten_seconds_is_refused() -> None:
+    """A fetch the broker may hold near or past the consumer's request timeout (Faust's 90 s) times out on the
+    client instead of returning; ten seconds is already longer than a trickle of events should wait."""
+    import pytest
+    from pydantic import ValidationError
+
+    from streams.settings import StreamSettings
+
+    assert StreamSettings(app={"fetch_max_wait_ms": 10_000}).app.fetch_max_wait_ms == 10_000
+    with pytest.raises(ValidationError, match="fetch_max_wait_ms"):
+        StreamSettings(app={"fetch_max_wait_ms": 600_000})
