@@ -13,8 +13,9 @@ Two phases on one worker. **Capacity**: the interactions of one set of users are
 goes, so the worker's regeneration queue fills; interactions per second from the first one sent to the last
 profile written are its capacity (every part of the work included). **Paced**: the interactions of other users
 are sent at :data:`LOAD` (70 %) of that rate, and latency is measured there: one profile's cost and its
-batching wait, not queueing behind a backlog. Both phases run twice, each on a fresh worker: as the worker ran
-before (:data:`BEFORE`) and with the defaults. Beside the latency: what the worker did while paced (share of the
+batching wait, not queueing behind a backlog. Both phases run three times, each on a fresh worker: as the worker
+ran before (:data:`BEFORE`), with the defaults but Python's GIL switch interval (:data:`SWITCH_5MS`), and with the
+defaults. Beside the latency: what the worker did while paced (share of the
 time generating, batch sizes, CPU per interaction), which says what a latency is made of.
 """
 
@@ -34,10 +35,17 @@ from streams.kafka.topics import create_topics, delete_run_topics
 
 LOAD = 0.7  # paced rate, as a share of the measured capacity
 USER_WINDOW = 0.5  # share of a phase over which one user's ratings are sent
-# How the worker ran before issue 20's latency work: Faust's fetches (answered at the first byte, else held 1.5 s)
-# and a half-second regeneration batch window. Measured beside the defaults in the same run.
 MAX_RATE = 200.0  # a writer policy's capacity is far above what one paced producer sends
-BEFORE = {"app_fetch_min_bytes": 1, "app_fetch_max_wait_ms": 1500, "regen_batch_seconds": 0.5}
+# How the worker ran before issue 20's latency work: Faust's fetches (answered at the first byte, else held 1.5 s),
+# a half-second regeneration batch window and Python's 5 ms GIL switch interval.
+BEFORE = {
+    "app_fetch_min_bytes": 1,
+    "app_fetch_max_wait_ms": 1500,
+    "regen_batch_seconds": 0.5,
+    "app_switch_interval_ms": 5.0,
+}
+# Session 13's defaults (tuned fetches, 0.05 s window) with Python's switch interval: what the GIL setting adds.
+SWITCH_5MS = {"app_switch_interval_ms": 5.0}
 
 
 def schedule(users: int, per_user: int, run: str, skip: int = 0) -> tuple[list, Any]:  # the interactions, the dataset
@@ -296,7 +304,7 @@ def run(opts: Options) -> dict:
     from streams.replay import to_item_record
 
     items = [(i.item_id.encode(), to_item_record(i).to_bytes()) for i in data.items.values()]
-    variants = {"before": BEFORE, "defaults": {}}
+    variants = {"before": BEFORE, "switch_interval_5ms": SWITCH_5MS, "defaults": {}}
     measured = {}
     for name, overrides in variants.items():  # a fresh run's topics for each: one's output is not the other's
         measured[name] = measure(kafka_util.run_settings(f"latency-{name}"), policy, burst, events, items, **overrides)
@@ -307,6 +315,7 @@ def run(opts: Options) -> dict:
         "p99_goal_seconds": 2.0,
         "p99_goal_met": bool(p99 <= 2.0),
         "p99_seconds_before": measured["before"]["p99_seconds"],
+        "p99_seconds_switch_interval_5ms": measured["switch_interval_5ms"]["p99_seconds"],
         "load_share_of_capacity": LOAD,
         "interactions": len(events),
         "users": users,

@@ -234,6 +234,14 @@ class AppSettings(Section):
         description="Longest the broker holds a fetch for `fetch_min_bytes` (Kafka's `fetch.max.wait.ms`; Faust "
         "passes 1,500): the most a trickle of events waits per topic it crosses.",
     )
+    switch_interval_ms: float = Field(
+        1.0,
+        gt=0,
+        le=100,
+        description="How long a worker thread holds Python's GIL before another may take it, ms (Python's "
+        "`sys.setswitchinterval`: 5). Generation runs in a thread beside the event loop: while a batch generates, "
+        "each wake-up of the loop (a fetch, a produce, the next requests) waits up to this long for the GIL.",
+    )
     rocksdb_write_buffer_mib: int = Field(
         8,
         ge=1,

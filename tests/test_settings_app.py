@@ -119,3 +119,44 @@ def test_a_fetch_wait_beyond_ten_seconds_is_refused() -> None:
     assert StreamSettings(app={"fetch_max_wait_ms": 10_000}).app.fetch_max_wait_ms == 10_000
     with pytest.raises(ValidationError, match="fetch_max_wait_ms"):
         StreamSettings(app={"fetch_max_wait_ms": 600_000})
+
+
+def test_the_worker_command_sets_the_gil_switch_interval_before_it_talks_to_kafka(tmp_path: Path) -> None:
+    # Generation runs in a thread beside the event loop: Python's 5 ms switch interval made every wake-up of the
+    # loop during a batch wait up to 5 ms (bench latency). The command must set it from the settings.
+    done = python(
+        """
+        import sys
+        import streams.cli.worker as cli
+
+        async def create_topics(settings):
+            print("switch interval", round(sys.getswitchinterval() * 1000, 3))
+            raise SystemExit(0)
+
+        cli.create_topics = create_topics
+        cli.worker()
+        """,
+        tmp_path,
+        LETTINGO_APP_SWITCH_INTERVAL_MS="2.5",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "switch interval 2.5" in done.stdout
+
+
+def test_a_switch_interval_outside_its_range_is_refused_in_one_line(tmp_path: Path) -> None:
+    for value in ("0", "101", "fast"):
+        done = subprocess.run(
+            [sys.executable, "-m", "streams.cli.worker"],
+            capture_output=True,
+            text=True,
+            env={
+                **{k: v for k, v in os.environ.items() if not k.startswith("LETTINGO_")},
+                "LETTINGO_HOME": str(tmp_path),
+                "LETTINGO_APP_SWITCH_INTERVAL_MS": value,
+            },
+            cwd=REPO,
+            timeout=120,
+        )
+        assert done.returncode != 0
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "LETTINGO_APP_SWITCH_INTERVAL_MS" in lines[0], (value, done.stderr)
