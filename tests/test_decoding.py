@@ -182,6 +182,22 @@ def test_grounding_allows_only_the_true_rater_kind_and_real_tags(nano: HFGenerat
     assert {",", ".", " and"} & set(after_a_tag) and not any(t[:1].isalpha() for t in after_a_tag)
 
 
+def test_a_listing_with_no_true_word_left_ends_the_row_instead_of_freeing_it(nano: HFGenerator) -> None:
+    """Sampled on an Intel CPU, a row wrote "Is hard to please with Comedy an and\ufffd.": " an" (the start of
+    " and") was allowed, then no word was left to list, and the rule left the row free. A dead end must allow
+    only the end of the row (what is served ends at its last full sentence)."""
+    from lettingo.generators.grounding import PromptFacts
+    from lettingo.prompts.profile import profile_prompt_from_entries
+
+    rule, tok = nano.grounding, nano.tokenizer
+    facts = PromptFacts.of(profile_prompt_from_entries(_generous_history()))  # liked: Action, Crime, Drama
+    for text in (" Tends to love Action, Crime, Drama an", " Tends to love Action, Crime, Drama and "):
+        banned = rule.banned(tok(text, add_special_tokens=False)["input_ids"], facts)
+        assert banned is not None, text
+        assert [t for i, t in enumerate(rule.texts) if t and not bool(banned[i])] == [], text
+        assert all(not bool(banned[i]) for i in rule.empty), text  # the row may end
+
+
 def test_grounded_decoding_states_only_true_rater_kinds_genres_and_tags(nano: HFGenerator, prompts) -> None:
     """Greedy (the served profile) and sampled: every rater kind, listed genre, tag and decade the checker reads is
     the history's; without the rule the quick nano garbles tags and contradicts the shares it states."""

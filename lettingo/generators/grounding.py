@@ -538,9 +538,14 @@ class GroundingRule:
         done = allowed.fullmatch(rest)
         if done is not None:
             ok.extend(self.empty)
-        # nothing can follow (a phrase with no true continuation, as "Often dislikes" for a user who
-        # disliked nothing): leave the row free rather than stuck
-        mask = self._mask_allowing(ok) if ok and (done is None or len(ok) > len(self.empty)) else None
+        if not ok and rest.strip():
+            # a listing begun on a path no true text completes (" an", the start of " and", with no word left to
+            # list): the row ends here, and what is served ends at its last full sentence
+            mask = self._mask_allowing(self.empty)
+        else:
+            # nothing can follow (a phrase with no true continuation, as "Often dislikes" for a user who
+            # disliked nothing): leave the row free rather than stuck
+            mask = self._mask_allowing(ok) if ok and (done is None or len(ok) > len(self.empty)) else None
         self._slot_masks[key] = mask
         if len(self._slot_masks) > SLOT_MASKS:
             self._slot_masks.popitem(last=False)
