@@ -15,8 +15,8 @@ profile written are its capacity (every part of the work included). **Paced**: t
 are sent at :data:`LOAD` (70 %) of that rate, and latency is measured there: one profile's cost and its
 batching wait, not queueing behind a backlog. Both phases run three times, each on a fresh worker: as the worker
 ran before (:data:`BEFORE`), with the defaults but Python's GIL switch interval (:data:`SWITCH_5MS`), and with the
-defaults. Beside the latency: what the worker did while paced (share of the
-time generating, batch sizes, CPU per interaction), which says what a latency is made of.
+defaults. Beside the latency: what the worker did while paced (share of the time generating, batch sizes, CPU per
+interaction), which says what a latency is made of.
 """
 
 from __future__ import annotations
@@ -36,16 +36,11 @@ from streams.kafka.topics import create_topics, delete_run_topics
 LOAD = 0.7  # paced rate, as a share of the measured capacity
 USER_WINDOW = 0.5  # share of a phase over which one user's ratings are sent
 MAX_RATE = 200.0  # a writer policy's capacity is far above what one paced producer sends
-# How the worker ran before issue 20's latency work: Faust's fetches (answered at the first byte, else held 1.5 s),
-# a half-second regeneration batch window and Python's 5 ms GIL switch interval.
-BEFORE = {
-    "app_fetch_min_bytes": 1,
-    "app_fetch_max_wait_ms": 1500,
-    "regen_batch_seconds": 0.5,
-    "app_switch_interval_ms": 5.0,
-}
 # Session 13's defaults (tuned fetches, 0.05 s window) with Python's switch interval: what the GIL setting adds.
 SWITCH_5MS = {"app_switch_interval_ms": 5.0}
+# How the worker ran before issue 20's latency work: Faust's fetches (answered at the first byte, else held 1.5 s),
+# a half-second regeneration batch window and Python's 5 ms GIL switch interval.
+BEFORE = {"app_fetch_min_bytes": 1, "app_fetch_max_wait_ms": 1500, "regen_batch_seconds": 0.5, **SWITCH_5MS}
 
 
 def schedule(users: int, per_user: int, run: str, skip: int = 0) -> tuple[list, Any]:  # the interactions, the dataset
