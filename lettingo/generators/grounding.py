@@ -458,9 +458,12 @@ class RowState:
                 continue
             rest = self.text[m.end() :]
             match = slot.allowed.fullmatch(rest, partial=True) if rest.strip() else None
-            # a slot with false openings decides each token while its sentence is as short as they are:
-            # "Often" matches, "Often dislikes" does not
-            short = slot.openings and len(rest.strip()) <= max(map(len, slot.openings))
+            # the opening slot decides each token while its sentence may still become a false opening ("Often"
+            # matches, "Often dislikes" does not); once it cannot ("Mostly watches"), nothing is left to check
+            sentence = rest.lstrip()
+            short = len(sentence.rstrip()) <= max(map(len, slot.openings), default=0) and any(
+                o.startswith(sentence) or sentence.startswith(o) for o in slot.openings
+            )
             if not rest.strip() or (match is not None and match.partial) or (short and slot.what == "opening"):
                 out.append((index, rest))
         return out
@@ -474,6 +477,12 @@ def _consistent(required: str, written: str) -> bool:
         return False
     after = written[len(required) :]
     return not (after[0].isdigit() or (after[0] == "." and len(after) > 1 and after[1].isdigit()))
+
+
+@dataclass
+class _Node:
+    children: dict[str, _Node] = field(default_factory=dict)
+    ids: list[int] = field(default_factory=list)  # the tokens whose probe ends here
 
 
 class GroundingRule:
@@ -526,16 +535,8 @@ class GroundingRule:
         if key in self._slot_masks:
             self._slot_masks.move_to_end(key)
             return self._slot_masks[key]
-        allowed, words = slot.allowed, slot.words
-        ok = []
-        for first, probes in self.probes.items():
-            if allowed.fullmatch(rest + first, partial=True) is None:
-                continue
-            for probe, ids in probes.items():
-                fits = allowed.fullmatch(rest + probe, partial=True) is not None or _finishes(allowed, rest, probe)
-                if fits and not (words and _lists_twice(rest + probe, words)):
-                    ok.extend(ids)
-        done = allowed.fullmatch(rest)
+        ok = self.fitting(slot, rest)
+        done = slot.allowed.fullmatch(rest)
         if done is not None:
             ok.extend(self.empty)
         if not ok and rest.strip():
@@ -550,6 +551,46 @@ class GroundingRule:
         if len(self._slot_masks) > SLOT_MASKS:
             self._slot_masks.popitem(last=False)
         return mask
+
+    @cached_property
+    def probe_trie(self) -> _Node:
+        """The :attr:`probes` as a trie over their characters."""
+        root = _Node()
+        for probes in self.probes.values():
+            for probe, ids in probes.items():
+                node = root
+                for char in probe:
+                    node = node.children.setdefault(char, _Node())
+                node.ids = ids
+        return root
+
+    def fitting(self, slot: TermSlot, rest: str) -> list[int]:
+        """The tokens whose text may follow ``rest`` in ``slot`` (on the way to a match of its pattern, or ending
+        it and going on) without listing a word twice.
+
+        Each token's own check is a partial match of ``rest`` and its text, or a match that ends inside its text
+        (:func:`_finishes`). Walking the :attr:`probe_trie` checks a shared beginning once: a beginning that no
+        match can start with, and no shorter one of which is a whole match, rules out every text below it. (A
+        match ending inside a text is a whole match of that text's beginning, as no slot pattern looks past its
+        end.) A listing state so checks a few hundred beginnings instead of the whole vocabulary."""
+        allowed, words, ok = slot.allowed, slot.words, []
+
+        def visit(node: _Node, text: str, matched_before: bool, dead: bool) -> None:
+            m = None if dead else allowed.fullmatch(text, partial=True)
+            if m is None and not matched_before:
+                return
+            if node.ids:
+                probe = text[len(rest) :]
+                fits = m is not None or _finishes(allowed, rest, probe)
+                if fits and not (words and _lists_twice(text, words)):
+                    ok.extend(node.ids)
+            matched = matched_before or (m is not None and not m.partial)
+            for char, child in node.children.items():
+                visit(child, text + char, matched, m is None)
+
+        for char, child in self.probe_trie.children.items():
+            visit(child, rest + char, False, False)
+        return ok
 
     @cached_property
     def digit_start(self) -> list[int]:
