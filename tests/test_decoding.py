@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from lettingo.data import LabelScheme, load_dataset, split_dataset
 from lettingo.generators import make_generator
 from lettingo.generators.decoding import OFF, Decoding, finish_text, loop_start, repeated_ngram_rate, stop_index
 from lettingo.generators.hf import HFGenerator
@@ -45,53 +44,36 @@ def test_bad_decoding_options_are_refused() -> None:
     )
 
 
-@pytest.fixture(scope="module")
-def nano(nano_model: Path) -> HFGenerator:
-    return HFGenerator(str(nano_model), device="cpu")
-
-
-@pytest.fixture(scope="module")
-def prompts(dataset_path: Path):
-    from lettingo.prompts.profile import profile_prompt
-
-    dataset = load_dataset(dataset_path)
-    labels = LabelScheme.for_scale(dataset.integer_scale)
-    return [
-        profile_prompt(c.long_history, dataset.items, labels)
-        for c in split_dataset(dataset).cases(dataset, "validation")[:24]
-    ]
-
-
-def test_served_profiles_do_not_repeat_themselves(nano: HFGenerator, prompts) -> None:
+def test_served_profiles_do_not_repeat_themselves(nano: HFGenerator, validation_prompts) -> None:
     """Judged on words: a tag the nano spells letter by letter ("comedy and dark comedy") repeats token 4-grams
     when the text is tokenized again, without repeating anything a reader sees."""
-    served = [gs[0] for gs in nano.generate(prompts, n=1, temperature=0.0, max_new_tokens=96)]
+    served = [gs[0] for gs in nano.generate(validation_prompts, n=1, temperature=0.0, max_new_tokens=96)]
     assert all(loop_start(g.text) is None for g in served)
     assert sum(g.finished for g in served) >= 0.9 * len(served)
-    report = quality_report([(p, [g.text]) for p, g in zip(prompts, served, strict=True)])
+    report = quality_report([(p, [g.text]) for p, g in zip(validation_prompts, served, strict=True)])
     assert report.well_formed >= 0.9 and report.repeated_4gram_rate == 0.0
 
 
-def test_grounded_decoding_states_the_historys_figures_and_titles(nano: HFGenerator, prompts) -> None:
+def test_grounded_decoding_states_the_historys_figures_and_titles(nano: HFGenerator, validation_prompts) -> None:
     """Sampled at temperature 1, the quick nano's stated figures are mostly made up; grounded decoding makes
     (nearly) every figure and cited title the history's own (the rest: numbers cut off at the token limit)."""
     sampling = {"n": 2, "temperature": 1.0, "max_new_tokens": 96, "seed": 3}
-    free = nano.generate(prompts, decoding=Decoding(grounded=False), **sampling)
-    grounded = nano.generate(prompts, **sampling)
-    before = quality_report([(p, [g.text for g in gs]) for p, gs in zip(prompts, free, strict=True)])
-    after = quality_report([(p, [g.text for g in gs]) for p, gs in zip(prompts, grounded, strict=True)])
+    free = nano.generate(validation_prompts, decoding=Decoding(grounded=False), **sampling)
+    grounded = nano.generate(validation_prompts, **sampling)
+    before = quality_report([(p, [g.text for g in gs]) for p, gs in zip(validation_prompts, free, strict=True)])
+    after = quality_report([(p, [g.text for g in gs]) for p, gs in zip(validation_prompts, grounded, strict=True)])
     assert after.figures_per_profile >= 0.3 and after.titles_per_profile >= 0.3  # not vacuous
     assert after.factual_consistency >= 0.85 > before.factual_consistency + 0.3
     assert after.titles_grounded == 1.0 and after.titles_sentiment_true == 1.0
 
 
-def test_without_controls_the_fast_decoder_and_generate_still_agree(nano_model: Path, prompts) -> None:
+def test_without_controls_the_fast_decoder_and_generate_still_agree(nano_model: Path, validation_prompts) -> None:
     fast = make_generator(f"hf:{nano_model}")
     slow = make_generator(f"hf:{nano_model}?decoder=generate")
     for decoding in (OFF, Decoding()):
-        a = fast.generate(prompts[:4], n=2, temperature=1.0, max_new_tokens=48, seed=7, decoding=decoding)
-        b = slow.generate(prompts[:4], n=1, temperature=0.0, max_new_tokens=48, decoding=decoding)
-        c = fast.generate(prompts[:4], n=1, temperature=0.0, max_new_tokens=48, decoding=decoding)
+        a = fast.generate(validation_prompts[:4], n=2, temperature=1.0, max_new_tokens=48, seed=7, decoding=decoding)
+        b = slow.generate(validation_prompts[:4], n=1, temperature=0.0, max_new_tokens=48, decoding=decoding)
+        c = fast.generate(validation_prompts[:4], n=1, temperature=0.0, max_new_tokens=48, decoding=decoding)
         assert [[g.text for g in gs] for gs in b] == [[g.text for g in gs] for gs in c]
         assert all(len(gs) == 2 for gs in a)
 
@@ -198,14 +180,14 @@ def test_a_listing_with_no_true_word_left_ends_the_row_instead_of_freeing_it(nan
         assert all(not bool(banned[i]) for i in rule.empty), text  # the row may end
 
 
-def test_grounded_decoding_states_only_true_rater_kinds_genres_and_tags(nano: HFGenerator, prompts) -> None:
+def test_grounded_decoding_states_only_true_rater_kinds_genres_and_tags(nano: HFGenerator, validation_prompts) -> None:
     """Greedy (the served profile) and sampled: every rater kind, listed genre, tag and decade the checker reads is
     the history's; without the rule the quick nano garbles tags and contradicts the shares it states."""
     for sampling in ({"n": 1, "temperature": 0.0}, {"n": 2, "temperature": 1.0, "seed": 3}):
-        free = nano.generate(prompts, decoding=Decoding(grounded=False), max_new_tokens=96, **sampling)
-        grounded = nano.generate(prompts, max_new_tokens=96, **sampling)
-        before = quality_report([(p, [g.text for g in gs]) for p, gs in zip(prompts, free, strict=True)])
-        after = quality_report([(p, [g.text for g in gs]) for p, gs in zip(prompts, grounded, strict=True)])
+        free = nano.generate(validation_prompts, decoding=Decoding(grounded=False), max_new_tokens=96, **sampling)
+        grounded = nano.generate(validation_prompts, max_new_tokens=96, **sampling)
+        before = quality_report([(p, [g.text for g in gs]) for p, gs in zip(validation_prompts, free, strict=True)])
+        after = quality_report([(p, [g.text for g in gs]) for p, gs in zip(validation_prompts, grounded, strict=True)])
         assert after.terms_per_profile >= 0.5, after  # not vacuous
         assert after.terms_true == 1.0 and after.titles_grounded in (None, 1.0), (sampling, after)
         assert before.terms_true < 0.95, (sampling, before)
@@ -267,7 +249,7 @@ def test_a_grounded_step_scans_only_the_end_of_a_long_completion(nano: HFGenerat
     assert len(text) > 10_000 and scanned < 2_000, scanned
 
 
-def test_a_rows_carried_state_bans_what_a_fresh_state_bans(nano: HFGenerator, prompts) -> None:
+def test_a_rows_carried_state_bans_what_a_fresh_state_bans(nano: HFGenerator, validation_prompts) -> None:
     """The state a row carries from step to step gives, at every step, the mask the whole text gives read
     afresh: on sampled profiles (grounded and not, so with wrong figures too) and on text that opens and closes
     every figure slot."""
@@ -276,16 +258,18 @@ def test_a_rows_carried_state_bans_what_a_fresh_state_bans(nano: HFGenerator, pr
     from lettingo.generators.grounding import PromptFacts, RowState
 
     rule, tok = nano.grounding, nano.tokenizer
-    sampled = nano.generate(prompts[:8], n=2, temperature=1.5, max_new_tokens=96, seed=5)
+    sampled = nano.generate(validation_prompts[:8], n=2, temperature=1.5, max_new_tokens=96, seed=5)
     free = nano.generate(
-        prompts[:8], n=1, temperature=1.5, max_new_tokens=96, seed=5, decoding=Decoding(grounded=False)
+        validation_prompts[:8], n=1, temperature=1.5, max_new_tokens=96, seed=5, decoding=Decoding(grounded=False)
     )
     written = (
         " A generous rater: average rating 4.3, likes 84% and dislikes 3% of items. Rates the 1990s best (3.2 on"
         ' average). Watched titles from 1990 to 2000. Loved "Heat (1995)". Likes 45% of Drama, dislikes 12'
     )
-    cases = [(p, g.text) for batch in (sampled, free) for p, gs in zip(prompts, batch, strict=False) for g in gs]
-    cases += [(p, written) for p in prompts[:3]]
+    cases = [
+        (p, g.text) for batch in (sampled, free) for p, gs in zip(validation_prompts, batch, strict=False) for g in gs
+    ]
+    cases += [(p, written) for p in validation_prompts[:3]]
     steps = 0
     for prompt, text in cases:
         facts = PromptFacts.of(prompt)

@@ -95,11 +95,6 @@ def test_title_constraint_masks_titles_absent_from_the_row() -> None:
 
 
 @pytest.fixture(scope="module")
-def nano(nano_model: Path) -> HFGenerator:
-    return HFGenerator(str(nano_model), device="cpu")
-
-
-@pytest.fixture(scope="module")
 def user_prompts(dataset_path: Path):
     """Real profile prompts of six users, their histories cut to different lengths."""
     dataset = load_dataset(dataset_path)

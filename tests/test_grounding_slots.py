@@ -4,30 +4,15 @@ largest costs of a profile)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from lettingo.data import LabelScheme, load_dataset, split_dataset
 from lettingo.generators.decoding import Decoding
 from lettingo.generators.hf import HFGenerator
 
 
 @pytest.fixture(scope="module")
-def nano(nano_model: Path) -> HFGenerator:
-    return HFGenerator(str(nano_model), device="cpu")
-
-
-@pytest.fixture(scope="module")
-def prompts(dataset_path: Path):
-    from lettingo.prompts.profile import profile_prompt
-
-    dataset = load_dataset(dataset_path)
-    labels = LabelScheme.for_scale(dataset.integer_scale)
-    return [
-        profile_prompt(c.long_history, dataset.items, labels)
-        for c in split_dataset(dataset).cases(dataset, "validation")[:3]
-    ]
+def prompts(validation_prompts: list) -> list:
+    return validation_prompts[:3]
 
 
 def _every_probe(rule, slot, rest: str) -> set[int]:
