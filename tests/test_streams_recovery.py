@@ -105,10 +105,10 @@ def clean_and_crashed(clean, kafka_bootstrap, tmp_path_factory, frozen_reader):
     several times while it comes, after a batch's effects and before its offsets are recorded as applied."""
     tmp = tmp_path_factory.mktemp("crashed")
     settings, log = stream_settings(kafka_bootstrap, tmp / "c"), tmp / "c.log"
-    # Early batches, while the stream is still coming: a restarted agent's seek back then races with the events
-    # Faust fetched before it and still hands out (streams.applied), more often than not. Several crashes of each
-    # agent make it (and the stall it caused) all but sure.
-    crashed = run(settings, log, frozen_reader, crash="ingest:2+3+4+5,regenerate:1+2+3")
+    # Early batches, from the first (the stream may come as one batch), while it is still coming: a restarted
+    # agent's seek back then races with the events Faust fetched before it and still hands out (streams.applied),
+    # more often than not. Several crashes of each agent make it (and the stall it caused) all but sure.
+    crashed = run(settings, log, frozen_reader, crash="ingest:1+2+3+4,regenerate:1+2+3")
     text = log.read_text(errors="replace")
     assert all(f"injected crash in {agent} at batch" in text for agent in ("ingest", "regenerate"))
     return clean, crashed
